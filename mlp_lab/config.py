@@ -1,0 +1,323 @@
+"""Typed run configuration: the schema, YAML loading, ``--set`` overrides and error reporting.
+
+This module imports nothing else of ours and no torch, so ``mlp-lab --help`` and
+``mlp-lab validate`` stay fast. Every problem in a config is collected and reported at once,
+each as one line naming the file (or the ``--set`` that caused it) and the dotted key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+
+class MLPLabError(Exception):
+    """An error in the user's input or environment: the CLI prints it and exits 2, no traceback."""
+
+    exit_code = 2
+
+
+class ConfigError(MLPLabError):
+    """One or more problems in a config, each a one-line message naming the file and key."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must never silently fall back to a default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Which dataset, where it lives, and how the training set is split into train/val."""
+
+    dataset: Literal["fashion_mnist", "mnist", "cifar10"] = "fashion_mnist"
+    root: str = "data"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 0
+    download: bool = True
+
+
+class ModelConfig(_Section):
+    """The MLP: hidden layer sizes ([] = logistic regression), activation, BatchNorm, dropout."""
+
+    hidden_sizes: list[PositiveInt] = [256, 128]
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"] = "relu"
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class OptimizerConfig(_Section):
+    """Optimizer and its settings; momentum and nesterov apply to SGD only."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class SchedulerConfig(_Section):
+    """Learning-rate schedule. Fields apply by name: cosine (warmup_epochs, min_lr),
+    step (step_size, gamma), plateau (factor, patience, min_lr); warmup applies to all."""
+
+    name: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    step_size: PositiveInt = 10
+    gamma: float = Field(0.1, gt=0, le=1)
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(2, ge=0)
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop after `patience` epochs without an improvement larger than `min_delta`."""
+
+    patience: Optional[PositiveInt] = None
+    min_delta: float = Field(0.0, ge=0)
+    monitor: Literal["val/loss", "val/acc"] = "val/loss"
+
+
+class TrainConfig(_Section):
+    """Everything about the optimisation loop."""
+
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 128
+    optimizer: OptimizerConfig = OptimizerConfig()
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    scheduler: SchedulerConfig = SchedulerConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    restore_best: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class OutputConfig(_Section):
+    """Where runs go and what they log."""
+
+    dir: str = "runs"
+    tensorboard: bool = True
+
+
+class Config(_Section):
+    """A complete, validated run configuration."""
+
+    name: str = Field("baseline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    output: OutputConfig = OutputConfig()
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; any problem is a one-line ConfigError."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError([f"{path}: file not found"])
+    if path.is_dir():
+        raise ConfigError([f"{path}: is a directory, expected a YAML file"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path}: {where}YAML syntax error: {problem}"]) from None
+    if data is None:
+        raise ConfigError([f"{path}: file is empty, expected a mapping of config keys"])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected a mapping of config keys, got {type(data).__name__}"])
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b.c=value`` into the dotted key and the value parsed as a YAML scalar/list."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not key or any(not p or not p.replace("_", "").isalnum() for p in parts):
+        raise ValueError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. train.optimizer.lr=0.01")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ValueError(f"--set {text}: value {raw!r} is not valid YAML") from None
+    return key, value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for key ``a.b.c``, creating missing mappings on the way."""
+    node = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            prefix = ".".join(parts[: i + 1])
+            raise ValueError(f"{prefix}: is a {type(child).__name__}, so it has no key {parts[i + 1]!r}")
+        node = child
+    node[parts[-1]] = value
+
+
+def deep_merge(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``delta`` merged in: nested mappings merge, anything else replaces."""
+    out = dict(base)
+    for key, value in delta.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema class that holds the last key of `loc`, for did-you-mean suggestions."""
+    cls: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        cls = ann
+    return cls
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        section = _section_at(loc)
+        msg = "unknown key"
+        if section is not None:
+            close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1)
+            if close:
+                msg += f", did you mean {_dotted(loc[:-1] + (close[0],))!r}?"
+            else:
+                msg += f" (known: {', '.join(section.model_fields)})"
+        return msg
+    msg = error["msg"]
+    if error["type"] not in ("missing",):
+        msg += f" (got {error['input']!r})"
+    return msg
+
+
+def _cross_field_errors(cfg: Config) -> list[tuple[str, str]]:
+    errors = []
+    train = cfg.train
+    if train.scheduler.warmup_epochs >= train.epochs:
+        errors.append(("train.scheduler.warmup_epochs", f"must be less than train.epochs ({train.epochs})"))
+    if train.optimizer.nesterov and (train.optimizer.name != "sgd" or train.optimizer.momentum == 0):
+        errors.append(("train.optimizer.nesterov", "needs optimizer 'sgd' with momentum > 0"))
+    if train.scheduler.min_lr >= train.optimizer.lr and train.scheduler.name in ("cosine", "plateau"):
+        errors.append(("train.scheduler.min_lr", f"must be below train.optimizer.lr ({train.optimizer.lr})"))
+    return errors
+
+
+def validate_config(data: Mapping[str, Any], source: str, override_sources: Mapping[str, str] | None = None) -> Config:
+    """Validate a raw mapping into a Config, raising one ConfigError listing every problem.
+
+    `source` names where the mapping came from (a file path); `override_sources` maps dotted
+    keys that were set by overrides to a description of the override, so each error names
+    whatever the user actually wrote.
+    """
+    override_sources = dict(override_sources or {})
+
+    def where(dotted: str) -> str:
+        for key, desc in override_sources.items():
+            if dotted == key or dotted.startswith(key + ".") or dotted.startswith(key + "[") or key.startswith(dotted + "."):
+                return desc
+        return source
+
+    try:
+        cfg = Config.model_validate(dict(data))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            dotted = _dotted(err["loc"]) or "(top level)"
+            lines.append(f"{where(dotted)}: {dotted}: {_describe(err)}")
+        raise ConfigError(lines) from None
+    cross = _cross_field_errors(cfg)
+    if cross:
+        raise ConfigError([f"{where(key)}: {key}: {msg}" for key, msg in cross])
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Load a YAML config, apply ``KEY=VALUE`` overrides, validate; report all errors at once."""
+    data = read_yaml_mapping(path)
+    errors: list[str] = []
+    sources: dict[str, str] = {}
+    for text in overrides:
+        try:
+            key, value = parse_override(text)
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        try:
+            set_dotted(data, key, value)
+        except ValueError as exc:
+            errors.append(f"--set {text}: {exc}")
+            continue
+        sources[key] = f"--set {text}"
+    try:
+        cfg = validate_config(data, str(path), sources)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """Plain (JSON/YAML-safe) dict of a config."""
+    return cfg.model_dump(mode="json")
+
+
+def config_to_yaml(cfg: BaseModel) -> str:
+    """The resolved config as YAML, in schema order."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def config_hash(cfg: Config) -> str:
+    """A short stable hash of everything that affects training results.
+
+    The run name and output settings are left out: renaming a run or turning TensorBoard off
+    does not change what is trained.
+    """
+    payload = config_to_dict(cfg)
+    payload.pop("name")
+    payload.pop("output")
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted keys: {'train': {'epochs': 3}} -> {'train.epochs': 3}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out

@@ -1,0 +1,134 @@
+"""Config schema: defaults, overrides, and errors that name the file and the dotted key."""
+
+from pathlib import Path
+
+import pytest
+
+from mlp_lab.config import (
+    Config,
+    ConfigError,
+    config_hash,
+    deep_merge,
+    flatten,
+    load_config,
+    parse_override,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def errors_of(path: Path, overrides=()) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    return info.value.errors
+
+
+def test_defaults_fill_missing_sections(tmp_path):
+    cfg = load_config(write(tmp_path, "name: x\n"))
+    assert cfg.train.optimizer.name == "adam"
+    assert cfg.train.early_stopping.patience is None
+    assert cfg.train.restore_best is True
+    assert cfg.output.dir == "runs" and cfg.output.tensorboard is True
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates_and_says_how_to_run(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("#") and f"mlp-lab run configs/{path.name}" in first
+
+
+def test_baseline_spells_out_every_field():
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "baseline.yaml").read_text())
+    assert set(flatten(raw)) == set(flatten(Config().model_dump()))
+
+
+def test_overrides_parse_yaml_values_and_create_sections(tmp_path):
+    path = write(tmp_path, "name: x\n")
+    cfg = load_config(path, ["train.optimizer.lr=0.01", "model.hidden_sizes=[512,256]",
+                             "train.early_stopping.patience=3", "model.batch_norm=true"])
+    assert cfg.train.optimizer.lr == 0.01
+    assert cfg.model.hidden_sizes == [512, 256]
+    assert cfg.train.early_stopping.patience == 3
+    assert cfg.model.batch_norm is True
+
+
+def test_all_errors_are_reported_at_once_with_file_and_key(tmp_path):
+    path = write(tmp_path, "model:\n  dropout: 1.0\n  hidden_sizes: [0]\ntrain:\n  epochs: 0\n  optimizer:\n    lr: -1\n")
+    errors = errors_of(path)
+    keys = ["model.dropout", "model.hidden_sizes[0]", "train.epochs", "train.optimizer.lr"]
+    assert len(errors) == len(keys)
+    for key in keys:
+        assert any(e.startswith(f"{path}: {key}: ") for e in errors), (key, errors)
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path):
+    errors = errors_of(write(tmp_path, "train:\n  optimiser:\n    lr: 0.1\n"))
+    assert errors == [f"{tmp_path / 'c.yaml'}: train.optimiser: unknown key, did you mean 'train.optimizer'?"]
+
+
+def test_override_errors_name_the_override(tmp_path):
+    path = write(tmp_path, "name: x\n")
+    errors = errors_of(path, ["train.optimizer.lr=-0.5", "train.optimizer.name=rmsprop", "nonsense"])
+    assert any(e.startswith("--set nonsense") for e in errors)
+    assert any(e.startswith("--set train.optimizer.lr=-0.5: train.optimizer.lr:") for e in errors)
+    assert any("train.optimizer.name" in e and "rmsprop" in e for e in errors)
+    assert len(errors) == 3
+
+
+def test_override_into_a_scalar_is_an_error(tmp_path):
+    errors = errors_of(write(tmp_path, "seed: 1\n"), ["seed.value=3"])
+    assert errors == ["--set seed.value=3: seed: is a int, so it has no key 'value'"]
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "file is empty"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("model:\n  hidden_sizes: [1, 2\n", "line 3"),
+    ],
+)
+def test_unreadable_files_give_one_clear_error(tmp_path, text, fragment):
+    errors = errors_of(write(tmp_path, text))
+    assert len(errors) == 1 and fragment in errors[0] and str(tmp_path / "c.yaml") in errors[0]
+
+
+def test_missing_file_and_directory(tmp_path):
+    assert "file not found" in errors_of(tmp_path / "nope.yaml")[0]
+    assert "is a directory" in errors_of(tmp_path)[0]
+
+
+def test_cross_field_checks(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 3\n  scheduler: {name: cosine, warmup_epochs: 3}\n"
+                           "  optimizer: {name: adam, nesterov: true}\n")
+    errors = errors_of(path)
+    assert any("train.scheduler.warmup_epochs" in e for e in errors)
+    assert any("train.optimizer.nesterov" in e for e in errors)
+
+
+def test_parse_override_rejects_malformed():
+    for text in ["=3", "a..b=1", "noequals", "a b=1"]:
+        with pytest.raises(ValueError):
+            parse_override(text)
+    assert parse_override("a.b=") == ("a.b", None)
+
+
+def test_hash_ignores_name_and_output_but_not_training_settings():
+    base = Config()
+    assert config_hash(base) == config_hash(base.model_copy(update={"name": "other"}))
+    changed = Config.model_validate({"train": {"epochs": 21}})
+    assert config_hash(base) != config_hash(changed)
+
+
+def test_deep_merge_merges_nested_mappings():
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}, "d": 1}
