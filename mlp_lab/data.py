@@ -1,0 +1,349 @@
+"""Datasets as tensors on the run's device.
+
+torchvision does the downloading and parsing; after that each split is one flattened, normalized
+float tensor plus a label tensor, so training takes index slices instead of running a per-sample
+DataLoader. Where the configured root has no copy, known local locations are searched (Debian's
+``dataset-fashion-mnist``, ``--data-dir``, ``$MLP_LAB_DATA``) before any download is tried.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision.datasets as tvd
+
+from mlp_lab.config import DataConfig, MLPLabError
+
+# Environment variable naming extra directories (os.pathsep-separated) that hold dataset files.
+DATA_ENV = "MLP_LAB_DATA"
+
+
+class DataError(MLPLabError):
+    """The dataset could not be found, downloaded or parsed."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What we need to know about one supported dataset."""
+
+    key: str
+    torchvision_class: str
+    image_shape: tuple[int, int, int]  # (channels, height, width)
+    classes: tuple[str, ...]
+    files: tuple[str, ...]  # raw file names, as torchvision expects them
+    known_dirs: tuple[str, ...] = ()
+    # sha256 of the uncompressed official train-labels file: lets us refuse a directory that
+    # holds a different dataset under the same IDX file names (MNIST vs FashionMNIST).
+    train_labels_sha256: str | None = None
+
+    @property
+    def is_idx(self) -> bool:
+        return self.key != "cifar10"
+
+
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion_mnist": DatasetSpec(
+        key="fashion_mnist",
+        torchvision_class="FashionMNIST",
+        image_shape=(1, 28, 28),
+        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        files=IDX_FILES,
+        known_dirs=("/usr/share/datasets/fashion-mnist",),
+        train_labels_sha256="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    "mnist": DatasetSpec(
+        key="mnist",
+        torchvision_class="MNIST",
+        image_shape=(1, 28, 28),
+        classes=tuple(str(i) for i in range(10)),
+        files=IDX_FILES,
+        known_dirs=("/usr/share/datasets/mnist",),
+        train_labels_sha256="65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    "cifar10": DatasetSpec(
+        key="cifar10",
+        torchvision_class="CIFAR10",
+        image_shape=(3, 32, 32),
+        classes=("airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck"),
+        files=CIFAR_FILES,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: `x` is (N, features) float32 normalized, `y` is (N,) int64 labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Describes the tensors: enough to turn a row back into an image or preprocess a new one."""
+
+    name: str
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    mean: tuple[float, ...]  # per channel, on the [0, 1] pixel scale, from the train split
+    std: tuple[float, ...]
+    source: str  # the directory the files were read from
+
+    @property
+    def in_features(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class Data:
+    """Train, validation and test splits, all on one device, plus what describes them."""
+
+    train: Split
+    val: Split
+    test: Split
+    info: DatasetInfo
+
+
+def _has_files(directory: Path, names: Iterable[str]) -> bool:
+    return all((directory / n).is_file() for n in names)
+
+
+def _has_gz_or_raw(directory: Path, names: Iterable[str]) -> bool:
+    return all((directory / n).is_file() or (directory / f"{n}.gz").is_file() for n in names)
+
+
+def _open_maybe_gz(directory: Path, name: str):
+    raw = directory / name
+    return open(raw, "rb") if raw.is_file() else gzip.open(directory / f"{name}.gz", "rb")
+
+
+def _sha256(directory: Path, name: str) -> str:
+    digest = hashlib.sha256()
+    with _open_maybe_gz(directory, name) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_idx_file(path: Path) -> None:
+    """Check an IDX file's magic number and that its size matches its header, naming the file."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(4)
+            if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] != 0x08 or not 1 <= header[3] <= 3:
+                raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number {header.hex() or 'empty'})")
+            ndim = header[3]
+            dims_raw = f.read(4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = [int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim)]
+        count = 1
+        for d in dims:
+            count *= d
+        expected = 4 + 4 * ndim + count
+        actual = path.stat().st_size
+        if actual != expected:
+            raise DataError(f"{path}: IDX header says {dims} ({expected} bytes) but the file has {actual} bytes")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+
+
+def _candidate_dirs(spec: DatasetSpec, base: Path) -> list[Path]:
+    # A user may point at the files themselves or at a folder holding one folder per dataset.
+    names = [spec.key, spec.key.replace("_", "-"), spec.torchvision_class]
+    out = [base] + [base / n for n in names] + [base / spec.torchvision_class / "raw", base / "cifar-10-batches-py"]
+    return out
+
+
+def search_locations(spec: DatasetSpec, extra_dirs: Sequence[str | Path] = ()) -> list[Path]:
+    """Directories searched, in order, when the configured root has no copy."""
+    env = [p for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p]
+    return [Path(p) for p in [*extra_dirs, *env, *spec.known_dirs]]
+
+
+def _torchvision_root(spec: DatasetSpec, root: Path) -> Path | None:
+    """The root under which torchvision finds a ready copy, or None."""
+    if spec.is_idx:
+        return root if _has_files(root / spec.torchvision_class / "raw", spec.files) else None
+    return root if _has_files(root / "cifar-10-batches-py", spec.files) else None
+
+
+def _other_dataset_in(spec: DatasetSpec, directory: Path) -> str | None:
+    """The key of another known dataset whose files `directory` holds, if it holds one."""
+    if not spec.is_idx:
+        return None
+    digest = _sha256(directory, "train-labels-idx1-ubyte")
+    for other in DATASETS.values():
+        if other.key != spec.key and other.train_labels_sha256 == digest:
+            return other.key
+    return None
+
+
+def _install_from(spec: DatasetSpec, found: Path, root: Path) -> Path:
+    """Make a copy found elsewhere loadable by torchvision; return the root to load it from."""
+    if not spec.is_idx and found.name == "cifar-10-batches-py":
+        return found.parent  # already in torchvision's layout: load it where it is
+    target = root / (spec.torchvision_class + "/raw" if spec.is_idx else "cifar-10-batches-py")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in spec.files:
+        # Write then rename, so an interrupted copy never looks like a complete dataset.
+        tmp = target / f".{name}.tmp"
+        with _open_maybe_gz(found, name) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, target / name)
+    return root
+
+
+def locate(cfg: DataConfig, extra_dirs: Sequence[str | Path] = ()) -> Path:
+    """Return a root from which torchvision loads `cfg.dataset`, finding or downloading it.
+
+    Order: the configured root; known local copies (`extra_dirs`, $MLP_LAB_DATA, Debian's
+    package directory), which are decompressed into the root; then a download if allowed.
+    Raises DataError saying where it looked and how to fix it.
+    """
+    spec = DATASETS[cfg.dataset]
+    root = Path(cfg.root)
+    ready = _torchvision_root(spec, root)
+    if ready is not None:
+        return ready
+
+    looked = [str(root)]
+    for base in search_locations(spec, extra_dirs):
+        for candidate in _candidate_dirs(spec, base):
+            looked.append(str(candidate))
+            has = _has_gz_or_raw(candidate, spec.files) if spec.is_idx else _has_files(candidate, spec.files)
+            if has:
+                other = _other_dataset_in(spec, candidate)
+                if other is not None:
+                    looked[-1] += f" (holds {other}, not {spec.key}: skipped)"
+                    continue
+                try:
+                    return _install_from(spec, candidate, root)
+                except OSError as exc:
+                    raise DataError(f"{root}: cannot copy {spec.key} from {candidate} into the data root: {exc}") from None
+
+    download_note = "download is off (data.download: false)"
+    if cfg.download:
+        try:
+            for train in (True, False):
+                getattr(tvd, spec.torchvision_class)(str(root), train=train, download=True)
+            return root
+        except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError for network faults
+            download_note = f"download failed ({str(exc).splitlines()[0]})"
+    raise DataError(
+        f"{spec.key}: no copy found and {download_note}. Looked in: {', '.join(dict.fromkeys(looked))}. "
+        f"Fix: allow download (data.download: true) with internet access, or put the files in a "
+        f"directory and pass --data-dir DIR or set {DATA_ENV}=DIR"
+        + (" (Debian/Ubuntu: apt-get install dataset-fashion-mnist)" if spec.key == "fashion_mnist" else "")
+    )
+
+
+def _read_raw(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, C, H, W) and int64 labels, parsed by torchvision."""
+    if spec.is_idx:
+        raw = root / spec.torchvision_class / "raw"
+        prefix = "train" if train else "t10k"
+        for kind in ("images-idx3", "labels-idx1"):
+            check_idx_file(raw / f"{prefix}-{kind}-ubyte")
+        ds = getattr(tvd, spec.torchvision_class)(str(root), train=train, download=False)
+        images = ds.data.unsqueeze(1)
+        labels = ds.targets.long()
+    else:
+        try:
+            ds = LocalCIFAR10(str(root), train=train, download=False)
+        except Exception as exc:  # a corrupt pickle raises whatever pickle or numpy raises
+            raise DataError(f"{root / 'cifar-10-batches-py'}: cannot parse the CIFAR-10 batches: {exc}") from None
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        labels = torch.as_tensor(ds.targets, dtype=torch.long)
+    if images.shape[1:] != spec.image_shape or images.shape[0] != labels.shape[0]:
+        raise DataError(f"{root}: {spec.key} images have shape {tuple(images.shape)} and {labels.shape[0]} labels")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= len(spec.classes)):
+        raise DataError(f"{root}: {spec.key} labels outside 0..{len(spec.classes) - 1}")
+    return images, labels
+
+
+class LocalCIFAR10(tvd.CIFAR10):
+    """torchvision's CIFAR10, checking that the batch files exist rather than their md5, so a
+    copy prepared elsewhere (or a test fixture in the real pickled format) loads. Downloads
+    still go through torchvision's own checked archive."""
+
+    train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
+    meta = {**tvd.CIFAR10.meta, "md5": None}
+
+
+def split_indices(n: int, val_fraction: float, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and val indices: a permutation seeded by `split_seed` alone, so every run of a
+    dataset gets the same split whatever its training seed."""
+    generator = torch.Generator().manual_seed(split_seed)
+    perm = torch.randperm(n, generator=generator)
+    n_val = max(1, round(n * val_fraction))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), on the [0, 1] scale."""
+    x = images.to(torch.float64).div_(255.0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-8)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def to_features(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalized float32 (N, C*H*W)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ((images.to(torch.float32) / 255.0 - m) / s).flatten(1)
+
+
+def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: Sequence[str | Path] = ()) -> Data:
+    """Find the dataset, parse it with torchvision, split, normalize, and put it on `device`."""
+    spec = DATASETS[cfg.dataset]
+    root = locate(cfg, extra_dirs)
+    try:
+        train_images, train_labels = _read_raw(spec, root, train=True)
+        test_images, test_labels = _read_raw(spec, root, train=False)
+    except DataError:
+        raise
+    except Exception as exc:  # torchvision's parser asserts on malformed files
+        raise DataError(f"{root}: cannot parse {spec.key}: {type(exc).__name__}: {exc}") from None
+    if train_labels.numel() < 2:
+        raise DataError(f"{root}: {spec.key} has {train_labels.numel()} training examples, too few to split")
+    train_idx, val_idx = split_indices(train_labels.shape[0], cfg.val_fraction, cfg.split_seed)
+    mean, std = channel_stats(train_images[train_idx])
+    info = DatasetInfo(spec.key, spec.classes, spec.image_shape, mean, std, str(root))
+
+    def make(images: torch.Tensor, labels: torch.Tensor) -> Split:
+        return Split(to_features(images, mean, std).to(device), labels.to(device))
+
+    return Data(
+        train=make(train_images[train_idx], train_labels[train_idx]),
+        val=make(train_images[val_idx], train_labels[val_idx]),
+        test=make(test_images, test_labels),
+        info=info,
+    )

@@ -1,0 +1,77 @@
+"""The ParameterizedMLP: every architecture an ablation needs from one class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mlp_lab.config import ModelConfig
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+class ParameterizedMLP(nn.Module):
+    """Per hidden layer: Linear -> [BatchNorm1d] -> activation -> [Dropout]; then Linear to logits.
+
+    With no hidden layers this is multinomial logistic regression. Inputs may be images of any
+    shape; they are flattened to `in_features`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int],
+        num_classes: int,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
+        # Kept so a checkpoint can rebuild the exact model (nanoGPT's `model_args`).
+        self.model_args = dict(
+            in_features=in_features,
+            hidden_sizes=list(hidden_sizes),
+            num_classes=num_classes,
+            activation=activation,
+            batch_norm=batch_norm,
+            dropout=dropout,
+        )
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden_sizes:
+            # BatchNorm's shift makes the Linear bias redundant.
+            layers.append(nn.Linear(width, size, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, in_features: int, num_classes: int) -> "ParameterizedMLP":
+        """Build the model a config describes for a dataset of the given shape."""
+        return cls(in_features, cfg.hidden_sizes, num_classes, cfg.activation, cfg.batch_norm, cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters (all, or only those that require gradients)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def penalized_weights(self) -> list[torch.Tensor]:
+        """The Linear weight matrices: what L1/L2 penalties apply to (not biases, not BatchNorm)."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]

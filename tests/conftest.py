@@ -1,0 +1,96 @@
+"""Shared fixtures: tiny synthetic datasets written in the real on-disk formats, tiny configs."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlp_lab.config import Config, validate_config
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Write a uint8 array as an IDX file (the MNIST format), gzipped like the official files."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def synthetic_images(n: int, rng: np.random.Generator, channels: int = 1, size: int = 28, classes: int = 10):
+    """Learnable images: class k lights up its own horizontal band; the rest is noise."""
+    labels = rng.integers(0, classes, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, channels, size, size)).astype(np.uint8)
+    band = size // classes
+    for i, k in enumerate(labels):
+        images[i, :, k * band:(k + 1) * band, :] = rng.integers(150, 256, (channels, band, size))
+    return images, labels
+
+
+def write_idx_dataset(directory: Path, n_train: int = 600, n_test: int = 200, seed: int = 0,
+                      compress: bool = True) -> Path:
+    """The four MNIST-style IDX files, flat in `directory` (Debian's layout)."""
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images, labels = synthetic_images(n, rng)
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images[:, 0], compress)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels, compress)
+    return directory
+
+
+def write_cifar_dataset(root: Path, per_batch: int = 60, n_test: int = 100, seed: int = 0) -> Path:
+    """CIFAR-10 in torchvision's `cifar-10-batches-py/` layout: pickled dicts, uint8 N x 3072."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        images, labels = synthetic_images(n_test if name == "test_batch" else per_batch, rng, channels=3, size=32)
+        batch = {"batch_label": name, "labels": [int(v) for v in labels], "data": images.reshape(len(labels), -1),
+                 "filenames": [f"{name}_{i}.png" for i in range(len(labels))]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+            "num_cases_per_batch": per_batch, "num_vis": 3072}
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump(meta, f)
+    return root
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    """A flat directory holding four gzipped synthetic IDX files."""
+    return write_idx_dataset(tmp_path / "idx")
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Factory for a small, fast config over the synthetic IDX data (found through $MLP_LAB_DATA)."""
+    monkeypatch.setenv("MLP_LAB_DATA", str(idx_dir))
+
+    def make(**sections) -> Config:
+        raw = {
+            "name": "tiny",
+            "seed": 0,
+            "data": {"dataset": "mnist", "root": str(tmp_path / "data"), "download": False, "val_fraction": 0.2},
+            "model": {"hidden_sizes": [32], "dropout": 0.1},
+            "train": {"epochs": 4, "batch_size": 32, "device": "cpu"},
+            "output": {"dir": str(tmp_path / "runs"), "tensorboard": False},
+        }
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                raw[key] = {**raw.get(key, {}), **value}
+            else:
+                raw[key] = value
+        return validate_config(raw, "tiny.yaml")
+
+    return make
