@@ -1,0 +1,111 @@
+"""Run directories: the files a run writes, written atomically, and read back.
+
+A run directory describes itself: ``config.yaml`` (resolved), ``metrics.csv`` (one row per
+epoch), ``summary.json`` (the outcome), ``checkpoints/{best,last}.pt`` and TensorBoard events.
+Everything a report shows is rebuilt from these files alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pt"
+LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
+
+METRIC_COLUMNS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "seconds")
+# Columns that measure time and so differ between otherwise identical runs.
+TIMING_COLUMNS = ("seconds",)
+
+
+def fresh_run_dir(output_dir: str | Path, name: str) -> tuple[Path, bool]:
+    """A run directory under `output_dir` that does not exist yet: `name`, else `name-2`, ...
+
+    Returns the path and whether the name had to change. The directory is created here, so
+    two processes asking at once cannot get the same one.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    candidate, n = output_dir / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate, n > 1
+        except FileExistsError:
+            n += 1
+            candidate = output_dir / f"{name}-{n}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file so that a reader (or a crash) sees either the old or the new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Text version of `atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same directory, fsync, then rename over `path`."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write pretty-printed JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def metrics_csv_text(history: list[dict[str, Any]]) -> str:
+    """The per-epoch history as CSV text with METRIC_COLUMNS."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """metrics.csv as a list of rows with numeric values (epoch as int)."""
+    with open(Path(run_dir) / METRICS_FILE, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]

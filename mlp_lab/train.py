@@ -1,0 +1,543 @@
+"""The seeded trainer: one run from a Config to a run directory and a summary dict.
+
+The whole dataset sits on the device; each epoch shuffles with a permutation seeded by
+(seed, epoch) and takes index slices. Metrics accumulate on the device and are read once per
+epoch, so the hot loop never waits on the host. ``checkpoints/last.pt`` holds everything a
+resume needs, so an interrupted run continues to the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mlp_lab import rundir
+from mlp_lab.config import (
+    Config,
+    EarlyStoppingConfig,
+    MLPLabError,
+    OptimizerConfig,
+    SchedulerConfig,
+    config_hash,
+    config_to_dict,
+    config_to_yaml,
+    flatten,
+)
+from mlp_lab.data import Data, Split, load_data
+from mlp_lab.model import ParameterizedMLP
+
+CHECKPOINT_VERSION = 1
+EVAL_BATCH_SIZE = 8192
+
+
+class TrainingDiverged(MLPLabError):
+    """The loss became NaN or infinite; the run stopped and summary.json records where."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped at a batch boundary on request; last.pt holds the state to resume."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        super().__init__(f"interrupted; resume with: mlp-lab run --resume {run_dir}")
+
+
+class CheckpointError(MLPLabError):
+    """A checkpoint is missing, truncated, foreign or does not fit the model."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a user error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MLPLabError("train.device: 'cuda' was requested but no CUDA GPU is available (use 'auto' or 'cpu')")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch, and make torch pick deterministic kernels."""
+    # cuBLAS needs this set before its first use to be deterministic.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The shuffle order of one epoch, a function of (seed, epoch) alone: resuming needs no state."""
+    mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return torch.randperm(n, generator=torch.Generator().manual_seed(mixed)).to(device)
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    """Batches per epoch. A last batch of a single example is dropped: BatchNorm cannot train on it."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest > 1 else 0)
+
+
+def lr_at(cfg: SchedulerConfig, base_lr: float, step: int, steps_per_epoch: int, epochs: int) -> float:
+    """Learning rate at optimizer step `step` (0-based) for the stateless schedules.
+
+    Linear warmup over `warmup_epochs`, then constant, cosine down to `min_lr`, or step decay
+    by `gamma` every `step_size` epochs. 'plateau' is constant here; the trainer scales it.
+    """
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    if cfg.name == "cosine":
+        progress = (step - warmup) / max(1, epochs * steps_per_epoch - warmup)
+        return cfg.min_lr + 0.5 * (base_lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    if cfg.name == "step":
+        return base_lr * cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
+    return base_lr
+
+
+def _improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    if best is None:
+        return math.isfinite(value)
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks the monitored metric: the best value, its epoch, and epochs without improvement."""
+
+    patience: int | None
+    min_delta: float
+    mode: str  # "min" or "max"
+    best: float | None = None
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: EarlyStoppingConfig) -> "EarlyStopping":
+        return cls(cfg.patience, cfg.min_delta, "min" if cfg.monitor == "val/loss" else "max")
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record one epoch's value; True when it improved on the best by more than min_delta."""
+        if _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch, self.epochs_without_improvement = value, epoch, 0
+            return True
+        self.epochs_without_improvement += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.epochs_without_improvement >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch,
+                "epochs_without_improvement": self.epochs_without_improvement}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+        self.best_epoch = state["best_epoch"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+
+
+@dataclass
+class Plateau:
+    """Reduce-on-plateau as a scale on the scheduled LR, so it composes with warmup."""
+
+    factor: float
+    patience: int
+    mode: str
+    best: float | None = None
+    bad_epochs: int = 0
+    scale: float = 1.0
+
+    def update(self, value: float) -> None:
+        if _improved(value, self.best, self.mode, 0.0):
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.scale *= self.factor
+            self.bad_epochs = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs, self.scale = state["best"], state["bad_epochs"], state["scale"]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (with momentum/nesterov) over all model parameters."""
+    params = model.parameters()
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def weight_penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:
+    """l1 * sum|w| + l2 * sum w^2 over weight matrices; None when both are zero."""
+    penalty = None
+    if l1 > 0:
+        penalty = l1 * sum(w.abs().sum() for w in weights)
+    if l2 > 0:
+        term = l2 * sum(w.pow(2).sum() for w in weights)
+        penalty = term if penalty is None else penalty + term
+    return penalty
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on `split`, in eval mode, in large batches."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=split.x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=split.x.device, dtype=torch.long)
+    for start in range(0, len(split), batch_size):
+        logits = model(split.x[start:start + batch_size])
+        y = split.y[start:start + batch_size]
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = max(1, len(split))
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # numpy's state holds an ndarray; as plain ints it loads with weights_only=True.
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
+    """Load an mlp-lab checkpoint safely (weights_only=True), checking it is the expected kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, disallowed globals...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable mlp-lab checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != f"mlp-lab/{kind}":
+        raise CheckpointError(f"{path}: not an mlp-lab {kind} checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported")
+    return ckpt
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """Load a state dict, turning an architecture mismatch into a clear CheckpointError."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit this model ({first[:200]})") from None
+
+
+@dataclass
+class _Progress:
+    """Where training stands; saved in last.pt."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # completed steps within the current epoch (non-zero only after an interrupt)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0  # seconds of training so far, across resumes
+    finished: bool = False
+    stopped_early: bool = False
+    partial: dict[str, Any] | None = None  # the current epoch's metric sums, after an interrupt
+
+
+class Trainer:
+    """Trains one config into one run directory. Use `train()` unless you need the pieces."""
+
+    def __init__(self, config: Config, run_dir: str | Path, data: Data | None = None,
+                 data_dirs: tuple[str, ...] = ()):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(config.train.device)
+        seed_everything(config.seed)
+        self.data = data if data is not None else load_data(config.data, self.device, data_dirs)
+        if self.data.train.x.device.type != self.device.type:
+            raise MLPLabError(f"data is on {self.data.train.x.device}, the run wants {self.device}")
+        info = self.data.info
+        # The model is built right after seeding so its initial weights depend on the seed alone.
+        torch.manual_seed(config.seed)
+        self.model = ParameterizedMLP.from_config(config.model, info.in_features, info.num_classes).to(self.device)
+        self.optimizer = build_optimizer(self.model, config.train.optimizer)
+        es = config.train.early_stopping
+        self.stopper = EarlyStopping.from_config(es)
+        sched = config.train.scheduler
+        self.plateau = Plateau(sched.factor, sched.patience, self.stopper.mode) if sched.name == "plateau" else None
+        self.progress = _Progress()
+        self.hash = config_hash(config)
+        self.steps_per_epoch = num_batches(len(self.data.train), config.train.batch_size)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _data_meta(self) -> dict[str, Any]:
+        info = self.data.info
+        return {"dataset": info.name, "classes": list(info.classes), "image_shape": list(info.image_shape),
+                "mean": list(info.mean), "std": list(info.std)}
+
+    def save_last(self) -> None:
+        p = self.progress
+        rundir.atomic_torch_save({
+            "kind": "mlp-lab/last", "version": CHECKPOINT_VERSION, "config_hash": self.hash,
+            "config": config_to_dict(self.config), "model_args": self.model.model_args,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "plateau": self.plateau.state_dict() if self.plateau else None,
+            "early_stopping": self.stopper.state_dict(), "rng": _rng_state(),
+            "epoch": p.epoch, "step": p.step, "history": p.history, "elapsed": p.elapsed,
+            "finished": p.finished, "stopped_early": p.stopped_early, "partial": p.partial,
+        }, self.run_dir / rundir.LAST_CHECKPOINT)
+
+    def save_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        rundir.atomic_torch_save({
+            "kind": "mlp-lab/best", "version": CHECKPOINT_VERSION, "config_hash": self.hash,
+            "config": config_to_dict(self.config), "model_args": self.model.model_args,
+            "model": self.model.state_dict(), "epoch": epoch, "metrics": metrics, "data": self._data_meta(),
+        }, self.run_dir / rundir.BEST_CHECKPOINT)
+
+    def restore(self) -> None:
+        """Continue from checkpoints/last.pt (same config required)."""
+        path = self.run_dir / rundir.LAST_CHECKPOINT
+        ckpt = load_checkpoint(path, "last")
+        if ckpt.get("config_hash") != self.hash:
+            raise CheckpointError(f"{path}: was written for a different config; start a new run instead")
+        load_weights(self.model, ckpt["model"], path)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.stopper.load_state_dict(ckpt["early_stopping"])
+            if self.plateau:
+                self.plateau.load_state_dict(ckpt["plateau"])
+            _set_rng_state(ckpt["rng"])
+            self.progress = _Progress(
+                epoch=ckpt["epoch"], step=ckpt["step"], history=list(ckpt["history"]),
+                elapsed=ckpt["elapsed"], finished=ckpt["finished"], stopped_early=ckpt["stopped_early"],
+                partial=ckpt["partial"],
+            )
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: incomplete or inconsistent resume state ({exc})") from None
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _set_lr(self, global_step: int) -> float:
+        cfg = self.config.train
+        lr = lr_at(cfg.scheduler, cfg.optimizer.lr, global_step, self.steps_per_epoch, cfg.epochs)
+        if self.plateau:
+            lr = max(cfg.scheduler.min_lr, lr * self.plateau.scale)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _train_epoch(self, should_stop: Callable[[], bool] | None) -> dict[str, float]:
+        """One pass over the training split, resuming mid-epoch if an interrupt left it there."""
+        cfg, p = self.config.train, self.progress
+        train = self.data.train
+        perm = epoch_permutation(len(train), self.config.seed, p.epoch, self.device)
+        weights = self.model.penalized_weights()
+        if p.partial is not None:
+            loss_sum, correct, seen, lr0 = (p.partial["loss_sum"].to(self.device), p.partial["correct"].to(self.device),
+                                            p.partial["seen"], p.partial["lr"])
+        else:
+            loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+            correct = torch.zeros((), device=self.device, dtype=torch.long)
+            seen, lr0 = 0, None
+        self.model.train()
+        bs = cfg.batch_size
+        for step in range(p.step, self.steps_per_epoch):
+            if should_stop is not None and should_stop():
+                p.step, p.partial = step, {"loss_sum": loss_sum.cpu(), "correct": correct.cpu(), "seen": seen, "lr": lr0}
+                raise TrainingInterrupted(self.run_dir)
+            lr = self._set_lr(p.epoch * self.steps_per_epoch + step)
+            lr0 = lr if lr0 is None else lr0
+            idx = perm[step * bs:(step + 1) * bs]
+            x, y = train.x[idx], train.y[idx]
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            penalty = weight_penalty(weights, cfg.l1, cfg.l2)
+            objective = loss if penalty is None else loss + penalty
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            self.optimizer.step()
+            # Accumulate on the device: no host sync per step.
+            loss_sum += loss.detach().double() * y.shape[0]
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += y.shape[0]
+        p.step, p.partial = 0, None
+        return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen), "lr": lr0}
+
+    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+            should_stop: Callable[[], bool] | None = None, writer=None) -> None:
+        """Train until the epochs run out or early stopping fires; checkpoint every epoch."""
+        cfg, p = self.config.train, self.progress
+        while not p.finished:
+            started = time.perf_counter()
+            record = {"epoch": p.epoch + 1, **self._train_epoch(should_stop)}
+            record["val/loss"], record["val/acc"] = evaluate(self.model, self.data.val)
+            record["seconds"] = time.perf_counter() - started
+            record = {k: record[k] for k in rundir.METRIC_COLUMNS}
+            if not all(math.isfinite(record[k]) for k in ("train/loss", "val/loss")):
+                self._fail(record)
+            p.epoch += 1
+            p.elapsed += record["seconds"]
+            p.history.append(record)
+            monitored = record[cfg.early_stopping.monitor]
+            if self.stopper.update(monitored, p.epoch):
+                self.save_best(p.epoch, {k: record[k] for k in ("val/loss", "val/acc", "train/loss", "train/acc")})
+            if self.plateau:
+                self.plateau.update(monitored)
+            p.stopped_early = self.stopper.should_stop and p.epoch < cfg.epochs
+            p.finished = p.epoch >= cfg.epochs or self.stopper.should_stop
+            self.save_last()
+            rundir.atomic_write_text(self.run_dir / rundir.METRICS_FILE, rundir.metrics_csv_text(p.history))
+            if writer is not None:
+                for key in ("train/loss", "val/loss", "train/acc", "val/acc", "lr"):
+                    writer.add_scalar(key, record[key], p.epoch)
+                writer.flush()
+            if on_epoch is not None:
+                on_epoch({**record, "epochs": cfg.epochs, "best_epoch": self.stopper.best_epoch})
+
+    def _fail(self, record: dict[str, Any]) -> None:
+        """Record a diverged run in summary.json and stop; best.pt and last.pt stay as they were."""
+        epoch = record["epoch"]
+        message = (f"loss became {record['train/loss'] if not math.isfinite(record['train/loss']) else record['val/loss']} "
+                   f"in epoch {epoch}: training diverged (try a lower train.optimizer.lr, now {self.config.train.optimizer.lr})")
+        summary = self._summary_base()
+        summary.update({"status": "diverged", "error": message, "failed_epoch": epoch,
+                        "epochs_run": self.progress.epoch, "best_epoch": self.stopper.best_epoch or None})
+        rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
+        raise TrainingDiverged(f"{self.run_dir}: {message}")
+
+    def _summary_base(self) -> dict[str, Any]:
+        return {
+            "name": self.config.name, "seed": self.config.seed, "config_hash": self.hash,
+            "dataset": self.data.info.name, "data_source": self.data.info.source,
+            "num_parameters": self.model.num_parameters(), "device": str(self.device),
+            "torch_version": torch.__version__, "monitor": self.config.train.early_stopping.monitor,
+        }
+
+    def finish(self, writer=None) -> dict[str, Any]:
+        """Restore the best weights (if configured), evaluate on test, write summary.json."""
+        p = self.progress
+        best_path = self.run_dir / rundir.BEST_CHECKPOINT
+        restored = False
+        if self.config.train.restore_best and best_path.exists():
+            load_weights(self.model, load_checkpoint(best_path, "best")["model"], best_path)
+            restored = True
+        test_loss, test_acc = evaluate(self.model, self.data.test)
+        best = p.history[self.stopper.best_epoch - 1] if self.stopper.best_epoch else p.history[-1]
+        summary = self._summary_base()
+        summary.update({
+            "status": "completed",
+            "best_epoch": best["epoch"],
+            "best/val_loss": best["val/loss"],
+            "best/val_acc": best["val/acc"],
+            "test/loss": test_loss,
+            "test/acc": test_acc,
+            "test_weights": "best" if restored else "last",
+            "epochs_run": p.epoch,
+            "epochs_planned": self.config.train.epochs,
+            "stopped_early": p.stopped_early,
+            "wall_time_s": round(p.elapsed, 3),
+        })
+        rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
+        if writer is not None:
+            _write_hparams(writer, self.config, summary, p.epoch)
+        return summary
+
+
+def _hparam_value(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _write_hparams(writer, config: Config, summary: dict[str, Any], step: int) -> None:
+    """HParams for this run, with its real final metrics logged as scalars under the same tags."""
+    from torch.utils.tensorboard.summary import hparams
+
+    metrics = {k: summary[k] for k in ("test/acc", "test/loss", "best/val_acc", "best/val_loss")}
+    for key, value in metrics.items():
+        writer.add_scalar(key, value, step)
+    flat = {k: _hparam_value(v) for k, v in flatten(config_to_dict(config)).items() if not k.startswith("output.")}
+    flat["epochs_run"] = summary["epochs_run"]
+    # Written into this run's own event file (not add_hparams' extra sub-run), so the HParams
+    # tab links each row to this run's scalars.
+    exp, ssi, sei = hparams(flat, metrics)
+    for item in (exp, ssi, sei):
+        writer.file_writer.add_summary(item)
+    writer.flush()
+
+
+def train(
+    config: Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    data: Data | None = None,
+    data_dirs: tuple[str, ...] = (),
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train `config` into `run_dir` and return the summary (also written to summary.json).
+
+    With `resume`, continue from `run_dir/checkpoints/last.pt`; a finished run just returns
+    its summary. `should_stop` is polled at batch boundaries: when it returns True, last.pt is
+    written and TrainingInterrupted is raised.
+    """
+    run_dir = Path(run_dir)
+    summary_path = run_dir / rundir.SUMMARY_FILE
+    if resume and summary_path.exists():
+        summary = rundir.read_json(summary_path)
+        if summary.get("status") == "completed":
+            return summary
+    if not resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
+        raise MLPLabError(f"{run_dir}: already holds a run; resume it with --resume or pick another directory")
+    trainer = Trainer(config, run_dir, data=data, data_dirs=data_dirs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
+        trainer.restore()
+    rundir.atomic_write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
+    writer = None
+    if config.output.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a crashed attempt wrote past the resumed epoch.
+        writer = SummaryWriter(log_dir=str(run_dir), purge_step=trainer.progress.epoch + 1)
+    try:
+        trainer.fit(on_epoch=on_epoch, should_stop=should_stop, writer=writer)
+        return trainer.finish(writer=writer)
+    except TrainingInterrupted:
+        trainer.save_last()
+        raise
+    finally:
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,194 @@
+"""Trainer on a small synthetic problem: learning, early stopping, best weights, determinism, resume."""
+
+import math
+
+import pytest
+import torch
+
+from mlp_lab import rundir
+from mlp_lab.config import SchedulerConfig
+from mlp_lab.data import load_data
+from mlp_lab.model import ParameterizedMLP
+from mlp_lab.train import (
+    CheckpointError,
+    EarlyStopping,
+    TrainingDiverged,
+    TrainingInterrupted,
+    evaluate,
+    load_checkpoint,
+    lr_at,
+    train,
+    weight_penalty,
+)
+
+
+def metrics_without_timing(run_dir):
+    return [{k: v for k, v in row.items() if k not in rundir.TIMING_COLUMNS} for row in rundir.read_metrics(run_dir)]
+
+
+def test_loss_falls_and_run_directory_describes_itself(tiny_config, tmp_path):
+    cfg = tiny_config()
+    summary = train(cfg, tmp_path / "run")
+    rows = rundir.read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"]
+    assert summary["test/acc"] > 0.8  # the synthetic classes are easy
+    for name in ("config.yaml", "metrics.csv", "summary.json", "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    on_disk = rundir.read_json(tmp_path / "run" / "summary.json")
+    assert on_disk == summary
+    for key in ("best_epoch", "best/val_acc", "best/val_loss", "test/loss", "test/acc", "epochs_run",
+                "stopped_early", "num_parameters", "wall_time_s", "seed", "device", "torch_version"):
+        assert key in summary, key
+    assert summary["num_parameters"] == 784 * 32 + 32 + 32 * 10 + 10
+
+
+def test_same_seed_gives_identical_metrics(tiny_config, tmp_path):
+    cfg = tiny_config()
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    assert metrics_without_timing(tmp_path / "a") == metrics_without_timing(tmp_path / "b")
+    other = train(tiny_config(seed=1), tmp_path / "c")
+    assert metrics_without_timing(tmp_path / "c") != metrics_without_timing(tmp_path / "a")
+    assert other["seed"] == 1
+
+
+def test_early_stopping_stops_patience_epochs_after_the_last_improvement(tiny_config, tmp_path):
+    # min_delta is so large that only the first epoch counts as an improvement.
+    cfg = tiny_config(train={"epochs": 10, "batch_size": 32, "device": "cpu",
+                             "early_stopping": {"patience": 2, "min_delta": 100.0}})
+    summary = train(cfg, tmp_path / "run")
+    assert summary["best_epoch"] == 1
+    assert summary["epochs_run"] == 3
+    assert summary["stopped_early"] is True
+    assert len(rundir.read_metrics(tmp_path / "run")) == 3
+
+
+def test_early_stopping_counter():
+    stopper = EarlyStopping(patience=2, min_delta=0.1, mode="min")
+    improved = [stopper.update(v, e) for e, v in enumerate([1.0, 0.95, 0.85, 0.9, 0.8], start=1)]
+    assert improved == [True, False, True, False, False]
+    assert stopper.best_epoch == 3 and stopper.should_stop
+    acc = EarlyStopping(patience=None, min_delta=0.0, mode="max")
+    assert [acc.update(v, 1) for v in (0.5, 0.6, 0.6)] == [True, True, False]
+    assert not acc.should_stop
+
+
+def _test_metrics_with(run_dir, checkpoint, data):
+    ckpt = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", checkpoint)
+    model = ParameterizedMLP(**ckpt["model_args"])
+    model.load_state_dict(ckpt["model"])
+    return evaluate(model, data.test)
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_test_split_uses_the_best_weights(tiny_config, tmp_path, restore_best):
+    cfg = tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu", "restore_best": restore_best,
+                             "optimizer": {"lr": 0.01}, "early_stopping": {"min_delta": 100.0}})
+    run = tmp_path / "run"
+    summary = train(cfg, run)
+    assert summary["best_epoch"] == 1
+    data = load_data(cfg.data)
+    best, last = _test_metrics_with(run, "best", data), _test_metrics_with(run, "last", data)
+    assert best != last
+    expected = best if restore_best else last
+    assert (summary["test/loss"], summary["test/acc"]) == pytest.approx(expected, rel=1e-9)
+    assert summary["test_weights"] == ("best" if restore_best else "last")
+
+
+def test_interrupted_run_resumes_to_the_identical_result(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "scheduler": {"name": "cosine"}})
+    full = train(cfg, tmp_path / "full")
+
+    polls = {"n": 0}
+
+    def stop_mid_epoch_two():
+        polls["n"] += 1
+        return polls["n"] == 20  # 15 steps per epoch: this is step 5 of epoch 2
+
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "part", should_stop=stop_mid_epoch_two)
+    last = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")
+    assert (last["epoch"], last["step"]) == (1, 4)
+    resumed = train(cfg, tmp_path / "part", resume=True)
+    assert metrics_without_timing(tmp_path / "part") == metrics_without_timing(tmp_path / "full")
+    assert resumed["test/acc"] == full["test/acc"] and resumed["test/loss"] == full["test/loss"]
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt", "last")["model"]
+    b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_refuses_to_train_over_an_existing_run(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"})
+    train(cfg, tmp_path / "run")
+    with pytest.raises(Exception, match="already holds a run"):
+        train(cfg, tmp_path / "run")
+    # resuming a finished run returns its summary without training
+    assert train(cfg, tmp_path / "run", resume=True)["epochs_run"] == 1
+
+
+def test_resume_with_another_config_is_refused(tiny_config, tmp_path):
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_config(), tmp_path / "run", should_stop=lambda: True)
+    with pytest.raises(CheckpointError, match="different config"):
+        train(tiny_config(seed=5), tmp_path / "run", resume=True)
+
+
+def test_divergence_is_recorded_and_stops(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "optimizer": {"name": "sgd", "lr": 1e6}})
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        train(cfg, tmp_path / "run")
+    summary = rundir.read_json(tmp_path / "run" / "summary.json")
+    assert summary["status"] == "diverged" and summary["failed_epoch"] >= 1
+
+
+def test_l1_l2_penalties_on_weights_only():
+    w = [torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0]])]
+    assert weight_penalty(w, 0.0, 0.0) is None
+    assert weight_penalty(w, 0.5, 0.0).item() == pytest.approx(0.5 * 6)
+    assert weight_penalty(w, 0.0, 0.1).item() == pytest.approx(0.1 * 14)
+    model = ParameterizedMLP(4, [3], 2, batch_norm=True)
+    assert all(p.dim() == 2 for p in model.penalized_weights())
+
+
+def test_l2_shrinks_weights(tiny_config, tmp_path):
+    plain = tiny_config()
+    strong = tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu", "l2": 0.05})
+    train(plain, tmp_path / "plain")
+    train(strong, tmp_path / "l2")
+
+    def norm(run):
+        state = load_checkpoint(run / "checkpoints" / "last.pt", "last")["model"]
+        return sum(v.pow(2).sum().item() for k, v in state.items() if k.endswith("weight"))
+
+    assert norm(tmp_path / "l2") < 0.5 * norm(tmp_path / "plain")
+
+
+def test_lr_schedules():
+    cosine = SchedulerConfig(name="cosine", min_lr=0.0)
+    assert lr_at(cosine, 1.0, 0, 10, 10) == 1.0
+    assert lr_at(cosine, 1.0, 50, 10, 10) == pytest.approx(0.5)
+    assert lr_at(cosine, 1.0, 99, 10, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    warm = SchedulerConfig(name="cosine", warmup_epochs=1)
+    assert [lr_at(warm, 1.0, s, 4, 5) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    step = SchedulerConfig(name="step", step_size=2, gamma=0.5)
+    assert [lr_at(step, 1.0, e * 10, 10, 6) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert lr_at(SchedulerConfig(), 0.3, 123, 10, 20) == 0.3
+
+
+def test_lr_is_logged_every_epoch(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu", "scheduler": {"name": "step", "step_size": 2, "gamma": 0.1}})
+    train(cfg, tmp_path / "run")
+    lrs = [r["lr"] for r in rundir.read_metrics(tmp_path / "run")]
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_plateau_reduces_lr_when_the_monitor_stalls(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 6, "batch_size": 32, "device": "cpu", "optimizer": {"lr": 0.5, "name": "sgd"},
+                             "scheduler": {"name": "plateau", "patience": 0, "factor": 0.5}})
+    try:
+        train(cfg, tmp_path / "run")
+    except TrainingDiverged:
+        pass
+    lrs = [r["lr"] for r in rundir.read_metrics(tmp_path / "run")]
+    assert lrs[0] == 0.5 and min(lrs) < 0.5
