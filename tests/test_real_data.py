@@ -1,0 +1,33 @@
+"""Slow integration tests on the real datasets (FashionMNIST from Debian's package, MNIST from
+$MLP_LAB_DATA). Skipped when the data is absent, unless MLP_LAB_REQUIRE_REAL_DATA=1 (as in CI)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlp_lab.config import load_config
+from mlp_lab.data import DataError, load_data
+from mlp_lab.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def real_config(tmp_path, config="baseline.yaml", *overrides):
+    cfg = load_config(REPO / "configs" / config, [f"data.root={tmp_path / 'data'}", "data.download=false",
+                                                  f"output.dir={tmp_path / 'runs'}", *overrides])
+    try:
+        load_data(cfg.data)
+    except DataError as exc:
+        if os.environ.get("MLP_LAB_REQUIRE_REAL_DATA") == "1":
+            raise
+        pytest.skip(f"real data not available: {exc}")
+    return cfg
+
+
+def test_fashion_mnist_two_epochs_reach_84_percent(tmp_path):
+    cfg = real_config(tmp_path, "baseline.yaml", "train.epochs=2", "train.device=cpu")
+    summary = train(cfg, tmp_path / "runs" / "real")
+    assert summary["dataset"] == "fashion_mnist"
+    assert summary["test/acc"] >= 0.84, summary
