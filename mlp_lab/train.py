@@ -421,9 +421,25 @@ class Trainer:
             if writer is not None:
                 for key in ("train/loss", "val/loss", "train/acc", "val/acc", "lr"):
                     writer.add_scalar(key, record[key], p.epoch)
+                if self.config.output.histograms:
+                    self._log_histograms(writer, p.epoch)
                 writer.flush()
             if on_epoch is not None:
                 on_epoch({**record, "epochs": cfg.epochs, "best_epoch": self.stopper.best_epoch})
+
+    def _log_histograms(self, writer, epoch: int) -> None:
+        # Gradients are those of the epoch's last step: zero_grad runs before each backward.
+        for name, param in self.model.named_parameters():
+            writer.add_histogram(f"weights/{name}", param.detach(), epoch)
+            if param.grad is not None:
+                writer.add_histogram(f"grads/{name}", param.grad, epoch)
+
+    def write_curves(self) -> None:
+        """curves.png: loss and accuracy (train vs val) and LR per epoch."""
+        if self.progress.history:
+            from mlp_lab.plots import plot_curves
+
+            plot_curves(self.progress.history, self.run_dir / "curves.png", f"{self.run_dir.name} ({self.config.name})")
 
     def _fail(self, record: dict[str, Any]) -> None:
         """Record a diverged run in summary.json and stop; best.pt and last.pt stay as they were."""
@@ -434,6 +450,7 @@ class Trainer:
         summary.update({"status": "diverged", "error": message, "failed_epoch": epoch,
                         "epochs_run": self.progress.epoch, "best_epoch": self.stopper.best_epoch or None})
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
+        self.write_curves()
         raise TrainingDiverged(f"{self.run_dir}: {message}")
 
     def _summary_base(self) -> dict[str, Any]:
@@ -441,7 +458,7 @@ class Trainer:
             "name": self.config.name, "seed": self.config.seed, "config_hash": self.hash,
             "dataset": self.data.info.name, "data_source": self.data.info.source,
             "num_parameters": self.model.num_parameters(), "device": str(self.device),
-            "torch_version": torch.__version__, "monitor": self.config.train.early_stopping.monitor,
+            "torch_version": torch.__version__, "threads": torch.get_num_threads(), "monitor": self.config.train.early_stopping.monitor,
         }
 
     def finish(self, writer=None) -> dict[str, Any]:
@@ -469,6 +486,7 @@ class Trainer:
             "wall_time_s": round(p.elapsed, 3),
         })
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
+        self.write_curves()
         if writer is not None:
             _write_hparams(writer, self.config, summary, p.epoch)
         return summary

@@ -1,0 +1,293 @@
+"""Study reports rebuilt from run directories alone: tables, paired confidence intervals, plots.
+
+For each arm: test accuracy and loss (mean ± std over seeds), best epoch, epochs run, parameter
+count, wall time. Against the reference arm: the paired difference in test accuracy over the
+seeds both completed, its 95% t-interval, and a verdict. Writes report.md, report.csv,
+report.json and PNG plots into the experiment's output directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlp_lab import rundir
+from mlp_lab.ablation import Experiment, plan
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Arm minus reference over shared seeds: mean, t-interval and a verdict."""
+
+    n: int
+    mean: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof=1; None for fewer than two values)."""
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
+
+
+def t_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Two-sided t confidence interval for the mean; None for fewer than two values."""
+    if len(values) < 2:
+        return None
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.5 + confidence / 2, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))
+    return float(arr.mean() - half), float(arr.mean() + half)
+
+
+def paired_difference(arm: dict[int, float], reference: dict[int, float]) -> PairedDifference:
+    """Difference arm - reference over the seeds both have; verdict helps / hurts / no clear effect."""
+    seeds = sorted(set(arm) & set(reference))
+    diffs = [arm[s] - reference[s] for s in seeds]
+    if not diffs:
+        return PairedDifference(0, None, None, None, "no shared seeds")
+    mean = float(np.mean(diffs))
+    interval = t_interval(diffs)
+    if interval is None:
+        return PairedDifference(1, mean, None, None, "one seed: no interval can be given")
+    low, high = interval
+    verdict = "helps" if low > 0 else "hurts" if high < 0 else "no clear effect"
+    return PairedDifference(len(diffs), mean, low, high, verdict)
+
+
+def collect(experiment: Experiment) -> dict[str, Any]:
+    """Read every planned run directory; the numbers a report shows, per arm and per seed."""
+    arms: dict[str, Any] = {}
+    for spec in plan(experiment):
+        arm = arms.setdefault(spec.arm, {"runs": {}, "missing": [], "failed": {}, "history": {},
+                                         "changes": experiment.arm(spec.arm).changes})
+        summary_path = spec.run_dir / rundir.SUMMARY_FILE
+        if not summary_path.exists():
+            arm["missing"].append(spec.seed)
+            continue
+        summary = rundir.read_json(summary_path)
+        if summary.get("status") != "completed":
+            arm["failed"][spec.seed] = summary.get("error", summary.get("status"))
+            continue
+        arm["runs"][spec.seed] = summary
+        arm["history"][spec.seed] = rundir.read_metrics(spec.run_dir)
+    return arms
+
+
+def build_rows(experiment: Experiment, arms: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per arm: aggregates over seeds and the paired comparison with the reference."""
+    reference = {s: r["test/acc"] for s, r in arms[experiment.reference]["runs"].items()}
+    rows = []
+    for arm in experiment.arms:
+        data = arms[arm.name]
+        runs = list(data["runs"].values())
+        acc_mean, acc_std = mean_std([r["test/acc"] for r in runs])
+        loss_mean, loss_std = mean_std([r["test/loss"] for r in runs])
+        row = {
+            "arm": arm.name,
+            "changes": ", ".join(f"{k}={v}" for k, v in arm.changes.items()) or "(base)",
+            "seeds": len(runs),
+            "test_acc_mean": acc_mean, "test_acc_std": acc_std,
+            "test_loss_mean": loss_mean, "test_loss_std": loss_std,
+            "best_epoch_mean": mean_std([r["best_epoch"] for r in runs])[0],
+            "epochs_run_mean": mean_std([r["epochs_run"] for r in runs])[0],
+            "num_parameters": runs[0]["num_parameters"] if runs else None,
+            "wall_time_s_mean": mean_std([r["wall_time_s"] for r in runs])[0],
+            "failed_seeds": sorted(data["failed"]), "missing_seeds": sorted(data["missing"]),
+        }
+        if arm.name != experiment.reference:
+            diff = paired_difference({s: r["test/acc"] for s, r in data["runs"].items()}, reference)
+            row.update({"diff_vs_reference": diff.mean, "ci_low": diff.low, "ci_high": diff.high,
+                        "paired_seeds": diff.n, "verdict": diff.verdict})
+        else:
+            row.update({"diff_vs_reference": None, "ci_low": None, "ci_high": None, "paired_seeds": None,
+                        "verdict": "reference"})
+        rows.append(row)
+    return rows
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}"
+
+
+def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[str, str]) -> str:
+    lines = [f"# Study: {experiment.name}", ""]
+    if experiment.description:
+        lines += [experiment.description, ""]
+    lines += [
+        f"Factor: `{', '.join(experiment.factor)}` · reference arm: `{experiment.reference}` · "
+        f"seeds: {', '.join(map(str, experiment.seeds))} · dataset: {experiment.arms[0].config.data.dataset}",
+        "",
+        "## Arms",
+        "",
+        "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        std = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
+        loss_std = f" ± {r['test_loss_std']:.4f}" if r["test_loss_std"] is not None else ""
+        loss = f"{r['test_loss_mean']:.4f}{loss_std}" if r["test_loss_mean"] is not None else "–"
+        fmt = (lambda v, spec: "–" if v is None else format(v, spec))
+        lines.append(f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} | {loss} | "
+                     f"{fmt(r['best_epoch_mean'], '.1f')} | {fmt(r['epochs_run_mean'], '.1f')} | "
+                     f"{fmt(r['num_parameters'], ',')} | {fmt(r['wall_time_s_mean'], '.1f')} |")
+    lines += [
+        "",
+        f"## Against the reference (`{experiment.reference}`)",
+        "",
+        f"Paired difference in test accuracy (arm − reference, percentage points) over the seeds both "
+        f"completed, with its {int(CONFIDENCE * 100)}% t-interval. *helps* / *hurts*: the interval lies "
+        f"above / below zero; otherwise *no clear effect*.",
+        "",
+        "| arm | seeds | difference (pp) | 95% CI (pp) | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if r["arm"] == experiment.reference:
+            continue
+        ci = f"[{_pct(r['ci_low'], True)}, {_pct(r['ci_high'], True)}]" if r["ci_low"] is not None else "–"
+        lines.append(f"| {r['arm']} | {r['paired_seeds']} | {_pct(r['diff_vs_reference'], True)} | {ci} | "
+                     f"**{r['verdict']}** |")
+    problems = [(r["arm"], "failed", r["failed_seeds"]) for r in rows if r["failed_seeds"]]
+    problems += [(r["arm"], "not run yet", r["missing_seeds"]) for r in rows if r["missing_seeds"]]
+    if problems:
+        lines += ["", "## Incomplete", ""]
+        lines += [f"- `{arm}`: seeds {', '.join(map(str, seeds))} {what}" for arm, what, seeds in problems]
+    if plots:
+        lines += ["", "## Plots", ""]
+        for title, name in plots.items():
+            lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    lines += ["", f"Rebuild with `mlp-lab report {experiment.name}`; curves in TensorBoard: "
+                  f"`tensorboard --logdir {experiment.output_dir}`.", ""]
+    return "\n".join(lines)
+
+
+def _curve(histories: dict[int, list[dict[str, float]]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs, mean, min and max over seeds of one metric (seeds may have run different lengths)."""
+    longest = max(len(h) for h in histories.values())
+    table = np.full((len(histories), longest), np.nan)
+    for i, history in enumerate(histories.values()):
+        table[i, :len(history)] = [row[key] for row in history]
+    # Every column holds at least the longest run's value, so the nan-reductions are well defined.
+    return np.arange(1, longest + 1), np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
+
+
+def make_plots(experiment: Experiment, arms: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Write the PNG plots next to the report; returns {title: file name}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = experiment.output_dir
+    names = [a.name for a in experiment.arms if arms[a.name]["history"]]
+    if not names:
+        return {}
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    band_note = " (line: mean over seeds; band: min–max)"
+    plots: dict[str, str] = {}
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((axes[0], "val/loss", "validation loss"), (axes[1], "val/acc", "validation accuracy")):
+        for name in names:
+            x, mean, low, high = _curve(arms[name]["history"], key)
+            ax.plot(x, mean, color=colors[name], label=name)
+            ax.plot(x[-1], mean[-1], "o", color=colors[name])  # where the arm stopped: arms overlap until then
+            ax.fill_between(x, low, high, color=colors[name], alpha=0.2)
+        ax.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
+        ax.grid(alpha=0.3)
+    axes[1].legend(title="arm")
+    fig.suptitle(f"{experiment.name}: validation curves{band_note}")
+    fig.tight_layout()
+    fig.savefig(out / "val_curves.png", dpi=110)
+    plt.close(fig)
+    plots["Validation loss and accuracy per epoch"] = "val_curves.png"
+
+    cols = min(3, len(names))
+    rows_n = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.5 * rows_n), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, names):
+        for key, style in (("train/loss", "--"), ("val/loss", "-")):
+            x, mean, low, high = _curve(arms[name]["history"], key)
+            ax.plot(x, mean, style, color=colors[name], label=key)
+            ax.fill_between(x, low, high, color=colors[name], alpha=0.15)
+        ax.set(title=name, xlabel="epoch", ylabel="loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{experiment.name}: train vs validation loss per arm (the gap is overfitting)")
+    fig.tight_layout()
+    fig.savefig(out / "overfitting.png", dpi=110)
+    plt.close(fig)
+    plots["Train vs validation loss per arm"] = "overfitting.png"
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in names:
+        x, mean, _, _ = _curve(arms[name]["history"], "lr")
+        ax.plot(x, mean, color=colors[name], label=name, marker=".")
+    ax.set(xlabel="epoch", ylabel="learning rate (at the epoch's first step)", title=f"{experiment.name}: learning rate per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(title="arm")
+    fig.tight_layout()
+    fig.savefig(out / "lr.png", dpi=110)
+    plt.close(fig)
+    plots["Learning rate per epoch"] = "lr.png"
+
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names) + 2), 4))
+    for i, name in enumerate(names):
+        accs = [r["test/acc"] * 100 for r in arms[name]["runs"].values()]
+        mean = float(np.mean(accs))
+        interval = t_interval(accs)
+        if interval is not None:
+            ax.errorbar(i, mean, yerr=[[mean - interval[0]], [interval[1] - mean]], fmt="o", color=colors[name],
+                        capsize=6, markersize=8)
+        else:
+            ax.plot(i, mean, "o", color=colors[name], markersize=8)
+        ax.scatter([i + 0.12] * len(accs), accs, color=colors[name], s=12, alpha=0.6)
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    ax.set(ylabel="test accuracy (%)", title=f"{experiment.name}: test accuracy per arm (mean, 95% CI; dots: seeds)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out / "test_acc.png", dpi=110)
+    plt.close(fig)
+    plots["Test accuracy per arm"] = "test_acc.png"
+    return plots
+
+
+def build_report(experiment: Experiment) -> dict[str, Any]:
+    """Rebuild report.md, report.csv, report.json and the plots from the run directories."""
+    arms = collect(experiment)
+    rows = build_rows(experiment, arms)
+    experiment.output_dir.mkdir(parents=True, exist_ok=True)
+    plots = make_plots(experiment, arms, rows)
+    out = experiment.output_dir
+    rundir.atomic_write_text(out / "report.md", _markdown(experiment, rows, plots))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
+    rundir.atomic_write_text(out / "report.csv", buffer.getvalue())
+    report = {
+        "experiment": experiment.name, "factor": experiment.factor, "reference": experiment.reference,
+        "seeds": experiment.seeds, "confidence": CONFIDENCE, "arms": rows,
+        "runs": {name: {str(s): r for s, r in data["runs"].items()} for name, data in arms.items()},
+        "plots": plots,
+    }
+    rundir.write_json(out / "report.json", report)
+    return report
