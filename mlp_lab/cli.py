@@ -132,6 +132,216 @@ def validate(config: ConfigArg, overrides: SetOpt = None) -> None:
     sys.stdout.write(config_to_yaml(cfg))
 
 
+ExperimentArg = Annotated[str, typer.Argument(help="Experiment name in experiments/ (e.g. early_stopping) or a path.",
+                                              show_default=False)]
+
+
+@app.command()
+def compare(
+    experiment: ExperimentArg,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel processes (torch threads are split).")] = 1,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, help="torch threads per run [default: CPU cores / jobs]. CPU results are bit-identical "
+                    "for the same thread count, so fix it to compare across --jobs settings.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run every arm x seed of a study (skipping finished runs), then write its report.
+
+    Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2
+    """
+    with user_errors():
+        from mlp_lab.ablation import load_experiment
+
+        exp = load_experiment(experiment, _parse_seeds(seeds))
+        from mlp_lab.ablation import compare as run_compare
+        from mlp_lab.interrupt import graceful_stop
+        from mlp_lab.report import build_report
+
+        total = len(exp.arms) * len(exp.seeds)
+        out.print(f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
+                  highlight=False)
+        with graceful_stop() as stop:
+            result = run_compare(exp, jobs=jobs, force=force, data_dirs=[str(d) for d in data_dir or ()],
+                                 threads=threads, stop=stop, log=lambda line: print(line, flush=True))
+        if result.interrupted:
+            err.print(f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
+                      highlight=False)
+            raise typer.Exit(stop.exit_code)
+        build_report(exp)
+    out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
+    if result.failures:
+        err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
+        for failure in result.failures:
+            err.print(f"  {failure['label']}: {failure['error']}", highlight=False, markup=False)
+        raise typer.Exit(1)
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MLPLabError(f"--seeds {text}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise MLPLabError(f"--seeds {text!r}: give at least one seed")
+    return seeds
+
+
+@app.command()
+def report(experiment: ExperimentArg) -> None:
+    """Rebuild a study's report (markdown, CSV, JSON, plots) from its run directories alone.
+
+    Example: mlp-lab report early_stopping
+    """
+    with user_errors():
+        from mlp_lab.ablation import load_experiment
+        from mlp_lab.report import build_report
+
+        exp = load_experiment(experiment)
+        if not exp.output_dir.exists():
+            raise MLPLabError(f"{exp.output_dir}: no runs yet; run: mlp-lab compare {experiment}")
+        build_report(exp)
+    out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
+
+
+@app.command("list")
+def list_(
+    configs_dir: Annotated[Path, typer.Option(help="Where run configs live.")] = Path("configs"),
+    experiments_dir: Annotated[Path, typer.Option(help="Where experiment files live.")] = Path("experiments"),
+) -> None:
+    """List the configs and experiments available and the state of their runs.
+
+    Example: mlp-lab list
+    """
+    from mlp_lab.catalog import list_configs, list_experiments
+
+    with user_errors():
+        configs = list_configs(configs_dir)
+        experiments = list_experiments(experiments_dir)
+    out.print(f"configs ({configs_dir}/)", style="bold")
+    for entry in configs:
+        out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)
+    out.print(f"experiments ({experiments_dir}/)", style="bold")
+    for entry in experiments:
+        out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)
+
+
+@app.command()
+def data(
+    dataset: Annotated[Optional[str], typer.Argument(help="fashion_mnist, mnist or cifar10.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Take the data section of this config instead.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where the sample grid PNG goes.")] = Path("runs/data"),
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Describe a dataset (shapes, value range, classes, counts per split) and save a sample grid.
+
+    Example: mlp-lab data fashion_mnist
+    """
+    from rich.table import Table
+
+    with user_errors():
+        from mlp_lab.config import DataConfig
+
+        if config is not None:
+            data_cfg = load_config(config).data
+        elif dataset is not None:
+            known = DataConfig.model_fields["dataset"].annotation.__args__
+            if dataset not in known:
+                raise MLPLabError(f"dataset {dataset!r} is unknown; choose from {', '.join(known)}")
+            data_cfg = DataConfig(dataset=dataset)
+        else:
+            raise MLPLabError("give a DATASET (e.g. fashion_mnist) or --config CONFIG")
+        from mlp_lab.analysis import inspect_data
+
+        info, grid = inspect_data(data_cfg, out_dir, [str(d) for d in data_dir or ()])
+    out.print(f"[bold]{info['dataset']}[/bold] from {info['source']}")
+    c, h, w = info["image_shape"]
+    out.print(f"images: {c}x{h}x{w} ({info['colour']}), raw {info['raw_dtype']} in {info['raw_range']}; "
+              f"as tensors: {info['tensor_dtype']} rows of {c * h * w} features, normalized range "
+              f"[{info['normalized_range'][0]:.2f}, {info['normalized_range'][1]:.2f}] "
+              f"(mean {', '.join(f'{m:.4f}' for m in info['mean'])}, std {', '.join(f'{s:.4f}' for s in info['std'])})",
+              highlight=False)
+    table = Table("class", "name", "train", "val", "test")
+    for k, name in enumerate(info["classes"]):
+        table.add_row(str(k), name, *(str(info["counts"][split][k]) for split in ("train", "val", "test")))
+    table.add_row("", "total", *(str(sum(info["counts"][split])) for split in ("train", "val", "test")), style="bold")
+    out.print(table)
+    out.print(f"sample grid: {grid}", highlight=False)
+
+
+@app.command()
+def summary(config: ConfigArg, overrides: SetOpt = None) -> None:
+    """Layer table of a config's model (output shapes, parameters), totals and MACs per sample.
+
+    Example: mlp-lab summary configs/baseline.yaml
+    """
+    from rich.table import Table
+
+    with user_errors():
+        cfg = load_config(config, overrides or ())
+        from mlp_lab.analysis import model_summary
+
+        info = model_summary(cfg)
+    table = Table("layer", "detail", "output shape", "parameters", title=f"{cfg.name}: input {tuple(info['input_shape'])}")
+    for row in info["layers"]:
+        table.add_row(row["layer"], row["detail"], str(tuple(row["output_shape"])), f"{row['parameters']:,}")
+    out.print(table)
+    out.print(f"total parameters: {info['total_parameters']:,}\ntrainable parameters: {info['trainable_parameters']:,}\n"
+              f"multiply-accumulates per sample: {info['macs_per_sample']:,}", highlight=False)
+
+
+RunDirArg = Annotated[Path, typer.Argument(help="A run directory, e.g. runs/baseline.", show_default=False)]
+
+
+@app.command()
+def evaluate(
+    run_dir: RunDirArg,
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Per-class report, confusion matrix and example grids for a run, written to RUN_DIR/eval/.
+
+    Example: mlp-lab evaluate runs/baseline --split test
+    """
+    with user_errors():
+        if split not in ("test", "val"):
+            raise MLPLabError(f"--split {split}: choose test or val")
+        from mlp_lab.evaluation import evaluate_run
+
+        result = evaluate_run(run_dir, split, [str(d) for d in data_dir or ()])
+    out.print((Path(result["run_dir"]) / "eval" / f"{split}_report.txt").read_text(), highlight=False)
+    out.print(f"files in {Path(result['run_dir']) / 'eval'}: {', '.join(result['files'])}", highlight=False)
+
+
+@app.command()
+def predict(
+    run_dir: RunDirArg,
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG files of any size, colour or grayscale.", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to show.")] = 3,
+    invert: Annotated[bool, typer.Option(help="Invert the image first (dark-on-light drawings).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """Classify image files with a trained run, preprocessed to the run's dataset format.
+
+    Example: mlp-lab predict runs/baseline shoe.png --top-k 3
+    """
+    with user_errors():
+        from mlp_lab.evaluation import predict_images
+
+        results = predict_images(run_dir, images, top_k, invert)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        return
+    for result in results:
+        ranked = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+        out.print(f"{result['image']}: {ranked}", highlight=False, markup=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -106,6 +106,7 @@ class OutputConfig(_Section):
 
     dir: str = "runs"
     tensorboard: bool = True
+    histograms: bool = False  # per-layer weight and gradient histograms in TensorBoard, every epoch
 
 
 class Config(_Section):

@@ -1,0 +1,114 @@
+"""Looking at the data and the model before training: `mlp-lab data` and `mlp-lab summary`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlp_lab.config import Config, DataConfig
+from mlp_lab.data import DATASETS, Data, load_data
+from mlp_lab.model import ParameterizedMLP
+from mlp_lab.plots import image_grid
+
+
+def unnormalize(x: torch.Tensor, image_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Normalized feature rows (N, C*H*W) back to images (N, C, H, W) in [0, 1]."""
+    c, h, w = image_shape
+    images = x.detach().cpu().float().view(-1, c, h, w)
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    return (images * s + m).clamp(0, 1)
+
+
+def describe_data(data: Data) -> dict[str, Any]:
+    """Shape, dtype, channels, value range, class names and per-class counts of every split."""
+    info = data.info
+    c, h, w = info.image_shape
+    counts = {}
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        counts[name] = torch.bincount(split.y.cpu(), minlength=info.num_classes).tolist()
+    train_x = data.train.x
+    return {
+        "dataset": info.name,
+        "source": info.source,
+        "image_shape": [c, h, w],
+        "channels": c,
+        "colour": "grayscale" if c == 1 else "colour (RGB)",
+        "raw_dtype": "uint8",
+        "raw_range": [0, 255],
+        "tensor_dtype": str(train_x.dtype).replace("torch.", ""),
+        "tensor_shape": {name: list(getattr(data, name).x.shape) for name in ("train", "val", "test")},
+        "normalized_range": [float(train_x.min()), float(train_x.max())],
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "classes": list(info.classes),
+        "counts": counts,
+    }
+
+
+def sample_grid(data: Data, path: str | Path, per_class: int = 4, seed: int = 0) -> None:
+    """A PNG grid of training samples, `per_class` of each class, captioned with the class name."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    labels = data.train.y.cpu()
+    for k in range(data.info.num_classes):
+        idx = (labels == k).nonzero().flatten()
+        chosen += idx[torch.randperm(len(idx), generator=generator)[:per_class]].tolist()
+    images = unnormalize(data.train.x[chosen], data.info.image_shape, data.info.mean, data.info.std).numpy()
+    titles = [data.info.classes[labels[i]] for i in chosen]
+    image_grid(images, titles, path, f"{data.info.name}: {per_class} training samples per class", cols=per_class * 2)
+
+
+def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] = ()) -> tuple[dict[str, Any], Path]:
+    """Describe a dataset and write its sample grid into `out_dir`; returns (description, PNG path)."""
+    data = load_data(cfg, "cpu", data_dirs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{cfg.dataset}_samples.png"
+    sample_grid(data, path)
+    return describe_data(data), path
+
+
+def model_summary(config: Config) -> dict[str, Any]:
+    """Layer table (layer, output shape, parameters), totals and multiply-accumulates per sample.
+
+    Needs only the dataset's shape, not its files. MACs count the Linear layers (in x out each);
+    BatchNorm, activations and dropout are element-wise and cost no multiply-accumulates here.
+    """
+    spec = DATASETS[config.data.dataset]
+    c, h, w = spec.image_shape
+    model = ParameterizedMLP.from_config(config.model, c * h * w, len(spec.classes))
+    rows = []
+    shape: tuple[int, ...] = (c, h, w)
+    macs = 0
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, nn.Flatten):
+            shape = (c * h * w,)
+        elif isinstance(layer, nn.Linear):
+            shape = (layer.out_features,)
+            macs += layer.in_features * layer.out_features
+        params = sum(p.numel() for p in layer.parameters())
+        rows.append({"layer": f"{index}: {type(layer).__name__}", "detail": _detail(layer),
+                     "output_shape": ["batch", *shape], "parameters": params})
+    return {
+        "input_shape": ["batch", c, h, w],
+        "layers": rows,
+        "total_parameters": model.num_parameters(),
+        "trainable_parameters": model.num_parameters(trainable_only=True),
+        "macs_per_sample": macs,
+    }
+
+
+def _detail(layer: nn.Module) -> str:
+    if isinstance(layer, nn.Linear):
+        return f"{layer.in_features} -> {layer.out_features}" + ("" if layer.bias is not None else ", no bias")
+    if isinstance(layer, nn.BatchNorm1d):
+        return f"{layer.num_features} features"
+    if isinstance(layer, nn.Dropout):
+        return f"p={layer.p}"
+    return ""

@@ -1,0 +1,185 @@
+"""After training: `mlp-lab evaluate` (per-class report, confusion matrix, example grids) and
+`mlp-lab predict` (any image file through the run's preprocessing and model)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlp_lab import rundir
+from mlp_lab.config import Config, MLPLabError, load_config
+from mlp_lab.data import load_data
+from mlp_lab.model import ParameterizedMLP
+from mlp_lab.plots import confusion_matrix_plot, image_grid
+from mlp_lab.train import load_checkpoint, load_weights
+
+
+@dataclass
+class LoadedRun:
+    """A finished run's config, model (eval mode, CPU) and the data facts its checkpoint carries."""
+
+    run_dir: Path
+    config: Config
+    model: ParameterizedMLP
+    checkpoint: str  # "best" or "last": the weights the run's test metrics were computed with
+    data_meta: dict[str, Any]
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Load a run directory's config and the weights its summary's test metrics used."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MLPLabError(f"{run_dir}: not a run directory")
+    config = load_config(run_dir / rundir.CONFIG_FILE)
+    which = "best"
+    summary_path = run_dir / rundir.SUMMARY_FILE
+    if summary_path.exists():
+        which = rundir.read_json(summary_path).get("test_weights", "best")
+    path = run_dir / f"{rundir.CHECKPOINT_DIR}/{which}.pt"
+    ckpt = load_checkpoint(path, which)
+    try:
+        model = ParameterizedMLP(**ckpt["model_args"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise MLPLabError(f"{path}: model arguments are not usable ({exc})") from None
+    load_weights(model, ckpt["model"], path)
+    model.eval()
+    meta = ckpt.get("data") or load_checkpoint(run_dir / rundir.BEST_CHECKPOINT, "best")["data"]
+    return LoadedRun(run_dir, config, model, which, meta)
+
+
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support per class (0 where undefined)."""
+    rows = []
+    for k, name in enumerate(classes):
+        tp = int(np.sum((y_pred == k) & (y_true == k)))
+        predicted = int(np.sum(y_pred == k))
+        support = int(np.sum(y_true == k))
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return rows
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts: rows are true classes, columns predicted classes."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def _report_text(rows: list[dict[str, Any]], accuracy: float, loss: float, split: str, n: int) -> str:
+    width = max(12, max(len(r["class"]) for r in rows) + 2)
+    lines = [f"{split} split: {n} examples, accuracy {accuracy:.4f}, loss {loss:.4f}", "",
+             f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for r in rows:
+        lines.append(f"{r['class']:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
+    macro = {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "recall", "f1")}
+    lines.append(f"{'macro avg':<{width}}{macro['precision']:>10.4f}{macro['recall']:>10.4f}{macro['f1']:>10.4f}{n:>10}")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", data_dirs: Sequence[str] = (),
+                 grid_size: int = 32, seed: int = 0) -> dict[str, Any]:
+    """Evaluate a run's weights on a split; write report, CSV, confusion matrix and grids to eval/."""
+    from mlp_lab.analysis import unnormalize
+    from mlp_lab.train import evaluate
+
+    run = load_run(run_dir)
+    data = load_data(run.config.data, "cpu", data_dirs)
+    part = getattr(data, split)
+    loss, accuracy = evaluate(run.model, part)
+    with torch.inference_mode():
+        probs = torch.cat([torch.softmax(run.model(part.x[i:i + 8192]), 1) for i in range(0, len(part), 8192)])
+    confidence, predicted = probs.max(1)
+    y_true, y_pred = part.y.numpy(), predicted.numpy()
+    classes = list(data.info.classes)
+    rows = per_class_report(y_true, y_pred, classes)
+    matrix = confusion_matrix(y_true, y_pred, len(classes))
+
+    out = run.run_dir / "eval"
+    out.mkdir(exist_ok=True)
+    tag = f"{split}_"
+    rundir.atomic_write_text(out / f"{tag}report.txt", _report_text(rows, accuracy, loss, split, len(part)))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["class", "precision", "recall", "f1", "support"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    rundir.atomic_write_text(out / f"{tag}per_class.csv", buffer.getvalue())
+    title = f"{run.run_dir.name}: {split} split ({run.checkpoint} weights), accuracy {accuracy:.4f}"
+    confusion_matrix_plot(matrix, classes, out / f"{tag}confusion_matrix.png", title)
+
+    def grid(indices: list[int], path: Path, what: str) -> None:
+        images = unnormalize(part.x[indices], data.info.image_shape, data.info.mean, data.info.std).numpy()
+        titles = [f"true: {classes[y_true[i]]}\npred: {classes[y_pred[i]]} ({confidence[i]:.2f})" for i in indices]
+        colors = ["black" if y_true[i] == y_pred[i] else "crimson" for i in indices]
+        image_grid(images, titles, path, f"{run.run_dir.name}: {what}", title_colors=colors)
+
+    generator = np.random.default_rng(seed)
+    wrong = np.flatnonzero(y_true != y_pred)
+    # The most confident mistakes are the most instructive ones.
+    worst = wrong[np.argsort(-confidence.numpy()[wrong])][:grid_size].tolist()
+    if worst:
+        grid(worst, out / f"{tag}misclassified.png", f"most confident mistakes on {split} (true, predicted, confidence)")
+    sample = generator.choice(len(part), size=min(grid_size, len(part)), replace=False).tolist()
+    grid(sample, out / f"{tag}predictions.png", f"random {split} predictions (mistakes in red)")
+
+    result = {"run_dir": str(run.run_dir), "split": split, "weights": run.checkpoint, "examples": len(part),
+              "accuracy": accuracy, "loss": loss, "per_class": rows, "confusion_matrix": matrix.tolist(),
+              "files": sorted(p.name for p in out.glob(f"{tag}*"))}
+    rundir.write_json(out / f"{tag}metrics.json", result)
+    return result
+
+
+def preprocess_image(path: str | Path, image_shape: Sequence[int], mean: Sequence[float], std: Sequence[float],
+                     invert: bool = False) -> torch.Tensor:
+    """Any PNG/JPEG -> one normalized feature row in the run's dataset format.
+
+    Converted to grayscale or RGB as the dataset is, resized to its height x width, optionally
+    inverted (for dark-on-light drawings: MNIST-style data is light-on-dark), then normalized.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MLPLabError(f"{path}: image file not found")
+    c, h, w = image_shape
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if c == 1 else "RGB")
+            if img.size != (w, h):
+                img = img.resize((w, h), Image.Resampling.LANCZOS)
+            pixels = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise MLPLabError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    x = torch.from_numpy(pixels).view(h, w, -1).permute(2, 0, 1)
+    if invert:
+        x = 1.0 - x
+    m = torch.tensor(mean).view(-1, 1, 1)
+    s = torch.tensor(std).view(-1, 1, 1)
+    return ((x - m) / s).flatten().unsqueeze(0)
+
+
+def predict_images(run_dir: str | Path, images: Sequence[str | Path], top_k: int = 3,
+                   invert: bool = False) -> list[dict[str, Any]]:
+    """Top-k classes with probabilities for each image file."""
+    run = load_run(run_dir)
+    meta = run.data_meta
+    classes = meta["classes"]
+    rows = [preprocess_image(p, meta["image_shape"], meta["mean"], meta["std"], invert) for p in images]
+    with torch.inference_mode():
+        probs = torch.softmax(run.model(torch.cat(rows)), 1)
+    k = max(1, min(top_k, len(classes)))
+    results = []
+    for path, p in zip(images, probs):
+        values, indices = p.topk(k)
+        results.append({"image": str(path), "top": [{"class": classes[i], "index": int(i), "probability": float(v)}
+                                                    for v, i in zip(values.tolist(), indices.tolist())]})
+    return results
