@@ -230,20 +230,29 @@ def run_one(config_dict: dict[str, Any], run_dir: str, label: str, data_dirs: tu
     started = time.perf_counter()
     config = Config.model_validate(config_dict)
     spec = RunSpec(label, config.seed, config, Path(run_dir))
-    status = run_status(spec)
-    if force and spec.run_dir.exists():
-        shutil.rmtree(spec.run_dir)
-        status = "new"
-    if status in ("done", "failed"):
-        summary = rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)
-        return {"label": label, "status": "skipped" if status == "done" else "failed", "summary": summary,
-                "error": summary.get("error"), "seconds": time.perf_counter() - started}
-    if status == "stale":
-        # The experiment changed since this run was made: keep the old run, out of the way.
-        aside = spec.run_dir.with_name(f"{spec.run_dir.name}.old-{int(time.time())}")
-        spec.run_dir.rename(aside)
-        print(f"{label}: {spec.run_dir} was made with another config; moved to {aside}", flush=True)
+
+    def outcome(status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> dict[str, Any]:
+        return {"label": label, "status": status, "summary": summary, "error": error,
+                "seconds": time.perf_counter() - started}
+
     try:
+        lock = rundir.RunLock(spec.run_dir).acquire()
+    except rundir.RunLocked as exc:
+        return outcome("busy", error=f"being trained by process {exc.pid}")
+    try:
+        # The status is read under the lock: another process may have just finished this run.
+        status = run_status(spec)
+        if force and spec.run_dir.exists():
+            shutil.rmtree(spec.run_dir)
+            status = "new"
+        if status in ("done", "failed"):
+            summary = rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)
+            return outcome("skipped" if status == "done" else "failed", summary, summary.get("error"))
+        if status == "stale":
+            # The experiment changed since this run was made: keep the old run, out of the way.
+            aside = spec.run_dir.with_name(f"{spec.run_dir.name}.old-{int(time.time())}")
+            spec.run_dir.rename(aside)
+            print(f"{label}: {spec.run_dir} was made with another config; moved to {aside}", flush=True)
         device = resolve_device(config.train.device)
         data = _cached_data(config.data.model_dump_json(), str(device), tuple(data_dirs))
 
@@ -253,21 +262,17 @@ def run_one(config_dict: dict[str, Any], run_dir: str, label: str, data_dirs: tu
 
         summary = train(config, spec.run_dir, resume=status == "partial", data=data, on_epoch=report,
                         should_stop=stop)
-        return {"label": label, "status": "resumed" if status == "partial" else "trained", "summary": summary,
-                "error": None, "seconds": time.perf_counter() - started}
+        return outcome("resumed" if status == "partial" else "trained", summary)
     except TrainingInterrupted:
-        return {"label": label, "status": "interrupted", "summary": None, "error": "interrupted",
-                "seconds": time.perf_counter() - started}
+        return outcome("interrupted", error="interrupted")
     except MLPLabError as exc:
-        return {"label": label, "status": "failed", "summary": None, "error": str(exc),
-                "seconds": time.perf_counter() - started}
+        return outcome("failed", error=str(exc))
     except Exception as exc:  # a bug in one run must not take the study down; keep its trace
-        trace = traceback.format_exc()
         spec.run_dir.mkdir(parents=True, exist_ok=True)
-        (spec.run_dir / "error.txt").write_text(trace)
-        return {"label": label, "status": "failed", "summary": None,
-                "error": f"{type(exc).__name__}: {exc} (traceback in {spec.run_dir / 'error.txt'})",
-                "seconds": time.perf_counter() - started}
+        (spec.run_dir / "error.txt").write_text(traceback.format_exc())
+        return outcome("failed", error=f"{type(exc).__name__}: {exc} (traceback in {spec.run_dir / 'error.txt'})")
+    finally:
+        lock.release()
 
 
 def estimated_cost(config: Config) -> int:
@@ -306,6 +311,11 @@ class CompareResult:
     @property
     def failures(self) -> list[dict[str, Any]]:
         return [o for o in self.outcomes if o["status"] == "failed"]
+
+    @property
+    def busy(self) -> list[dict[str, Any]]:
+        """Runs another process was training at the time (left to it, not trained twice)."""
+        return [o for o in self.outcomes if o["status"] == "busy"]
 
 
 def compare(experiment: Experiment, jobs: int = 1, force: bool = False, data_dirs: Sequence[str] = (),
@@ -356,12 +366,16 @@ def compare(experiment: Experiment, jobs: int = 1, force: bool = False, data_dir
                 while queue and len(pending) < jobs and not (stop and stop()):
                     index, a = queue.pop(0)
                     pending[pool.submit(_worker_run, a)] = index
-                if stop and stop():
+                if stop and stop() and not result.interrupted:
                     result.interrupted = True
                     queue.clear()
                     for future in pending:
                         future.cancel()
-                    # Running workers get the signal too (same process group) and stop at a batch boundary.
+                    # A signal sent to this process alone (kill PID) must still stop the workers:
+                    # SIGTERM makes each stop at a batch boundary and save last.pt.
+                    for process in list(getattr(pool, "_processes", {}).values()):
+                        if process.is_alive():
+                            process.terminate()
                 finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in finished:
                     index = pending.pop(future)

@@ -83,6 +83,7 @@ def run(
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its directory.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads [default: all cores].")] = None,
 ) -> None:
     """Train one seeded run: validate every epoch, restore the best weights, test.
 
@@ -101,14 +102,16 @@ def run(
             run_dir = None
         from mlp_lab import rundir
         from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.train import TrainingInterrupted, train
+        from mlp_lab.train import TrainingInterrupted, check_runtime, configure_threads, train
 
+        configure_threads(threads)
+        check_runtime(cfg, str(resume / "config.yaml" if resume is not None else config))
         if run_dir is None:
             run_dir, renamed = rundir.fresh_run_dir(cfg.output.dir, cfg.name)
             if renamed:
                 out.print(f"{Path(cfg.output.dir) / cfg.name} exists; writing this run to {run_dir}", highlight=False)
         out.print(f"run {cfg.name} -> {run_dir}", highlight=False)
-        with graceful_stop() as stop, epoch_reporter(cfg.name, cfg.train.epochs) as report:
+        with rundir.RunLock(run_dir), graceful_stop() as stop, epoch_reporter(cfg.name, cfg.train.epochs) as report:
             try:
                 summary = train(cfg, run_dir, resume=resume is not None, data_dirs=tuple(map(str, data_dir or ())),
                                 on_epoch=report, should_stop=stop)
@@ -116,9 +119,22 @@ def run(
                 err.print(f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
                           highlight=False, soft_wrap=True)
                 raise typer.Exit(stop.exit_code) from None
+            except MLPLabError:
+                if resume is None:
+                    _remove_if_empty(run_dir)
+                raise
     stopped = f", stopped early at epoch {summary['epochs_run']}" if summary.get("stopped_early") else ""
     out.print(f"done: {run_dir}  test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}  "
               f"(best epoch {summary['best_epoch']}{stopped}, {summary['wall_time_s']:.1f}s)", highlight=False)
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """A run that failed before writing anything leaves no directory (or lock file) behind."""
+    try:
+        run_dir.rmdir()
+    except OSError:
+        return  # not empty: it holds what the run wrote, e.g. a diverged run's summary
+    (run_dir.parent / f".{run_dir.name}.lock").unlink(missing_ok=True)
 
 
 @app.command()
@@ -156,6 +172,10 @@ def compare(
 
         exp = load_experiment(experiment, _parse_seeds(seeds))
         from mlp_lab.ablation import compare as run_compare
+        from mlp_lab.train import check_runtime
+
+        for arm in exp.arms:
+            check_runtime(arm.config, f"{exp.path}: arms.{arm.name}")
         from mlp_lab.interrupt import graceful_stop
         from mlp_lab.report import build_report
 
@@ -171,6 +191,9 @@ def compare(
             raise typer.Exit(stop.exit_code)
         build_report(exp)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
+    if result.busy:
+        out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
+                  f"finishes to complete the report.", highlight=False)
     if result.failures:
         err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
         for failure in result.failures:
@@ -340,6 +363,31 @@ def predict(
     for result in results:
         ranked = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
         out.print(f"{result['image']}: {ranked}", highlight=False, markup=False)
+
+
+@app.command()
+def bench(
+    config: Annotated[Path, typer.Argument(help="Config to benchmark.")] = Path("configs/baseline.yaml"),
+    repeats: Annotated[int, typer.Option(min=1, help="Epochs timed per variant (median reported).")] = 3,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads [default: all cores].")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results here as JSON.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Epoch speed: mlp-lab's trainer vs the tutorial DataLoader pipeline vs the compute floor.
+
+    Example: mlp-lab bench --repeats 3
+    """
+    with user_errors():
+        cfg = load_config(config)
+        from mlp_lab.bench import run_benchmark
+        from mlp_lab.train import configure_threads
+
+        configure_threads(threads)
+        results = run_benchmark(cfg, repeats, [str(d) for d in data_dir or ()], log=lambda line: print(line, flush=True))
+    if json_out is not None:
+        import json
+
+        json_out.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 def main() -> None:

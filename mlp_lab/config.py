@@ -99,6 +99,8 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     restore_best: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False  # bf16 autocast for the forward pass, on CUDA only (ignored on the CPU)
+    compile: bool = False  # torch.compile the model (pays off on GPUs and long runs)
 
 
 class OutputConfig(_Section):
@@ -134,10 +136,16 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # Point at where the broken construct starts (an unclosed bracket's line), not only at
+        # where the parser gave up, which is often the end of the file.
+        context, problem = getattr(exc, "context_mark", None), getattr(exc, "problem_mark", None)
+        mark = context or problem
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{path}: {where}YAML syntax error: {problem}"]) from None
+        what = "; ".join(filter(None, [getattr(exc, "context", None), getattr(exc, "problem", None)]))
+        what = what or str(exc).splitlines()[0]
+        if context and problem and problem.line != context.line:
+            what += f" (at line {problem.line + 1})"
+        raise ConfigError([f"{path}: {where}YAML syntax error: {what}"]) from None
     if data is None:
         raise ConfigError([f"{path}: file is empty, expected a mapping of config keys"])
     if not isinstance(data, dict):

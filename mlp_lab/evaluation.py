@@ -35,8 +35,8 @@ class LoadedRun:
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Load a run directory's config and the weights its summary's test metrics used."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise MLPLabError(f"{run_dir}: not a run directory")
+    if not (run_dir / rundir.CONFIG_FILE).is_file():
+        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
     config = load_config(run_dir / rundir.CONFIG_FILE)
     which = "best"
     summary_path = run_dir / rundir.SUMMARY_FILE

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlp_lab.config import MLPLabError
+
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -109,3 +111,57 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     with open(Path(run_dir) / METRICS_FILE, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+
+
+class RunLocked(MLPLabError):
+    """Another live process holds the run directory's lock."""
+
+    def __init__(self, run_dir: Path, pid: int):
+        self.run_dir, self.pid = run_dir, pid
+        super().__init__(f"{run_dir}: another process (pid {pid}) is training into this run directory")
+
+
+class RunLock:
+    """An exclusive lock on one run directory, held while a process trains into it.
+
+    The lock is `flock` on a sibling file `.<name>.lock` (kept outside the directory so it
+    survives the directory being moved aside). The kernel drops the lock when its process dies,
+    so a lock left by a killed process is taken over without guessing. The file holds the
+    owner's pid for messages and is left in place: deleting a lock file races with new takers.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        run_dir = Path(run_dir)
+        self.run_dir = run_dir
+        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise RunLocked(self.run_dir, int(owner) if owner.isdigit() else -1) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

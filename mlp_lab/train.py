@@ -65,6 +65,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads: `threads`, else every core this process may run on.
+
+    Set explicitly because CPU results are bit-identical only for the same thread count, and
+    parallel workers must split the cores rather than oversubscribe them.
+    """
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
+
+
+def check_runtime(config: Config, source: str) -> None:
+    """Config checks that depend on this machine (a GPU asked for but absent), as a ConfigError."""
+    from mlp_lab.config import ConfigError
+
+    try:
+        resolve_device(config.train.device)
+    except MLPLabError as exc:
+        raise ConfigError([f"{source}: {exc}"]) from None
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch, and make torch pick deterministic kernels."""
     # cuBLAS needs this set before its first use to be deterministic.
@@ -291,6 +313,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = ParameterizedMLP.from_config(config.model, info.in_features, info.num_classes).to(self.device)
         self.optimizer = build_optimizer(self.model, config.train.optimizer)
+        # The compiled module shares parameters with self.model; checkpoints use self.model.
+        self.forward = torch.compile(self.model) if config.train.compile else self.model
+        self.use_amp = config.train.amp and self.device.type == "cuda"
         es = config.train.early_stopping
         self.stopper = EarlyStopping.from_config(es)
         sched = config.train.scheduler
@@ -380,8 +405,9 @@ class Trainer:
             lr0 = lr if lr0 is None else lr0
             idx = perm[step * bs:(step + 1) * bs]
             x, y = train.x[idx], train.y[idx]
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                logits = self.forward(x)
+            loss = F.cross_entropy(logits.float(), y)
             penalty = weight_penalty(weights, cfg.l1, cfg.l2)
             objective = loss if penalty is None else loss + penalty
             self.optimizer.zero_grad(set_to_none=True)

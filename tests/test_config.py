@@ -95,7 +95,8 @@ def test_override_into_a_scalar_is_an_error(tmp_path):
     [
         ("", "file is empty"),
         ("- a\n- b\n", "expected a mapping"),
-        ("model:\n  hidden_sizes: [1, 2\n", "line 3"),
+        ("model:\n  hidden_sizes: [1, 2\n", "line 2, column 17"),
+        ("a: 1\n  b: 2\n", "line 2"),
     ],
 )
 def test_unreadable_files_give_one_clear_error(tmp_path, text, fragment):

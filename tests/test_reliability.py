@@ -1,0 +1,340 @@
+"""Reliability: bad input never costs a traceback; interruption, kill -9 and corrupt files lose nothing."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from conftest import write_idx_dataset
+from mlp_lab import rundir
+from mlp_lab.ablation import load_experiment, plan, run_one
+from mlp_lab.cli import app
+from mlp_lab.config import config_to_dict, validate_config
+from mlp_lab.model import ParameterizedMLP
+from mlp_lab.train import load_checkpoint, train
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+GOOD = "name: ok\ntrain:\n  epochs: 2\n  device: cpu\n"
+
+
+@dataclass
+class Case:
+    """One bad input: files to write (relative to the temp dir), the CLI args, what the error says."""
+
+    name: str
+    args: list[str]
+    expect: list[str]  # fragments that must all be on the error line ({tmp} is the temp dir)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+CASES = [
+    Case("unknown top-level key", ["validate", "c.yaml"], ["c.yaml", "trian", "did you mean 'train'"], {"c.yaml": "trian: {}\n"}),
+    Case("unknown nested key", ["run", "c.yaml"], ["c.yaml", "model.hiden_sizes", "did you mean 'model.hidden_sizes'"],
+         {"c.yaml": "model:\n  hiden_sizes: [3]\n"}),
+    Case("wrong type", ["run", "c.yaml"], ["c.yaml", "train.epochs", "'many'"], {"c.yaml": "train:\n  epochs: many\n"}),
+    Case("negative learning rate", ["run", "c.yaml"], ["c.yaml", "train.optimizer.lr", "greater than 0"],
+         {"c.yaml": "train:\n  optimizer: {lr: -0.1}\n"}),
+    Case("zero learning rate", ["run", "c.yaml"], ["c.yaml", "train.optimizer.lr"], {"c.yaml": "train:\n  optimizer: {lr: 0}\n"}),
+    Case("zero epochs", ["run", "c.yaml"], ["c.yaml", "train.epochs", "greater than 0"], {"c.yaml": "train:\n  epochs: 0\n"}),
+    Case("dropout 1.0", ["run", "c.yaml"], ["c.yaml", "model.dropout", "less than 1"], {"c.yaml": "model:\n  dropout: 1.0\n"}),
+    Case("hidden size 0", ["run", "c.yaml"], ["c.yaml", "model.hidden_sizes[1]"], {"c.yaml": "model:\n  hidden_sizes: [8, 0]\n"}),
+    Case("empty file", ["run", "c.yaml"], ["c.yaml", "file is empty"], {"c.yaml": ""}),
+    Case("YAML syntax error", ["run", "c.yaml"], ["c.yaml", "line 3", "YAML syntax error"],
+         {"c.yaml": "name: x\nmodel:\n  hidden_sizes: [1, 2\n"}),
+    Case("top level is a list", ["validate", "c.yaml"], ["c.yaml", "expected a mapping"], {"c.yaml": "- 1\n- 2\n"}),
+    Case("missing file", ["run", "nope.yaml"], ["nope.yaml", "file not found"]),
+    Case("directory as file", ["run", "."], ["is a directory"]),
+    Case("unknown dataset", ["run", "c.yaml"], ["c.yaml", "data.dataset", "'imagenet'"], {"c.yaml": "data:\n  dataset: imagenet\n"}),
+    Case("unknown optimizer", ["run", "c.yaml"], ["c.yaml", "train.optimizer.name", "'rmsprop'"],
+         {"c.yaml": "train:\n  optimizer: {name: rmsprop}\n"}),
+    Case("unknown scheduler", ["run", "c.yaml"], ["c.yaml", "train.scheduler.name", "'onecycle'"],
+         {"c.yaml": "train:\n  scheduler: {name: onecycle}\n"}),
+    Case("unknown activation", ["run", "c.yaml"], ["c.yaml", "model.activation", "'swish'"], {"c.yaml": "model:\n  activation: swish\n"}),
+    Case("val_fraction out of range", ["run", "c.yaml"], ["c.yaml", "data.val_fraction"], {"c.yaml": "data:\n  val_fraction: 1.5\n"}),
+    Case("bad early-stopping monitor", ["run", "c.yaml"], ["c.yaml", "train.early_stopping.monitor"],
+         {"c.yaml": "train:\n  early_stopping: {monitor: val/f1}\n"}),
+    Case("warmup longer than training", ["run", "c.yaml"], ["c.yaml", "train.scheduler.warmup_epochs"],
+         {"c.yaml": "train:\n  epochs: 2\n  scheduler: {name: cosine, warmup_epochs: 5}\n"}),
+    Case("run name escaping the output dir", ["run", "c.yaml"], ["c.yaml", "name", "'../evil'"], {"c.yaml": "name: ../evil\n"}),
+    Case("malformed --set", ["run", "c.yaml", "--set", "train.epochs"], ["--set train.epochs", "KEY=VALUE"], {"c.yaml": GOOD}),
+    Case("--set value that is not YAML", ["run", "c.yaml", "--set", "model.hidden_sizes=[1,"], ["--set", "not valid YAML"],
+         {"c.yaml": GOOD}),
+    Case("--set into a scalar", ["run", "c.yaml", "--set", "seed.x=1"], ["--set seed.x=1", "seed"], {"c.yaml": GOOD}),
+    Case("--set to an invalid value", ["run", "c.yaml", "--set", "train.batch_size=-3"], ["--set train.batch_size=-3",
+         "train.batch_size"], {"c.yaml": GOOD}),
+    Case("unknown experiment", ["compare", "nope"], ["no experiment named 'nope'"]),
+    Case("arm outside its factor", ["compare", "experiments/x.yaml"], ["x.yaml", "arms.b", "'train.epochs'", "outside the factor"],
+         {"base.yaml": GOOD, "experiments/x.yaml": "base: ../base.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\n"
+          "arms:\n  a: {}\n  b: {train.epochs: 3}\n"}),
+    Case("experiment reference not an arm", ["compare", "experiments/x.yaml"], ["x.yaml", "reference", "'z'"],
+         {"base.yaml": GOOD, "experiments/x.yaml": "base: ../base.yaml\nfactor: model.dropout\nreference: z\nseeds: [0]\n"
+          "arms:\n  a: {}\n  b: {model.dropout: 0.1}\n"}),
+    Case("experiment with a missing base", ["compare", "experiments/x.yaml"], ["x.yaml", "base", "file not found"],
+         {"experiments/x.yaml": "base: ../gone.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\n"
+          "arms:\n  a: {}\n  b: {model.dropout: 0.1}\n"}),
+    Case("bad --seeds", ["compare", "experiments/x.yaml", "--seeds", "1,two"], ["--seeds 1,two"],
+         {"base.yaml": GOOD, "experiments/x.yaml": "base: ../base.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\n"
+          "arms:\n  a: {}\n  b: {model.dropout: 0.1}\n"}),
+    Case("resume a directory that is not a run", ["run", "--resume", "empty"], ["empty/config.yaml", "file not found"],
+         {"empty/.keep": ""}),
+    Case("predict a missing image", ["predict", "{run}", "missing.png"], ["missing.png", "image file not found"]),
+    Case("predict a file that is not an image", ["predict", "{run}", "notes.txt"], ["notes.txt", "not a readable image"],
+         {"notes.txt": "just text"}),
+    Case("evaluate a directory that is not a run", ["evaluate", "empty"], ["empty", "not a run directory"]),
+    Case("evaluate an unknown split", ["evaluate", "{run}", "--split", "train"], ["--split train"]),
+    Case("data for an unknown dataset", ["data", "svhn"], ["'svhn'", "unknown"]),
+]
+if not torch.cuda.is_available():
+    CASES.append(Case("device cuda without a GPU", ["run", "c.yaml"], ["c.yaml", "train.device", "no CUDA GPU"],
+                      {"c.yaml": "train:\n  device: cuda\n"}))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """One tiny finished run, shared by the tests that need a run directory."""
+    base = tmp_path_factory.mktemp("finished")
+    idx = write_idx_dataset(base / "idx")
+    cfg = validate_config({"name": "tiny", "data": {"dataset": "mnist", "root": str(base / "data"), "download": False},
+                           "model": {"hidden_sizes": [16]}, "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+                           "output": {"dir": str(base), "tensorboard": False}}, "tiny")
+    train(cfg, base / "run", data_dirs=(str(idx),))
+    return base / "run"
+
+
+def test_bad_input_table_has_at_least_25_cases():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_bad_input_exits_2_with_one_clear_line(case, tmp_path, monkeypatch, finished_run):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLP_LAB_DATA", raising=False)
+    for name, text in case.files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    args = [a.replace("{run}", str(finished_run)) for a in case.args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ")
+    for fragment in case.expect:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*")), "something was written"
+
+
+# -- corrupt or hostile checkpoints ------------------------------------------------------------
+
+def _copy_run(source: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, dest)
+    return dest
+
+
+def test_truncated_checkpoint(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path / "run")
+    (run / "summary.json").unlink()  # make it resumable
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    result = runner.invoke(app, ["run", "--resume", str(run)])
+    assert result.exit_code == 2 and "not a readable mlp-lab checkpoint" in result.stderr
+    best = run / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:100])
+    (run / "summary.json").write_text('{"test_weights": "best"}')
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 2 and "best.pt" in result.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_foreign_and_hostile_checkpoints_are_refused(finished_run, tmp_path):
+    import pickle
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    (run / "summary.json").unlink()
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, run / "checkpoints" / "last.pt")
+    result = runner.invoke(app, ["run", "--resume", str(run)])
+    assert result.exit_code == 2 and "not an mlp-lab last checkpoint" in result.stderr
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with open(run / "checkpoints" / "last.pt", "wb") as f:
+        pickle.dump(Exploit(), f)
+    result = runner.invoke(app, ["run", "--resume", str(run)])
+    assert result.exit_code == 2 and "not a readable mlp-lab checkpoint" in result.stderr
+    assert not marker.exists(), "weights_only=True must never run code from a checkpoint"
+
+
+def test_wrong_architecture_checkpoint(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path / "run")
+    (run / "summary.json").unlink()
+    path = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"] = ParameterizedMLP(784, [99], 10).state_dict()
+    torch.save(ckpt, path)
+    result = runner.invoke(app, ["run", "--resume", str(run)])
+    assert result.exit_code == 2 and "weights do not fit this model" in result.stderr
+
+
+def test_diverged_run_exits_2_and_records_the_failure(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "optimizer": {"name": "sgd", "lr": 1e6}})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2 and "diverged" in result.stderr and "Traceback" not in result.output
+    summary = rundir.read_json(tmp_path / "runs" / "tiny" / "summary.json")
+    assert summary["status"] == "diverged" and summary["failed_epoch"] == 1
+
+
+# -- interruption, kill -9 and resume, with real processes -------------------------------------
+
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def signal_setup(tmp_path_factory):
+    """A config big enough that an epoch takes a noticeable fraction of a second, and its
+    uninterrupted result (metrics without timing, final weights) to compare against."""
+    base = tmp_path_factory.mktemp("signals")
+    idx = write_idx_dataset(base / "idx", n_train=3000, n_test=300)
+    raw = {"name": "sig", "seed": 3,
+           "data": {"dataset": "mnist", "root": str(base / "data"), "download": False, "val_fraction": 0.1},
+           "model": {"hidden_sizes": [256, 256], "dropout": 0.3},
+           "train": {"epochs": EPOCHS, "batch_size": 16, "device": "cpu", "scheduler": {"name": "cosine"}},
+           "output": {"dir": str(base / "runs"), "tensorboard": True}}
+    config_path = base / "sig.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    cfg = validate_config(raw, str(config_path))
+    reference = base / "reference"
+    summary = train(cfg, reference, data_dirs=(str(idx),))
+    return {"base": base, "idx": idx, "config": config_path, "reference": reference, "summary": summary}
+
+
+def _metrics(run_dir: Path):
+    return [{k: v for k, v in row.items() if k not in rundir.TIMING_COLUMNS} for row in rundir.read_metrics(run_dir)]
+
+
+def _weights(run_dir: Path):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt", "last")["model"]
+
+
+def _start(setup, *args) -> subprocess.Popen:
+    env = {**os.environ, "MLP_LAB_DATA": str(setup["idx"]), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "mlp_lab", "run", *args], cwd=setup["base"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(run_dir: Path, epochs: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run_dir / "metrics.csv").exists() and len(rundir.read_metrics(run_dir)) >= epochs:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError("training did not progress")
+
+
+def _assert_same_as_reference(setup, run_dir: Path) -> None:
+    assert _metrics(run_dir) == _metrics(setup["reference"])
+    a, b = _weights(run_dir), _weights(setup["reference"])
+    assert all(torch.equal(a[k], b[k]) for k in a), "final weights differ"
+    assert rundir.read_json(run_dir / "summary.json")["test/acc"] == setup["summary"]["test/acc"]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_at_a_batch_boundary_and_resume_is_identical(signal_setup, sig, code):
+    setup = signal_setup
+    run_dir = setup["base"] / "runs" / f"sig-{sig.name}"
+    process = _start(setup, str(setup["config"]), "--set", f"name=sig-{sig.name}")
+    _wait_for_epochs(run_dir, 1, process)
+    time.sleep(random.uniform(0.0, 0.3))
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert f"Resume with: mlp-lab run --resume {run_dir}" in stderr
+    assert "Traceback" not in stderr
+    resumed = runner.invoke(app, ["run", "--resume", str(run_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    _assert_same_as_reference(setup, run_dir)
+
+
+def test_kill_9_at_random_moments_loses_nothing(signal_setup):
+    setup = signal_setup
+    rng = random.Random(1234)
+    for trial in range(3):
+        name = f"kill-{trial}"
+        run_dir = setup["base"] / "runs" / name
+        process = _start(setup, str(setup["config"]), "--set", f"name={name}")
+        _wait_for_epochs(run_dir, rng.randint(1, EPOCHS - 2), process)
+        time.sleep(rng.uniform(0.0, 0.4))
+        process.kill()
+        process.communicate()
+        # Each checkpoint is the previous or the new complete file, never a torn one.
+        for kind in ("last", "best"):
+            path = run_dir / "checkpoints" / f"{kind}.pt"
+            if path.exists():
+                load_checkpoint(path, kind)
+        resumed = runner.invoke(app, ["run", "--resume", str(run_dir)])
+        assert resumed.exit_code == 0, resumed.output
+        _assert_same_as_reference(setup, run_dir)
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+def test_lock_of_a_live_process_is_respected_and_a_dead_ones_is_taken_over(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom mlp_lab.rundir import RunLock\n"
+                               f"RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(rundir.RunLocked) as info:
+        rundir.RunLock(run_dir).acquire()
+    assert info.value.pid == holder.pid
+    holder.kill()
+    holder.wait()
+    lock = rundir.RunLock(run_dir).acquire()  # stale: its process is dead
+    lock.release()
+
+
+def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
+    from test_ablation import write_study
+
+    path = write_study(tmp_path, tiny_config, seeds=[0, 1, 2])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes = [subprocess.Popen([sys.executable, "-m", "mlp_lab", "compare", str(path)], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    done_lines = [line for out, _ in outputs for line in out.splitlines() if " done, " in line]
+    trained = [line.split("] ")[1].split(":")[0] for line in done_lines if ": trained" in line]
+    assert sorted(trained) == sorted(set(trained)), "a run was trained twice"
+    exp = load_experiment(path)
+    # A run one process found busy was being trained by the other, which finished it.
+    assert len(trained) == len(plan(exp))
+    again = [run_one(config_to_dict(s.config), str(s.run_dir), s.label)["status"] for s in plan(exp)]
+    assert again == ["skipped"] * len(plan(exp))
+    for spec in plan(exp):
+        assert len(rundir.read_metrics(spec.run_dir)) == 3
