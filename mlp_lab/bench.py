@@ -1,0 +1,164 @@
+"""Epoch-speed benchmark: mlp-lab's trainer against the tutorial pipeline and the compute floor.
+
+All three measure one epoch of train + val on the same data, model and optimizer, in one
+process, as the median of several repeats:
+
+(a) mlp-lab: the Trainer's epoch (device tensors, seeded randperm, index slices) + val pass;
+(b) tutorial: torchvision dataset with ToTensor/Normalize + DataLoader(batch_size, shuffle=True)
+    + a plain loop, and a DataLoader val pass;
+(c) floor: the same optimizer steps on one fixed batch, and the same val matmuls.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mlp_lab.config import Config
+from mlp_lab.data import DATASETS, load_data, locate
+from mlp_lab.model import ParameterizedMLP
+from mlp_lab.train import Trainer, build_optimizer, evaluate, num_batches
+
+
+def _median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def time_mlp_lab(config: Config, repeats: int, data_dirs=()) -> dict[str, Any]:
+    """(a) One epoch of the real Trainer (train + val); also the peak RSS so far."""
+    trainer = Trainer(config, "/nonexistent-bench-run", data_dirs=tuple(data_dirs))
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+
+    def epoch() -> None:
+        trainer._train_epoch(None)
+        evaluate(trainer.model, trainer.data.val)
+
+    epoch()  # warm-up: first-touch allocations, compile if enabled
+    median, times = _median_time(epoch, repeats, sync)
+    return {"seconds": median, "all": times, "peak_rss_mb": _peak_rss_mb(), "device": str(trainer.device),
+            "steps": trainer.steps_per_epoch, "data": trainer.data}
+
+
+def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str, Any]:
+    """(b) The tutorial pipeline: per-sample transforms and a DataLoader, same model and optimizer."""
+    import torchvision.datasets as tvd
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import transforms
+
+    spec = DATASETS[config.data.dataset]
+    root = locate(config.data, data_dirs)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(data.info.mean, data.info.std)])
+    full = getattr(tvd, spec.torchvision_class)(str(root), train=True, transform=transform, download=False)
+    from mlp_lab.data import split_indices
+
+    train_idx, val_idx = split_indices(len(full), config.data.val_fraction, config.data.split_seed)
+    train_loader = DataLoader(Subset(full, train_idx.tolist()), batch_size=config.train.batch_size, shuffle=True)
+    val_loader = DataLoader(Subset(full, val_idx.tolist()), batch_size=config.train.batch_size)
+    torch.manual_seed(config.seed)
+    model = ParameterizedMLP.from_config(config.model, data.info.in_features, data.info.num_classes)
+    optimizer = build_optimizer(model, config.train.optimizer)
+
+    def epoch() -> None:
+        model.train()
+        for x, y in train_loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for x, y in val_loader:
+                F.cross_entropy(model(x), y)
+
+    median, times = _median_time(epoch, repeats, lambda: None)
+    return {"seconds": median, "all": times}
+
+
+def time_floor(config: Config, repeats: int, data, steps: int, device: torch.device) -> dict[str, Any]:
+    """(c) The floor: the same optimizer steps on one fixed batch, and the same val matmuls."""
+    torch.manual_seed(config.seed)
+    model = ParameterizedMLP.from_config(config.model, data.info.in_features, data.info.num_classes).to(device)
+    optimizer = build_optimizer(model, config.train.optimizer)
+    x, y = data.train.x[: config.train.batch_size], data.train.y[: config.train.batch_size]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def epoch() -> None:
+        model.train()
+        for _ in range(steps):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        evaluate(model, data.val)
+
+    epoch()
+    median, times = _median_time(epoch, repeats, sync)
+    return {"seconds": median, "all": times}
+
+
+def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
+    """Wall time of `python -m mlp_lab --help` in a fresh interpreter, and whether torch got imported."""
+    import subprocess
+
+    code = ("import sys, time; t = time.perf_counter()\nfrom mlp_lab.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    times = []
+    torch_imported = False
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        times.append(time.perf_counter() - start)
+        torch_imported |= out.strip().endswith("TORCH") and not out.strip().endswith("NO-TORCH")
+    return {"seconds": statistics.median(times), "all": times, "torch_imported": torch_imported}
+
+
+def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure (a), (b), (c) on the CPU (and the CUDA variants when a GPU is present); print a table."""
+    results: dict[str, Any] = {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats}
+    cpu_config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cpu"})}, deep=True)
+    a = time_mlp_lab(cpu_config, repeats, data_dirs)
+    data = a.pop("data")
+    log(f"(a) mlp-lab trainer, train + val:          {a['seconds']:.3f} s/epoch  (peak RSS {a['peak_rss_mb']:.0f} MB)")
+    c = time_floor(cpu_config, repeats, data, a["steps"], torch.device("cpu"))
+    log(f"(c) floor, fixed batch + val matmuls:       {c['seconds']:.3f} s/epoch")
+    b = time_tutorial(cpu_config, repeats, data, data_dirs)
+    log(f"(b) tutorial DataLoader pipeline + val:     {b['seconds']:.3f} s/epoch")
+    results.update({"a": a, "b": b, "c": c, "a_over_c": a["seconds"] / c["seconds"], "b_over_a": b["seconds"] / a["seconds"]})
+    log(f"a/c = {results['a_over_c']:.2f}  (target <= 1.2)    b/a = {results['b_over_a']:.2f}  (target >= 4)    "
+        f"peak RSS of (a) {a['peak_rss_mb']:.0f} MB (target <= 1536)    torch threads {results['threads']}")
+    startup = time_cli_startup()
+    results["help_startup"] = startup
+    log(f"mlp-lab --help: {startup['seconds']:.2f} s in a fresh interpreter (target <= 0.5), "
+        f"torch imported: {'yes' if startup['torch_imported'] else 'no'}")
+    if torch.cuda.is_available():
+        results["cuda"] = {}
+        for label, update in (("cuda", {}), ("cuda+bf16", {"amp": True}), ("cuda+compile", {"compile": True})):
+            cfg = config.model_copy(update={"train": config.train.model_copy(update={"device": "cuda", **update})}, deep=True)
+            r = time_mlp_lab(cfg, repeats, data_dirs)
+            r.pop("data")
+            results["cuda"][label] = r
+            log(f"(a) on {label:<13} {r['seconds']:.3f} s/epoch  ({a['seconds'] / r['seconds']:.1f}x the CPU)")
+    else:
+        log("CUDA variants (GPU-resident data, bf16 autocast, torch.compile): skipped, no CUDA GPU here")
+    return results
