@@ -132,3 +132,10 @@ def test_failed_run_is_reported_and_others_continue(tiny_config, tmp_path):
     statuses = [o["status"] for o in result.outcomes]
     assert statuses[:2] == ["trained", "trained"] and statuses[2:] == ["failed", "failed"]
     assert "diverged" in result.failures[0]["error"]
+    from mlp_lab.report import build_report
+
+    report = build_report(load_experiment(path))
+    explode = report["arms"][1]
+    assert explode["failed_seeds"] == [0, 1] and explode["test_acc_mean"] is None
+    assert explode["verdict"] == "no shared seeds"
+    assert "`explode`: seeds 0, 1 failed" in (tmp_path / "runs" / "study" / "report.md").read_text()

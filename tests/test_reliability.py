@@ -338,3 +338,33 @@ def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
     assert again == ["skipped"] * len(plan(exp))
     for spec in plan(exp):
         assert len(rundir.read_metrics(spec.run_dir)) == 3
+
+
+@pytest.mark.parametrize("jobs, sig, code", [(1, signal.SIGINT, 130), (2, signal.SIGTERM, 143)],
+                         ids=["jobs1-SIGINT", "jobs2-SIGTERM-to-parent-only"])
+def test_interrupted_compare_finishes_only_what_was_left(tiny_config, tmp_path, jobs, sig, code):
+    from test_ablation import write_study
+
+    path = write_study(tmp_path, tiny_config, seeds=[0, 1, 2])
+    base = tmp_path / "configs" / "tiny.yaml"
+    raw = yaml.safe_load(base.read_text())
+    raw["train"]["epochs"] = 12  # long enough runs that the signal lands mid-run
+    base.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "mlp_lab", "compare", str(path), "--jobs", str(jobs)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if " done, " in line:  # one run finished: the others are pending or mid-way
+            break
+    process.send_signal(sig)  # the parent alone: it must stop its workers itself
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert "partial ones resume" in stderr
+    first = rundir.read_json(plan(load_experiment(path))[0].run_dir / "summary.json")
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    statuses = [line.split(": ")[1].split(" ")[0] for line in again.stdout.splitlines() if " done, " in line]
+    assert len(statuses) == 6 and "skipped" in statuses and set(statuses) <= {"skipped", "resumed", "trained"}
+    assert statuses.count("skipped") < 6, "the interrupted compare had nothing left to do"
+    # What was finished before the signal is kept as it was, not trained again.
+    assert rundir.read_json(plan(load_experiment(path))[0].run_dir / "summary.json") == first
