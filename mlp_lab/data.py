@@ -336,7 +336,7 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: S
         raise DataError(f"{root}: {spec.key} has {train_labels.numel()} training examples, too few to split")
     train_idx, val_idx = split_indices(train_labels.shape[0], cfg.val_fraction, cfg.split_seed)
     mean, std = channel_stats(train_images[train_idx])
-    info = DatasetInfo(spec.key, spec.classes, spec.image_shape, mean, std, str(root))
+    info = DatasetInfo(spec.key, spec.classes, spec.image_shape, mean, std, str(root.resolve()))
 
     def make(images: torch.Tensor, labels: torch.Tensor) -> Split:
         return Split(to_features(images, mean, std).to(device), labels.to(device))

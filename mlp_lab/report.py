@@ -219,7 +219,7 @@ def make_plots(experiment: Experiment, arms: dict[str, Any], rows: list[dict[str
 
     cols = min(3, len(names))
     rows_n = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.5 * rows_n), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.5 * rows_n), squeeze=False, sharex=True, sharey=True)
     for ax, name in zip(axes.flat, names):
         for key, style in (("train/loss", "--"), ("val/loss", "-")):
             x, mean, low, high = _curve(arms[name]["history"], key)

@@ -470,8 +470,9 @@ class Trainer:
     def _fail(self, record: dict[str, Any]) -> None:
         """Record a diverged run in summary.json and stop; best.pt and last.pt stay as they were."""
         epoch = record["epoch"]
-        message = (f"loss became {record['train/loss'] if not math.isfinite(record['train/loss']) else record['val/loss']} "
-                   f"in epoch {epoch}: training diverged (try a lower train.optimizer.lr, now {self.config.train.optimizer.lr})")
+        split, value = next((k, record[k]) for k in ("train/loss", "val/loss") if not math.isfinite(record[k]))
+        message = (f"{split} became {value} in epoch {epoch}: training diverged "
+                   f"(try a lower train.optimizer.lr, now {self.config.train.optimizer.lr})")
         summary = self._summary_base()
         summary.update({"status": "diverged", "error": message, "failed_epoch": epoch,
                         "epochs_run": self.progress.epoch, "best_epoch": self.stopper.best_epoch or None})
