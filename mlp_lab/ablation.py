@@ -284,21 +284,28 @@ def estimated_cost(config: Config) -> int:
     return sum(a * b for a, b in zip(widths, widths[1:])) * config.train.epochs
 
 
-def _worker_init(threads: int) -> None:
+# Set in each worker process by its initializer: the parent's stop event. ProcessPoolExecutor
+# hands initializer arguments to a worker only once, so it has to be kept per process.
+_WORKER_STOP = None
+
+
+def _worker_init(threads: int, stop_event) -> None:
     import signal
 
     import torch
 
+    global _WORKER_STOP
+    _WORKER_STOP = stop_event
     torch.set_num_threads(threads)
-    # The parent decides when to stop; a Ctrl-C in the terminal reaches every process in the group.
+    # The parent decides when to stop and tells the workers through the event, so a terminal's
+    # Ctrl-C (sent to the whole process group) must not kill them. SIGTERM keeps its default:
+    # the executor's own clean-up of a broken pool relies on it, and a worker killed by it
+    # still leaves an intact last.pt (from its last completed epoch).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_run(args: tuple) -> dict[str, Any]:
-    from mlp_lab.interrupt import graceful_stop
-
-    with graceful_stop() as stop:
-        return run_one(*args, stop=stop)
+    return run_one(*args, stop=_WORKER_STOP.is_set)
 
 
 @dataclass
@@ -357,8 +364,10 @@ def compare(experiment: Experiment, jobs: int = 1, force: bool = False, data_dir
         import multiprocessing
 
         # spawn, not fork: a forked child inherits torch's thread pools and locks in unknown states.
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(threads,)) as pool:
+        context = multiprocessing.get_context("spawn")
+        stop_event = context.Event()
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
+                                 initargs=(threads, stop_event)) as pool:
             pending = {}
             # Longest first: a big run started last would leave the other workers idle at the end.
             queue = sorted(enumerate(args), key=lambda item: -estimated_cost(specs[item[0]].config))
@@ -371,11 +380,9 @@ def compare(experiment: Experiment, jobs: int = 1, force: bool = False, data_dir
                     queue.clear()
                     for future in pending:
                         future.cancel()
-                    # A signal sent to this process alone (kill PID) must still stop the workers:
-                    # SIGTERM makes each stop at a batch boundary and save last.pt.
-                    for process in list(getattr(pool, "_processes", {}).values()):
-                        if process.is_alive():
-                            process.terminate()
+                    # Whether the signal reached only this process or the whole group, the
+                    # workers stop at their next batch boundary and save last.pt.
+                    stop_event.set()
                 finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in finished:
                     index = pending.pop(future)

@@ -355,16 +355,18 @@ def test_interrupted_compare_finishes_only_what_was_left(tiny_config, tmp_path, 
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:
         if " done, " in line:  # one run finished: the others are pending or mid-way
+            first_label = line.split("] ")[1].split(":")[0]
             break
     process.send_signal(sig)  # the parent alone: it must stop its workers itself
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr
     assert "partial ones resume" in stderr
-    first = rundir.read_json(plan(load_experiment(path))[0].run_dir / "summary.json")
+    first_spec = next(spec for spec in plan(load_experiment(path)) if spec.label == first_label)
+    first = rundir.read_json(first_spec.run_dir / "summary.json")
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     statuses = [line.split(": ")[1].split(" ")[0] for line in again.stdout.splitlines() if " done, " in line]
     assert len(statuses) == 6 and "skipped" in statuses and set(statuses) <= {"skipped", "resumed", "trained"}
     assert statuses.count("skipped") < 6, "the interrupted compare had nothing left to do"
     # What was finished before the signal is kept as it was, not trained again.
-    assert rundir.read_json(plan(load_experiment(path))[0].run_dir / "summary.json") == first
+    assert rundir.read_json(first_spec.run_dir / "summary.json") == first
