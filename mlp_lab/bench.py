@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from mlp_lab.config import Config
-from mlp_lab.data import DATASETS, load_data, locate
+from mlp_lab.data import DATASETS, locate
 from mlp_lab.model import ParameterizedMLP
-from mlp_lab.train import Trainer, build_optimizer, evaluate, num_batches
+from mlp_lab.train import Trainer, build_optimizer, evaluate
 
 
 def _median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> tuple[float, list[float]]:
