@@ -8,6 +8,7 @@ of the same config, continuing partial ones, in parallel processes if asked.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import shutil
@@ -148,7 +149,7 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
             errors.append(f"{path}: arms.{arm_name}: key {key!r} is outside the factor ({', '.join(spec.factor)})")
         if stray:
             continue
-        merged = _copy_nested(base)
+        merged = copy.deepcopy(base)
         try:
             for key, value in flat.items():
                 set_dotted(merged, key, value)
@@ -166,14 +167,6 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
     output_dir = Path(arms[0].config.output.dir) / path.stem
     return Experiment(path.stem, path, spec.description.strip(), spec.factor, spec.reference,
                       list(seeds) if seeds else spec.seeds, arms, output_dir)
-
-
-def _copy_nested(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy_nested(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy_nested(v) for v in data]
-    return data
 
 
 def plan(experiment: Experiment) -> list[RunSpec]:

@@ -267,13 +267,13 @@ def data(
 
     with user_errors():
         from mlp_lab.config import DataConfig
+        from mlp_lab.data import DATASETS
 
         if config is not None:
             data_cfg = load_config(config).data
         elif dataset is not None:
-            known = DataConfig.model_fields["dataset"].annotation.__args__
-            if dataset not in known:
-                raise MLPLabError(f"dataset {dataset!r} is unknown; choose from {', '.join(known)}")
+            if dataset not in DATASETS:
+                raise MLPLabError(f"dataset {dataset!r} is unknown; choose from {', '.join(DATASETS)}")
             data_cfg = DataConfig(dataset=dataset)
         else:
             raise MLPLabError("give a DATASET (e.g. fashion_mnist) or --config CONFIG")

@@ -15,7 +15,7 @@ import torch
 
 from mlp_lab import rundir
 from mlp_lab.config import Config, MLPLabError, load_config
-from mlp_lab.data import load_data
+from mlp_lab.data import load_data, to_features
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.plots import confusion_matrix_plot, image_grid
 from mlp_lab.train import load_checkpoint, load_weights
@@ -156,15 +156,14 @@ def preprocess_image(path: str | Path, image_shape: Sequence[int], mean: Sequenc
             img = img.convert("L" if c == 1 else "RGB")
             if img.size != (w, h):
                 img = img.resize((w, h), Image.Resampling.LANCZOS)
-            pixels = np.asarray(img, dtype=np.float32) / 255.0
+            pixels = np.array(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise MLPLabError(f"{path}: not a readable image ({type(exc).__name__})") from None
-    x = torch.from_numpy(pixels).view(h, w, -1).permute(2, 0, 1)
+    images = torch.from_numpy(pixels).view(h, w, -1).permute(2, 0, 1).unsqueeze(0)
     if invert:
-        x = 1.0 - x
-    m = torch.tensor(mean).view(-1, 1, 1)
-    s = torch.tensor(std).view(-1, 1, 1)
-    return ((x - m) / s).flatten().unsqueeze(0)
+        images = 255 - images
+    # The same conversion the training data went through.
+    return to_features(images, mean, std)
 
 
 def predict_images(run_dir: str | Path, images: Sequence[str | Path], top_k: int = 3,

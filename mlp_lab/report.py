@@ -186,7 +186,7 @@ def _curve(histories: dict[int, list[dict[str, float]]], key: str) -> tuple[np.n
     return np.arange(1, longest + 1), np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
-def make_plots(experiment: Experiment, arms: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
+def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
     """Write the PNG plots next to the report; returns {title: file name}."""
     import matplotlib
 
@@ -274,7 +274,7 @@ def build_report(experiment: Experiment) -> dict[str, Any]:
     arms = collect(experiment)
     rows = build_rows(experiment, arms)
     experiment.output_dir.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(experiment, arms, rows)
+    plots = make_plots(experiment, arms)
     out = experiment.output_dir
     rundir.atomic_write_text(out / "report.md", _markdown(experiment, rows, plots))
     buffer = io.StringIO()
