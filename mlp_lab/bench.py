@@ -81,7 +81,7 @@ def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str,
     def epoch() -> None:
         model.train()
         for x, y in train_loader:
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), y, label_smoothing=config.train.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -105,7 +105,7 @@ def time_floor(config: Config, repeats: int, data, steps: int, device: torch.dev
     def epoch() -> None:
         model.train()
         for _ in range(steps):
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), y, label_smoothing=config.train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -54,6 +54,7 @@ class ModelConfig(_Section):
     activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"] = "relu"
     batch_norm: bool = False
     dropout: float = Field(0.0, ge=0, lt=1)
+    input_dropout: float = Field(0.0, ge=0, lt=1)  # dropout on the input pixels (Srivastava et al. 2014)
 
 
 class OptimizerConfig(_Section):
@@ -95,6 +96,7 @@ class TrainConfig(_Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     l1: float = Field(0.0, ge=0)
     l2: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # of the training loss only; reported losses stay plain
     scheduler: SchedulerConfig = SchedulerConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     restore_best: bool = True

@@ -19,7 +19,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class ParameterizedMLP(nn.Module):
-    """Per hidden layer: Linear -> [BatchNorm1d] -> activation -> [Dropout]; then Linear to logits.
+    """[Dropout on the inputs]; per hidden layer: Linear -> [BatchNorm1d] -> activation -> [Dropout];
+    then Linear to logits.
 
     With no hidden layers this is multinomial logistic regression. Inputs may be images of any
     shape; they are flattened to `in_features`.
@@ -33,6 +34,7 @@ class ParameterizedMLP(nn.Module):
         activation: str = "relu",
         batch_norm: bool = False,
         dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -45,8 +47,11 @@ class ParameterizedMLP(nn.Module):
             activation=activation,
             batch_norm=batch_norm,
             dropout=dropout,
+            input_dropout=input_dropout,
         )
         layers: list[nn.Module] = [nn.Flatten()]
+        if input_dropout > 0:
+            layers.append(nn.Dropout(input_dropout))
         width = in_features
         for size in hidden_sizes:
             # BatchNorm's shift makes the Linear bias redundant.
@@ -63,7 +68,8 @@ class ParameterizedMLP(nn.Module):
     @classmethod
     def from_config(cls, cfg: ModelConfig, in_features: int, num_classes: int) -> "ParameterizedMLP":
         """Build the model a config describes for a dataset of the given shape."""
-        return cls(in_features, cfg.hidden_sizes, num_classes, cfg.activation, cfg.batch_norm, cfg.dropout)
+        return cls(in_features, cfg.hidden_sizes, num_classes, cfg.activation, cfg.batch_norm, cfg.dropout,
+                   cfg.input_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)

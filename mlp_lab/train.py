@@ -407,9 +407,13 @@ class Trainer:
             x, y = train.x[idx], train.y[idx]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 logits = self.forward(x)
-            loss = F.cross_entropy(logits.float(), y)
+            logits = logits.float()
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             penalty = weight_penalty(weights, cfg.l1, cfg.l2)
             objective = loss if penalty is None else loss + penalty
+            if cfg.label_smoothing > 0:
+                # Report the plain cross-entropy, so train/loss stays comparable with val/loss.
+                loss = F.cross_entropy(logits.detach(), y)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             self.optimizer.step()

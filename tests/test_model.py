@@ -35,6 +35,15 @@ def test_layer_order_per_hidden_layer():
     assert kinds == [nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.Tanh, nn.Dropout, nn.Linear]
 
 
+def test_input_dropout_comes_first_and_only_when_asked():
+    model = ParameterizedMLP(10, [8], 3, dropout=0.0, input_dropout=0.2)
+    assert [type(m) for m in model.layers] == [nn.Flatten, nn.Dropout, nn.Linear, nn.ReLU, nn.Linear]
+    assert model.layers[1].p == 0.2 and model.model_args["input_dropout"] == 0.2
+    assert nn.Dropout not in [type(m) for m in ParameterizedMLP(10, [8], 3).layers]
+    # model_args rebuild the same architecture, so checkpoints load into it.
+    ParameterizedMLP(**model.model_args).load_state_dict(model.state_dict())
+
+
 def test_dropout_is_random_in_train_and_off_in_eval():
     torch.manual_seed(0)
     model = ParameterizedMLP(20, [64], 4, dropout=0.5)
@@ -61,8 +70,9 @@ def test_batchnorm_uses_batch_stats_in_train_and_running_stats_in_eval():
 
 
 def test_from_config_and_penalized_weights():
-    cfg = ModelConfig(hidden_sizes=[16, 8], activation="gelu", batch_norm=True, dropout=0.1)
+    cfg = ModelConfig(hidden_sizes=[16, 8], activation="gelu", batch_norm=True, dropout=0.1, input_dropout=0.3)
     model = ParameterizedMLP.from_config(cfg, 12, 5)
+    assert model.model_args["input_dropout"] == 0.3 and model.model_args["dropout"] == 0.1
     weights = model.penalized_weights()
     assert [tuple(w.shape) for w in weights] == [(16, 12), (8, 16), (5, 8)]
     assert model.model_args["hidden_sizes"] == [16, 8]

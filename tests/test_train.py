@@ -164,6 +164,24 @@ def test_l2_shrinks_weights(tiny_config, tmp_path):
     assert norm(tmp_path / "l2") < 0.5 * norm(tmp_path / "plain")
 
 
+def test_label_smoothing_changes_training_but_not_the_reported_loss(tiny_config, tmp_path):
+    smoothing = 0.5
+    plain = train(tiny_config(), tmp_path / "plain")
+    smooth = train(tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu",
+                                      "label_smoothing": smoothing}), tmp_path / "smooth")
+    assert metrics_without_timing(tmp_path / "smooth") != metrics_without_timing(tmp_path / "plain")
+    assert smooth["test/acc"] > 0.8
+    # The smoothed loss can never fall below the entropy of the smoothed targets; the plain
+    # cross-entropy, which is what train/loss reports, can and does on this easy problem.
+    k = 10
+    target = torch.full((k,), smoothing / k)
+    target[0] += 1 - smoothing
+    floor = -(target * target.log()).sum().item()
+    rows = rundir.read_metrics(tmp_path / "smooth")
+    assert rows[-1]["train/loss"] < floor
+    assert plain["test/acc"] > 0.8
+
+
 def test_lr_schedules():
     cosine = SchedulerConfig(name="cosine", min_lr=0.0)
     assert lr_at(cosine, 1.0, 0, 10, 10) == 1.0
