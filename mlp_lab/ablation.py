@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import shutil
 import time
 import traceback
@@ -271,10 +270,11 @@ def run_one(config_dict: dict[str, Any], run_dir: str, label: str, data_dirs: tu
 def estimated_cost(config: Config) -> int:
     """Relative training cost of a run: multiply-accumulates per example x epochs."""
     from mlp_lab.data import DATASETS
+    from mlp_lab.model import macs_per_example
 
-    c, h, w = DATASETS[config.data.dataset].image_shape
-    widths = [c * h * w, *config.model.hidden_sizes, len(DATASETS[config.data.dataset].classes)]
-    return sum(a * b for a, b in zip(widths, widths[1:])) * config.train.epochs
+    spec = DATASETS[config.data.dataset]
+    c, h, w = spec.image_shape
+    return macs_per_example(c * h * w, config.model.hidden_sizes, len(spec.classes)) * config.train.epochs
 
 
 # Set in each worker process by its initializer: the parent's stop event. ProcessPoolExecutor
@@ -326,8 +326,10 @@ def compare(experiment: Experiment, jobs: int = 1, force: bool = False, data_dir
     Each run uses `threads` torch threads (default: the CPU cores split between the `jobs`).
     On the CPU, results are bit-identical for the same thread count, whatever `jobs` is.
     """
+    from mlp_lab.train import available_cores
+
     specs = plan(experiment)
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+    threads = threads or max(1, available_cores() // max(1, jobs))
     total = len(specs)
     args = [(config_to_dict(s.config), str(s.run_dir), s.label, tuple(map(str, data_dirs)), force) for s in specs]
     result = CompareResult(outcomes=[{}] * total)

@@ -11,7 +11,7 @@ from torch import nn
 
 from mlp_lab.config import Config, DataConfig
 from mlp_lab.data import DATASETS, Data, load_data
-from mlp_lab.model import ParameterizedMLP
+from mlp_lab.model import ParameterizedMLP, macs_per_example
 from mlp_lab.plots import image_grid
 
 
@@ -77,21 +77,18 @@ def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] 
 def model_summary(config: Config) -> dict[str, Any]:
     """Layer table (layer, output shape, parameters), totals and multiply-accumulates per sample.
 
-    Needs only the dataset's shape, not its files. MACs count the Linear layers (in x out each);
-    BatchNorm, activations and dropout are element-wise and cost no multiply-accumulates here.
+    Needs only the dataset's shape, not its files. MACs as `model.macs_per_example` counts them.
     """
     spec = DATASETS[config.data.dataset]
     c, h, w = spec.image_shape
     model = ParameterizedMLP.from_config(config.model, c * h * w, len(spec.classes))
     rows = []
     shape: tuple[int, ...] = (c, h, w)
-    macs = 0
     for index, layer in enumerate(model.layers):
         if isinstance(layer, nn.Flatten):
             shape = (c * h * w,)
         elif isinstance(layer, nn.Linear):
             shape = (layer.out_features,)
-            macs += layer.in_features * layer.out_features
         params = sum(p.numel() for p in layer.parameters())
         rows.append({"layer": f"{index}: {type(layer).__name__}", "detail": _detail(layer),
                      "output_shape": ["batch", *shape], "parameters": params})
@@ -100,7 +97,7 @@ def model_summary(config: Config) -> dict[str, Any]:
         "layers": rows,
         "total_parameters": model.num_parameters(),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "macs_per_sample": macs,
+        "macs_per_sample": macs_per_example(c * h * w, config.model.hidden_sizes, len(spec.classes)),
     }
 
 

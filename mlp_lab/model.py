@@ -18,6 +18,13 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def macs_per_example(in_features: int, hidden_sizes: Sequence[int], num_classes: int) -> int:
+    """Multiply-accumulates of one example's forward pass: the Linear layers' in x out each.
+    BatchNorm, activations and dropout are element-wise and are not counted."""
+    widths = [in_features, *hidden_sizes, num_classes]
+    return sum(a * b for a, b in zip(widths, widths[1:]))
+
+
 class ParameterizedMLP(nn.Module):
     """[Dropout on the inputs]; per hidden layer: Linear -> [BatchNorm1d] -> activation -> [Dropout];
     then Linear to logits.

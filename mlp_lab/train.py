@@ -65,15 +65,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask where the OS has one (a
+    container's CPU set, taskset), which os.cpu_count() ignores."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads: `threads`, else every core this process may run on.
 
     Set explicitly because CPU results are bit-identical only for the same thread count, and
     parallel workers must split the cores rather than oversubscribe them.
     """
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(max(1, threads or available_cores()))
     return torch.get_num_threads()
 
 
