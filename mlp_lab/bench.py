@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mlp_lab.config import Config
-from mlp_lab.data import DATASETS, locate
+from mlp_lab.data import DATASETS, locate, split_indices
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import Trainer, build_optimizer, evaluate
 
@@ -69,8 +69,6 @@ def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str,
     root = locate(config.data, data_dirs)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(data.info.mean, data.info.std)])
     full = getattr(tvd, spec.torchvision_class)(str(root), train=True, transform=transform, download=False)
-    from mlp_lab.data import split_indices
-
     train_idx, val_idx = split_indices(len(full), config.data.val_fraction, config.data.split_seed)
     train_loader = DataLoader(Subset(full, train_idx.tolist()), batch_size=config.train.batch_size, shuffle=True)
     val_loader = DataLoader(Subset(full, val_idx.tolist()), batch_size=config.train.batch_size)

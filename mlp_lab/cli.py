@@ -39,6 +39,11 @@ DataDirOpt = Annotated[
 ]
 
 
+def _dirs(data_dir: Optional[list[Path]]) -> tuple[str, ...]:
+    """--data-dir values as the library takes them."""
+    return tuple(map(str, data_dir or ()))
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Print MLPLabError as plain lines on stderr and exit 2."""
@@ -113,7 +118,7 @@ def run(
         out.print(f"run {cfg.name} -> {run_dir}", highlight=False)
         with rundir.RunLock(run_dir), graceful_stop() as stop, epoch_reporter(cfg.name, cfg.train.epochs) as report:
             try:
-                summary = train(cfg, run_dir, resume=resume is not None, data_dirs=tuple(map(str, data_dir or ())),
+                summary = train(cfg, run_dir, resume=resume is not None, data_dirs=_dirs(data_dir),
                                 on_epoch=report, should_stop=stop)
             except TrainingInterrupted as exc:
                 err.print(f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
@@ -168,22 +173,22 @@ def compare(
     Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2
     """
     with user_errors():
+        from mlp_lab.ablation import compare as run_compare
         from mlp_lab.ablation import load_experiment
+        from mlp_lab.interrupt import graceful_stop
+        from mlp_lab.report import build_report
 
         exp = load_experiment(experiment, _parse_seeds(seeds))
-        from mlp_lab.ablation import compare as run_compare
-        from mlp_lab.train import check_runtime
+        from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
         for arm in exp.arms:
             check_runtime(arm.config, f"{exp.path}: arms.{arm.name}")
-        from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.report import build_report
 
         total = len(exp.arms) * len(exp.seeds)
         out.print(f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
                   highlight=False)
         with graceful_stop() as stop:
-            result = run_compare(exp, jobs=jobs, force=force, data_dirs=[str(d) for d in data_dir or ()],
+            result = run_compare(exp, jobs=jobs, force=force, data_dirs=_dirs(data_dir),
                                  threads=threads, stop=stop, log=lambda line: print(line, flush=True))
         if result.interrupted:
             err.print(f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
@@ -244,12 +249,10 @@ def list_(
     with user_errors():
         configs = list_configs(configs_dir)
         experiments = list_experiments(experiments_dir)
-    out.print(f"configs ({configs_dir}/)", style="bold")
-    for entry in configs:
-        out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)
-    out.print(f"experiments ({experiments_dir}/)", style="bold")
-    for entry in experiments:
-        out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)
+    for title, directory, entries in (("configs", configs_dir, configs), ("experiments", experiments_dir, experiments)):
+        out.print(f"{title} ({directory}/)", style="bold")
+        for entry in entries:
+            out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)
 
 
 @app.command()
@@ -279,7 +282,7 @@ def data(
             raise MLPLabError("give a DATASET (e.g. fashion_mnist) or --config CONFIG")
         from mlp_lab.analysis import inspect_data
 
-        info, grid = inspect_data(data_cfg, out_dir, [str(d) for d in data_dir or ()])
+        info, grid = inspect_data(data_cfg, out_dir, _dirs(data_dir))
     out.print(f"[bold]{info['dataset']}[/bold] from {info['source']}")
     c, h, w = info["image_shape"]
     out.print(f"images: {c}x{h}x{w} ({info['colour']}), raw {info['raw_dtype']} in {info['raw_range']}; "
@@ -334,7 +337,7 @@ def evaluate(
             raise MLPLabError(f"--split {split}: choose test or val")
         from mlp_lab.evaluation import evaluate_run
 
-        result = evaluate_run(run_dir, split, [str(d) for d in data_dir or ()])
+        result = evaluate_run(run_dir, split, _dirs(data_dir))
     out.print((Path(result["run_dir"]) / "eval" / f"{split}_report.txt").read_text(), highlight=False)
     out.print(f"files in {Path(result['run_dir']) / 'eval'}: {', '.join(result['files'])}", highlight=False)
 
@@ -383,7 +386,7 @@ def bench(
         from mlp_lab.train import configure_threads
 
         configure_threads(threads)
-        results = run_benchmark(cfg, repeats, [str(d) for d in data_dir or ()], log=lambda line: print(line, flush=True))
+        results = run_benchmark(cfg, repeats, _dirs(data_dir), log=lambda line: print(line, flush=True))
     if json_out is not None:
         import json
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -162,10 +163,7 @@ def check_idx_file(path: Path) -> None:
             if len(dims_raw) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX header")
             dims = [int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim)]
-        count = 1
-        for d in dims:
-            count *= d
-        expected = 4 + 4 * ndim + count
+        expected = 4 + 4 * ndim + math.prod(dims)
         actual = path.stat().st_size
         if actual != expected:
             raise DataError(f"{path}: IDX header says {dims} ({expected} bytes) but the file has {actual} bytes")
@@ -176,8 +174,7 @@ def check_idx_file(path: Path) -> None:
 def _candidate_dirs(spec: DatasetSpec, base: Path) -> list[Path]:
     # A user may point at the files themselves or at a folder holding one folder per dataset.
     names = [spec.key, spec.key.replace("_", "-"), spec.torchvision_class]
-    out = [base] + [base / n for n in names] + [base / spec.torchvision_class / "raw", base / "cifar-10-batches-py"]
-    return out
+    return [base] + [base / n for n in names] + [base / spec.torchvision_class / "raw", base / "cifar-10-batches-py"]
 
 
 def search_locations(spec: DatasetSpec, extra_dirs: Sequence[str | Path] = ()) -> list[Path]:

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from mlp_lab import rundir
+from mlp_lab.analysis import unnormalize
 from mlp_lab.config import Config, MLPLabError, load_config
 from mlp_lab.data import load_data, to_features
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.plots import confusion_matrix_plot, image_grid
-from mlp_lab.train import load_checkpoint, load_weights
+from mlp_lab.train import EVAL_BATCH_SIZE, evaluate, load_checkpoint, load_weights
 
 
 @dataclass
@@ -89,15 +90,13 @@ def _report_text(rows: list[dict[str, Any]], accuracy: float, loss: float, split
 def evaluate_run(run_dir: str | Path, split: str = "test", data_dirs: Sequence[str] = (),
                  grid_size: int = 32, seed: int = 0) -> dict[str, Any]:
     """Evaluate a run's weights on a split; write report, CSV, confusion matrix and grids to eval/."""
-    from mlp_lab.analysis import unnormalize
-    from mlp_lab.train import evaluate
-
     run = load_run(run_dir)
     data = load_data(run.config.data, "cpu", data_dirs)
     part = getattr(data, split)
     loss, accuracy = evaluate(run.model, part)
     with torch.inference_mode():
-        probs = torch.cat([torch.softmax(run.model(part.x[i:i + 8192]), 1) for i in range(0, len(part), 8192)])
+        probs = torch.cat([torch.softmax(run.model(part.x[i:i + EVAL_BATCH_SIZE]), 1)
+                           for i in range(0, len(part), EVAL_BATCH_SIZE)])
     confidence, predicted = probs.max(1)
     y_true, y_pred = part.y.numpy(), predicted.numpy()
     classes = list(data.info.classes)

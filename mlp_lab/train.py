@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from mlp_lab import rundir
 from mlp_lab.config import (
     Config,
+    ConfigError,
     EarlyStoppingConfig,
     MLPLabError,
     OptimizerConfig,
@@ -83,8 +84,6 @@ def configure_threads(threads: int | None = None) -> int:
 
 def check_runtime(config: Config, source: str) -> None:
     """Config checks that depend on this machine (a GPU asked for but absent), as a ConfigError."""
-    from mlp_lab.config import ConfigError
-
     try:
         resolve_device(config.train.device)
     except MLPLabError as exc:
@@ -335,12 +334,16 @@ class Trainer:
         return {"dataset": info.name, "classes": list(info.classes), "image_shape": list(info.image_shape),
                 "mean": list(info.mean), "std": list(info.std)}
 
+    def _checkpoint(self, kind: str) -> dict[str, Any]:
+        """What both checkpoint kinds hold: identity, config and the model's weights."""
+        return {"kind": f"mlp-lab/{kind}", "version": CHECKPOINT_VERSION, "config_hash": self.hash,
+                "config": config_to_dict(self.config), "model_args": self.model.model_args,
+                "model": self.model.state_dict()}
+
     def save_last(self) -> None:
         p = self.progress
         rundir.atomic_torch_save({
-            "kind": "mlp-lab/last", "version": CHECKPOINT_VERSION, "config_hash": self.hash,
-            "config": config_to_dict(self.config), "model_args": self.model.model_args,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            **self._checkpoint("last"), "optimizer": self.optimizer.state_dict(),
             "plateau": self.plateau.state_dict() if self.plateau else None,
             "early_stopping": self.stopper.state_dict(), "rng": _rng_state(),
             "epoch": p.epoch, "step": p.step, "history": p.history, "elapsed": p.elapsed,
@@ -349,9 +352,7 @@ class Trainer:
 
     def save_best(self, epoch: int, metrics: dict[str, float]) -> None:
         rundir.atomic_torch_save({
-            "kind": "mlp-lab/best", "version": CHECKPOINT_VERSION, "config_hash": self.hash,
-            "config": config_to_dict(self.config), "model_args": self.model.model_args,
-            "model": self.model.state_dict(), "epoch": epoch, "metrics": metrics, "data": self._data_meta(),
+            **self._checkpoint("best"), "epoch": epoch, "metrics": metrics, "data": self._data_meta(),
         }, self.run_dir / rundir.BEST_CHECKPOINT)
 
     def restore(self) -> None:
