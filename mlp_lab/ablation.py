@@ -9,30 +9,24 @@ of the same config, continuing partial ones, in parallel processes if asked.
 from __future__ import annotations
 
 import copy
-import functools
-import shutil
-import time
-import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mlp_lab import rundir
 from mlp_lab.config import (
     Config,
     ConfigError,
     MLPLabError,
-    config_hash,
-    config_to_dict,
     flatten,
     read_yaml_mapping,
     set_dotted,
     validate_config,
 )
+from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
+from mlp_lab.rundir import RunStatus
 
 EXPERIMENTS_DIR = "experiments"
 
@@ -80,20 +74,6 @@ class Experiment:
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One arm x seed: its config (seed and name set) and its run directory."""
-
-    arm: str
-    seed: int
-    config: Config
-    run_dir: Path
-
-    @property
-    def label(self) -> str:
-        return f"{self.arm} seed {self.seed}"
 
 
 def resolve_experiment_path(name_or_path: str | Path, experiments_dir: str | Path = EXPERIMENTS_DIR) -> Path:
@@ -174,219 +154,47 @@ def plan(experiment: Experiment) -> list[RunSpec]:
     for arm in experiment.arms:
         for seed in experiment.seeds:
             config = arm.config.model_copy(update={"seed": seed})
-            specs.append(RunSpec(arm.name, seed, config, experiment.output_dir / arm.name / f"seed-{seed}"))
+            specs.append(RunSpec(f"{arm.name} seed {seed}", config, experiment.output_dir / arm.name / f"seed-{seed}",
+                                 {"study": experiment.name, "arm": arm.name, "seed": str(seed)}))
     return specs
-
-
-def run_status(spec: RunSpec) -> str:
-    """'done', 'failed' (finished but diverged), 'partial' (has last.pt), 'stale' (another config) or 'new'."""
-    summary_path = spec.run_dir / rundir.SUMMARY_FILE
-    want = config_hash(spec.config)
-    if summary_path.exists():
-        try:
-            summary = rundir.read_json(summary_path)
-        except (OSError, ValueError):
-            return "stale"
-        if summary.get("config_hash") != want:
-            return "stale"
-        return "done" if summary.get("status") == "completed" else "failed"
-    config_path = spec.run_dir / rundir.CONFIG_FILE
-    if (spec.run_dir / rundir.LAST_CHECKPOINT).exists() and config_path.exists():
-        try:
-            recorded = validate_config(read_yaml_mapping(config_path), str(config_path))
-        except ConfigError:
-            return "stale"
-        return "partial" if config_hash(recorded) == want else "stale"
-    return "stale" if spec.run_dir.exists() and any(spec.run_dir.iterdir()) else "new"
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_data(data_json: str, device: str, data_dirs: tuple[str, ...]):
-    # Per-process cache: every arm of a study shares the dataset, so load it once per worker.
-    import json
-
-    from mlp_lab.config import DataConfig
-    from mlp_lab.data import load_data
-
-    return load_data(DataConfig.model_validate(json.loads(data_json)), device, data_dirs)
-
-
-def run_one(config_dict: dict[str, Any], run_dir: str, label: str, data_dirs: tuple[str, ...] = (),
-            force: bool = False, stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Train (or skip, or continue) one run; never raises for a failed run, returns its outcome.
-
-    Runs in the calling process or in a worker process (arguments are plain data so they pickle).
-    """
-    from mlp_lab.train import TrainingInterrupted, resolve_device, train
-
-    started = time.perf_counter()
-    config = Config.model_validate(config_dict)
-    spec = RunSpec(label, config.seed, config, Path(run_dir))
-
-    def outcome(status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> dict[str, Any]:
-        return {"label": label, "status": status, "summary": summary, "error": error,
-                "seconds": time.perf_counter() - started}
-
-    try:
-        lock = rundir.RunLock(spec.run_dir).acquire()
-    except rundir.RunLocked as exc:
-        return outcome("busy", error=f"being trained by process {exc.pid}")
-    try:
-        # The status is read under the lock: another process may have just finished this run.
-        status = run_status(spec)
-        if force and spec.run_dir.exists():
-            shutil.rmtree(spec.run_dir)
-            status = "new"
-        if status in ("done", "failed"):
-            summary = rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)
-            return outcome("skipped" if status == "done" else "failed", summary, summary.get("error"))
-        if status == "stale":
-            # The experiment changed since this run was made: keep the old run, out of the way.
-            aside = spec.run_dir.with_name(f"{spec.run_dir.name}.old-{int(time.time())}")
-            spec.run_dir.rename(aside)
-            print(f"{label}: {spec.run_dir} was made with another config; moved to {aside}", flush=True)
-        device = resolve_device(config.train.device)
-        data = _cached_data(config.data.model_dump_json(), str(device), tuple(data_dirs))
-
-        def report(record: dict[str, Any]) -> None:
-            print(f"{label}  epoch {record['epoch']}/{record['epochs']}  val/acc {record['val/acc']:.4f}  "
-                  f"val/loss {record['val/loss']:.4f}", flush=True)
-
-        summary = train(config, spec.run_dir, resume=status == "partial", data=data, on_epoch=report,
-                        should_stop=stop)
-        return outcome("resumed" if status == "partial" else "trained", summary)
-    except TrainingInterrupted:
-        return outcome("interrupted", error="interrupted")
-    except MLPLabError as exc:
-        return outcome("failed", error=str(exc))
-    except Exception as exc:  # a bug in one run must not take the study down; keep its trace
-        spec.run_dir.mkdir(parents=True, exist_ok=True)
-        (spec.run_dir / "error.txt").write_text(traceback.format_exc())
-        return outcome("failed", error=f"{type(exc).__name__}: {exc} (traceback in {spec.run_dir / 'error.txt'})")
-    finally:
-        lock.release()
-
-
-def estimated_cost(config: Config) -> int:
-    """Relative training cost of a run: multiply-accumulates per example x epochs."""
-    from mlp_lab.data import DATASETS
-    from mlp_lab.model import macs_per_example
-
-    spec = DATASETS[config.data.dataset]
-    c, h, w = spec.image_shape
-    return macs_per_example(c * h * w, config.model.hidden_sizes, len(spec.classes)) * config.train.epochs
-
-
-# Set in each worker process by its initializer: the parent's stop event. ProcessPoolExecutor
-# hands initializer arguments to a worker only once, so it has to be kept per process.
-_WORKER_STOP = None
-
-
-def _worker_init(threads: int, stop_event) -> None:
-    import signal
-
-    import torch
-
-    global _WORKER_STOP
-    _WORKER_STOP = stop_event
-    torch.set_num_threads(threads)
-    # The parent decides when to stop and tells the workers through the event, so a terminal's
-    # Ctrl-C (sent to the whole process group) must not kill them. SIGTERM keeps its default:
-    # the executor's own clean-up of a broken pool relies on it, and a worker killed by it
-    # still leaves an intact last.pt (from its last completed epoch).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _worker_run(args: tuple) -> dict[str, Any]:
-    return run_one(*args, stop=_WORKER_STOP.is_set)
 
 
 @dataclass
 class CompareResult:
-    """What `compare` did: one outcome per run, in plan order."""
+    """What `compare` did: one outcome per run it reached, in plan order."""
 
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[RunOutcome] = field(default_factory=list)
     interrupted: bool = False
 
     @property
-    def failures(self) -> list[dict[str, Any]]:
-        return [o for o in self.outcomes if o["status"] == "failed"]
+    def failures(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.status == RunStatus.FAILED]
 
     @property
-    def busy(self) -> list[dict[str, Any]]:
+    def busy(self) -> list[RunOutcome]:
         """Runs another process was training at the time (left to it, not trained twice)."""
-        return [o for o in self.outcomes if o["status"] == "busy"]
+        return [o for o in self.outcomes if o.status == RunStatus.BUSY]
 
 
 def compare(experiment: Experiment, jobs: int = 1, force: bool = False, data_dirs: Sequence[str] = (),
             threads: int | None = None, stop: Callable[[], bool] | None = None,
-            log: Callable[[str], None] = print) -> CompareResult:
+            log: Callable[[str], None] = print, executor: Executor | None = None) -> CompareResult:
     """Run every arm x seed of `experiment`; failed runs are reported and do not stop the others.
 
-    Each run uses `threads` torch threads (default: the CPU cores split between the `jobs`).
-    On the CPU, results are bit-identical for the same thread count, whatever `jobs` is.
+    The runs go to `executor`, by default this machine's (`jobs` processes, `threads` torch
+    threads each, the CPU cores split between the jobs by default). On the CPU, results are
+    bit-identical for the same thread count, whatever executes them.
     """
-    from mlp_lab.train import available_cores
-
     specs = plan(experiment)
-    threads = threads or max(1, available_cores() // max(1, jobs))
+    executor = executor or local_executor(jobs, threads, log)
     total = len(specs)
-    args = [(config_to_dict(s.config), str(s.run_dir), s.label, tuple(map(str, data_dirs)), force) for s in specs]
-    result = CompareResult(outcomes=[{}] * total)
-    done = 0
+    outcomes: dict[int, RunOutcome] = {}
 
-    def record(index: int, outcome: dict[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        result.outcomes[index] = outcome
-        summary = outcome["summary"] or {}
-        what = f"test/acc {summary['test/acc']:.4f}" if "test/acc" in summary else outcome["error"]
-        log(f"[{done}/{total} done, {total - done} left] {outcome['label']}: {outcome['status']} ({what})")
+    def record(index: int, outcome: RunOutcome) -> None:
+        outcomes[index] = outcome
+        log(f"[{len(outcomes)}/{total} done, {total - len(outcomes)} left] {outcome.describe()}")
 
-    if jobs <= 1:
-        import torch
-
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        for index, a in enumerate(args):
-            if stop is not None and stop():
-                result.interrupted = True
-                break
-            record(index, run_one(*a, stop=stop))
-            result.interrupted = result.interrupted or result.outcomes[index]["status"] == "interrupted"
-        torch.set_num_threads(previous_threads)
-    else:
-        import multiprocessing
-
-        # spawn, not fork: a forked child inherits torch's thread pools and locks in unknown states.
-        context = multiprocessing.get_context("spawn")
-        stop_event = context.Event()
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
-                                 initargs=(threads, stop_event)) as pool:
-            pending = {}
-            # Longest first: a big run started last would leave the other workers idle at the end.
-            queue = sorted(enumerate(args), key=lambda item: -estimated_cost(specs[item[0]].config))
-            while queue or pending:
-                while queue and len(pending) < jobs and not (stop and stop()):
-                    index, a = queue.pop(0)
-                    pending[pool.submit(_worker_run, a)] = index
-                if stop and stop() and not result.interrupted:
-                    result.interrupted = True
-                    queue.clear()
-                    for future in pending:
-                        future.cancel()
-                    # Whether the signal reached only this process or the whole group, the
-                    # workers stop at their next batch boundary and save last.pt.
-                    stop_event.set()
-                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    index = pending.pop(future)
-                    if future.cancelled():
-                        continue
-                    try:
-                        record(index, future.result())
-                    except Exception as exc:  # the worker process itself died
-                        record(index, {"label": specs[index].label, "status": "failed", "summary": None,
-                                       "error": f"worker died: {exc}", "seconds": 0.0})
-    result.outcomes = [o for o in result.outcomes if o]
-    return result
+    executor.run(specs, record, data_dirs=data_dirs, force=force, stop=stop)
+    ordered = [outcomes[i] for i in sorted(outcomes)]
+    interrupted = bool(stop and stop()) or any(o.action == "interrupted" for o in ordered)
+    return CompareResult(ordered, interrupted)

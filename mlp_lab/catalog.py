@@ -7,18 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import load_experiment, plan, run_status
-from mlp_lab.config import ConfigError, load_config
+from mlp_lab.ablation import load_experiment, plan
+from mlp_lab.config import ConfigError, config_hash, load_config
+from mlp_lab.rundir import RunStatus
 
 
-def _single_run_state(run_dir: Path) -> str:
-    if (run_dir / rundir.SUMMARY_FILE).exists():
-        status = rundir.read_json(run_dir / rundir.SUMMARY_FILE).get("status")
-        return "done" if status == "completed" else "failed"
-    return "partial" if (run_dir / rundir.LAST_CHECKPOINT).exists() else "not started"
-
-
-def _entries(directory: str | Path, describe: Callable[[Path], tuple[str, str]]) -> list[dict[str, Any]]:
+def _entries(directory: str | Path, describe: Callable[[Path], tuple[RunStatus, str]]) -> list[dict[str, Any]]:
     """One entry per YAML file: (state, detail) from `describe`, or 'invalid' with its first error."""
     entries = []
     for path in sorted(Path(directory).glob("*.yaml")):
@@ -26,30 +20,32 @@ def _entries(directory: str | Path, describe: Callable[[Path], tuple[str, str]])
             state, detail = describe(path)
         except ConfigError as exc:
             state, detail = "invalid", exc.errors[0]
-        entries.append({"name": path.stem, "state": state, "detail": detail})
+        entries.append({"name": path.stem, "state": str(state), "detail": detail})
     return entries
 
 
-def _describe_config(path: Path) -> tuple[str, str]:
+def _describe_config(path: Path) -> tuple[RunStatus, str]:
     cfg = load_config(path)
     run_dir = Path(cfg.output.dir) / cfg.name
-    state = _single_run_state(run_dir)
+    state = rundir.run_status(run_dir, config_hash(cfg))
     detail = f"{cfg.data.dataset}, {run_dir}"
-    if state == "done":
+    if state == RunStatus.STALE:
+        detail += " (made with another version of this config)"
+    if state == RunStatus.DONE:
         detail += f", test/acc {rundir.read_json(run_dir / rundir.SUMMARY_FILE)['test/acc']:.4f}"
     return state, detail
 
 
-def _describe_experiment(path: Path) -> tuple[str, str]:
+def _describe_experiment(path: Path) -> tuple[RunStatus, str]:
     experiment = load_experiment(path)
-    statuses = [run_status(spec) for spec in plan(experiment)]
-    finished = sum(s in ("done", "failed") for s in statuses)
-    started = finished + sum(s == "partial" for s in statuses)
-    state = "done" if finished == len(statuses) else "partial" if started else "not started"
+    statuses = [spec.status() for spec in plan(experiment)]
+    finished = sum(s in (RunStatus.DONE, RunStatus.FAILED) for s in statuses)
+    started = finished + statuses.count(RunStatus.PARTIAL)
+    state = RunStatus.DONE if finished == len(statuses) else RunStatus.PARTIAL if started else RunStatus.NEW
     detail = (f"{finished}/{len(statuses)} runs done, {len(experiment.arms)} arms x {len(experiment.seeds)} seeds, "
               f"{experiment.arms[0].config.data.dataset}")
-    if "failed" in statuses:
-        detail += f", {statuses.count('failed')} failed"
+    if RunStatus.FAILED in statuses:
+        detail += f", {statuses.count(RunStatus.FAILED)} failed"
     return state, detail
 
 
@@ -59,5 +55,5 @@ def list_configs(configs_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def list_experiments(experiments_dir: str | Path) -> list[dict[str, Any]]:
-    """Each experiment with how many of its arm x seed runs are done: done / partial / not started."""
+    """Each experiment with how many of its arm x seed runs are done: done / partial / new."""
     return _entries(experiments_dir, _describe_experiment)

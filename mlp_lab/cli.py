@@ -95,51 +95,36 @@ def run(
     Example: mlp-lab run configs/baseline.yaml --set train.epochs=5
     """
     with user_errors():
-        if resume is not None:
-            if config is not None or overrides:
-                raise MLPLabError("--resume takes the config from the run directory; give no CONFIG or --set")
-            cfg = load_config(resume / "config.yaml")
-            run_dir = resume
-        elif config is None:
+        if resume is not None and (config is not None or overrides):
+            raise MLPLabError("--resume takes the config from the run directory; give no CONFIG or --set")
+        if resume is None and config is None:
             raise MLPLabError("missing CONFIG: e.g. mlp-lab run configs/baseline.yaml")
-        else:
-            cfg = load_config(config, overrides or ())
-            run_dir = None
-        from mlp_lab import rundir
+        cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
         from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.train import TrainingInterrupted, check_runtime, configure_threads, train
+        from mlp_lab.train import TrainingInterrupted, resume_run, start_run
 
-        configure_threads(threads)
-        check_runtime(cfg, str(resume / "config.yaml" if resume is not None else config))
-        if run_dir is None:
-            run_dir, renamed = rundir.fresh_run_dir(cfg.output.dir, cfg.name)
+        def announce(run_dir: Path, renamed: bool) -> None:
             if renamed:
                 out.print(f"{Path(cfg.output.dir) / cfg.name} exists; writing this run to {run_dir}", highlight=False)
-        out.print(f"run {cfg.name} -> {run_dir}", highlight=False)
-        with rundir.RunLock(run_dir), graceful_stop() as stop, epoch_reporter(cfg.name, cfg.train.epochs) as report:
+            out.print(f"run {cfg.name} -> {run_dir}", highlight=False)
+
+        with graceful_stop() as stop, epoch_reporter(cfg.name, cfg.train.epochs) as report:
             try:
-                summary = train(cfg, run_dir, resume=resume is not None, data_dirs=_dirs(data_dir),
-                                on_epoch=report, should_stop=stop)
+                if resume is not None:
+                    announce(resume, False)
+                    result = resume_run(resume, data_dirs=_dirs(data_dir), threads=threads, on_epoch=report,
+                                        should_stop=stop)
+                else:
+                    result = start_run(cfg, source=str(config), data_dirs=_dirs(data_dir), threads=threads,
+                                       on_start=announce, on_epoch=report, should_stop=stop)
             except TrainingInterrupted as exc:
                 err.print(f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
                           highlight=False, soft_wrap=True)
                 raise typer.Exit(stop.exit_code) from None
-            except MLPLabError:
-                if resume is None:
-                    _remove_if_empty(run_dir)
-                raise
+    summary = result.summary
     stopped = f", stopped early at epoch {summary['epochs_run']}" if summary.get("stopped_early") else ""
-    out.print(f"done: {run_dir}  test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}  "
+    out.print(f"done: {result.run_dir}  test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}  "
               f"(best epoch {summary['best_epoch']}{stopped}, {summary['wall_time_s']:.1f}s)", highlight=False)
-
-
-def _remove_if_empty(run_dir: Path) -> None:
-    """A run that failed before writing anything leaves no directory (or lock file) behind."""
-    try:
-        run_dir.rmdir()
-    except OSError:
-        return  # not empty: it holds what the run wrote, e.g. a diverged run's summary
-    (run_dir.parent / f".{run_dir.name}.lock").unlink(missing_ok=True)
 
 
 @app.command()
@@ -202,7 +187,7 @@ def compare(
     if result.failures:
         err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
         for failure in result.failures:
-            err.print(f"  {failure['label']}: {failure['error']}", highlight=False, markup=False)
+            err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
         raise typer.Exit(1)
 
 

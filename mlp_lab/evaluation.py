@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,44 +14,11 @@ import torch
 
 from mlp_lab import rundir
 from mlp_lab.analysis import unnormalize
-from mlp_lab.config import Config, MLPLabError, load_config
+from mlp_lab.checkpoint import load_model
+from mlp_lab.config import MLPLabError
 from mlp_lab.data import load_data, to_features
-from mlp_lab.model import ParameterizedMLP
 from mlp_lab.plots import confusion_matrix_plot, image_grid
-from mlp_lab.train import EVAL_BATCH_SIZE, evaluate, load_checkpoint, load_weights
-
-
-@dataclass
-class LoadedRun:
-    """A finished run's config, model (eval mode, CPU) and the data facts its checkpoint carries."""
-
-    run_dir: Path
-    config: Config
-    model: ParameterizedMLP
-    checkpoint: str  # "best" or "last": the weights the run's test metrics were computed with
-    data_meta: dict[str, Any]
-
-
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Load a run directory's config and the weights its summary's test metrics used."""
-    run_dir = Path(run_dir)
-    if not (run_dir / rundir.CONFIG_FILE).is_file():
-        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
-    config = load_config(run_dir / rundir.CONFIG_FILE)
-    which = "best"
-    summary_path = run_dir / rundir.SUMMARY_FILE
-    if summary_path.exists():
-        which = rundir.read_json(summary_path).get("test_weights", "best")
-    path = run_dir / f"{rundir.CHECKPOINT_DIR}/{which}.pt"
-    ckpt = load_checkpoint(path, which)
-    try:
-        model = ParameterizedMLP(**ckpt["model_args"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise MLPLabError(f"{path}: model arguments are not usable ({exc})") from None
-    load_weights(model, ckpt["model"], path)
-    model.eval()
-    meta = ckpt.get("data") or load_checkpoint(run_dir / rundir.BEST_CHECKPOINT, "best")["data"]
-    return LoadedRun(run_dir, config, model, which, meta)
+from mlp_lab.train import EVAL_BATCH_SIZE, evaluate
 
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
@@ -90,7 +56,7 @@ def _report_text(rows: list[dict[str, Any]], accuracy: float, loss: float, split
 def evaluate_run(run_dir: str | Path, split: str = "test", data_dirs: Sequence[str] = (),
                  grid_size: int = 32, seed: int = 0) -> dict[str, Any]:
     """Evaluate a run's weights on a split; write report, CSV, confusion matrix and grids to eval/."""
-    run = load_run(run_dir)
+    run = load_model(run_dir)
     data = load_data(run.config.data, "cpu", data_dirs)
     part = getattr(data, split)
     loss, accuracy = evaluate(run.model, part)
@@ -168,7 +134,7 @@ def preprocess_image(path: str | Path, image_shape: Sequence[int], mean: Sequenc
 def predict_images(run_dir: str | Path, images: Sequence[str | Path], top_k: int = 3,
                    invert: bool = False) -> list[dict[str, Any]]:
     """Top-k classes with probabilities for each image file."""
-    run = load_run(run_dir)
+    run = load_model(run_dir)
     meta = run.data_meta
     classes = meta["classes"]
     rows = [preprocess_image(p, meta["image_shape"], meta["mean"], meta["std"], invert) for p in images]

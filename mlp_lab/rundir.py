@@ -11,10 +11,11 @@ import csv
 import io
 import json
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.config import MLPLabError
+from mlp_lab.config import ConfigError, MLPLabError, config_hash, read_yaml_mapping, validate_config
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -26,6 +27,45 @@ LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
 METRIC_COLUMNS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "seconds")
 # Columns that measure time and so differ between otherwise identical runs.
 TIMING_COLUMNS = ("seconds",)
+
+
+class RunStatus(str, Enum):
+    """Where a run directory stands: the one vocabulary of `compare`, `list`, reports and the app."""
+
+    NEW = "new"  # nothing trained yet
+    PARTIAL = "partial"  # checkpoints/last.pt of this config: resumable
+    DONE = "done"  # summary.json says completed
+    FAILED = "failed"  # summary.json records a failure (diverged), or the run raised
+    STALE = "stale"  # made with another config
+    BUSY = "busy"  # another live process holds the run's lock
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def run_status(run_dir: str | Path, want_hash: str | None = None) -> RunStatus:
+    """The status of `run_dir`, read from its files. With `want_hash`, a run made with another
+    config is STALE; without it, whatever config the directory holds is taken as its own."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / SUMMARY_FILE
+    if summary_path.exists():
+        try:
+            summary = read_json(summary_path)
+        except (OSError, ValueError):
+            return RunStatus.STALE
+        if want_hash is not None and summary.get("config_hash") != want_hash:
+            return RunStatus.STALE
+        return RunStatus.DONE if summary.get("status") == "completed" else RunStatus.FAILED
+    config_path = run_dir / CONFIG_FILE
+    if (run_dir / LAST_CHECKPOINT).exists() and config_path.exists():
+        if want_hash is None:
+            return RunStatus.PARTIAL
+        try:
+            recorded = validate_config(read_yaml_mapping(config_path), str(config_path))
+        except ConfigError:
+            return RunStatus.STALE
+        return RunStatus.PARTIAL if config_hash(recorded) == want_hash else RunStatus.STALE
+    return RunStatus.STALE if run_dir.exists() and any(run_dir.iterdir()) else RunStatus.NEW
 
 
 def fresh_run_dir(output_dir: str | Path, name: str) -> tuple[Path, bool]:
@@ -44,6 +84,17 @@ def fresh_run_dir(output_dir: str | Path, name: str) -> tuple[Path, bool]:
         except FileExistsError:
             n += 1
             candidate = output_dir / f"{name}-{n}"
+
+
+def remove_if_empty(run_dir: str | Path) -> bool:
+    """Remove a run directory (and its lock file) that a failed start left empty; True if removed."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        return False  # not empty: it holds what the run wrote, e.g. a diverged run's summary
+    (run_dir.parent / f".{run_dir.name}.lock").unlink(missing_ok=True)
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:

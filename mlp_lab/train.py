@@ -12,7 +12,8 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from mlp_lab import rundir
+from mlp_lab.checkpoint import (
+    CheckpointError,
+    checkpoint_header,
+    data_meta,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from mlp_lab.config import (
     Config,
     ConfigError,
@@ -30,14 +39,13 @@ from mlp_lab.config import (
     OptimizerConfig,
     SchedulerConfig,
     config_hash,
-    config_to_dict,
     config_to_yaml,
-    flatten,
+    load_config,
 )
 from mlp_lab.data import Data, Split, load_data
+from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.model import ParameterizedMLP
 
-CHECKPOINT_VERSION = 1
 EVAL_BATCH_SIZE = 8192
 
 
@@ -51,10 +59,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         super().__init__(f"interrupted; resume with: mlp-lab run --resume {run_dir}")
-
-
-class CheckpointError(MLPLabError):
-    """A checkpoint is missing, truncated, foreign or does not fit the model."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,6 +84,17 @@ def configure_threads(threads: int | None = None) -> int:
     """
     torch.set_num_threads(max(1, threads or available_cores()))
     return torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(threads: int | None = None) -> Iterator[int]:
+    """`configure_threads` for the duration of a block, then the previous count again: a library
+    call (from the app, a notebook, a Ray worker) leaves the process as it found it."""
+    previous = torch.get_num_threads()
+    try:
+        yield configure_threads(threads)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def check_runtime(config: Config, source: str) -> None:
@@ -184,6 +199,8 @@ class Plateau:
     scale: float = 1.0
 
     def update(self, value: float) -> None:
+        """Record one epoch's value; after more than `patience` epochs without improvement,
+        multiply the scale by `factor` and start counting again."""
         if _improved(value, self.best, self.mode, 0.0):
             self.best, self.bad_epochs = value, 0
             return
@@ -260,32 +277,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
-    """Load an mlp-lab checkpoint safely (weights_only=True), checking it is the expected kind."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle, disallowed globals...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable mlp-lab checkpoint ({first[:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != f"mlp-lab/{kind}":
-        raise CheckpointError(f"{path}: not an mlp-lab {kind} checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported")
-    return ckpt
-
-
-def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
-    """Load a state dict, turning an architecture mismatch into a clear CheckpointError."""
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit this model ({first[:200]})") from None
-
-
 @dataclass
 class _Progress:
     """Where training stands; saved in last.pt."""
@@ -329,31 +320,23 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def _data_meta(self) -> dict[str, Any]:
-        info = self.data.info
-        return {"dataset": info.name, "classes": list(info.classes), "image_shape": list(info.image_shape),
-                "mean": list(info.mean), "std": list(info.std)}
-
     def _checkpoint(self, kind: str) -> dict[str, Any]:
-        """What both checkpoint kinds hold: identity, config and the model's weights."""
-        return {"kind": f"mlp-lab/{kind}", "version": CHECKPOINT_VERSION, "config_hash": self.hash,
-                "config": config_to_dict(self.config), "model_args": self.model.model_args,
-                "model": self.model.state_dict()}
+        return checkpoint_header(kind, self.config, self.hash, self.model, data_meta(self.data.info))
 
     def save_last(self) -> None:
+        """checkpoints/last.pt: the weights plus everything a bit-exact resume needs."""
         p = self.progress
-        rundir.atomic_torch_save({
+        save_checkpoint({
             **self._checkpoint("last"), "optimizer": self.optimizer.state_dict(),
             "plateau": self.plateau.state_dict() if self.plateau else None,
             "early_stopping": self.stopper.state_dict(), "rng": _rng_state(),
             "epoch": p.epoch, "step": p.step, "history": p.history, "elapsed": p.elapsed,
             "finished": p.finished, "stopped_early": p.stopped_early, "partial": p.partial,
-        }, self.run_dir / rundir.LAST_CHECKPOINT)
+        }, self.run_dir)
 
     def save_best(self, epoch: int, metrics: dict[str, float]) -> None:
-        rundir.atomic_torch_save({
-            **self._checkpoint("best"), "epoch": epoch, "metrics": metrics, "data": self._data_meta(),
-        }, self.run_dir / rundir.BEST_CHECKPOINT)
+        """checkpoints/best.pt: the weights of the best epoch so far and its metrics."""
+        save_checkpoint({**self._checkpoint("best"), "epoch": epoch, "metrics": metrics}, self.run_dir)
 
     def restore(self) -> None:
         """Continue from checkpoints/last.pt (same config required)."""
@@ -430,7 +413,7 @@ class Trainer:
         return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen), "lr": lr0}
 
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-            should_stop: Callable[[], bool] | None = None, writer=None) -> None:
+            should_stop: Callable[[], bool] | None = None, loggers: Sequence[MetricLogger] = ()) -> None:
         """Train until the epochs run out or early stopping fires; checkpoint every epoch."""
         cfg, p = self.config.train, self.progress
         while not p.finished:
@@ -440,7 +423,7 @@ class Trainer:
             record["seconds"] = time.perf_counter() - started
             record = {k: record[k] for k in rundir.METRIC_COLUMNS}
             if not all(math.isfinite(record[k]) for k in ("train/loss", "val/loss")):
-                self._fail(record)
+                self._fail(record, loggers)
             p.epoch += 1
             p.elapsed += record["seconds"]
             p.history.append(record)
@@ -453,21 +436,10 @@ class Trainer:
             p.finished = p.epoch >= cfg.epochs or self.stopper.should_stop
             self.save_last()
             rundir.atomic_write_text(self.run_dir / rundir.METRICS_FILE, rundir.metrics_csv_text(p.history))
-            if writer is not None:
-                for key in ("train/loss", "val/loss", "train/acc", "val/acc", "lr"):
-                    writer.add_scalar(key, record[key], p.epoch)
-                if self.config.output.histograms:
-                    self._log_histograms(writer, p.epoch)
-                writer.flush()
+            for logger in loggers:
+                logger.log_epoch(record, p.epoch)
             if on_epoch is not None:
                 on_epoch({**record, "epochs": cfg.epochs, "best_epoch": self.stopper.best_epoch})
-
-    def _log_histograms(self, writer, epoch: int) -> None:
-        # Gradients are those of the epoch's last step: zero_grad runs before each backward.
-        for name, param in self.model.named_parameters():
-            writer.add_histogram(f"weights/{name}", param.detach(), epoch)
-            if param.grad is not None:
-                writer.add_histogram(f"grads/{name}", param.grad, epoch)
 
     def write_curves(self) -> None:
         """curves.png: loss and accuracy (train vs val) and LR per epoch."""
@@ -476,7 +448,7 @@ class Trainer:
 
             plot_curves(self.progress.history, self.run_dir / "curves.png", f"{self.run_dir.name} ({self.config.name})")
 
-    def _fail(self, record: dict[str, Any]) -> None:
+    def _fail(self, record: dict[str, Any], loggers: Sequence[MetricLogger]) -> None:
         """Record a diverged run in summary.json and stop; best.pt and last.pt stay as they were."""
         epoch = record["epoch"]
         split, value = next((k, record[k]) for k in ("train/loss", "val/loss") if not math.isfinite(record[k]))
@@ -487,6 +459,8 @@ class Trainer:
                         "epochs_run": self.progress.epoch, "best_epoch": self.stopper.best_epoch or None})
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
         self.write_curves()
+        for logger in loggers:
+            logger.log_summary(summary)
         raise TrainingDiverged(f"{self.run_dir}: {message}")
 
     def _summary_base(self) -> dict[str, Any]:
@@ -497,7 +471,7 @@ class Trainer:
             "torch_version": torch.__version__, "threads": torch.get_num_threads(), "monitor": self.config.train.early_stopping.monitor,
         }
 
-    def finish(self, writer=None) -> dict[str, Any]:
+    def finish(self, loggers: Sequence[MetricLogger] = ()) -> dict[str, Any]:
         """Restore the best weights (if configured), evaluate on test, write summary.json."""
         p = self.progress
         best_path = self.run_dir / rundir.BEST_CHECKPOINT
@@ -523,32 +497,9 @@ class Trainer:
         })
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
         self.write_curves()
-        if writer is not None:
-            _write_hparams(writer, self.config, summary, p.epoch)
+        for logger in loggers:
+            logger.log_summary(summary)
         return summary
-
-
-def _hparam_value(value: Any) -> Any:
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def _write_hparams(writer, config: Config, summary: dict[str, Any], step: int) -> None:
-    """HParams for this run, with its real final metrics logged as scalars under the same tags."""
-    from torch.utils.tensorboard.summary import hparams
-
-    metrics = {k: summary[k] for k in ("test/acc", "test/loss", "best/val_acc", "best/val_loss")}
-    for key, value in metrics.items():
-        writer.add_scalar(key, value, step)
-    flat = {k: _hparam_value(v) for k, v in flatten(config_to_dict(config)).items() if not k.startswith("output.")}
-    flat["epochs_run"] = summary["epochs_run"]
-    # Written into this run's own event file (not add_hparams' extra sub-run), so the HParams
-    # tab links each row to this run's scalars.
-    exp, ssi, sei = hparams(flat, metrics)
-    for item in (exp, ssi, sei):
-        writer.file_writer.add_summary(item)
-    writer.flush()
 
 
 def train(
@@ -557,15 +508,17 @@ def train(
     *,
     resume: bool = False,
     data: Data | None = None,
-    data_dirs: tuple[str, ...] = (),
+    data_dirs: Sequence[str] = (),
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    loggers: Sequence[MetricLogger] = (),
 ) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the summary (also written to summary.json).
 
     With `resume`, continue from `run_dir/checkpoints/last.pt`; a finished run just returns
     its summary. `should_stop` is polled at batch boundaries: when it returns True, last.pt is
-    written and TrainingInterrupted is raised.
+    written and TrainingInterrupted is raised. Metrics go to the loggers the config asks for
+    (`loggers_for`) and to `loggers`. The caller's deterministic-algorithms setting is restored.
     """
     run_dir = Path(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
@@ -575,23 +528,97 @@ def train(
             return summary
     if not resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
         raise MLPLabError(f"{run_dir}: already holds a run; resume it with --resume or pick another directory")
-    trainer = Trainer(config, run_dir, data=data, data_dirs=data_dirs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
-        trainer.restore()
-    rundir.atomic_write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
-    writer = None
-    if config.output.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops events a crashed attempt wrote past the resumed epoch.
-        writer = SummaryWriter(log_dir=str(run_dir), purge_step=trainer.progress.epoch + 1)
+    deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        trainer.fit(on_epoch=on_epoch, should_stop=should_stop, writer=writer)
-        return trainer.finish(writer=writer)
-    except TrainingInterrupted:
-        trainer.save_last()
-        raise
+        trainer = Trainer(config, run_dir, data=data, data_dirs=tuple(data_dirs))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
+            trainer.restore()
+        rundir.atomic_write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
+        sinks = [*loggers_for(config, run_dir, trainer.model, trainer.progress.epoch), *loggers]
+        try:
+            for logger in sinks:
+                logger.log_config(config)
+            trainer.fit(on_epoch=on_epoch, should_stop=should_stop, loggers=sinks)
+            return trainer.finish(loggers=sinks)
+        except TrainingInterrupted:
+            trainer.save_last()
+            raise
+        finally:
+            for logger in sinks:
+                logger.close()
     finally:
-        if writer is not None:
-            writer.close()
+        torch.use_deterministic_algorithms(deterministic)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: where it lives and its summary.json."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def start_run(
+    config: Config,
+    *,
+    run_dir: str | Path | None = None,
+    source: str = "config",
+    data_dirs: Sequence[str] = (),
+    threads: int | None = None,
+    on_start: Callable[[Path, bool], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    loggers: Sequence[MetricLogger] = (),
+) -> RunResult:
+    """Start a fresh run: pick its directory (`<output.dir>/<name>`, else `<name>-2`, ... unless
+    `run_dir` is given), lock it, train, and remove the directory again if the run failed before
+    writing anything. `on_start(run_dir, renamed)` is called once the directory is chosen.
+
+    The one procedure behind `mlp-lab run`, the app's Train page and anything else that starts
+    runs. Machine-dependent config errors (a GPU asked for but absent) are raised as a
+    ConfigError naming `source` before any directory is made.
+    """
+    check_runtime(config, source)
+    if run_dir is None:
+        run_dir, renamed = rundir.fresh_run_dir(config.output.dir, config.name)
+    else:
+        run_dir, renamed = Path(run_dir), False
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise MLPLabError(f"{run_dir}: already exists and is not empty; pick another directory")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with rundir.RunLock(run_dir), torch_threads(threads):
+            if on_start is not None:
+                on_start(run_dir, renamed)
+            summary = train(config, run_dir, data_dirs=data_dirs, on_epoch=on_epoch, should_stop=should_stop,
+                            loggers=loggers)
+    except TrainingInterrupted:
+        raise
+    except BaseException:
+        rundir.remove_if_empty(run_dir)
+        raise
+    return RunResult(run_dir, summary)
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    data_dirs: Sequence[str] = (),
+    threads: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    loggers: Sequence[MetricLogger] = (),
+) -> RunResult:
+    """Continue an interrupted run from its directory (its own config.yaml and last.pt), under
+    its lock; a finished run returns its summary without training."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / rundir.CONFIG_FILE
+    if not config_path.is_file():
+        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
+    config = load_config(config_path)
+    check_runtime(config, str(config_path))
+    with rundir.RunLock(run_dir), torch_threads(threads):
+        summary = train(config, run_dir, resume=True, data_dirs=data_dirs, on_epoch=on_epoch,
+                        should_stop=should_stop, loggers=loggers)
+    return RunResult(run_dir, summary)

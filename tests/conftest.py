@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from mlp_lab.config import Config, validate_config
+from mlp_lab import rundir
+from mlp_lab.config import Config, config_to_dict, validate_config
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -94,3 +96,35 @@ def tiny_config(tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch):
         return validate_config(raw, "tiny.yaml")
 
     return make
+
+
+def metrics_without_timing(run_dir: Path) -> list[dict[str, float]]:
+    """metrics.csv rows without the timing columns: what must match between identical runs."""
+    return [{k: v for k, v in row.items() if k not in rundir.TIMING_COLUMNS} for row in rundir.read_metrics(run_dir)]
+
+
+def write_config(tmp_path: Path, cfg: Config, name: str = "tiny.yaml") -> Path:
+    """A config written as YAML, as a user would have it on disk."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    return path
+
+
+def write_study(tmp_path: Path, tiny_config, arms=None, **fields) -> Path:
+    """experiments/study.yaml over configs/tiny.yaml (3 epochs): dropout none vs half, seeds 0 and 1."""
+    base = tmp_path / "configs" / "tiny.yaml"
+    base.parent.mkdir(exist_ok=True)
+    base.write_text(yaml.safe_dump(config_to_dict(tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"}))))
+    study = {
+        "description": "dropout on the tiny problem",
+        "base": "../configs/tiny.yaml",
+        "factor": "model.dropout",
+        "reference": "none",
+        "seeds": [0, 1],
+        "arms": arms or {"none": {"model.dropout": 0.0}, "half": {"model": {"dropout": 0.5}}},
+        **fields,
+    }
+    path = tmp_path / "experiments" / "study.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("# Run: mlp-lab compare study\n" + yaml.safe_dump(study, sort_keys=False))
+    return path

@@ -5,29 +5,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlp_lab import rundir
-from mlp_lab.ablation import compare, load_experiment, plan, run_one, run_status
-from mlp_lab.config import ConfigError, MLPLabError, config_to_dict
+from conftest import metrics_without_timing, write_study
+from mlp_lab.ablation import compare, load_experiment, plan
+from mlp_lab.config import ConfigError, MLPLabError
+from mlp_lab.execute import run_one
 from mlp_lab.interrupt import StopFlag
+from mlp_lab.rundir import RunStatus
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def write_study(tmp_path: Path, tiny_config, arms=None, **fields) -> Path:
-    base = tmp_path / "configs" / "tiny.yaml"
-    base.parent.mkdir(exist_ok=True)
-    base.write_text(yaml.safe_dump(config_to_dict(tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"}))))
-    study = {
-        "description": "dropout on the tiny problem",
-        "base": "../configs/tiny.yaml",
-        "factor": "model.dropout",
-        "reference": "none",
-        "seeds": [0, 1],
-        "arms": arms or {"none": {"model.dropout": 0.0}, "half": {"model": {"dropout": 0.5}}},
-        **fields,
-    }
-    path = tmp_path / "experiments" / "study.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text("# Run: mlp-lab compare study\n" + yaml.safe_dump(study, sort_keys=False))
-    return path
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_loads_and_says_how_to_run(path):
+    experiment = load_experiment(path)
+    assert experiment.reference in [arm.name for arm in experiment.arms]
+    assert experiment.description, "a study says what question it answers"
+    assert path.read_text().startswith(f"# Run: mlp-lab compare {path.stem}")
+    assert len(plan(experiment)) == len(experiment.arms) * len(experiment.seeds)
 
 
 def test_loads_arms_and_plans_every_arm_and_seed(tiny_config, tmp_path):
@@ -66,13 +60,13 @@ def test_unknown_experiment_name_lists_known_ones(tmp_path, tiny_config):
 def test_second_compare_trains_nothing_and_changed_config_reruns(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config)
     first = compare(load_experiment(path), log=lambda _: None)
-    assert [o["status"] for o in first.outcomes] == ["trained"] * 4
+    assert [o.action for o in first.outcomes] == ["trained"] * 4
     second = compare(load_experiment(path), log=lambda _: None)
-    assert [o["status"] for o in second.outcomes] == ["skipped"] * 4
-    assert [o["summary"] for o in second.outcomes] == [o["summary"] for o in first.outcomes]
+    assert [o.action for o in second.outcomes] == ["skipped"] * 4
+    assert [o.summary for o in second.outcomes] == [o.summary for o in first.outcomes]
     changed = write_study(tmp_path, tiny_config, overrides={"train.optimizer.lr": 0.002})
     third = compare(load_experiment(changed), log=lambda _: None)
-    assert [o["status"] for o in third.outcomes] == ["trained"] * 4
+    assert [o.action for o in third.outcomes] == ["trained"] * 4
     assert len(list((tmp_path / "runs" / "study" / "none").glob("seed-0.old-*"))) == 1  # kept, not deleted
 
 
@@ -88,50 +82,48 @@ def test_partial_run_is_continued_to_the_same_result(tiny_config, tmp_path):
             stop.signum = 15
         return stop()
 
-    outcome = run_one(config_to_dict(spec.config), str(spec.run_dir), spec.label, stop=stop_after_twenty_steps)
-    assert outcome["status"] == "interrupted" and run_status(spec) == "partial"
+    outcome = run_one(spec, stop=stop_after_twenty_steps, log=lambda _: None)
+    assert outcome.action == "interrupted" and outcome.status == spec.status() == RunStatus.PARTIAL
     result = compare(exp, log=lambda _: None)
-    assert result.outcomes[0]["status"] == "resumed"
+    assert result.outcomes[0].action == "resumed" and result.outcomes[0].status == RunStatus.DONE
     reference = tmp_path / "reference"
     from mlp_lab.train import train
 
     expected = train(spec.config, reference)
-    assert result.outcomes[0]["summary"]["test/acc"] == expected["test/acc"]
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(rundir.read_metrics(spec.run_dir)) == strip(rundir.read_metrics(reference))
+    assert result.outcomes[0].summary["test/acc"] == expected["test/acc"]
+    assert metrics_without_timing(spec.run_dir) == metrics_without_timing(reference)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_parallel_jobs_give_the_same_results_as_serial(tiny_config, tmp_path):
     # CPU float results depend on the torch thread count, so both sides use one thread per run.
     path = write_study(tmp_path, tiny_config)
     serial = compare(load_experiment(path), jobs=1, threads=1, log=lambda _: None)
-    assert [o["status"] for o in serial.outcomes] == ["trained"] * 4
+    assert [o.action for o in serial.outcomes] == ["trained"] * 4
     # The same study into a second output directory, in two worker processes.
     base = tmp_path / "configs" / "tiny.yaml"
     raw = yaml.safe_load(base.read_text())
     raw["output"]["dir"] = str(tmp_path / "runs-parallel")
     base.write_text(yaml.safe_dump(raw))
     parallel = compare(load_experiment(path), jobs=2, threads=1, log=lambda _: None)
-    assert [o["status"] for o in parallel.outcomes] == ["trained"] * 4
+    assert [o.action for o in parallel.outcomes] == ["trained"] * 4
     for a, b in zip(serial.outcomes, parallel.outcomes):
-        assert a["label"] == b["label"]
-        assert a["summary"]["test/acc"] == b["summary"]["test/acc"]
-        assert a["summary"]["test/loss"] == b["summary"]["test/loss"]
-        assert a["summary"]["threads"] == b["summary"]["threads"] == 1
+        assert a.label == b.label
+        assert a.summary["test/acc"] == b.summary["test/acc"]
+        assert a.summary["test/loss"] == b.summary["test/loss"]
+        assert a.summary["threads"] == b.summary["threads"] == 1
     runs = lambda root: sorted(p.relative_to(root) for p in root.glob("study/*/seed-*"))  # noqa: E731
     assert runs(tmp_path / "runs") == runs(tmp_path / "runs-parallel")
     for run in runs(tmp_path / "runs"):
-        strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-        assert strip(rundir.read_metrics(tmp_path / "runs" / run)) == strip(rundir.read_metrics(tmp_path / "runs-parallel" / run))
+        assert metrics_without_timing(tmp_path / "runs" / run) == metrics_without_timing(tmp_path / "runs-parallel" / run)
 
 
 def test_failed_run_is_reported_and_others_continue(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config, factor="train.optimizer",
                        arms={"none": {}, "explode": {"train.optimizer": {"name": "sgd", "lr": 1.0e6}}})
     result = compare(load_experiment(path), log=lambda _: None)
-    statuses = [o["status"] for o in result.outcomes]
-    assert statuses[:2] == ["trained", "trained"] and statuses[2:] == ["failed", "failed"]
-    assert "diverged" in result.failures[0]["error"]
+    assert [o.status for o in result.outcomes] == [RunStatus.DONE] * 2 + [RunStatus.FAILED] * 2
+    assert "diverged" in result.failures[0].error and result.failures[0].summary["status"] == "diverged"
     from mlp_lab.report import build_report
 
     report = build_report(load_experiment(path))

@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import write_config
 from mlp_lab.analysis import describe_data, model_summary, unnormalize
+from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
-from mlp_lab.config import config_to_dict
 from mlp_lab.data import load_data
-from mlp_lab.evaluation import evaluate_run, load_run, per_class_report, predict_images
+from mlp_lab.evaluation import evaluate_run, per_class_report, predict_images
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import train
 
@@ -60,7 +60,7 @@ def test_per_class_report_on_known_values():
 def test_predict_on_a_saved_test_image_returns_the_models_label(trained_run, tmp_path):
     cfg, run_dir, _ = trained_run
     data = load_data(cfg.data)
-    run = load_run(run_dir)
+    run = load_model(run_dir)
     with torch.inference_mode():
         predicted = run.model(data.test.x[:5]).argmax(1).tolist()
     images = unnormalize(data.test.x[:5], data.info.image_shape, data.info.mean, data.info.std)
@@ -110,8 +110,7 @@ def test_data_counts_match_split_sizes(tiny_config, tmp_path):
     info = describe_data(data)
     assert [sum(info["counts"][s]) for s in ("train", "val", "test")] == [480, 120, 200]
     assert info["channels"] == 1 and info["colour"] == "grayscale" and info["classes"][3] == "3"
-    config_path = tmp_path / "c.yaml"
-    config_path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    config_path = write_config(tmp_path, cfg, "c.yaml")
     result = runner.invoke(app, ["data", "--config", str(config_path), "--out-dir", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "mnist_samples.png").stat().st_size > 0
@@ -122,8 +121,7 @@ def test_data_counts_match_split_sizes(tiny_config, tmp_path):
 
 def test_summary_and_evaluate_cli(trained_run, tmp_path):
     cfg, run_dir, summary = trained_run
-    config_path = tmp_path / "c.yaml"
-    config_path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    config_path = write_config(tmp_path, cfg, "c.yaml")
     shown = runner.invoke(app, ["summary", str(config_path)])
     assert shown.exit_code == 0 and "25,450" in shown.output
     evaluated = runner.invoke(app, ["evaluate", str(run_dir)])

@@ -7,6 +7,7 @@ import sys
 
 from typer.testing import CliRunner
 
+from conftest import write_config
 from mlp_lab.bench import run_benchmark
 from mlp_lab.cli import app
 
@@ -26,12 +27,7 @@ def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
 
 
 def test_bench_cli_writes_json(tiny_config, tmp_path):
-    import yaml
-
-    from mlp_lab.config import config_to_dict
-
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config_to_dict(tiny_config(train={"epochs": 1, "batch_size": 64, "device": "cpu"}))))
+    path = write_config(tmp_path, tiny_config(train={"epochs": 1, "batch_size": 64, "device": "cpu"}), "c.yaml")
     result = CliRunner().invoke(app, ["bench", str(path), "--repeats", "1", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "b.json").read_text())["repeats"] == 1

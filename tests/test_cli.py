@@ -2,21 +2,13 @@
 
 import subprocess
 import sys
-from pathlib import Path
-
 import yaml
 from typer.testing import CliRunner
 
+from conftest import write_config
 from mlp_lab.cli import app
-from mlp_lab.config import config_to_dict
 
 runner = CliRunner()
-
-
-def write_config(tmp_path: Path, cfg) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
-    return path
 
 
 def test_run_trains_and_reports_test_accuracy(tiny_config, tmp_path):

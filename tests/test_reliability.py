@@ -16,13 +16,15 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import write_idx_dataset
+from conftest import write_config, write_idx_dataset, write_study
 from mlp_lab import rundir
-from mlp_lab.ablation import load_experiment, plan, run_one
+from mlp_lab.ablation import load_experiment, plan
+from mlp_lab.checkpoint import load_checkpoint
 from mlp_lab.cli import app
-from mlp_lab.config import config_to_dict, validate_config
+from mlp_lab.config import validate_config
+from mlp_lab.execute import run_one
 from mlp_lab.model import ParameterizedMLP
-from mlp_lab.train import load_checkpoint, train
+from mlp_lab.train import train
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -201,8 +203,7 @@ def test_wrong_architecture_checkpoint(finished_run, tmp_path):
 
 def test_diverged_run_exits_2_and_records_the_failure(tiny_config, tmp_path):
     cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "optimizer": {"name": "sgd", "lr": 1e6}})
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    path = write_config(tmp_path, cfg, "c.yaml")
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 2 and "diverged" in result.stderr and "Traceback" not in result.output
     summary = rundir.read_json(tmp_path / "runs" / "tiny" / "summary.json")
@@ -264,6 +265,7 @@ def _assert_same_as_reference(setup, run_dir: Path) -> None:
     assert rundir.read_json(run_dir / "summary.json")["test/acc"] == setup["summary"]["test/acc"]
 
 
+@pytest.mark.slow  # spawns training processes
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signal_stops_at_a_batch_boundary_and_resume_is_identical(signal_setup, sig, code):
     setup = signal_setup
@@ -281,6 +283,7 @@ def test_signal_stops_at_a_batch_boundary_and_resume_is_identical(signal_setup, 
     _assert_same_as_reference(setup, run_dir)
 
 
+@pytest.mark.slow  # spawns training processes
 def test_kill_9_at_random_moments_loses_nothing(signal_setup):
     setup = signal_setup
     rng = random.Random(1234)
@@ -319,9 +322,13 @@ def test_lock_of_a_live_process_is_respected_and_a_dead_ones_is_taken_over(tmp_p
     lock.release()
 
 
-def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
-    from test_ablation import write_study
+def _action(done_line: str) -> str:
+    """'[2/6 done, 4 left] none seed 0: done (trained; test/acc 0.91)' -> 'trained'."""
+    return done_line.split("(", 1)[1].split(";")[0].rstrip(")")
 
+
+@pytest.mark.slow  # spawns training processes
+def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config, seeds=[0, 1, 2])
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     processes = [subprocess.Popen([sys.executable, "-m", "mlp_lab", "compare", str(path)], cwd=tmp_path, env=env,
@@ -329,22 +336,21 @@ def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
     outputs = [p.communicate(timeout=300) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     done_lines = [line for out, _ in outputs for line in out.splitlines() if " done, " in line]
-    trained = [line.split("] ")[1].split(":")[0] for line in done_lines if ": trained" in line]
+    trained = [line.split("] ")[1].split(":")[0] for line in done_lines if _action(line) == "trained"]
     assert sorted(trained) == sorted(set(trained)), "a run was trained twice"
     exp = load_experiment(path)
     # A run one process found busy was being trained by the other, which finished it.
     assert len(trained) == len(plan(exp))
-    again = [run_one(config_to_dict(s.config), str(s.run_dir), s.label)["status"] for s in plan(exp)]
+    again = [run_one(s, log=lambda _: None).action for s in plan(exp)]
     assert again == ["skipped"] * len(plan(exp))
     for spec in plan(exp):
         assert len(rundir.read_metrics(spec.run_dir)) == 3
 
 
+@pytest.mark.slow  # spawns training processes
 @pytest.mark.parametrize("jobs, sig, code", [(1, signal.SIGINT, 130), (2, signal.SIGTERM, 143)],
                          ids=["jobs1-SIGINT", "jobs2-SIGTERM-to-parent-only"])
 def test_interrupted_compare_finishes_only_what_was_left(tiny_config, tmp_path, jobs, sig, code):
-    from test_ablation import write_study
-
     path = write_study(tmp_path, tiny_config, seeds=[0, 1, 2])
     base = tmp_path / "configs" / "tiny.yaml"
     raw = yaml.safe_load(base.read_text())
@@ -365,7 +371,7 @@ def test_interrupted_compare_finishes_only_what_was_left(tiny_config, tmp_path, 
     first = rundir.read_json(first_spec.run_dir / "summary.json")
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    statuses = [line.split(": ")[1].split(" ")[0] for line in again.stdout.splitlines() if " done, " in line]
+    statuses = [_action(line) for line in again.stdout.splitlines() if " done, " in line]
     assert len(statuses) == 6 and "skipped" in statuses and set(statuses) <= {"skipped", "resumed", "trained"}
     assert statuses.count("skipped") < 6, "the interrupted compare had nothing left to do"
     # What was finished before the signal is kept as it was, not trained again.

@@ -10,7 +10,7 @@ from mlp_lab import rundir
 from mlp_lab.ablation import compare, load_experiment, plan
 from mlp_lab.cli import app
 from mlp_lab.report import build_report, mean_std, paired_difference, t_interval
-from test_ablation import write_study
+from conftest import write_study
 
 
 def test_t_interval_on_known_values():
@@ -64,7 +64,7 @@ def test_cli_compare_report_and_list(tiny_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     listed = runner.invoke(app, ["list"])
-    assert listed.exit_code == 0 and "study" in listed.output and "not started" in listed.output
+    assert listed.exit_code == 0 and "study" in listed.output and "new" in listed.output
     first = runner.invoke(app, ["compare", "study", "--seeds", "0"])
     assert first.exit_code == 0, first.output
     assert "[2/2 done, 0 left]" in first.output and "report:" in first.output

@@ -5,25 +5,22 @@ import math
 import pytest
 import torch
 
+from conftest import metrics_without_timing
 from mlp_lab import rundir
+from mlp_lab.checkpoint import CheckpointError, load_checkpoint
 from mlp_lab.config import SchedulerConfig
 from mlp_lab.data import load_data
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import (
-    CheckpointError,
     EarlyStopping,
+    Plateau,
     TrainingDiverged,
     TrainingInterrupted,
     evaluate,
-    load_checkpoint,
     lr_at,
     train,
     weight_penalty,
 )
-
-
-def metrics_without_timing(run_dir):
-    return [{k: v for k, v in row.items() if k not in rundir.TIMING_COLUMNS} for row in rundir.read_metrics(run_dir)]
 
 
 def test_loss_falls_and_run_directory_describes_itself(tiny_config, tmp_path):
@@ -201,12 +198,41 @@ def test_lr_is_logged_every_epoch(tiny_config, tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
 
 
-def test_plateau_reduces_lr_when_the_monitor_stalls(tiny_config, tmp_path):
-    cfg = tiny_config(train={"epochs": 6, "batch_size": 32, "device": "cpu", "optimizer": {"lr": 0.5, "name": "sgd"},
-                             "scheduler": {"name": "plateau", "patience": 0, "factor": 0.5}})
-    try:
-        train(cfg, tmp_path / "run")
-    except TrainingDiverged:
-        pass
+def test_plateau_scales_after_more_than_patience_bad_epochs():
+    plateau = Plateau(factor=0.5, patience=2, mode="min")
+    for value in (1.0, 0.9):  # improving: no change
+        plateau.update(value)
+    assert plateau.scale == 1.0 and plateau.best == 0.9
+    for value in (0.95, 0.9):  # two epochs without improvement (equal is not better): patience not exceeded
+        plateau.update(value)
+    assert plateau.scale == 1.0 and plateau.bad_epochs == 2
+    plateau.update(0.91)  # the third: halve, and count again from zero
+    assert plateau.scale == 0.5 and plateau.bad_epochs == 0
+    for value in (0.92, 0.93, 0.94):
+        plateau.update(value)
+    assert plateau.scale == 0.25
+    plateau.update(0.5)  # a new best resets the count, the scale stays
+    assert plateau.scale == 0.25 and plateau.bad_epochs == 0 and plateau.best == 0.5
+
+
+def test_plateau_in_max_mode_and_state_round_trip():
+    plateau = Plateau(factor=0.1, patience=0, mode="max")
+    plateau.update(0.8)
+    plateau.update(0.7)  # worse for an accuracy: patience 0 reduces at once
+    assert plateau.scale == pytest.approx(0.1)
+    copy = Plateau(factor=0.1, patience=0, mode="max")
+    copy.load_state_dict(plateau.state_dict())
+    assert copy == plateau
+
+
+def test_plateau_reduces_the_lr_in_training_and_respects_min_lr(tiny_config, tmp_path):
+    # Monitor val/acc on an easy problem: it reaches 1.0 and stalls, so the LR must fall, but
+    # never below min_lr.
+    cfg = tiny_config(train={"epochs": 8, "batch_size": 32, "device": "cpu", "optimizer": {"lr": 0.01},
+                             "early_stopping": {"monitor": "val/acc"},
+                             "scheduler": {"name": "plateau", "patience": 0, "factor": 0.5, "min_lr": 0.003}})
+    summary = train(cfg, tmp_path / "run")
+    assert summary["status"] == "completed"
     lrs = [r["lr"] for r in rundir.read_metrics(tmp_path / "run")]
-    assert lrs[0] == 0.5 and min(lrs) < 0.5
+    assert lrs[0] == 0.01 and min(lrs) == pytest.approx(0.003)
+    assert all(b <= a for a, b in zip(lrs, lrs[1:])), "the plateau scale only ever shrinks"

@@ -1,0 +1,101 @@
+"""Metric loggers: where a run's metrics go besides its run directory.
+
+A logger follows the small `MetricLogger` protocol, in the spirit of torchtune's
+``training/metric_logging.py``: the resolved config once, one record per epoch, the final
+summary, close. TensorBoard is one implementation; MLflow (the ``[track]`` extra) is another.
+The run directory's own files (``config.yaml``, ``metrics.csv``, ``summary.json``) are not a
+logger: the trainer writes them itself, because resume, reports and ``list`` read them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from mlp_lab.config import Config, config_to_dict, flatten
+
+# The per-epoch scalars every logger receives, in this order.
+EPOCH_SCALARS = ("train/loss", "val/loss", "train/acc", "val/acc", "lr")
+# The summary metrics logged at the end of a completed run.
+SUMMARY_METRICS = ("test/acc", "test/loss", "best/val_acc", "best/val_loss")
+
+
+@runtime_checkable
+class MetricLogger(Protocol):
+    """A sink for one run's metrics. Calls come in order: config, epochs..., summary, close."""
+
+    def log_config(self, config: Config) -> None:
+        """The resolved config, once, before the first epoch (again on each resume)."""
+
+    def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
+        """One epoch's record (`EPOCH_SCALARS` and more), `epoch` counted from 1."""
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        """The run's final summary.json content (completed or failed)."""
+
+    def close(self) -> None:
+        """Flush and release; called whether the run finished, failed or was interrupted."""
+
+
+class TensorBoardLogger:
+    """Scalars per epoch, optional weight/gradient histograms, and HParams with the real final
+    metrics, written into the run directory itself so `tensorboard --logdir runs` finds it."""
+
+    def __init__(self, run_dir: str | Path, model: torch.nn.Module | None = None, histograms: bool = False,
+                 start_epoch: int = 0):
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a crashed attempt wrote past the resumed epoch.
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_epoch + 1)
+        self.model = model
+        self.histograms = histograms and model is not None
+        self.config: Config | None = None
+
+    def log_config(self, config: Config) -> None:
+        self.config = config
+
+    def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
+        for key in EPOCH_SCALARS:
+            self.writer.add_scalar(key, record[key], epoch)
+        if self.histograms:
+            # Gradients are those of the epoch's last step: zero_grad runs before each backward.
+            for name, param in self.model.named_parameters():
+                self.writer.add_histogram(f"weights/{name}", param.detach(), epoch)
+                if param.grad is not None:
+                    self.writer.add_histogram(f"grads/{name}", param.grad, epoch)
+        self.writer.flush()
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        if summary.get("status") != "completed" or self.config is None:
+            return  # HParams compare finished runs; a diverged run's scalars already tell its story
+        from torch.utils.tensorboard.summary import hparams
+
+        step = summary["epochs_run"]
+        metrics = {k: summary[k] for k in SUMMARY_METRICS}
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+        flat = {k: _hparam_value(v) for k, v in flatten(config_to_dict(self.config)).items()
+                if not k.startswith("output.")}
+        flat["epochs_run"] = summary["epochs_run"]
+        # Written into this run's own event file (not add_hparams' extra sub-run), so the HParams
+        # tab links each row to this run's scalars.
+        for item in hparams(flat, metrics):
+            self.writer.file_writer.add_summary(item)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _hparam_value(value: Any) -> Any:
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def loggers_for(config: Config, run_dir: str | Path, model: torch.nn.Module, start_epoch: int = 0) -> list[MetricLogger]:
+    """The loggers a config asks for (`output.*`), opened for a run starting after `start_epoch`."""
+    loggers: list[MetricLogger] = []
+    if config.output.tensorboard:
+        loggers.append(TensorBoardLogger(run_dir, model, config.output.histograms, start_epoch))
+    return loggers

@@ -1,0 +1,56 @@
+"""The checkpoint format and load_model: self-describing, safe to load, one loader for every user."""
+
+import pytest
+import torch
+
+from mlp_lab.checkpoint import CheckpointError, load_checkpoint, load_model
+from mlp_lab.config import MLPLabError
+from mlp_lab.data import load_data
+from mlp_lab.train import evaluate, train
+
+
+def test_both_checkpoints_describe_themselves_and_carry_the_data_facts(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"})
+    train(cfg, tmp_path / "run")
+    for kind in ("best", "last"):
+        ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / f"{kind}.pt", kind)
+        assert ckpt["kind"] == f"mlp-lab/{kind}" and ckpt["config"]["name"] == "tiny"
+        assert ckpt["model_args"]["hidden_sizes"] == [32]
+        # last.pt holds the data facts too: a run kept with its last weights needs no best.pt.
+        assert ckpt["data"]["dataset"] == "mnist" and ckpt["data"]["image_shape"] == [1, 28, 28]
+        assert len(ckpt["data"]["classes"]) == 10 and len(ckpt["data"]["mean"]) == 1
+
+
+@pytest.mark.parametrize("restore_best, expected", [(True, "best"), (False, "last")])
+def test_load_model_gives_the_weights_the_test_metrics_used(tiny_config, tmp_path, restore_best, expected):
+    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "restore_best": restore_best})
+    summary = train(cfg, tmp_path / "run")
+    run = load_model(tmp_path / "run")
+    assert run.checkpoint == expected and not run.model.training
+    assert run.config == cfg and len(run.classes) == 10
+    data = load_data(cfg.data, "cpu")
+    loss, acc = evaluate(run.model, data.test)
+    assert acc == summary["test/acc"] and loss == pytest.approx(summary["test/loss"], rel=1e-9)
+
+
+def test_load_model_without_best_uses_last_when_asked(tiny_config, tmp_path):
+    train(tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"}), tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "best.pt").unlink()
+    with pytest.raises(CheckpointError, match="best.pt: checkpoint not found"):
+        load_model(tmp_path / "run")
+    assert load_model(tmp_path / "run", which="last").checkpoint == "last"
+
+
+def test_load_model_refuses_what_is_not_a_run(tmp_path):
+    with pytest.raises(MLPLabError, match="not a run directory"):
+        load_model(tmp_path)
+
+
+def test_a_checkpoint_of_an_older_format_without_data_is_named(tiny_config, tmp_path):
+    train(tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"}), tmp_path / "run")
+    path = tmp_path / "run" / "checkpoints" / "best.pt"
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["data"]
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="holds no data description"):
+        load_model(tmp_path / "run")

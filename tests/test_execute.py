@@ -1,0 +1,116 @@
+"""run_one, the executors, and the library's start-run path: outcomes, locks, and no global state left."""
+
+import signal
+import threading
+
+import pytest
+import torch
+
+from conftest import metrics_without_timing, write_study
+from mlp_lab import rundir
+from mlp_lab.ablation import load_experiment, plan
+from mlp_lab.config import MLPLabError
+from mlp_lab.execute import ProcessPoolExecutor, RunOutcome, SerialExecutor, local_executor, run_one
+from mlp_lab.rundir import RunStatus
+from mlp_lab.train import TrainingInterrupted, resume_run, start_run
+
+quiet = {"log": lambda _: None}
+
+
+def test_a_run_locked_by_another_process_is_left_to_it(tiny_config, tmp_path):
+    spec = plan(load_experiment(write_study(tmp_path, tiny_config)))[0]
+    # flock conflicts between two open file descriptions, as between two processes.
+    with rundir.RunLock(spec.run_dir):
+        outcome = run_one(spec, **quiet)
+    assert outcome.status == RunStatus.BUSY and outcome.action == "none" and "process" in outcome.error
+    assert spec.status() == RunStatus.NEW
+    done = run_one(spec, **quiet)
+    assert (done.status, done.action) == (RunStatus.DONE, "trained") and spec.status() == RunStatus.DONE
+    assert done.describe().startswith("none seed 0: done (trained; test/acc ")
+
+
+def test_status_vocabulary_follows_the_run_directory(tiny_config, tmp_path):
+    spec = plan(load_experiment(write_study(tmp_path, tiny_config)))[0]
+    assert spec.status() == RunStatus.NEW and str(RunStatus.NEW) == "new"
+    run_one(spec, **quiet)
+    assert spec.status() == RunStatus.DONE == "done"
+    assert rundir.run_status(spec.run_dir, "not-its-hash") == RunStatus.STALE
+    assert rundir.run_status(spec.run_dir) == RunStatus.DONE  # no config to compare with: its own
+
+
+def test_serial_executor_reports_in_order_and_restores_the_thread_count(tiny_config, tmp_path):
+    specs = plan(load_experiment(write_study(tmp_path, tiny_config)))
+    before = torch.get_num_threads()
+    seen: list[tuple[int, RunOutcome]] = []
+    executor = SerialExecutor(threads=1, **quiet)
+    executor.run(specs, lambda i, o: seen.append((i, o)))
+    assert [i for i, _ in seen] == [0, 1, 2, 3] and all(o.summary["threads"] == 1 for _, o in seen)
+    assert torch.get_num_threads() == before
+    stopped: list = []
+    executor.run(specs, lambda i, o: stopped.append(i), stop=lambda: True)
+    assert stopped == []
+
+
+def test_local_executor_picks_serial_or_a_pool_with_the_cores_split():
+    assert isinstance(local_executor(1, 3), SerialExecutor) and local_executor(1, 3).threads == 3
+    pool = local_executor(2, None)
+    assert isinstance(pool, ProcessPoolExecutor) and pool.jobs == 2 and pool.threads >= 1
+
+
+def test_start_run_picks_a_fresh_directory_and_leaves_no_global_state(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"})
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    started = []
+    first = start_run(cfg, threads=1, on_start=lambda d, renamed: started.append((d, renamed)))
+    second = start_run(cfg, threads=1, on_start=lambda d, renamed: started.append((d, renamed)))
+    runs = tmp_path / "runs"
+    assert started == [(runs / "tiny", False), (runs / "tiny-2", True)]
+    assert (first.run_dir, second.run_dir) == (runs / "tiny", runs / "tiny-2")
+    assert first.summary == rundir.read_json(runs / "tiny" / "summary.json") and first.summary["threads"] == 1
+    assert metrics_without_timing(first.run_dir) == metrics_without_timing(second.run_dir)
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_start_run_works_off_the_main_thread(tiny_config, tmp_path):
+    # A Streamlit script or a Ray task does not run on the main thread, where signals live.
+    cfg = tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"})
+    results, errors = [], []
+
+    def target():
+        try:
+            results.append(start_run(cfg, threads=1))
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever happened
+            errors.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join(timeout=120)
+    assert not errors and results[0].summary["status"] == "completed"
+
+
+def test_a_run_that_fails_before_writing_leaves_no_directory(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"})
+    monkeypatch.setenv("MLP_LAB_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(MLPLabError, match="mnist"):
+        start_run(cfg)
+    assert not (tmp_path / "runs" / "tiny").exists() and not (tmp_path / "runs" / ".tiny.lock").exists()
+
+
+def test_an_interrupted_start_resumes_to_the_same_result(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"})
+    calls = {"n": 0}
+
+    def stop_mid_run():
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    with pytest.raises(TrainingInterrupted):
+        start_run(cfg, run_dir=tmp_path / "runs" / "cut", should_stop=stop_mid_run)
+    assert rundir.run_status(tmp_path / "runs" / "cut") == RunStatus.PARTIAL
+    resumed = resume_run(tmp_path / "runs" / "cut")
+    whole = start_run(cfg, run_dir=tmp_path / "runs" / "whole")
+    assert resumed.summary["test/acc"] == whole.summary["test/acc"]
+    assert metrics_without_timing(resumed.run_dir) == metrics_without_timing(whole.run_dir)

@@ -1,0 +1,71 @@
+"""The MetricLogger seam: what a logger receives, in which order, also on resume, failure and stop."""
+
+from typing import Any
+
+import pytest
+
+from mlp_lab.loggers import EPOCH_SCALARS, MetricLogger, TensorBoardLogger, loggers_for
+from mlp_lab.model import ParameterizedMLP
+from mlp_lab.train import TrainingDiverged, TrainingInterrupted, train
+
+
+class RecordingLogger:
+    """A logger that keeps every call, to check what the trainer sends."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def log_config(self, config) -> None:
+        self.calls.append(("config", config.name))
+
+    def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
+        assert set(EPOCH_SCALARS) <= set(record) and record["epoch"] == epoch
+        self.calls.append(("epoch", epoch))
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        self.calls.append(("summary", summary["status"]))
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+
+
+def test_a_logger_gets_config_every_epoch_summary_and_close(tiny_config, tmp_path):
+    logger = RecordingLogger()
+    assert isinstance(logger, MetricLogger)
+    train(tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"}), tmp_path / "run", loggers=[logger])
+    assert logger.calls == [("config", "tiny"), ("epoch", 1), ("epoch", 2), ("epoch", 3),
+                            ("summary", "completed"), ("close", None)]
+
+
+def test_interrupt_closes_without_summary_and_resume_continues_the_epochs(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"})
+    steps_per_epoch = 15  # 480 training examples (600 x 0.8) in batches of 32
+    calls = {"n": 0}
+
+    def stop_in_epoch_two():
+        calls["n"] += 1
+        return calls["n"] > steps_per_epoch + 3
+
+    first = RecordingLogger()
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "run", should_stop=stop_in_epoch_two, loggers=[first])
+    assert first.calls == [("config", "tiny"), ("epoch", 1), ("close", None)]
+    second = RecordingLogger()
+    train(cfg, tmp_path / "run", resume=True, loggers=[second])
+    assert second.calls == [("config", "tiny"), ("epoch", 2), ("epoch", 3), ("summary", "completed"), ("close", None)]
+
+
+def test_a_diverged_run_sends_its_failed_summary(tiny_config, tmp_path):
+    logger = RecordingLogger()
+    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "optimizer": {"name": "sgd", "lr": 1e6}})
+    with pytest.raises(TrainingDiverged):
+        train(cfg, tmp_path / "run", loggers=[logger])
+    assert logger.calls == [("config", "tiny"), ("summary", "diverged"), ("close", None)]
+
+
+def test_the_config_chooses_the_loggers(tiny_config, tmp_path):
+    model = ParameterizedMLP(784, [8], 10)
+    assert loggers_for(tiny_config(output={"tensorboard": False}), tmp_path, model) == []
+    (tb,) = loggers_for(tiny_config(output={"tensorboard": True, "histograms": True}), tmp_path, model)
+    assert isinstance(tb, TensorBoardLogger) and isinstance(tb, MetricLogger) and tb.histograms
+    tb.close()
