@@ -332,17 +332,27 @@ def predict(
     run_dir: RunDirArg,
     images: Annotated[list[Path], typer.Argument(help="PNG/JPEG files of any size, colour or grayscale.", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to show.")] = 3,
-    invert: Annotated[bool, typer.Option(help="Invert the image first (dark-on-light drawings).")] = False,
+    invert: Annotated[Optional[bool], typer.Option(
+        "--invert/--no-invert", help="Force inverting (dark-on-light drawings) or not [default: decided from the "
+                                     "border pixels].", show_default=False)] = None,
+    normalise: Annotated[str, typer.Option(
+        help="auto (the dataset's own recipe: MNIST digits are cropped, scaled to 20 px and centred by mass; "
+             "FashionMNIST objects trimmed and scaled to fill), plain (resize only), digit or fashion.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
-    """Classify image files with a trained run, preprocessed to the run's dataset format.
+    """Classify image files with a trained run, preprocessed the way its dataset was made.
 
-    Example: mlp-lab predict runs/baseline shoe.png --top-k 3
+    Example: mlp-lab predict runs/mnist seven.png --top-k 3
     """
     with user_errors():
-        from mlp_lab.evaluation import predict_images
+        from mlp_lab.predict import NORMALISATIONS
 
-        results = predict_images(run_dir, images, top_k, invert)
+        if normalise not in NORMALISATIONS:
+            raise MLPLabError(f"--normalise {normalise}: choose from {', '.join(NORMALISATIONS)}")
+        from mlp_lab.checkpoint import load_model
+        from mlp_lab.predict import predict_files
+
+        results = predict_files(load_model(run_dir), images, top_k, "auto" if invert is None else invert, normalise)
     if as_json:
         import json
 

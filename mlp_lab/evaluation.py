@@ -1,5 +1,4 @@
-"""After training: `mlp-lab evaluate` (per-class report, confusion matrix, example grids) and
-`mlp-lab predict` (any image file through the run's preprocessing and model)."""
+"""After training: `mlp-lab evaluate` (per-class report, confusion matrix, example grids)."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ import torch
 from mlp_lab import rundir
 from mlp_lab.analysis import unnormalize
 from mlp_lab.checkpoint import load_model
-from mlp_lab.config import MLPLabError
-from mlp_lab.data import load_data, to_features
+from mlp_lab.data import load_data
 from mlp_lab.plots import confusion_matrix_plot, image_grid
 from mlp_lab.train import EVAL_BATCH_SIZE, evaluate
 
@@ -101,49 +99,3 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_dirs: Sequence[s
               "files": sorted(p.name for p in out.glob(f"{tag}*"))}
     rundir.write_json(out / f"{tag}metrics.json", result)
     return result
-
-
-def preprocess_image(path: str | Path, image_shape: Sequence[int], mean: Sequence[float], std: Sequence[float],
-                     invert: bool = False) -> torch.Tensor:
-    """Any PNG/JPEG -> one normalized feature row in the run's dataset format.
-
-    Converted to grayscale or RGB as the dataset is, resized to its height x width, optionally
-    inverted (for dark-on-light drawings: MNIST-style data is light-on-dark), then normalized.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MLPLabError(f"{path}: image file not found")
-    c, h, w = image_shape
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB")
-            if img.size != (w, h):
-                img = img.resize((w, h), Image.Resampling.LANCZOS)
-            pixels = np.array(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MLPLabError(f"{path}: not a readable image ({type(exc).__name__})") from None
-    images = torch.from_numpy(pixels).view(h, w, -1).permute(2, 0, 1).unsqueeze(0)
-    if invert:
-        images = 255 - images
-    # The same conversion the training data went through.
-    return to_features(images, mean, std)
-
-
-def predict_images(run_dir: str | Path, images: Sequence[str | Path], top_k: int = 3,
-                   invert: bool = False) -> list[dict[str, Any]]:
-    """Top-k classes with probabilities for each image file."""
-    run = load_model(run_dir)
-    meta = run.data_meta
-    classes = meta["classes"]
-    rows = [preprocess_image(p, meta["image_shape"], meta["mean"], meta["std"], invert) for p in images]
-    with torch.inference_mode():
-        probs = torch.softmax(run.model(torch.cat(rows)), 1)
-    k = max(1, min(top_k, len(classes)))
-    results = []
-    for path, p in zip(images, probs):
-        values, indices = p.topk(k)
-        results.append({"image": str(path), "top": [{"class": classes[i], "index": int(i), "probability": float(v)}
-                                                    for v, i in zip(values.tolist(), indices.tolist())]})
-    return results

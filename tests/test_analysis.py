@@ -13,7 +13,8 @@ from mlp_lab.analysis import describe_data, model_summary, unnormalize
 from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
 from mlp_lab.data import load_data
-from mlp_lab.evaluation import evaluate_run, per_class_report, predict_images
+from mlp_lab.evaluation import evaluate_run, per_class_report
+from mlp_lab.predict import predict_files
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import train
 
@@ -69,13 +70,14 @@ def test_predict_on_a_saved_test_image_returns_the_models_label(trained_run, tmp
         path = tmp_path / f"test{i}.png"
         Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(path)
         paths.append(path)
-    results = predict_images(run_dir, paths, top_k=3)
+    # The synthetic classes are bands across the whole field, not digits: resize only.
+    results = predict_files(run, paths, top_k=3, invert=False, normalise="plain")
     assert [r["top"][0]["index"] for r in results] == predicted
     assert all(len(r["top"]) == 3 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in results)
     # Any size and colour: a big RGB version of the same picture is preprocessed to 28x28 grayscale.
     big = tmp_path / "big.jpg"
     Image.open(paths[0]).convert("RGB").resize((280, 280), Image.Resampling.NEAREST).save(big, quality=95)
-    assert predict_images(run_dir, [big])[0]["top"][0]["index"] == predicted[0]
+    assert predict_files(run, [big], invert=False, normalise="plain")[0]["top"][0]["index"] == predicted[0]
 
 
 def test_predict_cli_json_and_not_an_image(trained_run, tmp_path):
@@ -92,6 +94,8 @@ def test_predict_cli_json_and_not_an_image(trained_run, tmp_path):
     assert bad.exit_code == 2 and "not a readable image" in bad.stderr and "Traceback" not in bad.output
     missing = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "nope.png")])
     assert missing.exit_code == 2 and "image file not found" in missing.stderr
+    plain = runner.invoke(app, ["predict", str(run_dir), str(picture), "--normalise", "plain", "--no-invert", "--json"])
+    assert plain.exit_code == 0 and json.loads(plain.stdout)[0]["image"] == str(picture)
 
 
 def test_summary_counts_equal_the_model(tiny_config):
