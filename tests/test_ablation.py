@@ -30,6 +30,14 @@ def write_study(tmp_path: Path, tiny_config, arms=None, **fields) -> Path:
     return path
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_experiment_loads_and_says_how_to_run(path):
+    exp = load_experiment(path)
+    assert exp.reference in [a.name for a in exp.arms] and exp.description
+    assert path.read_text().splitlines()[0].startswith(f"# Run: mlp-lab compare {path.stem}")
+
+
 def test_loads_arms_and_plans_every_arm_and_seed(tiny_config, tmp_path):
     exp = load_experiment(write_study(tmp_path, tiny_config))
     assert [a.name for a in exp.arms] == ["none", "half"]
