@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import EXPERIMENTS_DIR, Experiment, load_experiment, plan
+from mlp_lab.ablation import EXPERIMENTS_DIR, Experiment, estimated_cost, load_experiment, plan
 from mlp_lab.config import ConfigError, MLPLabError
 from mlp_lab.report import CONFIDENCE, build_report
 
@@ -103,6 +103,37 @@ def _time_ratio(row: dict[str, Any], reference: dict[str, Any]) -> str:
     return f"×{arm_s / ref_s:.2f} ({arm_s:.0f} s vs {ref_s:.0f} s)"
 
 
+def _compute(study: StudyResult, row: dict[str, Any]) -> float | None:
+    """Multiply-accumulates per training example x epochs actually run: a cost that, unlike wall
+    time, does not move with the machine's load (element-wise layers and penalties are not counted)."""
+    if row["epochs_run_mean"] is None:
+        return None
+    config = study.experiment.arm(row["arm"]).config
+    return estimated_cost(config) / config.train.epochs * row["epochs_run_mean"]
+
+
+def _compute_ratio(study: StudyResult, row: dict[str, Any]) -> str:
+    arm, reference = _compute(study, row), _compute(study, study.reference_row)
+    return "–" if arm is None or not reference else f"×{arm / reference:.2f}"
+
+
+def _change(study: StudyResult, arm: str) -> str:
+    """What an arm changes, its keys' shared section said once: `train.optimizer: name=sgd, lr=0.05`."""
+    changes = study.experiment.arm(arm).changes
+    if not changes:
+        return f"{arm} (the base config)"
+    keys = [k.split(".") for k in changes]
+    common: list[str] = []
+    for parts in zip(*(k[:-1] for k in keys)):
+        if len(set(parts)) > 1:
+            break
+        common.append(parts[0])
+    if len(changes) == 1 or not common:
+        return f"{arm} ({', '.join(f'{k}={v}' for k, v in changes.items())})"
+    rest = ", ".join(".".join(k[len(common):]) + f"={v}" for k, v in zip(keys, changes.values()))
+    return f"{arm} ({'.'.join(common)}: {rest})"
+
+
 def summary_rows(studies: Sequence[StudyResult]) -> list[dict[str, str]]:
     """One row per non-reference arm of every study: the course's findings in one table."""
     rows = []
@@ -113,12 +144,13 @@ def summary_rows(studies: Sequence[StudyResult]) -> list[dict[str, str]]:
                 continue
             rows.append({
                 "study": study.experiment.name,
-                "change": f"{row['arm']} ({row['changes']})",
+                "change": _change(study, row["arm"]),
                 "reference": f"{study.experiment.reference} ({_acc(reference)} %)",
                 "test_acc": _acc(row),
                 "effect": _effect(row),
                 "verdict": row["verdict"],
                 "time": _time_ratio(row, reference),
+                "compute": _compute_ratio(study, row),
             })
     return rows
 
@@ -194,13 +226,14 @@ def _incomplete(study: StudyResult) -> list[str]:
 
 
 SUMMARY_HEAD = ["study", "change (arm)", "reference (test acc %)", "test acc %", "effect (pp) [95% CI]", "verdict",
-                "time per run vs reference"]
-SUMMARY_KEYS = ["study", "change", "reference", "test_acc", "effect", "verdict", "time"]
+                "wall time per run vs reference", "compute vs reference"]
+SUMMARY_KEYS = ["study", "change", "reference", "test_acc", "effect", "verdict", "time", "compute"]
 INTRO = (f"Each study changes one factor at a time against a reference arm, on the same train/val split "
          f"and the same seeds. *effect*: the paired difference in test accuracy (arm − reference, "
          f"percentage points) over the seeds both ran, with its {int(CONFIDENCE * 100)}% t-interval; "
          f"*helps* / *hurts* when the interval lies above / below zero, otherwise *no clear effect*. "
-         f"*time*: mean wall time of one run, arm against reference.")
+         f"*wall time*: mean wall time of one run, arm against reference (it moves with the machine's "
+         f"load); *compute*: multiply-accumulates per example x epochs run, arm against reference.")
 
 
 def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
@@ -283,7 +316,7 @@ def _html(studies: Sequence[StudyResult], skipped: Sequence[str], effects_path: 
     summary = summary_rows(studies)
     body = [[f'<a href="#{html.escape(r["study"])}">{html.escape(r["study"])}</a>'] + [r[k] for k in SUMMARY_KEYS[1:]]
             for r in summary]
-    parts.append(_html_table(SUMMARY_HEAD, body, verdict_col=5, num_cols={3, 4}, html_col=0))
+    parts.append(_html_table(SUMMARY_HEAD, body, verdict_col=5, num_cols={3, 4, 7}, html_col=0))
     if effects_path is not None:
         parts.append(f'<p><img alt="effects of every change" src="{_data_uri(effects_path)}"></p>')
     if skipped:
