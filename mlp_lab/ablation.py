@@ -39,6 +39,7 @@ class ExperimentFile(BaseModel):
     description: str = ""
     base: str  # path to the base config, relative to the experiment file
     factor: list[str] = Field(min_length=1)  # dotted keys (and everything under them) arms may change
+    one_factor_per_arm: bool = False  # several factors, but each arm changes keys under one of them only
     reference: str
     seeds: list[int] = Field(min_length=1)
     overrides: dict[str, Any] = {}  # applied to every arm before its own changes
@@ -93,9 +94,15 @@ def _under_factor(key: str, factor: Sequence[str]) -> bool:
     return any(key == f or key.startswith(f + ".") for f in factor)
 
 
+def _factor_of(key: str, factor: Sequence[str]) -> str:
+    """The most specific factor a key falls under (factors may nest, e.g. train and train.l1)."""
+    return max((f for f in factor if key == f or key.startswith(f + ".")), key=len, default=key)
+
+
 def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None,
                     experiments_dir: str | Path = EXPERIMENTS_DIR) -> Experiment:
-    """Load and check an experiment: arms change only factor keys, and every arm's config validates.
+    """Load and check an experiment: arms change only factor keys (with `one_factor_per_arm`, keys
+    of one factor each), and every arm's config validates.
 
     All problems are reported at once as a ConfigError, each naming the file, the arm and the key.
     """
@@ -126,7 +133,11 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
         stray = [k for k in flat if not _under_factor(k, spec.factor)]
         for key in stray:
             errors.append(f"{path}: arms.{arm_name}: key {key!r} is outside the factor ({', '.join(spec.factor)})")
-        if stray:
+        touched = sorted({_factor_of(k, spec.factor) for k in flat})
+        if spec.one_factor_per_arm and len(touched) > 1:
+            errors.append(f"{path}: arms.{arm_name}: changes {len(touched)} factors ({', '.join(touched)}); "
+                          f"one_factor_per_arm allows one")
+        if stray or (spec.one_factor_per_arm and len(touched) > 1):
             continue
         merged = copy.deepcopy(base)
         try:

@@ -204,20 +204,88 @@ def _parse_seeds(text: str | None) -> list[int] | None:
 
 
 @app.command()
-def report(experiment: ExperimentArg) -> None:
+def report(
+    experiment: Annotated[Optional[str], typer.Argument(
+        help="Experiment name in experiments/ (e.g. early_stopping) or a path.", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every study with runs, and the overview runs/index.md + "
+                                                      "runs/index.html over them.")] = False,
+) -> None:
     """Rebuild a study's report (markdown, CSV, JSON, plots) from its run directories alone.
 
-    Example: mlp-lab report early_stopping
+    Example: mlp-lab report early_stopping    (every study and the overview: mlp-lab report --all)
     """
     with user_errors():
         from mlp_lab.ablation import load_experiment
         from mlp_lab.report import build_report
 
+        if all_:
+            if experiment is not None:
+                raise MLPLabError("--all covers every study; give no EXPERIMENT")
+            _print_overview(_build_overview())
+            return
+        if experiment is None:
+            raise MLPLabError("missing EXPERIMENT: e.g. mlp-lab report early_stopping, or mlp-lab report --all")
         exp = load_experiment(experiment)
         if not exp.output_dir.exists():
             raise MLPLabError(f"{exp.output_dir}: no runs yet; run: mlp-lab compare {experiment}")
         build_report(exp)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
+
+
+def _build_overview() -> dict[str, Any]:
+    from mlp_lab.overview import build_overview, load_studies
+
+    return build_overview(load_studies())
+
+
+def _print_overview(overview: dict[str, Any]) -> None:
+    out.print(f"studies: {', '.join(overview['studies'])}", highlight=False)
+    if overview["skipped"]:
+        out.print(f"not run yet: {', '.join(overview['skipped'])}", highlight=False)
+    out.print(f"overview: {overview['index_md']} and {overview['index_html']}", highlight=False)
+
+
+@app.command()
+def suite(
+    studies: Annotated[Optional[list[str]], typer.Argument(
+        help="Studies to run [default: every file in experiments/].", show_default=False)] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel processes (torch threads are split).")] = 1,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds overriding every file's, e.g. 0,1,2.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per run [default: CPU cores / jobs].")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run every study (or the named ones), skipping finished runs, then the overview over all of them.
+
+    Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ../shared/data/mnist
+    """
+    with user_errors():
+        from mlp_lab.interrupt import graceful_stop
+        from mlp_lab.overview import load_studies
+        from mlp_lab.suite import run_suite
+
+        experiments = load_studies(studies, _parse_seeds(seeds))
+        from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
+
+        for exp in experiments:
+            for arm in exp.arms:
+                check_runtime(arm.config, f"{exp.path}: arms.{arm.name}")
+        with graceful_stop() as stop:
+            result = run_suite(experiments, jobs=jobs, force=force, data_dirs=_dirs(data_dir), threads=threads,
+                               stop=stop, log=lambda line: print(line, flush=True))
+        if result.interrupted:
+            err.print("stopped by signal; finished runs are kept and partial ones resume: run the same command again",
+                      highlight=False)
+            raise typer.Exit(stop.exit_code)
+    _print_overview(result.overview)
+    if result.busy:
+        out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
+                  f"finishes to complete the overview.", highlight=False)
+    if result.failures:
+        err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
+        for failure in result.failures:
+            err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
+        raise typer.Exit(1)
 
 
 @app.command("list")

@@ -45,10 +45,11 @@ def test_every_shipped_config_validates_and_says_how_to_run(path):
     assert first.startswith("#") and f"mlp-lab run configs/{path.name}" in first
 
 
-def test_baseline_spells_out_every_field():
+@pytest.mark.parametrize("name", ["baseline.yaml", "plain.yaml", "mnist_keras.yaml"])
+def test_reference_configs_spell_out_every_field(name):
     import yaml
 
-    raw = yaml.safe_load((REPO / "configs" / "baseline.yaml").read_text())
+    raw = yaml.safe_load((REPO / "configs" / name).read_text())
     assert set(flatten(raw)) == set(flatten(Config().model_dump()))
 
 

@@ -1,0 +1,50 @@
+"""`mlp-lab suite`: every study (or the named ones), skipping finished runs as `compare` does,
+then the overview over all of them (runs/index.md and runs/index.html)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlp_lab.ablation import CompareResult, Experiment, compare
+from mlp_lab.execute import RunOutcome
+from mlp_lab.overview import build_overview
+
+
+@dataclass
+class SuiteResult:
+    """What the suite did: one `compare` result per study run, and the overview it wrote."""
+
+    results: dict[str, CompareResult] = field(default_factory=dict)
+    overview: dict[str, Any] | None = None
+    interrupted: bool = False
+
+    @property
+    def failures(self) -> list[RunOutcome]:
+        return [f for result in self.results.values() for f in result.failures]
+
+    @property
+    def busy(self) -> list[RunOutcome]:
+        return [b for result in self.results.values() for b in result.busy]
+
+
+def run_suite(experiments: Sequence[Experiment], jobs: int = 1, force: bool = False, data_dirs: Sequence[str] = (),
+              threads: int | None = None, stop: Callable[[], bool] | None = None,
+              log: Callable[[str], None] = print) -> SuiteResult:
+    """Compare every study in turn, then build the overview; an interruption skips the overview.
+
+    Failed runs do not stop the suite (each study's report shows them), as in `compare`.
+    """
+    suite = SuiteResult()
+    for index, experiment in enumerate(experiments, 1):
+        runs = len(experiment.arms) * len(experiment.seeds)
+        log(f"study {index}/{len(experiments)} {experiment.name}: {len(experiment.arms)} arms x "
+            f"{len(experiment.seeds)} seeds = {runs} runs -> {experiment.output_dir}")
+        result = compare(experiment, jobs=jobs, force=force, data_dirs=data_dirs, threads=threads, stop=stop, log=log)
+        suite.results[experiment.name] = result
+        if result.interrupted:
+            suite.interrupted = True
+            return suite
+    suite.overview = build_overview(experiments)
+    return suite
