@@ -21,7 +21,6 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -343,11 +342,9 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     example = np.zeros((2, *shape[1:]), dtype=np.uint8)
     artifacts = {"checkpoint": str(checkpoint), "config": str(run_dir / rundir.CONFIG_FILE),
                  "summary": str(run_dir / rundir.SUMMARY_FILE)}
-    with _fluent(store) as mlflow, warnings.catch_warnings():
+    with _fluent(store) as mlflow:
         import torch
 
-        # MLflow suggests type hints on predict; the explicit signature is what we give it.
-        warnings.filterwarnings("ignore", message=".*type hints.*")
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(MODEL_CODE), artifacts=artifacts,

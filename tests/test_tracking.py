@@ -230,12 +230,14 @@ def free_port() -> int:
 def mlflow_server(root: Path, port: int | None = None):
     """`mlflow server` on 127.0.0.1 over a SQLite store in `root` (created here first); yields
     (uri, process); stopped by its process group."""
-    tracking.prepare_store(root)  # the schema, before the server's own workers open it
+    root.mkdir(parents=True, exist_ok=True)
+    store = f"sqlite:///{root / tracking.STORE_FILE}"
+    MlflowClient(store, store).search_registered_models()  # the schema, before the server's workers open it
     port = port or free_port()
     log = open(root / f"server-{port}.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / tracking.STORE_FILE}",
+         "--backend-store-uri", store,
          "--artifacts-destination", str(root / "artifacts")],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
