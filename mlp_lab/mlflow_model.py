@@ -34,7 +34,7 @@ class MLPLabModel(PythonModel):
         batch = np.asarray(model_input)
         c, h, w = self.meta["image_shape"]
         if batch.dtype == np.uint8:
-            images = torch.from_numpy(np.ascontiguousarray(batch)).reshape(-1, c, h, w)
+            images = torch.from_numpy(np.array(batch, copy=True)).reshape(-1, c, h, w)  # a writable copy
             features = to_features(images, self.meta["mean"], self.meta["std"])
         else:
             features = torch.from_numpy(batch.astype(np.float32, copy=False)).reshape(-1, c * h * w)
