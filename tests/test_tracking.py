@@ -328,3 +328,27 @@ def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config,
     again = runner.invoke(app, ["track", "study"])
     assert again.exit_code == 0 and again.output.count("(already there)") == 4, again.output
     assert len(mlp_runs(client, "study")) == 4
+
+
+@pytest.mark.slow
+def test_ui_serves_the_default_store_on_localhost(tiny_config, tmp_path, store):
+    train(tracked(tiny_config, epochs=1), tmp_path / "runs" / "tiny")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen([sys.executable, "-m", "mlp_lab", "ui", "--port", str(port)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
+    try:
+        assert process.stdout.readline().startswith(f"MLflow UI: http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+        client = MlflowClient(f"http://127.0.0.1:{port}")
+        assert [r.info.run_name for r in mlp_runs(client, "tiny")] == ["tiny"]
+    finally:
+        stop_server(process)
