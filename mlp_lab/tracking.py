@@ -411,8 +411,9 @@ def export_study(experiment: Any) -> list[Exported]:
     """Export every run directory of a study (one MLflow experiment named after it), then its report."""
     from mlp_lab.ablation import plan
 
-    done = [export_run(spec.run_dir, spec.tags) for spec in plan(experiment)
-            if (spec.run_dir / rundir.CONFIG_FILE).is_file()]
+    # Only runs of the study as it stands: a directory made with another config is not its run.
+    exportable = (rundir.RunStatus.DONE, rundir.RunStatus.FAILED, rundir.RunStatus.PARTIAL)
+    done = [export_run(spec.run_dir, spec.tags) for spec in plan(experiment) if spec.status() in exportable]
     log_study_report(experiment)
     return done
 
@@ -478,11 +479,8 @@ def best_seed_run(experiment: Any, arm: str) -> tuple[Path, dict[str, str]]:
         raise MLPLabError(f"{experiment.name}: no arm {arm!r}; arms: {', '.join(a.name for a in experiment.arms)}")
     candidates = []
     for spec in plan(experiment):
-        path = spec.run_dir / rundir.SUMMARY_FILE
-        if spec.arm == arm and path.exists():
-            summary = rundir.read_json(path)
-            if summary.get("status") == "completed":
-                candidates.append((summary["best/val_acc"], spec))
+        if spec.arm == arm and spec.status() == rundir.RunStatus.DONE:  # finished, with this study's config
+            candidates.append((rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)["best/val_acc"], spec))
     if not candidates:
         raise MLPLabError(f"{experiment.name}: arm {arm} has no completed run; run: mlp-lab compare {experiment.name}")
     spec = max(candidates, key=lambda c: c[0])[1]
