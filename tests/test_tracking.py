@@ -89,6 +89,14 @@ def test_without_mlflow_an_untracked_run_trains_as_before(tiny_config, tmp_path,
     assert summary["status"] == "completed" and not (tmp_path / "run" / tracking.RUN_FILE).exists()
 
 
+def test_help_imports_neither_torch_nor_mlflow():
+    code = ("import sys\nfrom mlp_lab.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert "track" in result.stdout and "register" in result.stdout and result.stdout.strip().endswith("[]")
+
+
 def test_output_mlflow_does_not_change_the_config_hash(tiny_config):
     assert config_hash(tiny_config(output={"mlflow": True})) == config_hash(tiny_config(output={"mlflow": False}))
 
