@@ -38,6 +38,9 @@ DataDirOpt = Annotated[
     typer.Option("--data-dir", help="Extra directory holding dataset files (repeatable); also $MLP_LAB_DATA."),
 ]
 
+TrackOpt = Annotated[bool, typer.Option("--track", help="Also log to MLflow (the [track] extra); see mlp-lab ui.")]
+OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and the default MLflow store live.")]
+
 
 def _dirs(data_dir: Optional[list[Path]]) -> tuple[str, ...]:
     """--data-dir values as the library takes them."""
@@ -89,10 +92,11 @@ def run(
     data_dir: DataDirOpt = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its directory.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads [default: all cores].")] = None,
+    track: TrackOpt = False,
 ) -> None:
     """Train one seeded run: validate every epoch, restore the best weights, test.
 
-    Example: mlp-lab run configs/baseline.yaml --set train.epochs=5
+    Example: mlp-lab run configs/baseline.yaml --set train.epochs=5 --track
     """
     with user_errors():
         if resume is not None and (config is not None or overrides):
@@ -100,6 +104,15 @@ def run(
         if resume is None and config is None:
             raise MLPLabError("missing CONFIG: e.g. mlp-lab run configs/baseline.yaml")
         cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
+        if track and resume is not None and not cfg.output.mlflow:
+            raise MLPLabError(f"{resume} was not tracked; a resumed run keeps its settings. "
+                              f"Export it instead: mlp-lab track {resume}")
+        if track:
+            cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"mlflow": True})})
+        if cfg.output.mlflow:
+            from mlp_lab.tracking import prepare_store
+
+            prepare_store(cfg.output.dir)  # before training: the store is made once, here
         from mlp_lab.interrupt import graceful_stop
         from mlp_lab.train import TrainingInterrupted, resume_run, start_run
 
@@ -152,10 +165,11 @@ def compare(
         min=1, help="torch threads per run [default: CPU cores / jobs]. CPU results are bit-identical "
                     "for the same thread count, so fix it to compare across --jobs settings.")] = None,
     data_dir: DataDirOpt = None,
+    track: TrackOpt = False,
 ) -> None:
     """Run every arm x seed of a study (skipping finished runs), then write its report.
 
-    Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2
+    Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2 --track
     """
     with user_errors():
         from mlp_lab.ablation import compare as run_compare
@@ -164,6 +178,11 @@ def compare(
         from mlp_lab.report import build_report
 
         exp = load_experiment(experiment, _parse_seeds(seeds))
+        track = track or any(arm.config.output.mlflow for arm in exp.arms)
+        if track:
+            from mlp_lab.tracking import track_experiment
+
+            exp = track_experiment(exp)  # the store and the study's experiment, before any worker
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
         for arm in exp.arms:
@@ -180,6 +199,8 @@ def compare(
                       highlight=False)
             raise typer.Exit(stop.exit_code)
         build_report(exp)
+        if track:
+            _attach_report(exp)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
     if result.busy:
         out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
@@ -189,6 +210,17 @@ def compare(
         for failure in result.failures:
             err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
         raise typer.Exit(1)
+
+
+def _attach_report(exp) -> None:
+    """The study's report to its MLflow experiment; a tracking failure costs only a warning."""
+    from mlp_lab.tracking import TrackingError, log_study_report
+
+    try:
+        log_study_report(exp)
+    except TrackingError as exc:
+        err.print(f"warning: report not attached in MLflow ({exc}); later: mlp-lab track {exp.name}",
+                  highlight=False, markup=False)
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -372,7 +404,16 @@ def summary(config: ConfigArg, overrides: SetOpt = None) -> None:
               f"multiply-accumulates per sample: {info['macs_per_sample']:,}", highlight=False)
 
 
-RunDirArg = Annotated[Path, typer.Argument(help="A run directory, e.g. runs/baseline.", show_default=False)]
+RunDirArg = Annotated[Path, typer.Argument(
+    help="A run directory (runs/baseline) or a registered model (models:/NAME@ALIAS, models:/NAME/VERSION).",
+    show_default=False)]
+
+
+def _run_dir(target: Path) -> Path:
+    """A run directory as given, or a registered model fetched into one (the [track] extra)."""
+    from mlp_lab.tracking import is_model_uri, materialize
+
+    return materialize(str(target)) if is_model_uri(target) else target
 
 
 @app.command()
@@ -390,7 +431,7 @@ def evaluate(
             raise MLPLabError(f"--split {split}: choose test or val")
         from mlp_lab.evaluation import evaluate_run
 
-        result = evaluate_run(run_dir, split, _dirs(data_dir))
+        result = evaluate_run(_run_dir(run_dir), split, _dirs(data_dir))
     out.print((Path(result["run_dir"]) / "eval" / f"{split}_report.txt").read_text(), highlight=False)
     out.print(f"files in {Path(result['run_dir']) / 'eval'}: {', '.join(result['files'])}", highlight=False)
 
@@ -420,7 +461,7 @@ def predict(
         from mlp_lab.checkpoint import load_model
         from mlp_lab.predict import predict_files
 
-        results = predict_files(load_model(run_dir), images, top_k, "auto" if invert is None else invert, normalise)
+        results = predict_files(load_model(_run_dir(run_dir)), images, top_k, "auto" if invert is None else invert, normalise)
     if as_json:
         import json
 
@@ -429,6 +470,109 @@ def predict(
     for result in results:
         ranked = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
         out.print(f"{result['image']}: {ranked}", highlight=False, markup=False)
+
+
+TargetArg = Annotated[str, typer.Argument(
+    help="A run directory (runs/baseline) or a study name (early_stopping).", show_default=False)]
+
+
+@app.command()
+def track(targets: Annotated[list[str], typer.Argument(
+        help="Run directories or study names, e.g. runs/baseline early_stopping.", show_default=False)]) -> None:
+    """Export existing runs (and a study's report) to MLflow; a second export adds nothing.
+
+    Example: mlp-lab track runs/baseline early_stopping
+    """
+    with user_errors():
+        from mlp_lab.tracking import export_run, export_study, require_mlflow
+
+        require_mlflow("mlp-lab track")
+        for target in targets:
+            if (Path(target) / "config.yaml").is_file():
+                exported = [export_run(target)]
+            else:
+                from mlp_lab.ablation import load_experiment
+
+                exported = export_study(load_experiment(target))
+            for item in exported:
+                out.print(f"{item.run_dir} -> experiment {item.experiment}, run {item.run_id} "
+                          f"({'exported' if item.created else 'already there'})", highlight=False)
+
+
+@app.command()
+def register(
+    target: TargetArg,
+    name: Annotated[str, typer.Option("--name", help="Registered model name, e.g. fashion-mlp.")],
+    alias: Annotated[Optional[str], typer.Option(help="Point this alias at the new version, e.g. champion.")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="For a study: the arm whose best seed (by val/acc) to register.")] = None,
+) -> None:
+    """Register a finished run's model (exported to MLflow first if needed) and set an alias.
+
+    Example: mlp-lab register runs/baseline --name fashion-mlp --alias champion
+    """
+    with user_errors():
+        from mlp_lab.tracking import best_seed_run, register as register_run, require_mlflow
+
+        require_mlflow("mlp-lab register")
+        tags = None
+        run_dir = Path(target)
+        if arm is not None:
+            from mlp_lab.ablation import load_experiment
+
+            run_dir, tags = best_seed_run(load_experiment(target), arm)
+        elif not (run_dir / "config.yaml").is_file():
+            raise MLPLabError(f"{target}: not a run directory; for a study give --arm ARM")
+        made = register_run(run_dir, name, alias, tags)
+    acc = f"test/acc {made.test_acc:.4f}" if made.test_acc is not None else "no test/acc"
+    aliased = f", alias {made.alias}" if made.alias else ""
+    out.print(f"{made.run_dir} -> models:/{made.name}/{made.version}{aliased} ({acc})", highlight=False)
+
+
+@app.command()
+def models(output_dir: OutputDirOpt = Path("runs")) -> None:
+    """List registered models: versions, aliases, test accuracy and the run each came from.
+
+    Example: mlp-lab models
+    """
+    from rich.table import Table
+
+    with user_errors():
+        from mlp_lab.tracking import list_models
+
+        rows = list_models(output_dir)
+    if not rows:
+        out.print("no registered models yet; register one: mlp-lab register RUN_DIR --name NAME --alias champion",
+                  highlight=False)
+        return
+    table = Table("model", "version", "aliases", "test/acc", "run directory")
+    for row in rows:
+        acc = f"{row['test/acc']:.4f}" if row["test/acc"] is not None else "-"
+        table.add_row(row["name"], row["version"], ", ".join(row["aliases"]), acc, row["run_dir"] or "-")
+    out.print(table)
+
+
+@app.command()
+def ui(
+    output_dir: OutputDirOpt = Path("runs"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Serve the MLflow UI for the default store (OUTPUT_DIR/mlflow.db) on 127.0.0.1 until Ctrl-C.
+
+    Example: mlp-lab ui --port 5000
+    """
+    import subprocess
+
+    with user_errors():
+        from mlp_lab.tracking import ui_command
+
+        command, address = ui_command(output_dir, port)
+    out.print(f"MLflow UI: {address}  (store {output_dir / 'mlflow.db'}; Ctrl-C stops it)", highlight=False)
+    server = subprocess.Popen(command)
+    try:
+        raise typer.Exit(server.wait())
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
 
 
 @app.command()

@@ -111,6 +111,7 @@ class OutputConfig(_Section):
     dir: str = "runs"
     tensorboard: bool = True
     histograms: bool = False  # per-layer weight and gradient histograms in TensorBoard, every epoch
+    mlflow: bool = False  # also log to MLflow (the [track] extra; mlp-lab run --track)
 
 
 class Config(_Section):

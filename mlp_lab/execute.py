@@ -120,7 +120,8 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
             log(f"{spec.label}  epoch {record['epoch']}/{record['epochs']}  val/acc {record['val/acc']:.4f}  "
                 f"val/loss {record['val/loss']:.4f}")
 
-        summary = train(config, spec.run_dir, resume=resuming, data=data, on_epoch=report, should_stop=stop)
+        summary = train(config, spec.run_dir, resume=resuming, data=data, on_epoch=report, should_stop=stop,
+                        tags=spec.tags)
         return outcome(RunStatus.DONE, "resumed" if resuming else "trained", summary)
     except TrainingInterrupted:
         return outcome(RunStatus.PARTIAL, "interrupted", error="interrupted")

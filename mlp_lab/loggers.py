@@ -9,6 +9,7 @@ logger: the trainer writes them itself, because resume, reports and ``list`` rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,9 +94,15 @@ def _hparam_value(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def loggers_for(config: Config, run_dir: str | Path, model: torch.nn.Module, start_epoch: int = 0) -> list[MetricLogger]:
-    """The loggers a config asks for (`output.*`), opened for a run starting after `start_epoch`."""
+def loggers_for(config: Config, run_dir: str | Path, model: torch.nn.Module, start_epoch: int = 0,
+                tags: Mapping[str, str] | None = None) -> list[MetricLogger]:
+    """The loggers a config asks for (`output.*`), opened for a run starting after `start_epoch`;
+    `tags` say where the run belongs (a study's name and arm)."""
     loggers: list[MetricLogger] = []
     if config.output.tensorboard:
         loggers.append(TensorBoardLogger(run_dir, model, config.output.histograms, start_epoch))
+    if config.output.mlflow:
+        from mlp_lab.tracking import MLflowLogger
+
+        loggers.append(MLflowLogger(config, run_dir, start_epoch, tags))
     return loggers

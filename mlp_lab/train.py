@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -512,13 +512,14 @@ def train(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     loggers: Sequence[MetricLogger] = (),
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the summary (also written to summary.json).
 
     With `resume`, continue from `run_dir/checkpoints/last.pt`; a finished run just returns
     its summary. `should_stop` is polled at batch boundaries: when it returns True, last.pt is
     written and TrainingInterrupted is raised. Metrics go to the loggers the config asks for
-    (`loggers_for`) and to `loggers`. The caller's deterministic-algorithms setting is restored.
+    (`loggers_for`, given `tags`) and to `loggers`. The caller's deterministic-algorithms setting is restored.
     """
     run_dir = Path(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
@@ -535,7 +536,7 @@ def train(
         if resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
             trainer.restore()
         rundir.atomic_write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
-        sinks = [*loggers_for(config, run_dir, trainer.model, trainer.progress.epoch), *loggers]
+        sinks = [*loggers_for(config, run_dir, trainer.model, trainer.progress.epoch, tags), *loggers]
         try:
             for logger in sinks:
                 logger.log_config(config)

@@ -1,0 +1,362 @@
+"""MLflow tracking and registry against real MLflow (no mocks): a SQLite store in tmp_path, and
+real `mlflow server` subprocesses on free 127.0.0.1 ports for the HTTP tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import synthetic_images, write_config, write_study
+from mlp_lab import rundir
+from mlp_lab.cli import app
+from mlp_lab.config import config_hash
+from mlp_lab.train import TrainingInterrupted, train
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from mlp_lab import tracking  # noqa: E402
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """An empty SQLite store, migrated once per session: a fresh one takes ~10 s to create."""
+    root = tmp_path_factory.mktemp("store-template")
+    tracking.prepare_store(root)
+    return root / tracking.STORE_FILE
+
+
+@pytest.fixture
+def store(tmp_path, migrated_store, monkeypatch) -> Path:
+    """tmp_path/runs/mlflow.db, the default store of `tiny_config`; no MLFLOW_TRACKING_URI."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    shutil.copy(migrated_store, tmp_path / "runs" / tracking.STORE_FILE)
+    return tmp_path / "runs"
+
+
+def client_of(output_dir: Path) -> MlflowClient:
+    return tracking.client_for(tracking.store_for(output_dir))
+
+
+def steps(client: MlflowClient, run_id: str, key: str = "val/loss") -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def mlp_runs(client: MlflowClient, experiment: str):
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
+
+
+def tracked(tiny_config, epochs: int = 3, **output):
+    return tiny_config(train={"epochs": epochs, "batch_size": 32, "device": "cpu"},
+                       output={"tensorboard": False, "mlflow": True, **output})
+
+
+# -- without the extra ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["track", "runs/x"], ["models"], ["ui"], ["register", "runs/x", "--name", "m"],
+                                  ["run", "CONFIG", "--track"], ["evaluate", "models:/m@champion"]])
+def test_without_mlflow_a_tracking_command_exits_2_naming_the_extra(args, tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
+    path = write_config(tmp_path, tiny_config())
+    result = runner.invoke(app, [str(path) if a == "CONFIG" else a for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "needs the [track] extra: pip install -e '.[track]'" in lines[0]
+
+
+def test_without_mlflow_an_untracked_run_trains_as_before(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    summary = train(tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"}), tmp_path / "run")
+    assert summary["status"] == "completed" and not (tmp_path / "run" / tracking.RUN_FILE).exists()
+
+
+def test_help_imports_neither_torch_nor_mlflow():
+    code = ("import sys\nfrom mlp_lab.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert "track" in result.stdout and "register" in result.stdout and result.stdout.strip().endswith("[]")
+
+
+def test_output_mlflow_does_not_change_the_config_hash(tiny_config):
+    assert config_hash(tiny_config(output={"mlflow": True})) == config_hash(tiny_config(output={"mlflow": False}))
+
+
+# -- live logging to the SQLite store ---------------------------------------------------------
+
+
+def test_a_tracked_run_logs_params_epochs_summary_tags_files_and_model(tiny_config, tmp_path, store):
+    cfg = tracked(tiny_config)
+    run_dir = tmp_path / "runs" / "tiny"
+    summary = train(cfg, run_dir)
+    client = client_of(store)
+    (run,) = mlp_runs(client, "tiny")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "3" and run.data.params["model.hidden_sizes"] == "[32]"
+    assert not any(k.startswith("output.") for k in run.data.params)
+    assert steps(client, run.info.run_id) == steps(client, run.info.run_id, "lr") == [1, 2, 3]
+    assert run.data.metrics["test/acc"] == summary["test/acc"]
+    assert run.data.tags["config_hash"] == summary["config_hash"] and run.data.tags["seed"] == "0"
+    assert run.data.tags["run_dir"] == str(run_dir.resolve()) and run.data.tags["dataset"] == "mnist"
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "metrics.csv", "summary.json", "curves.png"} <= files
+    (model,) = client.search_logged_models([run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id
+    assert json.loads((run_dir / tracking.RUN_FILE).read_text())[tracking.store_for(store).uri]["run_id"] == run.info.run_id
+
+
+def test_a_resumed_run_continues_its_mlflow_run_without_gaps_or_duplicates(tiny_config, tmp_path, store):
+    cfg = tracked(tiny_config, epochs=4)
+    run_dir = tmp_path / "runs" / "tiny"
+    calls = {"n": 0}
+
+    def stop_in_epoch_three() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2 * 15 + 4  # 15 steps per epoch
+
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, run_dir, should_stop=stop_in_epoch_three)
+    client = client_of(store)
+    (run,) = mlp_runs(client, "tiny")
+    assert run.info.status == "KILLED" and steps(client, run.info.run_id) == [1, 2]
+    train(cfg, run_dir, resume=True)
+    (again,) = mlp_runs(client, "tiny")
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    for key in ("val/loss", "train/acc", "lr"):
+        assert steps(client, run.info.run_id, key) == [1, 2, 3, 4]
+
+
+def test_an_unreachable_store_costs_one_warning_and_nothing_else(tiny_config, tmp_path, store, monkeypatch, capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    summary = train(tracked(tiny_config), tmp_path / "runs" / "tiny")
+    assert summary["status"] == "completed"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow tracking stopped" in line]
+    assert len(warnings) == 1 and "mlp-lab track" in warnings[0]
+    # Later, to the default store: the whole run, once.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    exported = tracking.export_run(tmp_path / "runs" / "tiny")
+    assert exported.created and steps(client_of(store), exported.run_id) == [1, 2, 3]
+
+
+def test_export_is_idempotent(tiny_config, tmp_path, store):
+    run_dir = tmp_path / "runs" / "tiny"
+    train(tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"}), run_dir)
+    first = runner.invoke(app, ["track", str(run_dir)])
+    second = runner.invoke(app, ["track", str(run_dir)])
+    assert first.exit_code == second.exit_code == 0, first.output + second.output
+    assert "(exported)" in first.output and "(already there)" in second.output
+    client = client_of(store)
+    (run,) = mlp_runs(client, "tiny")
+    assert steps(client, run.info.run_id) == [1, 2] and run.data.metrics["test/acc"] > 0
+    assert len(client.search_logged_models([run.info.experiment_id])) == 1
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+
+def raw_test_images(n: int = 12) -> np.ndarray:
+    images, _ = synthetic_images(n, np.random.default_rng(7))
+    return images[:, 0]  # uint8 N x 28 x 28, as the dataset stores them
+
+
+@pytest.mark.slow
+def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_config, tmp_path, store, monkeypatch):
+    from PIL import Image
+
+    from mlp_lab.evaluation import predict_images
+
+    run_dir = tmp_path / "runs" / "tiny"
+    train(tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"}), run_dir)
+    monkeypatch.chdir(tmp_path)  # the CLI's default store: ./runs/mlflow.db
+    result = runner.invoke(app, ["register", "runs/tiny", "--name", "tiny-mlp", "--alias", "champion"])
+    assert result.exit_code == 0 and "models:/tiny-mlp/1, alias champion" in result.output, result.output
+    listed = runner.invoke(app, ["models"])
+    assert "tiny-mlp" in listed.output and "champion" in listed.output, listed.output
+
+    images = raw_test_images()
+    np.save(tmp_path / "images.npy", images)
+    pngs = []
+    for i, image in enumerate(images):
+        pngs.append(tmp_path / f"{i}.png")
+        Image.fromarray(image, mode="L").save(pngs[-1])
+    ours = np.array([[t["probability"] for t in sorted(r["top"], key=lambda t: t["index"])]
+                     for r in predict_images(run_dir, pngs, top_k=10)])
+    code = ("import sys, numpy as np, mlflow\n"
+            "model = mlflow.pyfunc.load_model('models:/tiny-mlp@champion')\n"
+            "np.save(sys.argv[2], model.predict(np.load(sys.argv[1])))\n"
+            "assert 'mlp_lab.cli' not in sys.modules\n")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / tracking.STORE_FILE}",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "images.npy"), str(tmp_path / "probs.npy")],
+                   env=env, check=True, timeout=300, cwd=tmp_path)
+    theirs = np.load(tmp_path / "probs.npy")
+    assert theirs.shape == (12, 10)
+    np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-6)
+    # The same version by number, through mlp-lab's own predict.
+    by_version = runner.invoke(app, ["predict", "models:/tiny-mlp/1", str(pngs[0]), "--top-k", "10", "--json"])
+    assert by_version.exit_code == 0, by_version.output
+    top = json.loads(by_version.stdout)[0]["top"]
+    assert max(abs(t["probability"] - ours[0][t["index"]]) for t in top) < 1e-6
+    # Registering the same run again reuses its version.
+    again = runner.invoke(app, ["register", "runs/tiny", "--name", "tiny-mlp"])
+    assert "models:/tiny-mlp/1" in again.output
+
+
+# -- a real server --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(root: Path, port: int | None = None):
+    """`mlflow server` on 127.0.0.1 over a SQLite store in `root` (created here first); yields
+    (uri, process); stopped by its process group."""
+    root.mkdir(parents=True, exist_ok=True)
+    store = f"sqlite:///{root / tracking.STORE_FILE}"
+    MlflowClient(store, store).search_registered_models()  # the schema, before the server's workers open it
+    port = port or free_port()
+    log = open(root / f"server-{port}.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", store,
+         "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start: {(root / f'server-{port}.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield uri, process
+    finally:
+        stop_server(process)
+        log.close()
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_run_logs_over_http_to_a_real_server(tiny_config, tmp_path, monkeypatch):
+    with mlflow_server(tmp_path / "server") as (uri, _):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        summary = train(tracked(tiny_config, epochs=2), tmp_path / "runs" / "tiny")
+        client = MlflowClient(uri)
+        (run,) = mlp_runs(client, "tiny")
+        assert run.info.status == "FINISHED" and steps(client, run.info.run_id) == [1, 2]
+        assert run.data.metrics["test/acc"] == summary["test/acc"]
+        assert "summary.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()  # nothing went to the default store
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_run_costs_nothing_and_track_completes_the_run_later(tiny_config, tmp_path, monkeypatch,
+                                                                                  capsys):
+    run_dir = tmp_path / "runs" / "tiny"
+    port = free_port()
+    with mlflow_server(tmp_path / "server", port) as (uri, process):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+        def kill_after_epoch_two(record):
+            if record["epoch"] == 2:
+                stop_server(process)
+
+        summary = train(tracked(tiny_config, epochs=4), run_dir, on_epoch=kill_after_epoch_two)
+    assert summary["status"] == "completed" and len(rundir.read_metrics(run_dir)) == 4
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow tracking stopped" in line]
+    assert len(warnings) == 1
+    # The same server again (same store, same address): the export continues the same run.
+    with mlflow_server(tmp_path / "server", port) as (uri, _):
+        exported = tracking.export_run(run_dir)
+        client = MlflowClient(uri)
+        (run,) = mlp_runs(client, "tiny")
+        assert not exported.created or exported.run_id == run.info.run_id
+        assert run.info.status == "FINISHED" and steps(client, run.info.run_id) == [1, 2, 3, 4]
+        assert run.data.metrics["test/acc"] == summary["test/acc"]
+
+
+# -- studies --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_study(tmp_path, tiny_config)
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()
+    result = runner.invoke(app, ["compare", "study", "--jobs", "2", "--track"])
+    assert result.exit_code == 0, result.output
+    client = client_of(tmp_path / "runs")
+    runs = mlp_runs(client, "study")
+    assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == [
+        ("half", "0"), ("half", "1"), ("none", "0"), ("none", "1")]
+    assert all(r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1, 2, 3] for r in runs)
+    exp = client.get_experiment_by_name("study")
+    assert exp.tags["mlflow.note.content"].startswith("# ")
+    (report,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")
+    assert "report.md" in {a.path for a in client.list_artifacts(report.info.run_id)}
+    again = runner.invoke(app, ["track", "study"])
+    assert again.exit_code == 0 and again.output.count("(already there)") == 4, again.output
+    assert len(mlp_runs(client, "study")) == 4
+
+
+@pytest.mark.slow
+def test_ui_serves_the_default_store_on_localhost(tiny_config, tmp_path, store):
+    train(tracked(tiny_config, epochs=1), tmp_path / "runs" / "tiny")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen([sys.executable, "-m", "mlp_lab", "ui", "--port", str(port)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
+    try:
+        assert process.stdout.readline().startswith(f"MLflow UI: http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+        client = MlflowClient(f"http://127.0.0.1:{port}")
+        assert [r.info.run_name for r in mlp_runs(client, "tiny")] == ["tiny"]
+    finally:
+        stop_server(process)
