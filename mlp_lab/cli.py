@@ -227,12 +227,12 @@ SearchArg = Annotated[str, typer.Argument(help="Search name in searches/ (e.g. f
 @app.command()
 def search(
     name: SearchArg,
-    trials: Annotated[Optional[int], typer.Option(min=1, help="Finished trials to reach [default: the file's].")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="Trials to reach, counting earlier calls (default: the file's).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials in parallel processes sharing the study.")] = 1,
     timeout: Annotated[Optional[float], typer.Option(min=0, help="Start no new trial after this many seconds.")] = None,
     confirm: Annotated[bool, typer.Option("--confirm", help="Retrain best and base over seeds; report test accuracy.")] = False,
     seeds: Annotated[str, typer.Option(help="Seeds for --confirm, comma-separated.")] = "0,1,2",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per trial [default: cores / jobs].")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per trial (default: cores / jobs).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Search hyperparameters with Optuna (pruned, resumable), or confirm the best over seeds.

@@ -624,6 +624,11 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study = open_study(search)
+            leftovers = sorted(p.name for p in search.output_dir.glob("trial-*")) if not study.trials else []
+            if leftovers:
+                # Their trial numbers would be handed out again: never train a trial into another's directory.
+                raise MLPLabError(f"{search.output_dir}: holds {', '.join(leftovers[:3])}{', ...' if len(leftovers) > 3 else ''} "
+                                  f"but its study ({JOURNAL_FILE}) has no trials; move the directory away to start afresh")
             if not study.trials:
                 for point in search.enqueue:
                     study.enqueue_trial(point)

@@ -273,9 +273,16 @@ def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(t
     result, lines = confirm(search, seeds=[0, 1], log=quiet)
     out = tmp_path / "runs" / "tiny_search" / "confirm"
     assert len(result.outcomes) == 4 and not result.failures
-    assert sorted(p.name for p in (out / "best").iterdir()) == ["seed-0", "seed-1"]
+    assert sorted(p.name for p in (out / "best").glob("seed-*")) == ["seed-0", "seed-1"]
     report = json.loads((out / "report.json").read_text())
     assert [row["arm"] for row in report["arms"]] == ["base", "best"]
     assert report["arms"][1]["paired_seeds"] == 2 and report["arms"][1]["ci_low"] is not None
     assert lines[0].startswith("base: test/acc ") and lines[2].startswith("best - base: ")
     assert "95% paired t-interval" in (tmp_path / "runs" / "tiny_search" / "confirm.md").read_text()
+
+
+def test_trial_directories_without_their_study_are_never_reused(tiny_config, tmp_path):
+    search = load_search(write_search(tmp_path, tiny_config))
+    (search.output_dir / "trial-0").mkdir(parents=True)
+    with pytest.raises(MLPLabError, match="holds trial-0 but its study"):
+        run_search(search, log=quiet)
