@@ -730,7 +730,9 @@ def _plots(study, out: Path) -> tuple[dict[str, str], list[str]]:
                 warnings.simplefilter("ignore")
                 axes = draw(study)
                 figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-                figure.set_size_inches(max(8.0, figure.get_size_inches()[0]), max(5.0, figure.get_size_inches()[1]))
+                # One axis (or panel) per parameter: give each about an inch and a half.
+                wide = 1.5 * len(study.best_trial.params) if name in ("parallel.png", "slice.png") else 8.0
+                figure.set_size_inches(max(8.0, wide, figure.get_size_inches()[0]), max(5.0, figure.get_size_inches()[1]))
                 figure.tight_layout()
                 figure.savefig(out / name, dpi=100)
             plt.close(figure)
