@@ -398,9 +398,12 @@ def build_pruner(spec: PrunerSpec, max_epochs: int):
     return optuna.pruners.NopPruner()
 
 
-def build_sampler(search: Search):
+def build_sampler(search: Search, trials_so_far: int = 0):
+    """The search's sampler, seeded by the file's seed and the number of trials the study holds:
+    a continued search must not replay the random start-up points of the first call."""
     import optuna
 
+    seed = search.seed if trials_so_far == 0 else hash((search.seed, trials_so_far)) % 2**31
     if search.sampler == "grid":
         class Grid(optuna.samplers.GridSampler):
             def after_trial(self, study, trial, state, values) -> None:
@@ -408,19 +411,22 @@ def build_sampler(search: Search):
                 # no such loop (it asks and tells) and caps the trials at the grid's size instead.
                 pass
 
-        return Grid({p.key: p.grid_values() for p in search.params}, seed=search.seed)
+        return Grid({p.key: p.grid_values() for p in search.params}, seed=seed)
     if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
-    return optuna.samplers.TPESampler(seed=search.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def open_study(search: Search):
     """Create the search's study in its journal, or load it to continue."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=search.name, storage=_storage(search.journal),
-                               sampler=build_sampler(search), pruner=build_pruner(search.pruner, search.max_epochs),
-                               direction=search.direction, load_if_exists=True)
+    study = optuna.create_study(study_name=search.name, storage=_storage(search.journal),
+                                sampler=build_sampler(search), pruner=build_pruner(search.pruner, search.max_epochs),
+                                direction=search.direction, load_if_exists=True)
+    if study.trials:
+        study.sampler = build_sampler(search, len(study.trials))
+    return study
 
 
 class PruningHook:

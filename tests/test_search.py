@@ -149,6 +149,8 @@ def test_four_trial_search_end_to_end_and_best_yaml_reproduces_the_best_trial(ti
     assert again.outcomes == [] and again.finished == 4
     more = run_search(search, trials=5, log=quiet)
     assert more.finished == 5 and (out / "trial-4" / "trial.json").exists()
+    params = [rundir.read_json(out / f"trial-{n}" / "trial.json")["params"] for n in range(5)]
+    assert params[4] not in params[:4], "a continued search must not replay the first call's random points"
 
 
 def test_an_invalid_sampled_config_is_a_failed_trial_not_a_crash(tiny_config, tmp_path):
