@@ -320,6 +320,58 @@ def suite(
         raise typer.Exit(1)
 
 
+SearchArg = Annotated[str, typer.Argument(help="Search name in searches/ (e.g. fashion_search) or a path.",
+                                          show_default=False)]
+
+
+@app.command()
+def search(
+    name: SearchArg,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="Trials to reach, counting earlier calls (default: the file's).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials in parallel processes sharing the study.")] = 1,
+    timeout: Annotated[Optional[float], typer.Option(min=0, help="Start no new trial after this many seconds.")] = None,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Retrain best and base over seeds; report test accuracy.")] = False,
+    seeds: Annotated[str, typer.Option(help="Seeds for --confirm, comma-separated.")] = "0,1,2",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per trial (default: cores / jobs).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Search hyperparameters with Optuna (pruned, resumable), or confirm the best over seeds.
+
+    Example: mlp-lab search fashion_search --trials 40 ; mlp-lab search fashion_search --confirm
+    """
+    with user_errors():
+        from mlp_lab import search as searching
+        from mlp_lab.interrupt import graceful_stop
+
+        searching.require_optuna()
+        found = searching.load_search(name)
+        from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
+
+        check_runtime(found.base_config, str(found.path))
+        log = lambda line: print(line, flush=True)  # noqa: E731
+        with graceful_stop() as stop:
+            if confirm:
+                result, lines = searching.confirm(found, _parse_seeds(seeds), jobs=jobs, threads=threads,
+                                                  data_dirs=_dirs(data_dir), stop=stop, log=log)
+                interrupted = result.interrupted
+            else:
+                result = searching.run_search(found, trials=trials, jobs=jobs, timeout=timeout, threads=threads,
+                                              data_dirs=_dirs(data_dir), stop=stop, log=log)
+                interrupted, best = result.interrupted, result.report.get("best")
+                lines = [f"{result.finished}/{result.target} trials finished"
+                         + (" (timeout reached)" if result.timed_out else "")]
+                if best:
+                    lines.append(f"best: trial {best['trial']}  {found.metric} {best['value']:.4f}  "
+                                 f"config {found.output_dir / searching.BEST_CONFIG_FILE}")
+        if interrupted:
+            err.print(f"stopped by signal; finished trials are kept and unfinished ones continue: "
+                      f"mlp-lab search {name}{' --confirm' if confirm else ''}", highlight=False)
+            raise typer.Exit(stop.exit_code)
+    for line in lines:
+        out.print(line, highlight=False, markup=False)
+    out.print(f"report: {found.output_dir / ('confirm.md' if confirm else 'search.md')}", highlight=False)
+
+
 @app.command("list")
 def list_(
     configs_dir: Annotated[Path, typer.Option(help="Where run configs live.")] = Path("configs"),

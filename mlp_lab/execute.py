@@ -24,19 +24,34 @@ from mlp_lab.config import Config, DataConfig, MLPLabError, config_hash
 from mlp_lab.rundir import RunStatus
 
 # What a call of run_one did with its run.
-Action = Literal["trained", "resumed", "skipped", "interrupted", "none"]
+Action = Literal["trained", "resumed", "skipped", "interrupted", "halted", "none"]
 OnOutcome = Callable[[int, "RunOutcome"], None]
+
+
+class EpochHook(Protocol):
+    """Watches one run from inside the process that trains it (a search trial's pruning check).
+
+    Carried by the RunSpec, so it must pickle: an executor may ship the spec to another process
+    or machine. `on_epoch` gets each epoch's record; when `should_stop` turns true the run stops
+    at the next batch boundary (last.pt saved) and its outcome's action is "halted".
+    """
+
+    def on_epoch(self, record: dict[str, Any]) -> None: ...
+
+    def should_stop(self) -> bool: ...
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One run to make: its config (seed and name set), its directory, a label for messages and
-    tags that say where it belongs (a study's name and arm, a search's trial)."""
+    tags that say where it belongs (a study's name and arm, a search's trial), and optionally a
+    hook that watches its epochs."""
 
     label: str
     config: Config
     run_dir: Path
     tags: Mapping[str, str] = field(default_factory=dict)
+    hook: EpochHook | None = None
 
     @property
     def seed(self) -> int:
@@ -116,14 +131,25 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
         device = resolve_device(config.train.device)
         data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, data_dirs)))
 
+        hook = spec.hook
+
         def report(record: dict[str, Any]) -> None:
             log(f"{spec.label}  epoch {record['epoch']}/{record['epochs']}  val/acc {record['val/acc']:.4f}  "
                 f"val/loss {record['val/loss']:.4f}")
+            if hook is not None:
+                hook.on_epoch(record)
 
-        summary = train(config, spec.run_dir, resume=resuming, data=data, on_epoch=report, should_stop=stop,
+        should_stop = stop
+        if hook is not None:
+            def should_stop() -> bool:
+                return bool(stop is not None and stop()) or hook.should_stop()
+
+        summary = train(config, spec.run_dir, resume=resuming, data=data, on_epoch=report, should_stop=should_stop,
                         tags=spec.tags)
         return outcome(RunStatus.DONE, "resumed" if resuming else "trained", summary)
     except TrainingInterrupted:
+        if hook is not None and hook.should_stop() and not (stop is not None and stop()):
+            return outcome(RunStatus.PARTIAL, "halted", error="stopped by its hook")
         return outcome(RunStatus.PARTIAL, "interrupted", error="interrupted")
     except MLPLabError as exc:
         return outcome(RunStatus.FAILED, "trained", _read_summary(spec.run_dir), str(exc))

@@ -114,3 +114,29 @@ def test_an_interrupted_start_resumes_to_the_same_result(tiny_config, tmp_path):
     whole = start_run(cfg, run_dir=tmp_path / "runs" / "whole")
     assert resumed.summary["test/acc"] == whole.summary["test/acc"]
     assert metrics_without_timing(resumed.run_dir) == metrics_without_timing(whole.run_dir)
+
+
+class StopAfterFirstEpoch:
+    """An epoch hook as a search trial carries one: sees each epoch, asks to stop after the first."""
+
+    def __init__(self):
+        self.epochs = []
+
+    def on_epoch(self, record):
+        self.epochs.append(record["epoch"])
+
+    def should_stop(self):
+        return bool(self.epochs)
+
+
+def test_a_hook_halts_its_run_and_the_executor_carries_on(tiny_config, tmp_path):
+    import dataclasses
+
+    specs = plan(load_experiment(write_study(tmp_path, tiny_config)))[:2]
+    hook = StopAfterFirstEpoch()
+    specs[0] = dataclasses.replace(specs[0], hook=hook)
+    outcomes = {}
+    SerialExecutor(1, **quiet).run(specs, outcomes.__setitem__)
+    assert (outcomes[0].status, outcomes[0].action) == (RunStatus.PARTIAL, "halted")
+    assert hook.epochs == [1] and len(rundir.read_metrics(specs[0].run_dir)) == 1
+    assert (outcomes[1].status, outcomes[1].action) == (RunStatus.DONE, "trained")
