@@ -186,7 +186,8 @@ def raw_test_images(n: int = 12) -> np.ndarray:
 def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_config, tmp_path, store, monkeypatch):
     from PIL import Image
 
-    from mlp_lab.evaluation import predict_images
+    from mlp_lab.checkpoint import load_model
+    from mlp_lab.predict import predict_files
 
     run_dir = tmp_path / "runs" / "tiny"
     train(tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"}), run_dir)
@@ -203,7 +204,8 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
         pngs.append(tmp_path / f"{i}.png")
         Image.fromarray(image, mode="L").save(pngs[-1])
     ours = np.array([[t["probability"] for t in sorted(r["top"], key=lambda t: t["index"])]
-                     for r in predict_images(run_dir, pngs, top_k=10)])
+                     # Images already in the dataset's format: no recipe, no inverting, as the pyfunc.
+                     for r in predict_files(load_model(run_dir), pngs, top_k=10, invert=False, normalise="plain")])
     code = ("import sys, numpy as np, mlflow\n"
             "model = mlflow.pyfunc.load_model('models:/tiny-mlp@champion')\n"
             "np.save(sys.argv[2], model.predict(np.load(sys.argv[1])))\n"
@@ -216,7 +218,8 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
     assert theirs.shape == (12, 10)
     np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-6)
     # The same version by number, through mlp-lab's own predict.
-    by_version = runner.invoke(app, ["predict", "models:/tiny-mlp/1", str(pngs[0]), "--top-k", "10", "--json"])
+    by_version = runner.invoke(app, ["predict", "models:/tiny-mlp/1", str(pngs[0]), "--top-k", "10", "--json",
+                                     "--no-invert", "--normalise", "plain"])
     assert by_version.exit_code == 0, by_version.output
     top = json.loads(by_version.stdout)[0]["top"]
     assert max(abs(t["probability"] - ours[0][t["index"]]) for t in top) < 1e-6
