@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mlp_lab.config import (
     Config,
     ConfigError,
-    MLPLabError,
     flatten,
     read_yaml_mapping,
+    resolve_named_yaml,
     set_dotted,
     validate_config,
 )
@@ -79,15 +79,7 @@ class Experiment:
 
 def resolve_experiment_path(name_or_path: str | Path, experiments_dir: str | Path = EXPERIMENTS_DIR) -> Path:
     """`early_stopping` -> experiments/early_stopping.yaml; a path is taken as it is."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    candidate = Path(experiments_dir) / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(p.stem for p in Path(experiments_dir).glob("*.yaml"))
-    hint = f"; known: {', '.join(known)}" if known else f"; no experiments in {experiments_dir}/"
-    raise MLPLabError(f"{candidate}: no experiment named {str(name_or_path)!r}{hint}")
+    return resolve_named_yaml(name_or_path, experiments_dir, "experiment")
 
 
 def _under_factor(key: str, factor: Sequence[str]) -> bool:

@@ -202,14 +202,7 @@ def compare(
         if track:
             _attach_report(exp)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
-    if result.busy:
-        out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
-                  f"finishes to complete the report.", highlight=False)
-    if result.failures:
-        err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
-        for failure in result.failures:
-            err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
-        raise typer.Exit(1)
+    _report_busy_and_failed(result, "the report")
 
 
 def _attach_report(exp) -> None:
@@ -221,6 +214,18 @@ def _attach_report(exp) -> None:
     except TrackingError as exc:
         err.print(f"warning: report not attached in MLflow ({exc}); later: mlp-lab track {exp.name}",
                   highlight=False, markup=False)
+
+
+def _report_busy_and_failed(result: Any, what: str) -> None:
+    """After compare or suite: runs left to another process, then failures (exit 1 if any)."""
+    if result.busy:
+        out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
+                  f"finishes to complete {what}.", highlight=False)
+    if result.failures:
+        err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
+        for failure in result.failures:
+            err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
+        raise typer.Exit(1)
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -310,14 +315,7 @@ def suite(
                       highlight=False)
             raise typer.Exit(stop.exit_code)
     _print_overview(result.overview)
-    if result.busy:
-        out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
-                  f"finishes to complete the overview.", highlight=False)
-    if result.failures:
-        err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
-        for failure in result.failures:
-            err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
-        raise typer.Exit(1)
+    _report_busy_and_failed(result, "the overview")
 
 
 SearchArg = Annotated[str, typer.Argument(help="Search name in searches/ (e.g. fashion_search) or a path.",

@@ -156,6 +156,20 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def resolve_named_yaml(name_or_path: str | Path, directory: str | Path, kind: str) -> Path:
+    """`early_stopping` -> <directory>/early_stopping.yaml; a path is taken as it is. An unknown
+    name is an MLPLabError that lists the known ones (`kind` names what is looked for)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = Path(directory) / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+    hint = f"; known: {', '.join(known)}" if known else f"; no {kind} files in {directory}/"
+    raise MLPLabError(f"{candidate}: no {kind} named {str(name_or_path)!r}{hint}")
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b.c=value`` into the dotted key and the value parsed as a YAML scalar/list."""
     key, sep, raw = text.partition("=")

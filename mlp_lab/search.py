@@ -40,6 +40,7 @@ from mlp_lab.config import (
     config_to_dict,
     flatten,
     read_yaml_mapping,
+    resolve_named_yaml,
     set_dotted,
     validate_config,
 )
@@ -210,15 +211,7 @@ class Search:
 
 def resolve_search_path(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR) -> Path:
     """`fashion_search` -> searches/fashion_search.yaml; a path is taken as it is."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    candidate = Path(searches_dir) / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(p.stem for p in Path(searches_dir).glob("*.yaml"))
-    hint = f"; known: {', '.join(known)}" if known else f"; no searches in {searches_dir}/"
-    raise MLPLabError(f"{candidate}: no search named {str(name_or_path)!r}{hint}")
+    return resolve_named_yaml(name_or_path, searches_dir, "search")
 
 
 def _schema_error(path: Path, err: dict[str, Any]) -> str:
