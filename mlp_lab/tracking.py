@@ -134,16 +134,23 @@ def _fluent(store: Store) -> Iterator[Any]:
     """mlflow's module-level API pointed at `store` for a block (model logging needs it), then
     the previous tracking and registry URIs again."""
     mlflow = require_mlflow()
-    from mlflow.tracking._model_registry.utils import _get_registry_uri_from_context, set_registry_uri
+    from mlflow.tracking._model_registry import utils as registry
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    previous_registry = _get_registry_uri_from_context()
+    # set_registry_uri also exports MLFLOW_REGISTRY_URI, and restoring "unset" cannot remove it:
+    # later calls, and every subprocess, would go on using this store's registry. So the module
+    # setting and the variable are saved and put back as they were.
+    previous_uri, previous_env = registry._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI")
     with _use_tracking_uri(store.uri), _env({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
-        set_registry_uri(store.uri)
+        registry.set_registry_uri(store.uri)
         try:
             yield mlflow
         finally:
-            set_registry_uri(previous_registry)
+            registry._registry_uri = previous_uri
+            if previous_env is None:
+                os.environ.pop("MLFLOW_REGISTRY_URI", None)
+            else:
+                os.environ["MLFLOW_REGISTRY_URI"] = previous_env
 
 
 def experiment_id(client: Any, store: Store, name: str) -> str:

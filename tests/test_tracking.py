@@ -192,8 +192,11 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
     run_dir = tmp_path / "runs" / "tiny"
     train(tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"}), run_dir)
     monkeypatch.chdir(tmp_path)  # the CLI's default store: ./runs/mlflow.db
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     result = runner.invoke(app, ["register", "runs/tiny", "--name", "tiny-mlp", "--alias", "champion"])
     assert result.exit_code == 0 and "models:/tiny-mlp/1, alias champion" in result.output, result.output
+    # Registering must not leave this store as the registry of everything after it in the process.
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
     listed = runner.invoke(app, ["models"])
     assert "tiny-mlp" in listed.output and "champion" in listed.output, listed.output
 
