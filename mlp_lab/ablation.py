@@ -20,6 +20,7 @@ from mlp_lab.config import (
     Config,
     ConfigError,
     flatten,
+    read_base_config,
     read_yaml_mapping,
     resolve_named_yaml,
     set_dotted,
@@ -111,11 +112,7 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
     errors: list[str] = []
     if spec.reference not in spec.arms:
         errors.append(f"{path}: reference: {spec.reference!r} is not one of the arms ({', '.join(spec.arms)})")
-    base_path = (path.parent / spec.base).resolve() if not Path(spec.base).is_absolute() else Path(spec.base)
-    try:
-        base = read_yaml_mapping(base_path)
-    except ConfigError as exc:
-        raise ConfigError([f"{path}: base: {e}" for e in exc.errors] + errors) from None
+    base = read_base_config(path, spec.base, errors)
     for key, value in flatten(spec.overrides).items():
         set_dotted(base, key, value)
 

@@ -156,6 +156,16 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_base_config(path: Path, base: str, errors: list[str]) -> dict[str, Any]:
+    """The `base` config named by an experiment or search file at `path` (relative to that file).
+    If it cannot be read, that is raised together with the file's `errors` found so far."""
+    base_path = Path(base) if Path(base).is_absolute() else (path.parent / base).resolve()
+    try:
+        return read_yaml_mapping(base_path)
+    except ConfigError as exc:
+        raise ConfigError([f"{path}: base: {e}" for e in exc.errors] + errors) from None
+
+
 def resolve_named_yaml(name_or_path: str | Path, directory: str | Path, kind: str) -> Path:
     """`early_stopping` -> <directory>/early_stopping.yaml; a path is taken as it is. An unknown
     name is an MLPLabError that lists the known ones (`kind` names what is looked for)."""

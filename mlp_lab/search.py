@@ -39,6 +39,7 @@ from mlp_lab.config import (
     config_hash,
     config_to_dict,
     flatten,
+    read_base_config,
     read_yaml_mapping,
     resolve_named_yaml,
     set_dotted,
@@ -323,11 +324,7 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
     natural = "minimize" if spec.metric.endswith("loss") else "maximize"
     if spec.direction is not None and spec.direction != natural and spec.metric in OBJECTIVE_KEYS:
         errors.append(f"{path}: direction: {spec.direction} {spec.metric} would pick the worst config; use {natural}")
-    base_path = (path.parent / spec.base).resolve() if not Path(spec.base).is_absolute() else Path(spec.base)
-    try:
-        base = read_yaml_mapping(base_path)
-    except ConfigError as exc:
-        raise ConfigError([f"{path}: base: {e}" for e in exc.errors] + errors) from None
+    base = read_base_config(path, spec.base, errors)
     for key, value in flatten(spec.overrides).items():
         try:
             set_dotted(base, key, value)
