@@ -179,14 +179,11 @@ def compare(
 
         exp = load_experiment(experiment, _parse_seeds(seeds))
         track = track or any(arm.config.output.mlflow for arm in exp.arms)
+        _check_runtime([exp])
         if track:
             from mlp_lab.tracking import track_experiment
 
             exp = track_experiment(exp)  # the store and the study's experiment, before any worker
-        from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
-
-        for arm in exp.arms:
-            check_runtime(arm.config, f"{exp.path}: arms.{arm.name}")
 
         total = len(exp.arms) * len(exp.seeds)
         out.print(f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
@@ -214,6 +211,15 @@ def _attach_report(exp) -> None:
     except TrackingError as exc:
         err.print(f"warning: report not attached in MLflow ({exc}); later: mlp-lab track {exp.name}",
                   highlight=False, markup=False)
+
+
+def _check_runtime(experiments) -> None:
+    """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
+    from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
+
+    for exp in experiments:
+        for arm in exp.arms:
+            check_runtime(arm.config, f"{exp.path}: arms.{arm.name}")
 
 
 def _report_busy_and_failed(result: Any, what: str) -> None:
@@ -302,11 +308,7 @@ def suite(
         from mlp_lab.suite import run_suite
 
         experiments = load_studies(studies, _parse_seeds(seeds))
-        from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
-
-        for exp in experiments:
-            for arm in exp.arms:
-                check_runtime(arm.config, f"{exp.path}: arms.{arm.name}")
+        _check_runtime(experiments)
         with graceful_stop() as stop:
             result = run_suite(experiments, jobs=jobs, force=force, data_dirs=_dirs(data_dir), threads=threads,
                                stop=stop, log=lambda line: print(line, flush=True))
