@@ -4,9 +4,11 @@ MLflow copies this file into each logged model and executes it when the model is
 never imported by mlp-lab itself (``tracking.py`` passes its path). Nothing is unpickled: the
 weights come from the run's checkpoint through ``checkpoint.load_checkpoint`` (weights_only).
 
-``predict`` takes a batch of raw images in the dataset's format (uint8, N x H x W for grayscale,
-N x C x H x W for colour; what the model's signature declares) or already-normalised feature
-rows (float, N x C*H*W), and returns the class probabilities (N x classes).
+``predict`` takes a batch of raw images in the dataset's format (integers 0-255, N x H x W for
+grayscale, N x C x H x W for colour; what the input example shows) or already-normalised
+feature rows (floats, N x C*H*W), and returns the class probabilities (N x classes). The dtype
+tells the two apart, so the logged signature declares only the output (an input schema would
+make MLflow refuse one of the two forms before ``predict`` sees it).
 """
 
 from __future__ import annotations
@@ -33,11 +35,19 @@ class MLPLabModel(PythonModel):
     def predict(self, context, model_input, params=None) -> np.ndarray:
         batch = np.asarray(model_input)
         c, h, w = self.meta["image_shape"]
-        if batch.dtype == np.uint8:
-            images = torch.from_numpy(np.array(batch, copy=True)).reshape(-1, c, h, w)  # a writable copy
+        size = c * h * w
+        if batch.ndim == 0 or batch.size % size:
+            raise ValueError(f"expected images of {c}x{h}x{w} pixels or rows of {size} features, got shape {batch.shape}")
+        if batch.dtype.kind in "ui":  # raw pixels; JSON from `mlflow models serve` arrives as int64
+            if batch.size and (batch.min() < 0 or batch.max() > 255):
+                raise ValueError("integer input is read as raw pixels and must lie in 0-255; "
+                                 "pass normalised rows as floats")
+            images = torch.from_numpy(batch.astype(np.uint8)).reshape(-1, c, h, w)  # a writable copy
             features = to_features(images, self.meta["mean"], self.meta["std"])
+        elif batch.dtype.kind == "f":
+            features = torch.from_numpy(batch.astype(np.float32)).reshape(-1, size)
         else:
-            features = torch.from_numpy(batch.astype(np.float32, copy=False)).reshape(-1, c * h * w)
+            raise ValueError(f"expected integer pixels or float feature rows, got dtype {batch.dtype}")
         with torch.inference_mode():
             return torch.softmax(self.model(features), 1).numpy()
 

@@ -331,7 +331,7 @@ class MLflowLogger:
 
 def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, Any]) -> tuple[str, str]:
     """Log the run's test-time checkpoint as an MLflow pyfunc model (models-from-code, no
-    pickled objects), with a signature over raw images and an input example. Returns the
+    pickled objects), with an output signature and a raw-image input example. Returns the
     logged model's id and URI."""
     import numpy as np
     from mlflow.models import ModelSignature
@@ -343,10 +343,11 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     checkpoint = run_dir / rundir.CHECKPOINT_DIR / f"{kind}.pt"
     meta = load_checkpoint(checkpoint, kind)["data"]
     c, h, w = meta["image_shape"]
-    shape = (-1, h, w) if c == 1 else (-1, c, h, w)
-    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), shape)]),
-                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(meta["classes"])))]))
-    example = np.zeros((2, *shape[1:]), dtype=np.uint8)
+    # Output only: the model takes raw uint8 images *or* float feature rows (told apart by dtype),
+    # and a declared input schema would make MLflow reject one of the two before predict runs.
+    # The input example shows the raw-image form.
+    signature = ModelSignature(outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(meta["classes"])))]))
+    example = np.zeros((2, h, w) if c == 1 else (2, c, h, w), dtype=np.uint8)
     artifacts = {"checkpoint": str(checkpoint), "config": str(run_dir / rundir.CONFIG_FILE),
                  "summary": str(run_dir / rundir.SUMMARY_FILE)}
     with _fluent(store) as mlflow:

@@ -186,7 +186,10 @@ def raw_test_images(n: int = 12) -> np.ndarray:
 def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_config, tmp_path, store, monkeypatch):
     from PIL import Image
 
+    import torch
+
     from mlp_lab.checkpoint import load_model
+    from mlp_lab.data import to_features
     from mlp_lab.predict import predict_files
 
     run_dir = tmp_path / "runs" / "tiny"
@@ -209,17 +212,24 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
     ours = np.array([[t["probability"] for t in sorted(r["top"], key=lambda t: t["index"])]
                      # Images already in the dataset's format: no recipe, no inverting, as the pyfunc.
                      for r in predict_files(load_model(run_dir), pngs, top_k=10, invert=False, normalise="plain")])
+    # Already-normalised rows, as mlp-lab's own features: the other input form of the pyfunc.
+    meta = load_model(run_dir).data_meta
+    rows = to_features(torch.from_numpy(images).unsqueeze(1), meta["mean"], meta["std"]).numpy()
+    np.save(tmp_path / "rows.npy", rows)
     code = ("import sys, numpy as np, mlflow\n"
             "model = mlflow.pyfunc.load_model('models:/tiny-mlp@champion')\n"
             "np.save(sys.argv[2], model.predict(np.load(sys.argv[1])))\n"
+            "np.save(sys.argv[3], model.predict(np.load(sys.argv[4])))\n"
             "assert 'mlp_lab.cli' not in sys.modules\n")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / tracking.STORE_FILE}",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "images.npy"), str(tmp_path / "probs.npy")],
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "images.npy"), str(tmp_path / "probs.npy"),
+                    str(tmp_path / "probs_rows.npy"), str(tmp_path / "rows.npy")],
                    env=env, check=True, timeout=300, cwd=tmp_path)
     theirs = np.load(tmp_path / "probs.npy")
     assert theirs.shape == (12, 10)
     np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "probs_rows.npy"), ours, rtol=0, atol=1e-6)
     # The same version by number, through mlp-lab's own predict.
     by_version = runner.invoke(app, ["predict", "models:/tiny-mlp/1", str(pngs[0]), "--top-k", "10", "--json",
                                      "--no-invert", "--normalise", "plain"])
