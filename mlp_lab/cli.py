@@ -213,6 +213,16 @@ def _attach_report(exp) -> None:
                   highlight=False, markup=False)
 
 
+def _log_search_result(found, result) -> None:
+    """The search's report on its MLflow parent run; a tracking failure costs only a warning."""
+    from mlp_lab.tracking import TrackingError, log_search_result
+
+    try:
+        log_search_result(found, result.report, finished=result.finished >= result.target)
+    except TrackingError as exc:
+        err.print(f"warning: search report not logged in MLflow ({exc})", highlight=False, markup=False)
+
+
 def _check_runtime(experiments) -> None:
     """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
     from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
@@ -334,10 +344,12 @@ def search(
     seeds: Annotated[str, typer.Option(help="Seeds for --confirm, comma-separated.")] = "0,1,2",
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per trial (default: cores / jobs).")] = None,
     data_dir: DataDirOpt = None,
+    track: Annotated[bool, typer.Option("--track", help="Also log to MLflow: the search as one run, each trial "
+                                                        "nested under it (the [track] extra).")] = False,
 ) -> None:
     """Search hyperparameters with Optuna (pruned, resumable), or confirm the best over seeds.
 
-    Example: mlp-lab search fashion_search --trials 40 ; mlp-lab search fashion_search --confirm
+    Example: mlp-lab search fashion_search --trials 40 --track ; mlp-lab search fashion_search --confirm
     """
     with user_errors():
         from mlp_lab import search as searching
@@ -348,16 +360,23 @@ def search(
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
         check_runtime(found.base_config, str(found.path))
+        track = track or found.base_config.output.mlflow
+        if track and not confirm:
+            from mlp_lab.tracking import track_search
+
+            found = track_search(found)  # the store and the search's parent run, before any worker
         log = lambda line: print(line, flush=True)  # noqa: E731
         with graceful_stop() as stop:
             if confirm:
                 result, lines = searching.confirm(found, _parse_seeds(seeds), jobs=jobs, threads=threads,
-                                                  data_dirs=_dirs(data_dir), stop=stop, log=log)
+                                                  data_dirs=_dirs(data_dir), stop=stop, log=log, track=track)
                 interrupted = result.interrupted
             else:
                 result = searching.run_search(found, trials=trials, jobs=jobs, timeout=timeout, threads=threads,
                                               data_dirs=_dirs(data_dir), stop=stop, log=log)
                 interrupted, best = result.interrupted, result.report.get("best")
+                if track:
+                    _log_search_result(found, result)
                 lines = [f"{result.finished}/{result.target} trials finished"
                          + (" (timeout reached)" if result.timed_out else "")]
                 if best:

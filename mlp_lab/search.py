@@ -23,7 +23,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -179,6 +179,9 @@ class Search:
     params: list[Param]
     enqueue: list[dict[str, Any]]
     output_dir: Path  # <output.dir>/<search name>
+    # Set by tracking.track_search: each trial logs to MLflow as a run nested under the search's
+    # run, whose id these tags carry. Not part of the search: the trials' configs are unchanged.
+    trial_tags: Mapping[str, str] | None = None
 
     @property
     def journal(self) -> Path:
@@ -485,8 +488,12 @@ def _counted(frozen) -> bool:
 def _spec_for(search: Search, study, number: int, trial_id: int, config: Config) -> RunSpec:
     hook = PruningHook(str(search.journal), search.name, trial_id, search.metric, search.pruner.model_dump(),
                        search.max_epochs)
-    return RunSpec(f"trial {number}", config, _trial_dir(search, number),
-                   {"search": search.name, "trial": str(number)}, hook)
+    tags = {"search": search.name, "trial": str(number)}
+    if search.trial_tags is not None:
+        # output.mlflow is left out of the config hash: turning tracking on never changes a trial.
+        config = config.model_copy(update={"output": config.output.model_copy(update={"mlflow": True})})
+        tags.update(search.trial_tags)
+    return RunSpec(f"trial {number}", config, _trial_dir(search, number), tags, hook)
 
 
 def _history(run_dir: Path) -> list[dict[str, float]]:
@@ -843,20 +850,32 @@ def confirmation_experiment(search: Search, seeds: Sequence[int] = (0, 1, 2)):
 
 def confirm(search: Search, seeds: Sequence[int] = (0, 1, 2), *, jobs: int = 1, threads: int | None = None,
             data_dirs: Sequence[str] = (), stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print,
-            executor: Executor | None = None):
+            executor: Executor | None = None, track: bool = False):
     """Retrain the best and the base config over `seeds` and report them with the ablations' code.
 
     Returns the compare result and the report's lines for best vs base; finished runs are
-    skipped on a second call, like `compare`.
+    skipped on a second call, like `compare`. With `track`, the confirmation is an MLflow
+    experiment like a study's (`<search>-confirm`), its report attached.
     """
     from mlp_lab.ablation import compare
     from mlp_lab.report import build_report
 
     experiment = confirmation_experiment(search, seeds)
+    if track:
+        from mlp_lab.tracking import track_experiment
+
+        experiment = track_experiment(experiment)
     result = compare(experiment, jobs=jobs, threads=threads, data_dirs=data_dirs, stop=stop, log=log, executor=executor)
     if result.interrupted:
         return result, []
     report = build_report(experiment)
+    if track:
+        from mlp_lab.tracking import TrackingError, log_study_report
+
+        try:
+            log_study_report(experiment)
+        except TrackingError as exc:
+            log(f"warning: confirmation report not attached in MLflow ({exc})")
     lines = []
     for row in report["arms"]:
         std = f" ± {row['test_acc_std'] * 100:.2f}" if row["test_acc_std"] is not None else ""

@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from mlp_lab.config import Config, MLPLabError, config_hash, config_to_dict, fla
 EXTRA = "pip install -e '.[track]'"
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run (a search's trials)
 RUN_FILE = "mlflow.json"  # in a run (or study) directory: its MLflow run per store
 REGISTRY_DIR = "registry"  # <output.dir>/registry/<name>/v<version>: registered models as run directories
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
@@ -209,7 +211,7 @@ def run_tags(config: Config, run_dir: Path, tags: Mapping[str, str]) -> dict[str
     """The tags that say what a run is and where it lives."""
     out = {"config_hash": config_hash(config), "run_dir": str(run_dir.resolve()), "dataset": config.data.dataset,
            "seed": str(config.seed), "mlp_lab.kind": "run"}
-    out.update({k: str(v) for k, v in tags.items() if k in ("study", "arm")})
+    out.update({k: str(v) for k, v in tags.items() if k in ("study", "arm", "search", "trial", PARENT_TAG)})
     return out
 
 
@@ -219,8 +221,6 @@ def run_params(config: Config) -> dict[str, str]:
 
 
 def _metrics(values: Mapping[str, Any], step: int) -> list[Any]:
-    import time
-
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -249,7 +249,7 @@ class MLflowLogger:
 
     @property
     def experiment_name(self) -> str:
-        return self.tags.get("study") or self.config.name
+        return self.tags.get("study") or self.tags.get("search") or self.config.name
 
     def _guard(self, action: Callable[[], None]) -> None:
         if self.failed:
@@ -462,6 +462,58 @@ def track_experiment(experiment: Any) -> Any:
     with _errors(store):
         experiment_id(client_for(store), store, experiment.name)
     return replace(experiment, arms=arms)
+
+
+def track_search(search: Any) -> Any:
+    """The search with tracking on: its store, MLflow experiment (named after the search) and
+    parent run made here, before any worker starts; every trial then logs as a run nested under
+    that parent. A continued search continues the same parent run (its id is kept in the
+    search's directory)."""
+    store = prepare_store(search.base_config.output.dir)
+    search.output_dir.mkdir(parents=True, exist_ok=True)
+    with _errors(store):
+        from mlflow.entities import Param
+
+        client = client_for(store)
+        exp_id = experiment_id(client, store, search.name)
+        run = recorded_run(client, search.output_dir, store)
+        if run is None:
+            run = client.create_run(exp_id, run_name="search", tags={
+                "mlp_lab.kind": "search", "search": search.name, "search_file": str(Path(search.path).resolve())})
+            _save_run_record(search.output_dir, store, run_id=run.info.run_id, experiment_id=exp_id)
+            space = {f"space.{p.key}": p.describe() for p in search.params}
+            setup = {"metric": search.metric, "direction": search.direction, "trials": search.trials,
+                     "sampler": search.sampler, "pruner": search.pruner.name, "seed": search.seed}
+            client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in {**setup, **space}.items()])
+        elif run.info.status != "RUNNING":
+            client.update_run(run.info.run_id, status="RUNNING")
+    return replace(search, trial_tags={PARENT_TAG: run.info.run_id})
+
+
+def log_search_result(search: Any, report: Mapping[str, Any], finished: bool) -> None:
+    """The search's outcome on its parent run: the best value and trial counts as metrics, the
+    report files (search.md/.csv/.json, plots, best.yaml) as artifacts; FINISHED once the search
+    reached its trials, KILLED when it stopped early (a rerun continues the same run)."""
+    store = store_for(search.base_config.output.dir)
+    with _errors(store):
+        from mlflow.entities import Metric
+
+        client = client_for(store)
+        run = recorded_run(client, search.output_dir, store)
+        if run is None:
+            return
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        values = {f"trials/{state}": n for state, n in report.get("counts", {}).items()}
+        values["epochs_run"] = report.get("epochs_run", 0)
+        if report.get("best"):
+            values[f"best/{search.metric}"] = report["best"]["value"]
+            values["best/trial"] = report["best"]["trial"]
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
+        for path in sorted(search.output_dir.iterdir()):
+            if path.is_file() and path.suffix in (".md", ".csv", ".json", ".png", ".yaml") and path.name != RUN_FILE:
+                client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, "FINISHED" if finished else "KILLED")
 
 
 # -- the registry ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from conftest import synthetic_images, write_config, write_study
 from mlp_lab import rundir
 from mlp_lab.cli import app
-from mlp_lab.config import config_hash
+from mlp_lab.config import config_hash, load_config
 from mlp_lab.train import TrainingInterrupted, train
 
 mlflow = pytest.importorskip("mlflow")
@@ -330,6 +330,38 @@ def test_a_server_killed_mid_run_costs_nothing_and_track_completes_the_run_later
 
 
 # -- studies --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_tracked_search_is_one_parent_run_with_every_trial_nested_under_it(tiny_config, tmp_path, store, monkeypatch):
+    pytest.importorskip("optuna")
+    from test_search import write_search
+
+    write_search(tmp_path, tiny_config, epochs=2, trials=2)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["search", "tiny_search", "--track"])
+    assert result.exit_code == 0, result.output
+    client = client_of(tmp_path / "runs")
+    exp = client.get_experiment_by_name("tiny_search")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'search'")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["metric"] == "val/acc" and "space.train.optimizer.lr" in parent.data.params
+    report = json.loads((tmp_path / "runs" / "tiny_search" / "search.json").read_text())
+    assert parent.data.metrics["best/val/acc"] == pytest.approx(report["best"]["value"])
+    assert {"search.md", "search.csv", "best.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    trials = mlp_runs(client, "tiny_search")
+    assert sorted(r.data.tags["trial"] for r in trials) == ["0", "1"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
+    assert all(r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1, 2] for r in trials)
+    assert load_config(tmp_path / "runs" / "tiny_search" / "trial-0" / rundir.CONFIG_FILE).output.mlflow
+    # Continuing the search continues its parent run.
+    again = runner.invoke(app, ["search", "tiny_search", "--track", "--trials", "3"])
+    assert again.exit_code == 0, again.output
+    parents = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'search'")
+    assert [p.info.run_id for p in parents] == [parent.info.run_id]
+    trials = mlp_runs(client, "tiny_search")
+    assert sorted(r.data.tags["trial"] for r in trials) == ["0", "1", "2"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
 
 
 @pytest.mark.slow
