@@ -1,0 +1,126 @@
+"""A tiny "drawn shapes" dataset in MNIST's IDX format, and the app served for tests and benchmarks.
+
+The shapes are drawn the way a person draws on the app's canvas (thick strokes on a 280 x 280
+canvas, anywhere, any size) and passed through MNIST's own recipe (`prepare_image`), so a model
+trained on them in seconds recognises a stroke drawn in a real browser: class 0 is a ring, 1 a
+vertical bar, 2 a horizontal bar, ... (`SHAPES`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mlp_lab.predict import prepare_image
+
+REPO = Path(__file__).resolve().parents[1]
+CANVAS = 280
+SHAPES = ("ring", "vertical", "horizontal", "slash", "backslash", "plus", "cross", "seven", "eight", "ell")
+DIGIT_META = {"dataset": "mnist", "image_shape": [1, 28, 28]}
+
+
+def shape_strokes(shape: str, cx: float, cy: float, r: float) -> list[list[tuple[float, float]]]:
+    """The polylines that draw `shape` centred at (cx, cy) with half-size r, in canvas pixels."""
+    if shape == "ring":
+        angles = np.linspace(0, 2 * np.pi, 33)
+        return [[(cx + 0.7 * r * np.cos(a), cy + r * np.sin(a)) for a in angles]]
+    if shape == "eight":
+        angles = np.linspace(0, 2 * np.pi, 25)
+        return [[(cx + 0.45 * r * np.cos(a), cy - r / 2 + 0.5 * r * np.sin(a)) for a in angles],
+                [(cx + 0.5 * r * np.cos(a), cy + r / 2 + 0.5 * r * np.sin(a)) for a in angles]]
+    lines = {
+        "vertical": [[(cx, cy - r), (cx, cy + r)]],
+        "horizontal": [[(cx - r, cy), (cx + r, cy)]],
+        "slash": [[(cx - r, cy + r), (cx + r, cy - r)]],
+        "backslash": [[(cx - r, cy - r), (cx + r, cy + r)]],
+        "plus": [[(cx, cy - r), (cx, cy + r)], [(cx - r, cy), (cx + r, cy)]],
+        "cross": [[(cx - r, cy - r), (cx + r, cy + r)], [(cx - r, cy + r), (cx + r, cy - r)]],
+        "seven": [[(cx - r * 0.7, cy - r), (cx + r * 0.7, cy - r), (cx - r * 0.1, cy + r)]],
+        "ell": [[(cx - r * 0.5, cy - r), (cx - r * 0.5, cy + r), (cx + r * 0.6, cy + r)]],
+    }
+    return lines[shape]
+
+
+def draw_shape(shape: str, rng: np.random.Generator, dark_on_light: bool = False) -> Image.Image:
+    """One shape drawn on a canvas-sized picture at a random place, size and stroke width."""
+    background, ink = (255, 0) if dark_on_light else (0, 255)
+    img = Image.new("L", (CANVAS, CANVAS), background)
+    pen = ImageDraw.Draw(img)
+    r = rng.uniform(50, 100)
+    cx, cy = rng.uniform(r + 10, CANVAS - r - 10, size=2)
+    width = int(rng.integers(12, 26))
+    for line in shape_strokes(shape, cx, cy, r):
+        pen.line(line, fill=ink, width=width, joint="curve")
+    return img
+
+
+def write_shapes_dataset(directory: Path, n_train: int = 900, n_test: int = 200, seed: int = 0) -> Path:
+    """The four IDX files of a drawn-shapes dataset (MNIST layout, labels = index in SHAPES)."""
+    from conftest import write_idx
+
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, len(SHAPES), n).astype(np.uint8)
+        images = np.stack([prepare_image(draw_shape(SHAPES[k], rng), DIGIT_META)[0] for k in labels])
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
+    return directory
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session, and everything it started, by its pid."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=30)
+
+
+@contextmanager
+def served_app(runs: Path, cwd: Path, log: Path, env: dict[str, str] | None = None, timeout: float = 120.0):
+    """`mlp-lab app` on a free 127.0.0.1 port; yields (address, process) once /_stcore/health
+    answers; stopped by its pid (its process group) afterwards."""
+    port = free_port()
+    environment = {**os.environ, **(env or {}),
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "mlp_lab", "app", "--port", str(port), "--runs", str(runs)],
+                                   cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{address}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlp-lab app did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield address, process
+    finally:
+        stop_process(process)
