@@ -124,3 +124,31 @@ def served_app(runs: Path, cwd: Path, log: Path, env: dict[str, str] | None = No
         yield address, process
     finally:
         stop_process(process)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium under Playwright (Playwright's own browser download does not work here)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def draw_strokes(page, strokes: list[list[tuple[float, float]]], steps: int = 4) -> None:
+    """Draw polylines (canvas pixels) on the app's canvas with the mouse: down, moves, up per stroke."""
+    box = page.locator("canvas.upper-canvas").bounding_box()
+    for line in strokes:
+        x, y = line[0]
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(line, line[1:]):
+            for t in np.linspace(0, 1, steps + 1)[1:]:
+                page.mouse.move(box["x"] + x0 + t * (x1 - x0), box["y"] + y0 + t * (y1 - y0))
+        page.mouse.up()
+
+
+def prediction_text(page) -> str:
+    """The text of the canvas's prediction heading ("Prediction: 7 (98.1%)"), or '' if none yet."""
+    heading = page.get_by_text("Prediction:", exact=False)
+    return heading.first.inner_text() if heading.count() else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from app_helpers import CANVAS, SHAPES, draw_shape, served_app, shape_strokes, write_shapes_dataset
+from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_shape, draw_strokes, launch_chromium, served_app, shape_strokes,
+                         write_shapes_dataset)
 from mlp_lab import rundir
 from mlp_lab.app import logic
 from mlp_lab.app.serve import RUNS_ENV
@@ -26,7 +28,6 @@ from mlp_lab.predict import Predictor
 from mlp_lab.train import start_run
 
 runner = CliRunner()
-CHROMIUM = Path("/usr/bin/chromium")
 MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
 
 
@@ -282,8 +283,6 @@ def test_draw_page_offers_finished_runs_and_says_when_there_are_none(app_test, s
 
 
 def test_draw_page_survives_its_run_being_deleted(app_test, shapes_run, tmp_path):
-    import shutil
-
     runs = tmp_path / "runs"
     shutil.copytree(shapes_run[1], runs / "shapes")
     page = app_test(runs)
@@ -294,6 +293,20 @@ def test_draw_page_survives_its_run_being_deleted(app_test, shapes_run, tmp_path
     page.run()
     assert not page.exception
     assert not page.error and "No finished runs" in page.info[0].value
+
+
+def test_a_prediction_is_shown_as_top_class_chart_and_the_models_view(predictor):
+    from streamlit.testing.v1 import AppTest
+
+    def page(predictor, rgba):
+        from mlp_lab.app import logic, views
+
+        views.show_classified(logic.classify(predictor, rgba), predictor.classes)
+
+    shown = AppTest.from_function(page, args=(predictor, canvas_rgba("vertical")), default_timeout=30).run()
+    assert not shown.exception
+    assert shown.markdown[0].value.startswith("#### Prediction: 1 (")
+    assert len(shown.get("vega_lite_chart")) == 1 and len(shown.get("image")) == 1
 
 
 def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_nothing(app_test, tmp_path):
@@ -315,8 +328,6 @@ def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_no
 
 
 def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path):
-    import shutil
-
     runs = tmp_path / "runs"
     shutil.copytree(shapes_run[1], runs / "shapes")
     study = runs / "dropout"
@@ -330,3 +341,69 @@ def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path):
     assert page.selectbox[0].value == "shapes"
     assert any("dropout" in e.label for e in page.expander)
     assert any("hurts" in m.value for m in page.markdown) and not any("![" in m.value for m in page.markdown)
+
+
+# -- the served app in a real browser ---------------------------------------------------------
+
+
+def require_browser():
+    """Playwright's sync API, or a skip (outside CI) / failure (in CI) saying what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package (pip install -e '.[app]')"
+    else:
+        if CHROMIUM.exists():
+            return sync_playwright
+        missing = f"{CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{missing} is missing in CI")
+    pytest.skip(f"{missing} is not installed")
+
+
+@pytest.mark.slow
+def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
+    sync_playwright = require_browser()
+    _, trained, data = shapes_run
+    runs = tmp_path / "runs"
+    shutil.copytree(trained, runs / "shapes")
+    upload = tmp_path / "bar.png"
+    draw_shape("horizontal", np.random.default_rng(5), dark_on_light=True).save(upload)
+    with served_app(runs, tmp_path, tmp_path / "app.log", {"MLP_LAB_DATA": str(data)}) as (address, _), \
+            sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{address}/?page=Draw")
+            page.get_by_text("draw a digit on the canvas").wait_for()
+            page.locator("canvas.upper-canvas").wait_for()
+            # A vertical bar is class 1, a ring class 0, each drawn by mouse strokes.
+            draw_strokes(page, shape_strokes("vertical", 140, 140, 90))
+            page.get_by_text("Prediction: 1 (").wait_for()
+            page.get_by_role("button", name="Clear").click()
+            page.get_by_text("draw a digit on the canvas").wait_for()
+            draw_strokes(page, shape_strokes("ring", 140, 140, 90))
+            page.get_by_text("Prediction: 0 (").wait_for()
+            # An uploaded dark-on-light picture of a horizontal bar: inverted automatically, class 2.
+            page.locator("input[type=file]").set_input_files(str(upload))
+            page.get_by_text("bar.png", exact=True).wait_for()
+            page.get_by_text("Prediction: 2 (").wait_for()
+            # Train: a 2-epoch run on the same data, started from the form, watched until it ends.
+            page.get_by_text("Train", exact=True).click()
+            page.locator("input[aria-label='Run name']").fill("browser-run")
+            page.locator("input[aria-label='Epochs']").fill("2")
+            page.locator("input[aria-label='Hidden sizes']").fill("32")
+            page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
+            page.get_by_role("option", name="mnist", exact=True).click()
+            page.get_by_role("button", name="Start").click()
+            page.get_by_text("browser-run: finished, epoch 2/2").wait_for(timeout=180_000)
+            page.get_by_role("link", name="Open browser-run on the Runs page").wait_for()
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'failure.png'}; app log: {tmp_path / 'app.log'}")
+            raise
+        finally:
+            browser.close()
+    summary = rundir.read_json(runs / "browser-run" / rundir.SUMMARY_FILE)
+    assert summary["status"] == "completed" and summary["epochs_run"] == 2

@@ -93,7 +93,7 @@ def _view_image(view: Any) -> Any:
     return Image.fromarray(array).resize((width * VIEW_SCALE, height * VIEW_SCALE), Image.Resampling.NEAREST)
 
 
-def show_classified(classified: logic.Classified, classes: list[str], key: str) -> None:
+def show_classified(classified: logic.Classified, classes: list[str]) -> None:
     """The top class, all probabilities as a bar chart, and the image the model saw."""
     import pandas as pd
 
@@ -101,7 +101,7 @@ def show_classified(classified: logic.Classified, classes: list[str], key: str) 
     st.markdown(f"#### Prediction: {best['class']} ({best['probability']:.1%})")
     st.caption("  ·  ".join(f"{t['class']} {t['probability']:.1%}" for t in classified.top))
     chart = pd.DataFrame({"class": classes, "probability": classified.probabilities})
-    st.bar_chart(chart, x="class", y="probability", height=220, key=f"chart-{key}")
+    st.bar_chart(chart, x="class", y="probability", height=220)
     st.image(_view_image(classified.view), caption="what the model sees (after preprocessing)")
 
 
@@ -131,13 +131,13 @@ def draw_page(runs: Path) -> None:
         except logic.EmptyDrawing as exc:
             st.info(str(exc))
         else:
-            show_classified(classified, predictor.classes, "canvas")
+            show_classified(classified, predictor.classes)
             st.caption(f"canvas ink {logic.ink_pixels(image)} px · preprocessing + prediction "
                        f"{classified.milliseconds:.1f} ms")
     st.subheader("Or upload pictures")
     files = st.file_uploader("PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted "
                              "automatically)", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="uploads")
-    for number, upload in enumerate(files or []):
+    for upload in files or []:
         try:
             classified = logic.classify(predictor, logic.read_upload(upload.name, upload.getvalue()))
         except logic.EmptyDrawing:
@@ -147,7 +147,7 @@ def draw_page(runs: Path) -> None:
             st.error(str(exc))
             continue
         st.markdown(f"**{upload.name}**")
-        show_classified(classified, predictor.classes, f"upload-{number}")
+        show_classified(classified, predictor.classes)
 
 
 # -- Train ------------------------------------------------------------------------------------
