@@ -105,6 +105,26 @@ def show_classified(classified: logic.Classified, classes: list[str]) -> None:
     st.image(_view_image(classified.view), caption="what the model sees (after preprocessing)")
 
 
+@st.fragment
+def drawing(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
+    """The canvas and its prediction. A fragment: a stroke reruns only this, not the whole page
+    (no listing of run directories between a stroke and its answer)."""
+    left, right = st.columns(2)
+    with left:
+        image = _canvas(scheme, brush)
+        st.button("Clear", on_click=_clear_canvas)
+    with right:
+        try:
+            classified = logic.classify(predictor, image)
+        except logic.EmptyDrawing as exc:
+            st.info(str(exc))
+        else:
+            show_classified(classified, predictor.classes)
+            # The ink count changes with every stroke: a browser (and its test) can tell an updated answer.
+            st.caption(f"canvas ink {logic.ink_pixels(image)} px · {NORMALISE_LABELS[normalise]} · "
+                       f"preprocessing + prediction {classified.milliseconds:.1f} ms")
+
+
 def draw_page(runs: Path) -> None:
     """Draw or upload a picture, pick a model, see what it thinks."""
     st.header("Draw a digit")
@@ -121,19 +141,7 @@ def draw_page(runs: Path) -> None:
     normalise = options[2].radio("Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get,
                                  key="normalise", horizontal=True)
     predictor = predictor_for(logic.model_dir(choices[label], runs), normalise)
-    left, right = st.columns(2)
-    with left:
-        image = _canvas(scheme, brush)
-        st.button("Clear", on_click=_clear_canvas)
-    with right:
-        try:
-            classified = logic.classify(predictor, image)
-        except logic.EmptyDrawing as exc:
-            st.info(str(exc))
-        else:
-            show_classified(classified, predictor.classes)
-            st.caption(f"canvas ink {logic.ink_pixels(image)} px · preprocessing + prediction "
-                       f"{classified.milliseconds:.1f} ms")
+    drawing(predictor, scheme, brush, normalise)
     st.subheader("Or upload pictures")
     files = st.file_uploader("PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted "
                              "automatically)", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="uploads")
