@@ -109,6 +109,10 @@ def show_classified(classified: logic.Classified, classes: list[str]) -> None:
 def drawing(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
     """The canvas and its prediction. A fragment: a stroke reruns only this, not the whole page
     (no listing of run directories between a stroke and its answer)."""
+    guarded(_drawing, predictor, scheme, brush, normalise)
+
+
+def _drawing(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
     left, right = st.columns(2)
     with left:
         image = _canvas(scheme, brush)
@@ -125,11 +129,17 @@ def drawing(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
                        f"preprocessing + prediction {classified.milliseconds:.1f} ms")
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _registered(runs: str) -> list[str]:
+    """Registered model aliases, asked of the store at most every 30 s (importing MLflow takes seconds)."""
+    return logic.registered_models(runs)
+
+
 def draw_page(runs: Path) -> None:
     """Draw or upload a picture, pick a model, see what it thinks."""
     st.header("Draw a digit")
     choices = {run.describe(): str(run.path) for run in logic.finished_runs(runs)}
-    choices.update({f"{uri} (registered)": uri for uri in logic.registered_models(runs)})
+    choices.update({f"{uri} (registered)": uri for uri in _registered(str(runs))})
     if not choices:
         st.info(f"No finished runs in {runs}/ yet: train one on the Train page or with "
                 f"`mlp-lab run configs/mnist.yaml`.")
@@ -230,7 +240,7 @@ def train_page(runs: Path, data_dirs: tuple[str, ...]) -> None:
     run_dir = runs / label
     running = logic.run_progress(run_dir, runs).running
     # Poll the run directory while it trains; a finished run needs no refresh.
-    st.fragment(progress_panel, run_every=1.0 if running else None)(run_dir, runs, data_dirs, running)
+    st.fragment(guarded, run_every=1.0 if running else None)(progress_panel, run_dir, runs, data_dirs, running)
 
 
 def _curves(history: list[dict[str, float]]) -> None:
