@@ -148,7 +148,38 @@ def draw_strokes(page, strokes: list[list[tuple[float, float]]], steps: int = 4)
         page.mouse.up()
 
 
-def prediction_text(page) -> str:
-    """The text of the canvas's prediction heading ("Prediction: 7 (98.1%)"), or '' if none yet."""
-    heading = page.get_by_text("Prediction:", exact=False)
-    return heading.first.inner_text() if heading.count() else ""
+def canvas_caption(page) -> str:
+    """The caption under the canvas's prediction ("canvas ink 1234 px · ..."), or '' before the first stroke."""
+    return page.evaluate(CAPTION_JS)
+
+
+CAPTION_JS = ("() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+              ".map(e => e.innerText).find(t => t.startsWith('canvas ink')) || ''")
+
+
+def wait_for_new_answer(page, before: str, timeout_ms: float) -> None:
+    """Wait until the canvas's caption differs from `before`: the page shows the answer to the last stroke."""
+    page.wait_for_function(f"([before]) => {{ const c = ({CAPTION_JS})(); return c && c !== before; }}",
+                           arg=[before], polling="raf", timeout=timeout_ms)
+
+
+def draw_and_wait(page, strokes: list[list[tuple[float, float]]], timeout_ms: float = 60_000) -> int:
+    """Draw strokes and wait for the page's answer; returns how many tries it took.
+
+    A canvas that has just been (re)mounted may not take the first mouse-down yet (the drag then
+    selects page text and nothing is drawn): if no answer comes within 10 s and the canvas still
+    reads as empty, the strokes are drawn once more.
+    """
+    before = canvas_caption(page)
+    draw_strokes(page, strokes)
+    try:
+        wait_for_new_answer(page, before, 10_000)
+        return 1
+    except Exception:
+        if canvas_caption(page) != before:
+            return 1
+        if page.get_by_text("draw a digit on the canvas").count() == 0:
+            raise
+    draw_strokes(page, strokes)
+    wait_for_new_answer(page, before, timeout_ms)
+    return 2

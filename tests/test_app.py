@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_shape, draw_strokes, launch_chromium, served_app, shape_strokes,
+from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_and_wait, draw_shape, launch_chromium, served_app, shape_strokes,
                          write_shapes_dataset)
 from mlp_lab import rundir
 from mlp_lab.app import logic
@@ -379,12 +379,13 @@ def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
             page.get_by_text("draw a digit on the canvas").wait_for()
             page.locator("canvas.upper-canvas").wait_for()
             # A vertical bar is class 1, a ring class 0, each drawn by mouse strokes.
-            draw_strokes(page, shape_strokes("vertical", 140, 140, 90))
+            tries = [draw_and_wait(page, shape_strokes("vertical", 140, 140, 90))]
             page.get_by_text("Prediction: 1 (").wait_for()
             page.get_by_role("button", name="Clear").click()
             page.get_by_text("draw a digit on the canvas").wait_for()
-            draw_strokes(page, shape_strokes("ring", 140, 140, 90))
+            tries.append(draw_and_wait(page, shape_strokes("ring", 140, 140, 90)))
             page.get_by_text("Prediction: 0 (").wait_for()
+            print(f"canvas tries: {tries}")
             # An uploaded dark-on-light picture of a horizontal bar: inverted automatically, class 2.
             page.locator("input[type=file]").set_input_files(str(upload))
             page.get_by_text("bar.png", exact=True).wait_for()

@@ -26,7 +26,7 @@ NORMALISE_LABELS = {"auto": "the dataset's own (MNIST-style for digits)", "plain
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "step", "plateau")
-VIEW_SCALE = 5  # the 28x28 view, enlarged with square pixels so each one can be seen
+VIEW_SCALE = 6  # the 28x28 view, enlarged with square pixels so each one can be seen
 
 
 def settings() -> tuple[Path, tuple[str, ...], str | None]:
@@ -101,8 +101,10 @@ def show_classified(classified: logic.Classified, classes: list[str]) -> None:
     st.markdown(f"#### Prediction: {best['class']} ({best['probability']:.1%})")
     st.caption("  ·  ".join(f"{t['class']} {t['probability']:.1%}" for t in classified.top))
     chart = pd.DataFrame({"class": classes, "probability": classified.probabilities})
-    st.bar_chart(chart, x="class", y="probability", height=220)
-    st.image(_view_image(classified.view), caption="what the model sees (after preprocessing)")
+    left, right = st.columns([3, 2])
+    left.bar_chart(chart, x="class", y="probability", height=220)
+    view = _view_image(classified.view)
+    right.image(view, caption="what the model sees (after preprocessing)", width=view.width)
 
 
 @st.fragment
