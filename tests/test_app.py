@@ -20,7 +20,7 @@ from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_and_wait, draw_shape, la
                          write_shapes_dataset)
 from mlp_lab import rundir
 from mlp_lab.app import logic
-from mlp_lab.app.serve import RUNS_ENV
+from mlp_lab.app.serve import MLFLOW_ENV, RUNS_ENV
 from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
 from mlp_lab.config import MLPLabError, validate_config
@@ -327,7 +327,8 @@ def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_no
     assert not (runs / logic.APP_DIR).exists() and not runs.exists()
 
 
-def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path):
+def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkeypatch):
+    monkeypatch.setenv(MLFLOW_ENV, "http://127.0.0.1:5999")
     runs = tmp_path / "runs"
     shutil.copytree(shapes_run[1], runs / "shapes")
     study = runs / "dropout"
@@ -341,6 +342,7 @@ def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path):
     assert page.selectbox[0].value == "shapes"
     assert any("dropout" in e.label for e in page.expander)
     assert any("hurts" in m.value for m in page.markdown) and not any("![" in m.value for m in page.markdown)
+    assert any("[open the MLflow UI](http://127.0.0.1:5999)" in m.value for m in page.markdown)  # a link, no iframe
 
 
 # -- the served app in a real browser ---------------------------------------------------------
