@@ -29,7 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the served-app and drawing helpers the browser test uses
 
-from app_helpers import canvas_caption, launch_chromium, served_app, wait_for_new_answer  # noqa: E402
+from app_helpers import (canvas_caption, launch_chromium, served_app, wait_for_empty_canvas,  # noqa: E402
+                         wait_for_new_answer)
 
 Stroke = list[tuple[float, float]]
 
@@ -155,16 +156,14 @@ def main() -> int:
             page.set_default_timeout(60_000)
             try:
                 page.goto(f"{address}/?page=Draw")
-                page.locator("canvas.upper-canvas").wait_for()
-                page.get_by_text("draw a digit on the canvas").wait_for()
+                wait_for_empty_canvas(page)
                 first = True
                 for placement in PLACEMENTS:
                     for digit, strokes in DIGITS.items():
-                        if not first:  # a fresh canvas: Clear, then wait for the page to say it is empty
+                        if not first:  # a fresh canvas: Clear, then wait until the page shows it
                             page.get_by_role("button", name="Clear").click()
-                            page.get_by_text("draw a digit on the canvas").wait_for()
+                            wait_for_empty_canvas(page)
                         first = False
-                        page.locator("canvas.upper-canvas").wait_for()
                         times, retries = draw_timed(page, placed(strokes, placement))
                         results["round_trip_ms"] += times
                         results["retried_first_strokes"] += retries

@@ -163,6 +163,21 @@ def wait_for_new_answer(page, before: str, timeout_ms: float) -> None:
                            arg=[before], polling="raf", timeout=timeout_ms)
 
 
+def wait_for_empty_canvas(page, timeout_s: float = 60.0) -> None:
+    """Wait until the page shows one fresh, empty, full-size canvas and no answer: after a load or
+    Clear, Streamlit keeps the old canvas and answer on the page (faded) until the rerun ends."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        canvases = page.locator("canvas.upper-canvas")
+        if canvases.count() == 1 and not canvas_caption(page):
+            box = canvases.bounding_box()
+            if box and box["width"] >= CANVAS * 0.9 and page.get_by_text("draw a digit on the canvas").count():
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError("no fresh empty canvas on the page")
+        page.wait_for_timeout(50)
+
+
 def draw_and_wait(page, strokes: list[list[tuple[float, float]]], timeout_ms: float = 60_000) -> int:
     """Draw strokes and wait for the page's answer; returns how many tries it took.
 

@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_and_wait, draw_shape, launch_chromium, served_app, shape_strokes,
-                         write_shapes_dataset)
+                         wait_for_empty_canvas, write_shapes_dataset)
 from mlp_lab import rundir
 from mlp_lab.app import logic
 from mlp_lab.app.serve import MLFLOW_ENV, RUNS_ENV
@@ -378,13 +378,12 @@ def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
         page.set_default_timeout(60_000)
         try:
             page.goto(f"{address}/?page=Draw")
-            page.get_by_text("draw a digit on the canvas").wait_for()
-            page.locator("canvas.upper-canvas").wait_for()
+            wait_for_empty_canvas(page)
             # A vertical bar is class 1, a ring class 0, each drawn by mouse strokes.
             tries = [draw_and_wait(page, shape_strokes("vertical", 140, 140, 90))]
             page.get_by_text("Prediction: 1 (").wait_for()
             page.get_by_role("button", name="Clear").click()
-            page.get_by_text("draw a digit on the canvas").wait_for()
+            wait_for_empty_canvas(page)
             tries.append(draw_and_wait(page, shape_strokes("ring", 140, 140, 90)))
             page.get_by_text("Prediction: 0 (").wait_for()
             print(f"canvas tries: {tries}")
