@@ -187,6 +187,18 @@ def test_runs_are_listed_with_their_facts_and_a_deleted_run_is_one_message(shape
     assert logic.list_runs(tmp_path / "nothing") == [] and logic.list_studies(tmp_path) == []
 
 
+def test_the_runs_page_figures_are_computed_once_when_absent(shapes_run, tmp_path, monkeypatch):
+    runs, run_dir, data = shapes_run
+    copy = tmp_path / "shapes"
+    shutil.copytree(run_dir, copy)
+    monkeypatch.setenv("MLP_LAB_DATA", str(data))
+    figures = logic.ensure_evaluation(copy)
+    assert set(figures) <= set(logic.EVAL_FILES) and "test_confusion_matrix.png" in figures
+    stamp = figures["test_confusion_matrix.png"].stat().st_mtime_ns
+    assert logic.ensure_evaluation(copy) == figures  # read from eval/ the second time, not recomputed
+    assert figures["test_confusion_matrix.png"].stat().st_mtime_ns == stamp
+
+
 def test_app_without_the_extra_exits_2_naming_it(monkeypatch):
     real = logic.importlib.util.find_spec
     monkeypatch.setattr(logic.importlib.util, "find_spec", lambda name: None if name == "streamlit" else real(name))
