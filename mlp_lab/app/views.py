@@ -143,6 +143,12 @@ def _registered(runs: str) -> list[str]:
     return logic.registered_models(runs)
 
 
+@st.cache_data(ttl=30, show_spinner="fetching the registered model...")
+def _model_dir(choice: str, runs: str) -> str:
+    """A picker choice's run directory; a registered model is fetched at most every 30 s (an alias may move)."""
+    return str(logic.model_dir(choice, runs))
+
+
 def draw_page(runs: Path) -> None:
     """Draw or upload a picture, pick a model, see what it thinks."""
     st.header("Draw a digit")
@@ -158,7 +164,7 @@ def draw_page(runs: Path) -> None:
     brush = options[1].slider("Brush width", 4, 48, 20, key="brush")
     normalise = options[2].radio("Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get,
                                  key="normalise", horizontal=True)
-    predictor = predictor_for(logic.model_dir(choices[label], runs), normalise)
+    predictor = predictor_for(Path(_model_dir(choices[label], str(runs))), normalise)
     drawing(predictor, scheme, brush, normalise)
     st.subheader("Or upload pictures")
     files = st.file_uploader("PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted "
