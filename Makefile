@@ -1,15 +1,18 @@
 # make run  : create .venv, install mlp-lab, train the baseline on FashionMNIST
-# make test : create .venv, install mlp-lab with its dev, track (MLflow) and search (Optuna) extras, run the whole test suite
+# make test : create .venv, install mlp-lab with its dev, track (MLflow), search (Optuna) and app (Streamlit) extras, run the whole test suite
+# make app  : the same install, train the baseline and MNIST models if they are not there yet, then serve the web app
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-fast clean
+MNIST_DIR ?= ../shared/data/mnist
+
+.PHONY: install run test test-fast app clean
 
 $(BIN)/mlp-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,track,search]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,track,search,app]'
 	touch $@
 
 install: $(BIN)/mlp-lab
@@ -22,6 +25,15 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+runs/baseline/summary.json: | install
+	$(BIN)/mlp-lab run configs/baseline.yaml
+
+runs/mnist/summary.json: | install
+	$(BIN)/mlp-lab run configs/mnist.yaml $(if $(wildcard $(MNIST_DIR)),--data-dir $(MNIST_DIR))
+
+app: install runs/baseline/summary.json runs/mnist/summary.json
+	$(BIN)/mlp-lab app --runs runs
 
 clean:
 	rm -rf $(VENV) .pytest_cache

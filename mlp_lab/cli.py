@@ -93,6 +93,8 @@ def run(
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its directory.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads [default: all cores].")] = None,
     track: TrackOpt = False,
+    run_dir: Annotated[Optional[Path], typer.Option(
+        "--run-dir", help="Train into this (new or empty) directory instead of <output.dir>/<name>.")] = None,
 ) -> None:
     """Train one seeded run: validate every epoch, restore the best weights, test.
 
@@ -101,6 +103,8 @@ def run(
     with user_errors():
         if resume is not None and (config is not None or overrides):
             raise MLPLabError("--resume takes the config from the run directory; give no CONFIG or --set")
+        if resume is not None and run_dir is not None:
+            raise MLPLabError("--resume continues in its own directory; give no --run-dir")
         if resume is None and config is None:
             raise MLPLabError("missing CONFIG: e.g. mlp-lab run configs/baseline.yaml")
         cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
@@ -128,8 +132,8 @@ def run(
                     result = resume_run(resume, data_dirs=_dirs(data_dir), threads=threads, on_epoch=report,
                                         should_stop=stop)
                 else:
-                    result = start_run(cfg, source=str(config), data_dirs=_dirs(data_dir), threads=threads,
-                                       on_start=announce, on_epoch=report, should_stop=stop)
+                    result = start_run(cfg, run_dir=run_dir, source=str(config), data_dirs=_dirs(data_dir),
+                                       threads=threads, on_start=announce, on_epoch=report, should_stop=stop)
             except TrainingInterrupted as exc:
                 err.print(f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
                           highlight=False, soft_wrap=True)
@@ -644,6 +648,46 @@ def ui(
     except KeyboardInterrupt:
         server.terminate()
         server.wait()
+
+
+@app.command("app")
+def app_(
+    host: Annotated[str, typer.Option(help="Address to bind; another host than loopback only when you mean it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8501,
+    runs: Annotated[Path, typer.Option(help="Runs directory: models to draw on, runs to show, new runs go here.")] = Path("runs"),
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Also serve the MLflow UI (the track extra) and link to it.")] = False,
+    mlflow_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI with --mlflow.")] = 5000,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Serve the web app (the app extra): draw digits for any model, train, watch and compare runs.
+
+    Example: mlp-lab app --runs runs --port 8501
+    """
+    import subprocess
+
+    with user_errors():
+        from mlp_lab.app.serve import app_command
+
+        mlflow_command, mlflow_address = None, None
+        if mlflow:
+            from mlp_lab.tracking import ui_command
+
+            mlflow_command, mlflow_address = ui_command(runs, mlflow_port)
+        command, address, env = app_command(host, port, runs, _dirs(data_dir), mlflow_address)
+    out.print(f"mlp-lab app: {address}  (runs {runs}; Ctrl-C stops it)", highlight=False)
+    if mlflow_address:
+        out.print(f"MLflow UI: {mlflow_address}", highlight=False)
+    servers = [subprocess.Popen(mlflow_command)] if mlflow_command else []
+    servers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
+    try:
+        raise typer.Exit(servers[-1].wait())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.terminate()
+                server.wait()
 
 
 @app.command()

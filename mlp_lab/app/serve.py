@@ -1,0 +1,35 @@
+"""The command behind `mlp-lab app`: ``streamlit run mlp_lab/app/main.py`` with the app's settings.
+
+Settings travel to the Streamlit script in the environment (``MLP_LAB_APP_*``): Streamlit owns the
+script's argv, and the variables also reach `streamlit.testing`'s AppTest through monkeypatch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlp_lab.app.logic import MAX_UPLOAD_BYTES, require_app_extra
+
+MAIN = Path(__file__).with_name("main.py")
+RUNS_ENV = "MLP_LAB_APP_RUNS"
+MLFLOW_ENV = "MLP_LAB_APP_MLFLOW"  # the MLflow UI's address, when `mlp-lab app --mlflow` started one
+DATA_DIRS_ENV = "MLP_LAB_APP_DATA_DIRS"  # --data-dir values, os.pathsep-separated, for runs started here
+
+
+def app_command(host: str = "127.0.0.1", port: int = 8501, runs: str | Path = "runs", data_dirs: Sequence[str] = (),
+                mlflow_address: str | None = None) -> tuple[list[str], str, dict[str, str]]:
+    """(command, address, environment) that serve the app; fails naming the extra when it is missing."""
+    require_app_extra()
+    command = [sys.executable, "-m", "streamlit", "run", str(MAIN),
+               "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+               # Uploads are capped again, per file, with a clear message (logic.read_upload).
+               "--server.maxUploadSize", str(max(1, MAX_UPLOAD_BYTES // (1024 * 1024))),
+               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "minimal", "--theme.base", "light"]
+    env = {**os.environ, RUNS_ENV: str(Path(runs).resolve()), DATA_DIRS_ENV: os.pathsep.join(map(str, data_dirs))}
+    if mlflow_address:
+        env[MLFLOW_ENV] = mlflow_address
+    return command, f"http://{host}:{port}", env

@@ -1,0 +1,441 @@
+"""The web app: its logic as plain functions, its pages under Streamlit's AppTest, and (slow) the
+served app driven by a real Chromium through Playwright."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_and_wait, draw_shape, launch_chromium, served_app, shape_strokes,
+                         wait_for_empty_canvas, write_shapes_dataset)
+from mlp_lab import rundir
+from mlp_lab.app import logic
+from mlp_lab.app.serve import MLFLOW_ENV, RUNS_ENV
+from mlp_lab.checkpoint import load_model
+from mlp_lab.cli import app
+from mlp_lab.config import MLPLabError, validate_config
+from mlp_lab.predict import Predictor
+from mlp_lab.train import start_run
+
+runner = CliRunner()
+MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
+
+
+def shapes_config(root: Path, **train):
+    """A small MNIST-format run over the drawn-shapes data: seconds to train, 100% on its test split."""
+    return validate_config({
+        "name": "shapes", "data": {"dataset": "mnist", "root": str(root / "data"), "download": False,
+                                   "val_fraction": 0.2},
+        "model": {"hidden_sizes": [64]},
+        "train": {"epochs": 10, "batch_size": 32, "device": "cpu", **train},
+        "output": {"dir": str(root / "runs"), "tensorboard": False},
+    }, "shapes.yaml")
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """(runs directory, run directory, data directory) of a trained shapes model, shared by the module."""
+    root = tmp_path_factory.mktemp("shapes")
+    data = write_shapes_dataset(root / "idx")
+    os.environ["MLP_LAB_DATA"] = str(data)
+    try:
+        result = start_run(shapes_config(root), threads=1)
+    finally:
+        del os.environ["MLP_LAB_DATA"]
+    assert result.summary["test/acc"] > 0.95
+    return root / "runs", result.run_dir, data
+
+
+@pytest.fixture
+def predictor(shapes_run):
+    return Predictor(load_model(shapes_run[1]))
+
+
+def canvas_rgba(shape: str, seed: int = 1, dark_on_light: bool = False) -> np.ndarray:
+    """What the canvas component returns: RGBA, strokes opaque, the rest transparent black."""
+    gray = np.asarray(draw_shape(shape, np.random.default_rng(seed), dark_on_light))
+    ink = gray < 128 if dark_on_light else gray > 127
+    rgba = np.zeros((CANVAS, CANVAS, 4), np.uint8)
+    rgba[ink] = (0, 0, 0, 255) if dark_on_light else (255, 255, 255, 255)
+    return rgba
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+# -- canvas pixels -> what the model sees and thinks --------------------------------------------
+
+
+@pytest.mark.parametrize("dark_on_light", [False, True])
+def test_a_drawn_shape_is_recognised_in_either_colour_scheme(predictor, dark_on_light):
+    for k in (0, 1, 2, 5):
+        classified = logic.classify(predictor, canvas_rgba(SHAPES[k], seed=k, dark_on_light=dark_on_light))
+        assert classified.best["index"] == k
+        assert classified.view.shape == (1, 28, 28) and classified.view.dtype == np.uint8
+        # MNIST's recipe: white ink on black, the digit's box 20 px, nothing at the border.
+        assert classified.view.max() == 255 and classified.view[0, 0].max() == 0
+        assert abs(sum(classified.probabilities) - 1) < 1e-5 and classified.milliseconds > 0
+
+
+def test_an_empty_or_missing_canvas_is_a_hint_not_an_error(predictor):
+    with pytest.raises(logic.EmptyDrawing, match="draw"):
+        logic.classify(predictor, None)
+    for blank in (np.zeros((CANVAS, CANVAS, 4), np.uint8), np.full((CANVAS, CANVAS, 4), 255, np.uint8)):
+        with pytest.raises(logic.EmptyDrawing, match="empty"):
+            logic.classify(predictor, blank)
+
+
+def test_ink_pixels_grow_with_every_stroke():
+    one = canvas_rgba("vertical")
+    two = one.copy()
+    two[100:120, 20:200] = (255, 255, 255, 255)
+    assert 0 < logic.ink_pixels(one) < logic.ink_pixels(two)
+
+
+def test_uploads_are_read_or_refused_with_one_message_naming_the_file(predictor):
+    photo = draw_shape("horizontal", np.random.default_rng(3), dark_on_light=True).convert("RGB")
+    for fmt in ("PNG", "JPEG"):
+        img = logic.read_upload(f"bar.{fmt.lower()}", png_bytes(photo, fmt))
+        assert logic.classify(predictor, img).best["class"] == "2"  # dark on light: inverted automatically
+    with pytest.raises(MLPLabError, match=r"^notes\.png: not a readable PNG or JPEG image"):
+        logic.read_upload("notes.png", b"this is text, not a picture")
+    with pytest.raises(MLPLabError, match=r"cut\.png: not a readable"):
+        logic.read_upload("cut.png", png_bytes(photo)[:300])
+    with pytest.raises(MLPLabError, match=r"empty\.png: the file is empty"):
+        logic.read_upload("empty.png", b"")
+    with pytest.raises(MLPLabError, match=r"big\.png: .* MB is too large"):
+        logic.read_upload("big.png", png_bytes(photo), max_bytes=100)
+    # A small file that decodes to 36 megapixels: refused from its header, before decoding.
+    bomb = png_bytes(Image.new("L", (6000, 6000)))
+    assert len(bomb) < logic.MAX_UPLOAD_BYTES
+    with pytest.raises(MLPLabError, match=r"bomb\.png: 6000x6000 pixels is too large"):
+        logic.read_upload("bomb.png", bomb)
+
+
+# -- form values -> Config -----------------------------------------------------------------
+
+
+def test_form_defaults_give_back_the_base_config(tmp_path):
+    base = validate_config({"name": "app-run", "train": {"early_stopping": {"patience": 3}}}, "base")
+    values = logic.form_defaults(base)
+    assert values["hidden_sizes"] == "256, 128" and values["lr"] == "0.001" and values["patience"] == 3
+    config, errors = logic.form_to_config(values, base, tmp_path / "runs")
+    assert errors == {}
+    assert config.model_copy(update={"output": base.output}) == base and config.output.dir == str(tmp_path / "runs")
+
+
+def test_form_values_become_a_config(tmp_path):
+    base = validate_config({}, "base")
+    values = {**logic.form_defaults(base), "name": " mine ", "dataset": "mnist", "hidden_sizes": "512-256, 64",
+              "batch_norm": True, "dropout": 0.3, "optimizer": "sgd", "lr": "5e-2", "scheduler": "cosine",
+              "epochs": 7, "patience": 0, "l1": "1e-5", "l2": "0", "seed": 3}
+    config, errors = logic.form_to_config(values, base, tmp_path)
+    assert errors == {}
+    assert (config.name, config.data.dataset, config.model.hidden_sizes, config.model.batch_norm) == (
+        "mine", "mnist", [512, 256, 64], True)
+    assert (config.train.optimizer.name, config.train.optimizer.lr, config.train.scheduler.name) == ("sgd", 0.05, "cosine")
+    assert (config.train.epochs, config.train.early_stopping.patience, config.train.l1, config.seed) == (7, None, 1e-5, 3)
+
+
+def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
+    base = validate_config({}, "base")
+    values = {**logic.form_defaults(base), "name": "no spaces allowed", "hidden_sizes": "256, 0", "dropout": 1.5,
+              "lr": "fast", "epochs": 0, "patience": -1, "l2": "-1"}
+    config, errors = logic.form_to_config(values, base, tmp_path)
+    assert config is None
+    assert set(errors) == {"lr"}  # a value that is not even a number is reported first, alone
+    values["lr"] = "-0.1"
+    config, errors = logic.form_to_config(values, base, tmp_path)
+    assert config is None
+    assert set(errors) == {"name", "hidden_sizes", "dropout", "lr", "epochs", "patience", "l2"}
+    assert "less than 1" in errors["dropout"] and "greater than 0" in errors["lr"]
+    assert "hidden_sizes" not in errors["hidden_sizes"]  # the message, without the key the form already shows
+    bad_sizes = logic.form_to_config({**logic.form_defaults(base), "hidden_sizes": "wide"}, base, tmp_path)[1]
+    assert "whole numbers" in bad_sizes["hidden_sizes"]
+    # A rule on a key the form does not show is still reported, under the form as a whole.
+    cosine = validate_config({"train": {"optimizer": {"lr": 0.1}, "scheduler": {"name": "cosine", "min_lr": 0.01}}}, "base")
+    errors = logic.form_to_config({**logic.form_defaults(cosine), "lr": "0.001"}, cosine, tmp_path)[1]
+    assert list(errors) == [logic.FORM_ERRORS] and errors[logic.FORM_ERRORS].startswith("train.scheduler.min_lr")
+    assert not (tmp_path / logic.APP_DIR).exists()  # nothing was started
+
+
+# -- run directories ------------------------------------------------------------------------
+
+
+def test_runs_are_listed_with_their_facts_and_a_deleted_run_is_one_message(shapes_run, tmp_path):
+    runs, run_dir, _ = shapes_run
+    (info,) = logic.finished_runs(runs)
+    assert (info.label, info.status, info.dataset, info.architecture) == ("shapes", "done", "mnist", "784-64-10")
+    assert info.describe().startswith("shapes (mnist, 784-64-10, test acc 100.00%") or "test acc" in info.describe()
+    assert info.row()["test acc %"] == round(100 * info.test_acc, 2) and info.row()["epochs"] == "10/10"
+    assert logic.checkpoint_stamp(run_dir) > 0
+    with pytest.raises(MLPLabError, match="no longer exists"):
+        logic.checkpoint_stamp(tmp_path / "gone")
+    assert logic.list_runs(tmp_path / "nothing") == [] and logic.list_studies(tmp_path) == []
+
+
+def test_the_runs_page_figures_are_computed_once_when_absent(shapes_run, tmp_path, monkeypatch):
+    runs, run_dir, data = shapes_run
+    copy = tmp_path / "shapes"
+    shutil.copytree(run_dir, copy)
+    monkeypatch.setenv("MLP_LAB_DATA", str(data))
+    figures = logic.ensure_evaluation(copy)
+    assert set(figures) <= set(logic.EVAL_FILES) and "test_confusion_matrix.png" in figures
+    stamp = figures["test_confusion_matrix.png"].stat().st_mtime_ns
+    assert logic.ensure_evaluation(copy) == figures  # read from eval/ the second time, not recomputed
+    assert figures["test_confusion_matrix.png"].stat().st_mtime_ns == stamp
+
+
+def test_app_without_the_extra_exits_2_naming_it(monkeypatch):
+    real = logic.importlib.util.find_spec
+    monkeypatch.setattr(logic.importlib.util, "find_spec", lambda name: None if name == "streamlit" else real(name))
+    result = runner.invoke(app, ["app"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: mlp-lab app needs the [app] extra (streamlit missing): pip install -e '.[app]'"
+
+
+def test_help_and_the_core_do_not_import_streamlit():
+    code = ("import sys; from typer.testing import CliRunner; from mlp_lab.cli import app; "
+            "import mlp_lab.app.logic, mlp_lab.app.serve; CliRunner().invoke(app, ['--help']); "
+            "print(sorted(m for m in ('streamlit', 'torch') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(MAIN.parents[2])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- runs as separate processes ------------------------------------------------------------
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_launched_run_is_watched_stopped_and_resumed_from_its_directory(shapes_run, tmp_path, monkeypatch):
+    _, _, data = shapes_run
+    config = shapes_config(tmp_path, epochs=40)
+    run_dir = logic.launch_run(config, data_dirs=[str(data)], threads=1)
+    assert run_dir == tmp_path / "runs" / "shapes" and logic.launched_runs(tmp_path / "runs") == [run_dir]
+    try:
+        wait_for(lambda: logic.run_progress(run_dir).history, what="the first epoch")
+        progress = logic.run_progress(run_dir)
+        assert progress.running and progress.run.pid and progress.run.epochs_planned == 40
+        pid = logic.stop_run(run_dir)
+        assert logic.wait_until_stopped(run_dir, 60)
+        stopped = logic.run_progress(run_dir)
+        assert stopped.resumable and not stopped.running and (run_dir / rundir.LAST_CHECKPOINT).exists()
+        assert 0 < stopped.run.epochs_run < 40 and "Resume with: mlp-lab run --resume" in stopped.log_tail
+        with pytest.raises(MLPLabError, match="not running"):
+            logic.stop_run(run_dir)
+        resumed = logic.resume_in_background(run_dir, data_dirs=[str(data)], threads=1)
+        assert resumed != pid
+        wait_for(lambda: logic.run_progress(run_dir).finished, what="the resumed run to finish")
+        done = logic.run_progress(run_dir)
+        assert done.run.status == "done" and done.run.epochs_run == 40 and done.error is None
+        assert [row["epoch"] for row in done.history] == list(range(1, 41))
+    finally:
+        pid = logic.running_pid(run_dir)
+        if pid:
+            os.kill(pid, 9)
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLP_LAB_DATA", raising=False)
+    config = validate_config({"name": "nodata", "data": {"dataset": "mnist", "root": str(tmp_path / "empty"),
+                                                         "download": False},
+                              "output": {"dir": str(tmp_path / "runs")}}, "x")
+    run_dir = logic.launch_run(config)
+    wait_for(lambda: logic.running_pid(run_dir) is None, what="the run to give up")
+    progress = logic.run_progress(run_dir)
+    assert not progress.running and progress.error and "mnist" in progress.error.lower()
+
+
+# -- pages under AppTest ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_test(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    def make(runs: Path, page: str = "Draw"):
+        monkeypatch.setenv(RUNS_ENV, str(runs))
+        test = AppTest.from_file(str(MAIN), default_timeout=60)
+        test.query_params["page"] = page
+        return test.run()
+
+    return make
+
+
+def test_draw_page_offers_finished_runs_and_says_when_there_are_none(app_test, shapes_run, tmp_path):
+    runs, _, _ = shapes_run
+    page = app_test(runs)
+    assert not page.exception
+    (picker,) = page.selectbox
+    assert picker.options[0].startswith("shapes (mnist, 784-64-10, test acc")
+    assert any("draw a digit" in info.value for info in page.info)  # the canvas has sent nothing yet
+    empty = app_test(tmp_path / "no-runs")
+    assert not empty.exception and "No finished runs" in empty.info[0].value
+
+
+def test_draw_page_survives_its_run_being_deleted(app_test, shapes_run, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(shapes_run[1], runs / "shapes")
+    page = app_test(runs)
+    assert not page.error
+    shutil.rmtree(runs / "shapes")
+    (runs / "shapes").mkdir()
+    (runs / "shapes" / "config.yaml").write_text("name: shapes\n")  # a half-deleted directory
+    page.run()
+    assert not page.exception
+    assert not page.error and "No finished runs" in page.info[0].value
+
+
+def test_a_prediction_is_shown_as_top_class_chart_and_the_models_view(predictor):
+    from streamlit.testing.v1 import AppTest
+
+    def page(predictor, rgba):
+        from mlp_lab.app import logic, views
+
+        views.show_classified(logic.classify(predictor, rgba), predictor.classes)
+
+    shown = AppTest.from_function(page, args=(predictor, canvas_rgba("vertical")), default_timeout=30).run()
+    assert not shown.exception
+    assert shown.markdown[0].value.startswith("#### Prediction: 1 (")
+    assert len(shown.get("vega_lite_chart")) == 1 and len(shown.get("image")) == 1
+
+
+def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_nothing(app_test, tmp_path):
+    runs = tmp_path / "runs"
+    page = app_test(runs, "Train")
+    assert not page.exception
+    page.number_input(key="form_dropout").set_value(1.5)
+    page.text_input(key="form_lr").set_value("fast")
+    page.button[0].click().run()
+    assert not page.exception
+    messages = [e.value for e in page.error]
+    assert any("not a number" in m for m in messages)
+    assert "Nothing was started: fix the fields marked above." in messages
+    page.text_input(key="form_lr").set_value("0.001")
+    page.button[0].click().run()
+    messages = [e.value for e in page.error]
+    assert any("less than 1" in m for m in messages)
+    assert not (runs / logic.APP_DIR).exists() and not runs.exists()
+
+
+def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkeypatch):
+    monkeypatch.setenv(MLFLOW_ENV, "http://127.0.0.1:5999")
+    runs = tmp_path / "runs"
+    shutil.copytree(shapes_run[1], runs / "shapes")
+    study = runs / "dropout"
+    study.mkdir()
+    (study / "report.md").write_text("# dropout\n\n| arm | verdict |\n| --- | --- |\n| p0.5 | hurts |\n\n![curves](val.png)\n")
+    Image.new("RGB", (20, 20), "white").save(study / "val.png")
+    page = app_test(runs, "Runs")
+    assert not page.exception
+    table = page.dataframe[0].value
+    assert list(table["run"]) == ["shapes"] and list(table["status"]) == ["done"]
+    assert page.selectbox[0].value == "shapes"
+    assert any("dropout" in e.label for e in page.expander)
+    assert any("hurts" in m.value for m in page.markdown) and not any("![" in m.value for m in page.markdown)
+    assert any("[open the MLflow UI](http://127.0.0.1:5999)" in m.value for m in page.markdown)  # a link, no iframe
+
+
+# -- the served app in a real browser ---------------------------------------------------------
+
+
+def require_browser():
+    """Playwright's sync API, or a skip (outside CI) / failure (in CI) saying what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package (pip install -e '.[app]')"
+    else:
+        if CHROMIUM.exists():
+            return sync_playwright
+        missing = f"{CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{missing} is missing in CI")
+    pytest.skip(f"{missing} is not installed")
+
+
+@pytest.mark.slow
+def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
+    sync_playwright = require_browser()
+    _, trained, data = shapes_run
+    runs = tmp_path / "runs"
+    shutil.copytree(trained, runs / "shapes")
+    upload = tmp_path / "bar.png"
+    draw_shape("horizontal", np.random.default_rng(5), dark_on_light=True).save(upload)
+    with served_app(runs, tmp_path, tmp_path / "app.log", {"MLP_LAB_DATA": str(data)}) as (address, _), \
+            sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{address}/?page=Draw")
+            wait_for_empty_canvas(page)
+            # A vertical bar is class 1, a ring class 0, each drawn by mouse strokes.
+            tries = [draw_and_wait(page, shape_strokes("vertical", 140, 140, 90))]
+            page.get_by_text("Prediction: 1 (").wait_for()
+            page.get_by_role("button", name="Clear").click()
+            wait_for_empty_canvas(page)
+            tries.append(draw_and_wait(page, shape_strokes("ring", 140, 140, 90)))
+            page.get_by_text("Prediction: 0 (").wait_for()
+            print(f"canvas tries: {tries}")
+            # An uploaded dark-on-light picture of a horizontal bar: inverted automatically, class 2.
+            page.locator("input[type=file]").set_input_files(str(upload))
+            page.get_by_text("bar.png", exact=True).wait_for()
+            page.get_by_text("Prediction: 2 (").wait_for()
+            # Train: a 2-epoch run on the same data, started from the form, watched until it ends.
+            page.get_by_text("Train", exact=True).click()
+            page.locator("input[aria-label='Run name']").fill("browser-run")
+            page.locator("input[aria-label='Epochs']").fill("2")
+            page.locator("input[aria-label='Hidden sizes']").fill("32")
+            page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
+            page.get_by_role("option", name="mnist", exact=True).click()
+            page.get_by_role("button", name="Start").click()
+            page.get_by_text("browser-run: finished, epoch 2/2").wait_for(timeout=180_000)
+            page.get_by_role("link", name="Open browser-run on the Runs page").wait_for()
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'failure.png'}; app log: {tmp_path / 'app.log'}")
+            raise
+        finally:
+            browser.close()
+    summary = rundir.read_json(runs / "browser-run" / rundir.SUMMARY_FILE)
+    assert summary["status"] == "completed" and summary["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_draw_page_offers_registered_models_by_alias(app_test, shapes_run, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlp_lab import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLP_LAB_DATA", str(shapes_run[2]))
+    run_dir = start_run(shapes_config(tmp_path, epochs=2), threads=1).run_dir
+    tracking.register(run_dir, "shapes-mlp", "champion")
+    page = app_test(tmp_path / "runs")
+    assert not page.exception
+    (picker,) = page.selectbox
+    assert "models:/shapes-mlp@champion (registered)" in picker.options
+    page.selectbox[0].select("models:/shapes-mlp@champion (registered)").run()
+    assert not page.exception and not page.error
+    assert (tmp_path / "runs" / tracking.REGISTRY_DIR / "shapes-mlp" / "v1" / "config.yaml").exists()
