@@ -1,5 +1,5 @@
 # make run  : create .venv, install mlp-lab, train the baseline on FashionMNIST
-# make test : create .venv, install mlp-lab with its dev, track (MLflow) and search (Optuna) extras, run the whole test suite
+# make test : create .venv, install mlp-lab with its dev, track (MLflow), search (Optuna) and ray extras, run the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/mlp-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,track,search]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,track,search,ray]'
 	touch $@
 
 install: $(BIN)/mlp-lab
