@@ -273,11 +273,14 @@ class RayExecutor:
                     index = pending.pop(ref)
                     try:
                         outcome = ray.get(ref)
-                    except ray.exceptions.RayError as exc:  # retries used up: a worker died each time
+                    except ray.exceptions.RayError as exc:
                         spec = specs[index]
-                        outcome = RunOutcome(spec.label, RunStatus.FAILED, "trained",
-                                             error=f"lost its Ray worker {self.max_retries + 1} times "
-                                                   f"({type(exc).__name__}); now {spec.status()}: run the command again")
+                        if stopping:  # e.g. a terminal's Ctrl-C reached the worker too: last.pt is kept
+                            outcome = RunOutcome(spec.label, spec.status(), "interrupted", error="interrupted")
+                        else:  # retries used up: a worker died each time
+                            outcome = RunOutcome(spec.label, RunStatus.FAILED, "trained",
+                                                 error=f"lost its Ray worker {self.max_retries + 1} times "
+                                                       f"({type(exc).__name__}); now {spec.status()}: run the command again")
                     if outcome is not None:
                         on_outcome(index, outcome)
         finally:
