@@ -257,17 +257,19 @@ class RayExecutor:
         queue, pending, stopping = longest_first(specs), {}, False
         try:
             while queue or pending:
-                while queue and len(pending) < self.jobs and not stopping:
-                    index = queue.pop(0)
-                    ref = task.options(num_cpus=self.threads, num_gpus=gpus[index], max_retries=self.max_retries,
-                                       retry_exceptions=False, name=f"mlp-lab {specs[index].label}").remote(
-                        specs[index], dirs, force, self.threads, str(stop_path), uuid.uuid4().hex)
-                    pending[ref] = index
                 if stop is not None and stop() and not stopping:
                     stopping = True
                     queue.clear()
                     # The running tasks stop at their next batch boundary and save last.pt.
                     rundir.atomic_write_text(stop_path, "stop\n")
+                while queue and len(pending) < self.jobs:
+                    index = queue.pop(0)
+                    ref = task.options(num_cpus=self.threads, num_gpus=gpus[index], max_retries=self.max_retries,
+                                       retry_exceptions=False, name=f"mlp-lab {specs[index].label}").remote(
+                        specs[index], dirs, force, self.threads, str(stop_path), uuid.uuid4().hex)
+                    pending[ref] = index
+                if not pending:
+                    break
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in ready:
                     index = pending.pop(ref)

@@ -150,6 +150,33 @@ def test_without_ray_the_backend_exits_2_naming_the_extra(monkeypatch, tiny_conf
     assert not (tmp_path / "noray" / "runs").exists()
 
 
+def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holders_busy(tiny_config, tmp_path,
+                                                                                         monkeypatch):
+    # The task's body, called in this process (no Ray needed): on a network file system the lock
+    # of a task lost with its node stays held until the server expires the lease.
+    import threading
+
+    from mlp_lab import executors_ray
+
+    monkeypatch.setattr(executors_ray, "RETRY_LOCK_WAIT_S", 60.0)
+    spec = plan(load_experiment(_study(tmp_path, tiny_config, "retry")))[0]
+    stop_path = str(tmp_path / "no-stop")
+    with rundir.RunLock(spec.run_dir, note="another-task"):
+        busy = executors_ray._ray_task(spec, (), False, 1, stop_path, "this-task")
+    assert (busy.status, busy.action) == (RunStatus.BUSY, "none")
+
+    dead_attempt = rundir.RunLock(spec.run_dir, note="this-task").acquire()
+    assert dead_attempt.peek() == (True, "this-task")
+    released = threading.Timer(1.5, dead_attempt.release)
+    released.start()
+    started = time.monotonic()
+    outcome = executors_ray._ray_task(spec, (), False, 1, stop_path, "this-task")
+    released.join()
+    assert time.monotonic() - started >= 1.5
+    assert (outcome.status, outcome.action) == (RunStatus.DONE, "trained")
+    assert rundir.RunLock(spec.run_dir).peek() == (False, "this-task")
+
+
 @pytest.mark.slow
 def test_a_study_on_two_nodes_equals_the_local_executor_and_stops_resumably(cluster, tiny_config, bigger_data,
                                                                              tmp_path):
