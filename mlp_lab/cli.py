@@ -82,8 +82,6 @@ def executor_for(backend: Backend, address: Optional[str], jobs: Optional[int], 
     """The executor a command's runs go to: None for this machine's (the library's default), or
     a RayExecutor inside a Ray session (a local instance, or the cluster at `address`)."""
     if backend == Backend.local:
-        if address is not None:
-            raise MLPLabError("--address joins a Ray cluster: use it with --backend ray")
         yield None
         return
     from mlp_lab.executors_ray import RayExecutor, ray_session
@@ -92,12 +90,14 @@ def executor_for(backend: Backend, address: Optional[str], jobs: Optional[int], 
         yield RayExecutor(threads, jobs, log=lambda line: print(line, flush=True))
 
 
-def _require_backend(backend: Backend) -> None:
-    """A missing [ray] extra is reported before anything is printed or created."""
+def _require_backend(backend: Backend, address: Optional[str]) -> None:
+    """A missing [ray] extra, or --address without ray, is reported before anything is printed or created."""
     if backend == Backend.ray:
         from mlp_lab.executors_ray import require_ray
 
         require_ray()
+    elif address is not None:
+        raise MLPLabError("--address joins a Ray cluster: use it with --backend ray")
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
@@ -224,7 +224,7 @@ def compare(
 
         exp = load_experiment(experiment, _parse_seeds(seeds))
         track = track or any(arm.config.output.mlflow for arm in exp.arms)
-        _require_backend(backend)
+        _require_backend(backend, address)
         if backend == Backend.local:
             _check_runtime([exp])  # with ray, the GPUs that count are the cluster's
         if track:
@@ -401,7 +401,7 @@ def search(
         found = searching.load_search(name)
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
-        _require_backend(backend)
+        _require_backend(backend, address)
         if backend == Backend.local:
             check_runtime(found.base_config, str(found.path))  # with ray, the cluster's GPUs count
         log = lambda line: print(line, flush=True)  # noqa: E731

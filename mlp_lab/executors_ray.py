@@ -84,6 +84,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         yield ray.get_runtime_context().gcs_address
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        _check_reachable(address)
     with _env_defaults(LOCAL_ENV):
         try:
             if address:
@@ -100,6 +102,20 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail in one line if nothing listens at HOST:PORT: ray.init would retry for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # not HOST:PORT: let Ray interpret it
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise MLPLabError(f"could not connect to the Ray cluster at {address}: {exc.strerror or exc} "
+                          f"(is `ray start --head` running there?)") from None
 
 
 def _probe_storage(token_path: str, token: str) -> str | None:

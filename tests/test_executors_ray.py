@@ -150,6 +150,23 @@ def test_without_ray_the_backend_exits_2_naming_the_extra(monkeypatch, tiny_conf
     assert not (tmp_path / "noray" / "runs").exists()
 
 
+def test_address_errors_are_one_line_before_anything_runs(tiny_config, tmp_path):
+    import socket
+
+    study = _study(tmp_path, tiny_config, "address")
+    local = CliRunner().invoke(app, ["compare", str(study), "--address", "auto"])
+    assert local.exit_code == 2
+    assert local.output.strip() == "error: --address joins a Ray cluster: use it with --backend ray"
+    with socket.socket() as free:  # a port nothing listens on once closed
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    nobody = CliRunner().invoke(app, ["compare", str(study), "--backend", "ray", "--address", f"127.0.0.1:{port}"])
+    assert nobody.exit_code == 2 and time.monotonic() - started < 30
+    assert nobody.output.splitlines()[-1].startswith(f"error: could not connect to the Ray cluster at 127.0.0.1:{port}: ")
+    assert not (tmp_path / "address" / "runs").exists()
+
+
 def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holders_busy(tiny_config, tmp_path,
                                                                                          monkeypatch):
     # The task's body, called in this process (no Ray needed): on a network file system the lock
