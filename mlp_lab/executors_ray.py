@@ -186,7 +186,7 @@ def _ray_task(spec: RunSpec, data_dirs: tuple[str, ...], force: bool, threads: i
     """One run inside a Ray worker: `run_one` with `threads` torch threads; None if stopped before it began."""
     from mlp_lab.train import torch_threads
 
-    stop = _Throttled(lambda: os.path.exists(stop_path), interval=0.5)
+    stop = _Throttled(lambda: os.path.exists(stop_path))
     if stop():
         return None
     lock = rundir.RunLock(spec.run_dir)
@@ -286,7 +286,7 @@ class RayExecutor:
                     pending[ref] = index
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
                 for ref in ready:
                     index = pending.pop(ref)
                     try:

@@ -85,12 +85,17 @@ def cluster(tmp_path_factory):
         cluster.shutdown()
 
 
-def _study(tmp_path: Path, tiny_config, where: str, epochs: int = 3, **fields) -> Path:
+# A model about ten times the tiny one's cost: with `bigger_data`, an epoch takes some tenths of a
+# second, so a run lasts long enough for a stop or a node loss to land in the middle of it.
+LONG = {"model.hidden_sizes": [256, 256]}
+
+
+def _study(tmp_path: Path, tiny_config, where: str, epochs: int = 3, overrides=None, **fields) -> Path:
     """The conftest study (2 arms x 2 seeds) in its own directory, with its runs under `where`."""
     folder = tmp_path / where
     folder.mkdir()
     return write_study(folder, tiny_config, overrides={"output.dir": str(tmp_path / where / "runs"),
-                                                       "train.epochs": epochs}, **fields)
+                                                       "train.epochs": epochs, **(overrides or {})}, **fields)
 
 
 @pytest.fixture
@@ -99,15 +104,15 @@ def bigger_data(tmp_path, monkeypatch):
     monkeypatch.setenv("MLP_LAB_DATA", str(write_idx_dataset(tmp_path / "bigger", n_train=3000)))
 
 
-def _serial_reference(tmp_path: Path, tiny_config, epochs: int = 3) -> dict[str, list]:
-    exp = load_experiment(_study(tmp_path, tiny_config, "serial", epochs))
+def _serial_reference(tmp_path: Path, tiny_config, epochs: int = 3, overrides=None) -> dict[str, list]:
+    exp = load_experiment(_study(tmp_path, tiny_config, "serial", epochs, overrides))
     compare(exp, executor=SerialExecutor(threads=1, **quiet), **quiet)
     return {s.label: metrics_without_timing(s.run_dir) for s in plan(exp)}
 
 
 @pytest.mark.slow
 def test_cli_ray_backend_stops_on_ctrl_c_then_matches_jobs_1(tiny_config, bigger_data, tmp_path):
-    study = _study(tmp_path, tiny_config, "cli", epochs=8)
+    study = _study(tmp_path, tiny_config, "cli", epochs=16, overrides=LONG)
     specs = plan(load_experiment(study))
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLP_LAB_DATA": os.environ["MLP_LAB_DATA"]}
     env.pop("RAY_ADDRESS", None)  # no address: the command starts (and stops) its own local instance
@@ -133,7 +138,7 @@ def test_cli_ray_backend_stops_on_ctrl_c_then_matches_jobs_1(tiny_config, bigger
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(resumed; test/acc" in done.stdout and "[4/4 done, 0 left]" in done.stdout
-    reference = _serial_reference(tmp_path, tiny_config, epochs=8)
+    reference = _serial_reference(tmp_path, tiny_config, epochs=16, overrides=LONG)
     assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
     serial = plan(load_experiment(tmp_path / "serial" / "experiments" / "study.yaml"))
     assert [rundir.read_json(s.run_dir / "summary.json")["test/acc"] for s in serial] == \
@@ -197,7 +202,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
 @pytest.mark.slow
 def test_a_study_on_two_nodes_equals_the_local_executor_and_stops_resumably(cluster, tiny_config, bigger_data,
                                                                              tmp_path):
-    exp = load_experiment(_study(tmp_path, tiny_config, "ray", epochs=8))
+    exp = load_experiment(_study(tmp_path, tiny_config, "ray", epochs=16, overrides=LONG))
     specs = plan(exp)
     # Stop once some run has a checkpoint: what runs then saves last.pt, the rest never starts.
     stop = lambda: any((s.run_dir / rundir.LAST_CHECKPOINT).exists() for s in specs)  # noqa: E731
@@ -210,7 +215,7 @@ def test_a_study_on_two_nodes_equals_the_local_executor_and_stops_resumably(clus
     second = compare(exp, executor=executor, **quiet)
     assert len(second.outcomes) == 4 and all(o.status == RunStatus.DONE for o in second.outcomes)
     assert any(o.action == "resumed" for o in second.outcomes)
-    reference = _serial_reference(tmp_path, tiny_config, epochs=8)
+    reference = _serial_reference(tmp_path, tiny_config, epochs=16, overrides=LONG)
     assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
 
 
@@ -230,7 +235,7 @@ def _worker_children(raylet_pid: int) -> list[int]:
 @pytest.mark.slow
 def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data, tmp_path):
     epochs = 12
-    exp = load_experiment(_study(tmp_path, tiny_config, "ray", epochs=epochs,
+    exp = load_experiment(_study(tmp_path, tiny_config, "ray", epochs=epochs, overrides=LONG,
                                  arms={"none": {"model.dropout": 0.0}, "half": {"model.dropout": 0.5}}))
     specs = plan(exp)
     killed = {}
@@ -271,7 +276,7 @@ def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data
         by_label = {o.label: o for o in outcomes.values()}
         assert by_label[killed["run"]].action == "resumed"
         assert not list(exp.output_dir.glob("*/*.old-*"))
-        reference_exp = load_experiment(_study(tmp_path, tiny_config, "serial", epochs=epochs,
+        reference_exp = load_experiment(_study(tmp_path, tiny_config, "serial", epochs=epochs, overrides=LONG,
                                                arms={"none": {"model.dropout": 0.0}, "half": {"model.dropout": 0.5}}))
         compare(reference_exp, executor=SerialExecutor(threads=1, **quiet), **quiet)
         reference = {s.label: metrics_without_timing(s.run_dir) for s in plan(reference_exp)}
