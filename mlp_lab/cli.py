@@ -93,9 +93,9 @@ def executor_for(backend: Backend, address: Optional[str], jobs: Optional[int], 
 def _require_backend(backend: Backend, address: Optional[str]) -> None:
     """A missing [ray] extra, or --address without ray, is reported before anything is printed or created."""
     if backend == Backend.ray:
-        from mlp_lab.executors_ray import require_ray
+        from mlp_lab.executors_ray import check_ray_installed
 
-        require_ray()
+        check_ray_installed()
     elif address is not None:
         raise MLPLabError("--address joins a Ray cluster: use it with --backend ray")
 

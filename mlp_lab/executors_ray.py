@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,15 @@ def require_ray():
     return ray
 
 
+def check_ray_installed() -> None:
+    """A one-line MLPLabError naming the extra if ray is missing, without importing it: ray reads
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, at import, and `ray_session` must set it first."""
+    import importlib.util
+
+    if sys.modules.get("ray", False) is None or ("ray" not in sys.modules and importlib.util.find_spec("ray") is None):
+        raise MLPLabError(MISSING_EXTRA)
+
+
 @contextlib.contextmanager
 def _env_defaults(values: dict[str, str]) -> Iterator[None]:
     """Set environment defaults (the user's own settings win) for a block, then restore."""
@@ -76,17 +86,21 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 
     With `address` (or $RAY_ADDRESS), join that cluster and only disconnect afterwards. Without,
     start a local instance bound to 127.0.0.1 with `num_cpus` (default: this machine's cores),
-    no dashboard and no usage statistics, and shut it down afterwards. If this process is
+    no dashboard and no usage statistics, and shut it down afterwards (a process that imported
+    ray before, with its own environment, keeps ray's choice of address). If this process is
     already connected (a notebook, a test), that connection is used and left open.
     """
-    ray = require_ray()
-    if ray.is_initialized():
-        yield ray.get_runtime_context().gcs_address
-        return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address and address != "auto":
-        _check_reachable(address)
-    with _env_defaults(LOCAL_ENV):
+    # For a local instance, the loopback setting must be in the environment before ray is first
+    # imported (it is read once, then) and while the instance starts its processes. Joining a
+    # cluster needs the opposite: the driver must be reachable from the other machines.
+    with contextlib.nullcontext() if address else _env_defaults(LOCAL_ENV):
+        ray = require_ray()
+        if ray.is_initialized():
+            yield ray.get_runtime_context().gcs_address
+            return
+        if address and address != "auto":
+            _check_reachable(address)
         try:
             if address:
                 ray.init(address=address, log_to_driver=True)
@@ -98,10 +112,10 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise MLPLabError(f"could not connect to {where}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            ray.shutdown()
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:

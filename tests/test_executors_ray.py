@@ -116,6 +116,7 @@ def test_cli_ray_backend_stops_on_ctrl_c_then_matches_jobs_1(tiny_config, bigger
     specs = plan(load_experiment(study))
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLP_LAB_DATA": os.environ["MLP_LAB_DATA"]}
     env.pop("RAY_ADDRESS", None)  # no address: the command starts (and stops) its own local instance
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # and keeps it on 127.0.0.1 by itself
     command = [sys.executable, "-m", "mlp_lab", "compare", str(study), "--backend", "ray", "--threads", "1"]
     # Its own session, so that the SIGINT below reaches its whole process group, as a terminal's Ctrl-C does.
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
