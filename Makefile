@@ -1,5 +1,5 @@
 # make run  : create .venv, install mlp-lab, train the baseline on FashionMNIST
-# make test : create .venv, install mlp-lab with its dev, track (MLflow), search (Optuna) and app (Streamlit) extras, run the whole test suite
+# make test : create .venv, install mlp-lab with its dev, track (MLflow), search (Optuna), app (Streamlit) and ray extras, run the whole test suite
 # make app  : the same install, train the baseline and MNIST models if they are not there yet, then serve the web app
 VENV ?= .venv
 PYTHON ?= python3
@@ -12,7 +12,7 @@ MNIST_DIR ?= ../shared/data/mnist
 $(BIN)/mlp-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,track,search,app]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,track,search,app,ray]'
 	touch $@
 
 install: $(BIN)/mlp-lab

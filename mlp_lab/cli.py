@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -38,7 +39,25 @@ DataDirOpt = Annotated[
     typer.Option("--data-dir", help="Extra directory holding dataset files (repeatable); also $MLP_LAB_DATA."),
 ]
 
-TrackOpt = Annotated[bool, typer.Option("--track", help="Also log to MLflow (the [track] extra); see mlp-lab ui.")]
+TrackOpt = Annotated[bool, typer.Option("--track", help="Also log to MLflow (the \\[track] extra); see mlp-lab ui.")]
+
+
+class Backend(str, Enum):
+    """Where the runs of compare and search execute."""
+
+    local = "local"
+    ray = "ray"
+
+
+BackendOpt = Annotated[Backend, typer.Option(
+    "--backend", help="local: this machine's processes (--jobs). ray: one Ray task per run (the \\[ray] extra).")]
+AddressOpt = Annotated[Optional[str], typer.Option(
+    "--address", help="With --backend ray: join this Ray cluster (e.g. auto, or HOST:6379; also $RAY_ADDRESS) "
+                      "\\[default: a local instance on 127.0.0.1 for this command].", show_default=False)]
+JobsOpt = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", min=1, help="Runs at once: local processes (torch threads are split) \\[default: 1]; with "
+                                "--backend ray, Ray tasks in flight \\[default: cluster CPUs / threads].",
+    show_default=False)]
 OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and the default MLflow store live.")]
 
 
@@ -56,6 +75,29 @@ def user_errors() -> Iterator[None]:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
+
+
+@contextmanager
+def executor_for(backend: Backend, address: Optional[str], jobs: Optional[int], threads: Optional[int]):
+    """The executor a command's runs go to: None for this machine's (the library's default), or
+    a RayExecutor inside a Ray session (a local instance, or the cluster at `address`)."""
+    if backend == Backend.local:
+        yield None
+        return
+    from mlp_lab.executors_ray import RayExecutor, ray_session
+
+    with ray_session(address):
+        yield RayExecutor(threads, jobs, log=lambda line: print(line, flush=True))
+
+
+def _require_backend(backend: Backend, address: Optional[str]) -> None:
+    """A missing [ray] extra, or --address without ray, is reported before anything is printed or created."""
+    if backend == Backend.ray:
+        from mlp_lab.executors_ray import check_ray_installed
+
+        check_ray_installed()
+    elif address is not None:
+        raise MLPLabError("--address joins a Ray cluster: use it with --backend ray")
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
@@ -162,18 +204,21 @@ ExperimentArg = Annotated[str, typer.Argument(help="Experiment name in experimen
 @app.command()
 def compare(
     experiment: ExperimentArg,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel processes (torch threads are split).")] = 1,
+    jobs: JobsOpt = None,
     seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: Annotated[Optional[int], typer.Option(
-        min=1, help="torch threads per run [default: CPU cores / jobs]. CPU results are bit-identical "
-                    "for the same thread count, so fix it to compare across --jobs settings.")] = None,
+        min=1, help="torch threads (with ray: CPUs reserved) per run \\[default: CPU cores / jobs; ray: 1]. CPU "
+                    "results are bit-identical for the same thread count, so fix it to compare across settings.")] = None,
     data_dir: DataDirOpt = None,
     track: TrackOpt = False,
+    backend: BackendOpt = Backend.local,
+    address: AddressOpt = None,
 ) -> None:
     """Run every arm x seed of a study (skipping finished runs), then write its report.
 
-    Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2 --track
+    Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2 --track ;
+    on a Ray cluster: mlp-lab compare early_stopping --backend ray --address auto
     """
     with user_errors():
         from mlp_lab.ablation import compare as run_compare
@@ -183,7 +228,9 @@ def compare(
 
         exp = load_experiment(experiment, _parse_seeds(seeds))
         track = track or any(arm.config.output.mlflow for arm in exp.arms)
-        _check_runtime([exp])
+        _require_backend(backend, address)
+        if backend == Backend.local:
+            _check_runtime([exp])  # with ray, the GPUs that count are the cluster's
         if track:
             from mlp_lab.tracking import track_experiment
 
@@ -192,9 +239,9 @@ def compare(
         total = len(exp.arms) * len(exp.seeds)
         out.print(f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
                   highlight=False)
-        with graceful_stop() as stop:
-            result = run_compare(exp, jobs=jobs, force=force, data_dirs=_dirs(data_dir),
-                                 threads=threads, stop=stop, log=lambda line: print(line, flush=True))
+        with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
+            result = run_compare(exp, jobs=jobs or 1, force=force, data_dirs=_dirs(data_dir), threads=threads,
+                                 stop=stop, log=lambda line: print(line, flush=True), executor=executor)
         if result.interrupted:
             err.print(f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
                       highlight=False)
@@ -342,18 +389,25 @@ SearchArg = Annotated[str, typer.Argument(help="Search name in searches/ (e.g. f
 def search(
     name: SearchArg,
     trials: Annotated[Optional[int], typer.Option(min=1, help="Trials to reach, counting earlier calls (default: the file's).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials in parallel processes sharing the study.")] = 1,
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", min=1, help="Trials at once, sharing the study: local processes \\[default: 1]; with "
+                                    "--backend ray, Ray tasks \\[default: cluster CPUs / threads].",
+        show_default=False)] = None,
     timeout: Annotated[Optional[float], typer.Option(min=0, help="Start no new trial after this many seconds.")] = None,
     confirm: Annotated[bool, typer.Option("--confirm", help="Retrain best and base over seeds; report test accuracy.")] = False,
     seeds: Annotated[str, typer.Option(help="Seeds for --confirm, comma-separated.")] = "0,1,2",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per trial (default: cores / jobs).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, help="torch threads (with ray: CPUs reserved) per trial \\[default: cores / jobs; ray: 1].")] = None,
     data_dir: DataDirOpt = None,
     track: Annotated[bool, typer.Option("--track", help="Also log to MLflow: the search as one run, each trial "
-                                                        "nested under it (the [track] extra).")] = False,
+                                                        "nested under it (the \\[track] extra).")] = False,
+    backend: BackendOpt = Backend.local,
+    address: AddressOpt = None,
 ) -> None:
     """Search hyperparameters with Optuna (pruned, resumable), or confirm the best over seeds.
 
-    Example: mlp-lab search fashion_search --trials 40 --track ; mlp-lab search fashion_search --confirm
+    Example: mlp-lab search fashion_search --trials 40 --track ; mlp-lab search fashion_search --confirm ;
+    on a Ray cluster: mlp-lab search fashion_search --backend ray --address auto
     """
     with user_errors():
         from mlp_lab import search as searching
@@ -363,21 +417,24 @@ def search(
         found = searching.load_search(name)
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
-        check_runtime(found.base_config, str(found.path))
+        _require_backend(backend, address)
+        if backend == Backend.local:
+            check_runtime(found.base_config, str(found.path))  # with ray, the cluster's GPUs count
         track = track or found.base_config.output.mlflow
         if track and not confirm:
             from mlp_lab.tracking import track_search
 
             found = track_search(found)  # the store and the search's parent run, before any worker
         log = lambda line: print(line, flush=True)  # noqa: E731
-        with graceful_stop() as stop:
+        with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
             if confirm:
-                result, lines = searching.confirm(found, _parse_seeds(seeds), jobs=jobs, threads=threads,
-                                                  data_dirs=_dirs(data_dir), stop=stop, log=log, track=track)
+                result, lines = searching.confirm(found, _parse_seeds(seeds), jobs=jobs or 1, threads=threads,
+                                                  data_dirs=_dirs(data_dir), stop=stop, log=log, executor=executor,
+                                                  track=track)
                 interrupted = result.interrupted
             else:
-                result = searching.run_search(found, trials=trials, jobs=jobs, timeout=timeout, threads=threads,
-                                              data_dirs=_dirs(data_dir), stop=stop, log=log)
+                result = searching.run_search(found, trials=trials, jobs=jobs or 1, timeout=timeout, threads=threads,
+                                              data_dirs=_dirs(data_dir), stop=stop, log=log, executor=executor)
                 interrupted, best = result.interrupted, result.report.get("best")
                 if track:
                     _log_search_result(found, result)

@@ -13,6 +13,7 @@ import hashlib
 import math
 import os
 import shutil
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,8 +209,11 @@ def _install_from(spec: DatasetSpec, found: Path, root: Path) -> Path:
     target = root / (spec.torchvision_class + "/raw" if spec.is_idx else "cifar-10-batches-py")
     target.mkdir(parents=True, exist_ok=True)
     for name in spec.files:
-        # Write then rename, so an interrupted copy never looks like a complete dataset.
-        tmp = target / f".{name}.tmp"
+        # Write then rename, so an interrupted copy never looks like a complete dataset. The
+        # temporary name is this process's own (host and pid): parallel workers (a process
+        # pool, Ray tasks on several nodes) may install the same copy at once, and a shared
+        # name would let one rename the other's half-written file into place.
+        tmp = target / f".{name}.tmp-{socket.gethostname()}-{os.getpid()}"
         with _open_maybe_gz(found, name) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst)
         os.replace(tmp, target / name)

@@ -93,12 +93,14 @@ def _load_data_cached(data_json: str, device: str, data_dirs: tuple[str, ...]):
 
 
 def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False,
-            stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print) -> RunOutcome:
+            stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print,
+            lock_note: str = "") -> RunOutcome:
     """Train (or skip, or continue) one run under its lock; never raises for a failed run.
 
     A run locked by another live process is left to it (BUSY). A finished run of the same
     config is skipped, a partial one continued from last.pt, one made with another config moved
     aside to `<dir>.old-<time>`. With `force`, an existing run is deleted and trained anew.
+    `lock_note` is written into the lock file beside the pid (see `rundir.RunLock`).
     """
     from mlp_lab.train import TrainingInterrupted, resolve_device, train
 
@@ -110,7 +112,7 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
         return RunOutcome(spec.label, status, action, summary, error, time.perf_counter() - started)
 
     try:
-        lock = rundir.RunLock(spec.run_dir).acquire()
+        lock = rundir.RunLock(spec.run_dir, lock_note).acquire()
     except rundir.RunLocked as exc:
         return outcome(RunStatus.BUSY, "none", error=f"being trained by process {exc.pid}")
     try:

@@ -178,14 +178,38 @@ class RunLock:
     The lock is `flock` on a sibling file `.<name>.lock` (kept outside the directory so it
     survives the directory being moved aside). The kernel drops the lock when its process dies,
     so a lock left by a killed process is taken over without guessing. The file holds the
-    owner's pid for messages and is left in place: deleting a lock file races with new takers.
+    owner's pid (and an optional `note`: a Ray task writes its own id there, so a retry of that
+    task recognises its dead attempt) and is left in place: deleting a lock file races with new
+    takers.
     """
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, note: str = ""):
         run_dir = Path(run_dir)
         self.run_dir = run_dir
         self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self.note = note
         self._fd: int | None = None
+
+    def peek(self) -> tuple[bool, str]:
+        """Whether another process holds the lock now, and the note its last holder wrote
+        ("" if none). Taken and dropped at once, so the answer may be stale by the time it is read."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return False, ""
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = False
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                held = True
+            parts = os.read(fd, 4096).decode(errors="replace").split(maxsplit=1)
+            return held, parts[1].strip() if len(parts) > 1 else ""
+        finally:
+            os.close(fd)
 
     def acquire(self) -> "RunLock":
         import fcntl
@@ -195,11 +219,11 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.read(fd, 32).decode(errors="replace").strip()
+            owner = (os.read(fd, 64).decode(errors="replace").split() or [""])[0]
             os.close(fd)
             raise RunLocked(self.run_dir, int(owner) if owner.isdigit() else -1) from None
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{os.getpid()} {self.note}".strip().encode())
         self._fd = fd
         return self
 

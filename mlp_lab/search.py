@@ -21,6 +21,7 @@ import difflib
 import io
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -432,7 +433,8 @@ class PruningHook:
 
     def __init__(self, journal: str, study_name: str, trial_id: int, metric: str, pruner: dict[str, Any],
                  max_epochs: int):
-        self.journal, self.study_name, self.trial_id = journal, study_name, trial_id
+        # Absolute: the hook may run on another machine, in another working directory.
+        self.journal, self.study_name, self.trial_id = os.path.abspath(journal), study_name, trial_id
         self.metric, self.pruner, self.max_epochs = metric, pruner, max_epochs
         self._trial = None
         self.pruned = False
