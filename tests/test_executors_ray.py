@@ -341,3 +341,30 @@ def test_a_search_on_the_cluster_prunes_and_its_trials_share_one_study(cluster, 
         optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
     assert len(study.trials) == 4 and all(t.intermediate_values for t in study.trials)
     assert sorted(p.name for p in out.glob("trial-*")) == [f"trial-{n}" for n in range(4)]
+
+
+@pytest.mark.slow
+def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_search(cluster, tiny_config,
+                                                                                       tmp_path, monkeypatch):
+    """MLflow logging from Ray tasks: the store made by the driver, each trial's run logged live
+    from its task on another node, nested under the search's run."""
+    pytest.importorskip("optuna")
+    pytest.importorskip("mlflow")
+    from test_search import write_search
+
+    from mlp_lab import tracking
+    from mlp_lab.search import load_search, run_search
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = write_search(tmp_path, tiny_config, epochs=2, trials=2)
+    search = tracking.track_search(load_search(path))
+    result = run_search(search, executor=RayExecutor(threads=1), log=lambda _: None)
+    assert result.finished == 2
+    client = tracking.client_for(tracking.store_for(search.base_config.output.dir))
+    exp = client.get_experiment_by_name("tiny_search")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'search'")
+    trials = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
+    assert sorted(r.data.tags["trial"] for r in trials) == ["0", "1"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED"
+               for r in trials)
+    assert all(sorted(m.step for m in client.get_metric_history(r.info.run_id, "val/loss")) == [1, 2] for r in trials)
