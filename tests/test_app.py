@@ -47,11 +47,8 @@ def shapes_run(tmp_path_factory):
     """(runs directory, run directory, data directory) of a trained shapes model, shared by the module."""
     root = tmp_path_factory.mktemp("shapes")
     data = write_shapes_dataset(root / "idx")
-    os.environ["MLP_LAB_DATA"] = str(data)
-    try:
-        result = start_run(shapes_config(root), threads=1)
-    finally:
-        del os.environ["MLP_LAB_DATA"]
+    # Passed, not put in $MLP_LAB_DATA: the environment (CI's real MNIST there) is left as it was.
+    result = start_run(shapes_config(root), data_dirs=[str(data)], threads=1)
     assert result.summary["test/acc"] > 0.95
     return root / "runs", result.run_dir, data
 
