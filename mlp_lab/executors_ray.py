@@ -38,6 +38,7 @@ from pathlib import Path
 
 from mlp_lab import rundir
 from mlp_lab.config import MLPLabError
+from mlp_lab.environ import env_defaults
 from mlp_lab.execute import OnOutcome, RunOutcome, RunSpec, _Throttled, longest_first, run_one
 from mlp_lab.rundir import RunStatus
 
@@ -69,18 +70,6 @@ def check_ray_installed() -> None:
 
 
 @contextlib.contextmanager
-def _env_defaults(values: dict[str, str]) -> Iterator[None]:
-    """Set environment defaults (the user's own settings win) for a block, then restore."""
-    added = [k for k in values if k not in os.environ]
-    os.environ.update({k: values[k] for k in added})
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
-
-
-@contextlib.contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[str]:
     """Connect this process to Ray for a block and yield the cluster's address.
 
@@ -94,7 +83,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     # For a local instance, the loopback setting must be in the environment before ray is first
     # imported (it is read once, then) and while the instance starts its processes. Joining a
     # cluster needs the opposite: the driver must be reachable from the other machines.
-    with contextlib.nullcontext() if address else _env_defaults(LOCAL_ENV):
+    with contextlib.nullcontext() if address else env_defaults(LOCAL_ENV):
         ray = require_ray()
         if ray.is_initialized():
             yield ray.get_runtime_context().gcs_address

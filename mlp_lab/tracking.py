@@ -30,6 +30,7 @@ from typing import Any
 
 from mlp_lab import rundir
 from mlp_lab.config import Config, MLPLabError, config_hash, config_to_dict, flatten, load_config
+from mlp_lab.environ import env_defaults
 
 EXTRA = "pip install -e '.[track]'"
 STORE_FILE = "mlflow.db"
@@ -120,18 +121,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def _env(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment defaults (the user's own settings win) for a block, then restore."""
-    added = [k for k in values if k not in os.environ]
-    os.environ.update({k: values[k] for k in added})
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
-
-
-@contextmanager
 def _fluent(store: Store) -> Iterator[Any]:
     """mlflow's module-level API pointed at `store` for a block (model logging needs it), then
     the previous tracking and registry URIs again."""
@@ -143,7 +132,7 @@ def _fluent(store: Store) -> Iterator[Any]:
     # later calls, and every subprocess, would go on using this store's registry. So the module
     # setting and the variable are saved and put back as they were.
     previous_uri, previous_env = registry._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI")
-    with _use_tracking_uri(store.uri), _env({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
+    with _use_tracking_uri(store.uri), env_defaults({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
         registry.set_registry_uri(store.uri)
         try:
             yield mlflow
@@ -255,7 +244,7 @@ class MLflowLogger:
         if self.failed:
             return
         try:
-            with _env({} if self.strict else LIVE_HTTP), _errors(self.store):
+            with env_defaults({} if self.strict else LIVE_HTTP), _errors(self.store):
                 action()
         except MLPLabError as exc:  # a TrackingError, or mlflow missing when a library caller asked for it
             if self.strict:
