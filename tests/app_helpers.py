@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from conftest import free_port, wait_for_health
 from mlp_lab.predict import prepare_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,13 +76,6 @@ def write_shapes_dataset(directory: Path, n_train: int = 900, n_test: int = 200,
     return directory
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stop_process(process: subprocess.Popen) -> None:
     """Stop a process started in its own session, and everything it started, by its pid."""
     if process.poll() is None:
@@ -110,17 +102,7 @@ def served_app(runs: Path, cwd: Path, log: Path, env: dict[str, str] | None = No
                                    start_new_session=True)
     address = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{address}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlp-lab app did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_for_health(f"{address}/_stcore/health", process, log, "mlp-lab app", timeout)
         yield address, process
     finally:
         stop_process(process)

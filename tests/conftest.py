@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +132,27 @@ def write_study(tmp_path: Path, tiny_config, arms=None, **fields) -> Path:
     path.parent.mkdir(exist_ok=True)
     path.write_text("# Run: mlp-lab compare study\n" + yaml.safe_dump(study, sort_keys=False))
     return path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(url: str, process: subprocess.Popen, log: Path, what: str, timeout: float = 120.0,
+                    poll: float = 0.2) -> None:
+    """Poll `url` until it answers 200; fail with the tail of the server's `log` if `process`
+    exits first or `timeout` seconds pass (readiness, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}")
+        time.sleep(poll)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import synthetic_images, write_config, write_study
+from conftest import free_port, synthetic_images, wait_for_health, write_config, write_study
 from mlp_lab import rundir
 from mlp_lab.cli import app
 from mlp_lab.config import config_hash, load_config
@@ -244,12 +244,6 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
 # -- a real server --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def mlflow_server(root: Path, port: int | None = None):
     """`mlflow server` on 127.0.0.1 over a SQLite store in `root` (created here first); yields
@@ -267,17 +261,7 @@ def mlflow_server(root: Path, port: int | None = None):
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {(root / f'server-{port}.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+        wait_for_health(f"{uri}/health", process, root / f"server-{port}.log", "mlflow server", poll=0.3)
         yield uri, process
     finally:
         stop_server(process)
