@@ -119,7 +119,7 @@ def launch_chromium(playwright):
 
 def draw_strokes(page, strokes: list[list[tuple[float, float]]], steps: int = 4) -> None:
     """Draw polylines (canvas pixels) on the app's canvas with the mouse: down, moves, up per stroke."""
-    box = page.locator("canvas.upper-canvas").bounding_box()
+    box = page.locator("canvas.mlp-canvas").bounding_box()
     for line in strokes:
         x, y = line[0]
         page.mouse.move(box["x"] + x, box["y"] + y)
@@ -146,37 +146,24 @@ def wait_for_new_answer(page, before: str, timeout_ms: float) -> None:
 
 
 def wait_for_empty_canvas(page, timeout_s: float = 60.0) -> None:
-    """Wait until the page shows one fresh, empty, full-size canvas and no answer: after a load or
-    Clear, Streamlit keeps the old canvas and answer on the page (faded) until the rerun ends."""
+    """Wait until the page shows one fresh, empty canvas, ready for strokes, and no answer: after a
+    load or Clear, Streamlit keeps the old canvas and answer on the page (faded) until the rerun ends.
+    The canvas marks itself `data-ready` once its script has sized it and listens for the pointer."""
     deadline = time.monotonic() + timeout_s
     while True:
-        canvases = page.locator("canvas.upper-canvas")
-        if canvases.count() == 1 and not canvas_caption(page):
-            box = canvases.bounding_box()
-            if box and box["width"] >= CANVAS * 0.9 and page.get_by_text("draw a digit on the canvas").count():
-                return
+        if (page.locator("canvas.mlp-canvas").count() == 1 and page.locator(READY).count() == 1
+                and not canvas_caption(page) and page.get_by_text("draw a digit on the canvas").count()):
+            return
         if time.monotonic() > deadline:
             raise TimeoutError("no fresh empty canvas on the page")
         page.wait_for_timeout(50)
 
 
-def draw_and_wait(page, strokes: list[list[tuple[float, float]]], timeout_ms: float = 60_000) -> int:
-    """Draw strokes and wait for the page's answer; returns how many tries it took.
+READY = 'canvas.mlp-canvas[data-ready="1"][data-strokes="0"]'
 
-    A canvas that has just been (re)mounted may not take the first mouse-down yet (the drag then
-    selects page text and nothing is drawn): if no answer comes within 10 s and the canvas still
-    reads as empty, the strokes are drawn once more.
-    """
+
+def draw_and_wait(page, strokes: list[list[tuple[float, float]]], timeout_ms: float = 60_000) -> None:
+    """Draw strokes and wait until the page shows the answer to them."""
     before = canvas_caption(page)
     draw_strokes(page, strokes)
-    try:
-        wait_for_new_answer(page, before, 10_000)
-        return 1
-    except Exception:
-        if canvas_caption(page) != before:
-            return 1
-        if page.get_by_text("draw a digit on the canvas").count() == 0:
-            raise
-    draw_strokes(page, strokes)
     wait_for_new_answer(page, before, timeout_ms)
-    return 2

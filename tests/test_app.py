@@ -3,6 +3,7 @@ served app driven by a real Chromium through Playwright."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -59,7 +60,7 @@ def predictor(shapes_run):
 
 
 def canvas_rgba(shape: str, seed: int = 1, dark_on_light: bool = False) -> np.ndarray:
-    """What the canvas component returns: RGBA, strokes opaque, the rest transparent black."""
+    """A drawing as an RGBA array, strokes opaque, the rest transparent black (as some canvases give)."""
     gray = np.asarray(draw_shape(shape, np.random.default_rng(seed), dark_on_light))
     ink = gray < 128 if dark_on_light else gray > 127
     rgba = np.zeros((CANVAS, CANVAS, 4), np.uint8)
@@ -71,6 +72,12 @@ def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def canvas_data_url(shape: str, seed: int = 1, dark_on_light: bool = False) -> str:
+    """What the app's canvas sends after a stroke: the opaque RGBA drawing as a PNG data URL."""
+    img = draw_shape(shape, np.random.default_rng(seed), dark_on_light).convert("RGBA")
+    return logic.CANVAS_PREFIX + base64.b64encode(png_bytes(img)).decode("ascii")
 
 
 # -- canvas pixels -> what the model sees and thinks --------------------------------------------
@@ -85,6 +92,35 @@ def test_a_drawn_shape_is_recognised_in_either_colour_scheme(predictor, dark_on_
         # MNIST's recipe: white ink on black, the digit's box 20 px, nothing at the border.
         assert classified.view.max() == 255 and classified.view[0, 0].max() == 0
         assert abs(sum(classified.probabilities) - 1) < 1e-5 and classified.milliseconds > 0
+
+
+@pytest.mark.parametrize("dark_on_light", [False, True])
+def test_the_canvas_drawing_it_sends_is_read_and_recognised(predictor, dark_on_light):
+    for k in (0, 3, 7):
+        img = logic.canvas_image(canvas_data_url(SHAPES[k], seed=k, dark_on_light=dark_on_light))
+        assert img.size == (CANVAS, CANVAS)
+        assert logic.classify(predictor, img).best["index"] == k
+    assert logic.canvas_image(None) is None  # nothing drawn yet
+
+
+def test_a_canvas_message_that_is_not_a_png_drawing_is_one_message():
+    good = canvas_data_url("ring")
+    for bad, match in [("data:image/jpeg;base64,AAAA", "not a PNG drawing"), (42, "not a PNG drawing"),
+                       (logic.CANVAS_PREFIX + "!!not base64!!", "could not be read"),
+                       (logic.CANVAS_PREFIX + base64.b64encode(b"text, not a picture").decode(), "could not be read"),
+                       (good[:200], "could not be read"),
+                       (logic.CANVAS_PREFIX + "A" * logic.MAX_CANVAS_BYTES, "too large for a drawing")]:
+        with pytest.raises(MLPLabError, match=match):
+            logic.canvas_image(bad)
+
+
+def test_bars_and_view_are_plain_html_with_names_escaped():
+    bars = logic.bars_html(["<b>cat</b>", "dog"], [0.25, 0.75])
+    assert "&lt;b&gt;cat&lt;/b&gt;" in bars and "<b>" not in bars
+    assert "width:25.0%" in bars and "width:75.0%" in bars and bars.count("#e4572e") == 1  # the top class marked
+    view = logic.view_html(np.zeros((1, 28, 28), np.uint8), 5)
+    assert 'width="140" height="140"' in view and "image-rendering:pixelated" in view
+    assert Image.open(io.BytesIO(base64.b64decode(view.split("base64,")[1].split('"')[0]))).size == (28, 28)
 
 
 def test_an_empty_or_missing_canvas_is_a_hint_not_an_error(predictor):
@@ -315,7 +351,8 @@ def test_a_prediction_is_shown_as_top_class_chart_and_the_models_view(predictor)
     shown = AppTest.from_function(page, args=(predictor, canvas_rgba("vertical")), default_timeout=30).run()
     assert not shown.exception
     assert shown.markdown[0].value.startswith("#### Prediction: 1 (")
-    assert len(shown.get("vega_lite_chart")) == 1 and len(shown.get("image")) == 1
+    bars, view = (element.body for element in shown.get("html"))
+    assert bars.count("%</span></div>") == 10 and "mlp-view" in view and "data:image/png;base64," in view
 
 
 def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_nothing(app_test, tmp_path):
@@ -389,13 +426,12 @@ def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
             page.goto(f"{address}/?page=Draw")
             wait_for_empty_canvas(page)
             # A vertical bar is class 1, a ring class 0, each drawn by mouse strokes.
-            tries = [draw_and_wait(page, shape_strokes("vertical", 140, 140, 90))]
+            draw_and_wait(page, shape_strokes("vertical", 140, 140, 90))
             page.get_by_text("Prediction: 1 (").wait_for()
             page.get_by_role("button", name="Clear").click()
             wait_for_empty_canvas(page)
-            tries.append(draw_and_wait(page, shape_strokes("ring", 140, 140, 90)))
+            draw_and_wait(page, shape_strokes("ring", 140, 140, 90))
             page.get_by_text("Prediction: 0 (").wait_for()
-            print(f"canvas tries: {tries}")
             # An uploaded dark-on-light picture of a horizontal bar: inverted automatically, class 2.
             page.locator("input[type=file]").set_input_files(str(upload))
             page.get_by_text("bar.png", exact=True).wait_for()

@@ -45,12 +45,11 @@ INPUT_FEATURES = {"mnist": 784, "fashion_mnist": 784, "cifar10": 3072}
 
 
 def require_app_extra() -> None:
-    """Fail with one line naming the extra when streamlit or the drawing canvas is missing.
+    """Fail with one line naming the extra when streamlit is missing.
 
-    Found by spec, not imported: importing them costs seconds, and the canvas only imports inside a
-    running Streamlit app.
+    Found by spec, not imported: importing it costs seconds.
     """
-    missing = [name for name in ("streamlit", "streamlit_drawable_canvas") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("streamlit",) if importlib.util.find_spec(name) is None]
     if missing:
         raise MLPLabError(f"mlp-lab app needs the [app] extra ({', '.join(missing)} missing): {EXTRA}")
 
@@ -75,6 +74,31 @@ class Classified:
     @property
     def best(self) -> dict[str, Any]:
         return self.top[0]
+
+
+MAX_CANVAS_BYTES = 2 * 1024 * 1024  # a 280 x 280 drawing is a few KB of PNG; anything far larger is not one
+CANVAS_PREFIX = "data:image/png;base64,"
+
+
+def canvas_image(data_url: str | None):
+    """The canvas's drawing (a PNG data URL, as `canvas.drawing_canvas` returns it) -> a PIL image,
+    or None before the first stroke. Anything else is one MLPLabError."""
+    import base64
+
+    from PIL import Image, UnidentifiedImageError
+
+    if data_url is None:
+        return None
+    if not isinstance(data_url, str) or not data_url.startswith(CANVAS_PREFIX):
+        raise MLPLabError("the canvas sent something that is not a PNG drawing: press Clear and draw again")
+    if len(data_url) > MAX_CANVAS_BYTES:
+        raise MLPLabError(f"the canvas sent {len(data_url) / 1e6:.1f} MB: too large for a drawing")
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(data_url[len(CANVAS_PREFIX):], validate=True)))
+        img.load()
+    except (ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise MLPLabError(f"the canvas's drawing could not be read ({type(exc).__name__}): press Clear and draw again") from None
+    return img
 
 
 def ink_pixels(image_data: Any) -> int:
@@ -107,6 +131,39 @@ def classify(predictor: Any, image: Any, k: int = 3) -> Classified:
     top = top_classes(probabilities, predictor.classes, k)[0]
     milliseconds = (time.perf_counter() - started) * 1000.0
     return Classified(view, probabilities[0].tolist(), top, milliseconds)
+
+
+def bars_html(classes: list[str], probabilities: list[float]) -> str:
+    """Every class's probability as a horizontal bar, in plain HTML (cheap for a browser to redraw)."""
+    from html import escape
+
+    top = max(range(len(probabilities)), key=probabilities.__getitem__)
+    rows = []
+    for index, (name, p) in enumerate(zip(classes, probabilities)):
+        colour = "#e4572e" if index == top else "#4c78a8"
+        rows.append(
+            f'<div style="display:flex;align-items:center;gap:8px;margin:2px 0">'
+            f'<span style="width:7em;text-align:right;white-space:nowrap;overflow:hidden">{escape(str(name))}</span>'
+            f'<span style="flex:1;background:#eef0f4;height:16px;border-radius:2px">'
+            f'<span style="display:block;width:{100 * p:.1f}%;background:{colour};height:100%;border-radius:2px"></span>'
+            f'</span><span style="width:3.5em;text-align:right">{100 * p:.1f}%</span></div>')
+    return f'<div class="mlp-bars" style="font-size:14px">{"".join(rows)}</div>'
+
+
+def view_html(view: Any, scale: int) -> str:
+    """uint8 (C, H, W), the model's view -> an inline PNG shown `scale` times larger with square pixels."""
+    import base64
+
+    from PIL import Image
+
+    channels, height, width = view.shape
+    array = view[0] if channels == 1 else view.transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (f'<img class="mlp-view" alt="the {width}x{height} picture the model sees" '
+            f'src="data:image/png;base64,{data}" width="{width * scale}" height="{height * scale}" '
+            f'style="image-rendering:pixelated;border:1px solid #bbb">')
 
 
 def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS):

@@ -26,7 +26,7 @@ NORMALISE_LABELS = {"auto": "the dataset's own (MNIST-style for digits)", "plain
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "step", "plateau")
-VIEW_SCALE = 6  # the 28x28 view, enlarged with square pixels so each one can be seen
+VIEW_SCALE = 5  # the 28x28 view, enlarged with square pixels so each one can be seen
 
 
 def settings() -> tuple[Path, tuple[str, ...], str | None]:
@@ -70,47 +70,30 @@ def _clear_canvas() -> None:
 
 
 def _canvas(scheme: str, brush: int) -> Any:
-    """The drawing canvas; its RGBA pixels, or None before the first stroke."""
+    """The drawing canvas; the drawing as a PIL image, or None before the first stroke."""
     try:
-        from streamlit_drawable_canvas import st_canvas
-    except Exception as exc:  # outside a served app (AppTest) the component cannot register
+        from mlp_lab.app.canvas import drawing_canvas
+    except Exception as exc:  # a Streamlit without components v2
         st.warning(f"drawing canvas unavailable here ({type(exc).__name__}); upload a picture instead")
         return None
     stroke, background = ("#ffffff", "#000000") if scheme == WHITE_ON_BLACK else ("#000000", "#ffffff")
     # A new key per Clear and per colour scheme: a fresh, empty canvas.
     key = f"canvas-{scheme}-{st.session_state.get('canvas_round', 0)}"
-    result = st_canvas(stroke_width=brush, stroke_color=stroke, background_color=background, width=CANVAS_SIZE,
-                       height=CANVAS_SIZE, drawing_mode="freedraw", return_image_data=True, key=key)
-    return None if result is None else result.image_data
-
-
-def _view_image(view: Any) -> Any:
-    """uint8 (C, H, W) -> an enlarged PIL image with square pixels."""
-    from PIL import Image
-
-    channels, height, width = view.shape
-    array = view[0] if channels == 1 else view.transpose(1, 2, 0)
-    return Image.fromarray(array).resize((width * VIEW_SCALE, height * VIEW_SCALE), Image.Resampling.NEAREST)
+    drawing = drawing_canvas(key=key, size=CANVAS_SIZE, brush=brush, stroke=stroke, background=background)
+    return logic.canvas_image(drawing)
 
 
 def show_classified(classified: logic.Classified, classes: list[str]) -> None:
     """The top class, all probabilities as a bar chart, and the image the model saw."""
-    import pandas as pd
-
     best = classified.best
     st.markdown(f"#### Prediction: {best['class']} ({best['probability']:.1%})")
     st.caption("  ·  ".join(f"{t['class']} {t['probability']:.1%}" for t in classified.top))
-    chart = pd.DataFrame({"class": classes, "probability": classified.probabilities})
     left, right = st.columns([3, 2])
-    # A Vega-Lite spec of our own: st.bar_chart builds it through Altair, whose schema validation
-    # costs tens of milliseconds on every stroke.
-    left.vega_lite_chart(chart, {
-        "mark": {"type": "bar"}, "height": 220,
-        "encoding": {"x": {"field": "class", "type": "nominal", "sort": None, "axis": {"labelAngle": 0}},
-                     "y": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]}}},
-    }, width="stretch")
-    view = _view_image(classified.view)
-    right.image(view, caption="what the model sees (after preprocessing)", width=view.width)
+    # Plain HTML, not a Vega-Lite chart and a served image: on every stroke the browser re-renders
+    # these, and a Vega chart alone cost ~100 ms of the 300 ms stroke-to-answer budget.
+    left.html(logic.bars_html(classes, classified.probabilities))
+    right.html(logic.view_html(classified.view, VIEW_SCALE))
+    right.caption("what the model sees (after preprocessing)")
 
 
 @st.fragment
