@@ -97,6 +97,15 @@ class PrunerSpec(BaseModel):
     min_epochs: PositiveInt = 1  # hyperband: the smallest budget a trial gets
 
 
+class ConfirmSpec(BaseModel):
+    """How `--confirm` retrains the best and the base config: `overrides` applied to both arms alike
+    (e.g. a longer schedule than the search could afford per trial)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overrides: dict[str, Any] = {}
+
+
 class SearchFile(BaseModel):
     """The schema of a search YAML file."""
 
@@ -113,6 +122,7 @@ class SearchFile(BaseModel):
     overrides: dict[str, Any] = {}
     params: dict[str, ParamSpec] = Field(min_length=1)
     enqueue: list[dict[str, Any]] = []  # points tried first, e.g. the current best config
+    confirm: ConfirmSpec = ConfirmSpec()
 
     @field_validator("pruner", mode="before")
     @classmethod
@@ -180,6 +190,7 @@ class Search:
     params: list[Param]
     enqueue: list[dict[str, Any]]
     output_dir: Path  # <output.dir>/<search name>
+    confirm_overrides: dict[str, Any] = field(default_factory=dict)  # flat dotted keys, both arms of --confirm
     # Set by tracking.track_search: each trial logs to MLflow as a run nested under the search's
     # run, whose id these tags carry. Not part of the search: the trials' configs are unchanged.
     trial_tags: Mapping[str, str] | None = None
@@ -361,12 +372,25 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
                 errors.append(f"{path}: enqueue[{i}].{key}: not one of the searched params")
             elif key in by_key and by_key[key].type == "categorical" and value not in by_key[key].choices:
                 errors.append(f"{path}: enqueue[{i}].{key}: {value!r} is not one of the choices")
+    confirm_overrides = flatten(spec.confirm.overrides)
+    if confirm_overrides:
+        confirmed = copy.deepcopy(base)
+        for key, value in confirm_overrides.items():
+            try:
+                set_dotted(confirmed, key, value)
+            except ValueError as exc:
+                errors.append(f"{path}: confirm.overrides.{key}: {exc}")
+        try:
+            validate_config(confirmed, f"{path}: base + confirm.overrides")
+        except ConfigError as exc:
+            errors += exc.errors
     if errors:
         raise ConfigError(errors)
     direction = spec.direction or natural
     output_dir = Path(base_config.output.dir) / path.stem
     search = Search(path.stem, path, spec.description.strip(), spec.metric, direction, spec.trials, spec.sampler,
-                    spec.pruner, spec.seed, base, base_config, params, list(spec.enqueue), output_dir)
+                    spec.pruner, spec.seed, base, base_config, params, list(spec.enqueue), output_dir,
+                    confirm_overrides)
     return search
 
 
@@ -636,7 +660,8 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
                                   f"but its study ({JOURNAL_FILE}) has no trials; move the directory away to start afresh")
             if not study.trials:
                 for point in search.enqueue:
-                    study.enqueue_trial(point)
+                    # Categorical choices live in the study encoded (an architecture as its JSON text).
+                    study.enqueue_trial({key: _encode(value) for key, value in point.items()})
             executor = executor or local_executor(jobs, threads, log)
             width = max(1, getattr(executor, "jobs", jobs if jobs > 1 else 1))
             result = SearchResult(0, target)
@@ -832,22 +857,29 @@ def _markdown(search: Search, report: dict[str, Any], skipped: list[str]) -> str
 def confirmation_experiment(search: Search, seeds: Sequence[int] = (0, 1, 2)):
     """The best trial's config against the base config over `seeds`, as a two-arm study whose
     runs go to ``<search dir>/confirm/{base,best}/seed-<n>/``: the ablations' code runs and
-    reports it (test accuracy mean ± std, the paired difference and its 95% interval)."""
+    reports it (test accuracy mean ± std, the paired difference and its 95% interval). The search
+    file's `confirm.overrides` apply to both arms alike."""
     from mlp_lab.ablation import Arm, Experiment
 
     best_path = search.output_dir / BEST_CONFIG_FILE
     if not best_path.exists():
         raise MLPLabError(f"{best_path}: no best trial yet; run: mlp-lab search {search.name}")
-    best = validate_config(read_yaml_mapping(best_path), str(best_path))
-    base = search.base_config
-    base_flat, best_flat = flatten(config_to_dict(base)), flatten(config_to_dict(best))
+    configs = {}
+    for arm, raw, where in [("base", copy.deepcopy(search.base), f"{search.path}: base + confirm.overrides"),
+                            ("best", read_yaml_mapping(best_path), f"{best_path} + confirm.overrides")]:
+        for key, value in search.confirm_overrides.items():
+            set_dotted(raw, key, value)
+        raw["name"] = f"{search.name}-{arm}"
+        configs[arm] = validate_config(raw, where)
+    base_flat, best_flat = flatten(config_to_dict(configs["base"])), flatten(config_to_dict(configs["best"]))
     changes = {k: v for k, v in best_flat.items() if k != "name" and base_flat.get(k) != v}
-    arms = [Arm("base", {}, base.model_copy(update={"name": f"{search.name}-base"})),
-            Arm("best", changes, best.model_copy(update={"name": f"{search.name}-best"}))]
+    arms = [Arm("base", {}, configs["base"]), Arm("best", changes, configs["best"])]
+    retrained = ("" if not search.confirm_overrides else " Both arms with "
+                 + ", ".join(f"{k}={v}" for k, v in search.confirm_overrides.items()) + " (the search file's confirm.overrides).")
     return Experiment(f"{search.name}-confirm", search.path,
                       f"Confirmation of search {search.name}: its best trial's config against the base config, "
-                      f"retrained over seeds {', '.join(map(str, seeds))} on the same split and tested once each.",
-                      [p.key for p in search.params], "base", list(seeds), arms, search.output_dir / "confirm")
+                      f"retrained over seeds {', '.join(map(str, seeds))} on the same split and tested once each."
+                      + retrained, [p.key for p in search.params], "base", list(seeds), arms, search.output_dir / "confirm")
 
 
 def confirm(search: Search, seeds: Sequence[int] = (0, 1, 2), *, jobs: int = 1, threads: int | None = None,

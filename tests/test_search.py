@@ -82,6 +82,9 @@ BAD_SEARCHES = [
      "params.data.split_seed: cannot be searched: it would change the data or the validation split"),
     ({"params": {"seed": {"type": "int", "low": 0, "high": 3}}}, "params.seed: cannot be searched"),
     ({"enqueue": [{"model.width": 64}]}, "enqueue[0].model.width: not one of the searched params"),
+    ({"confirm": {"overrides": {"train.epocs": 40}}}, "train.epocs: unknown key, did you mean 'train.epochs'?"),
+    ({"confirm": {"overrides": {"train.epochs": 0}}}, "train.epochs: Input should be greater than 0"),
+    ({"confirm": {"seeds": [0, 1]}}, "confirm.seeds: unknown key"),
 ]
 
 
@@ -161,6 +164,17 @@ def test_an_invalid_sampled_config_is_a_failed_trial_not_a_crash(tiny_config, tm
     assert result.finished == 2
     assert states[0.0] == ("complete", None)
     assert states[0.5][0] == "fail" and "train.scheduler.min_lr: must be below train.optimizer.lr" in states[0.5][1]
+
+
+def test_enqueued_architectures_are_tried_first(tiny_config, tmp_path):
+    path = write_search(tmp_path, tiny_config, epochs=1, trials=2,
+                        params={"model.hidden_sizes": {"type": "categorical", "choices": [[8], [16, 8]]}},
+                        enqueue=[{"model.hidden_sizes": [16, 8]}, {"model.hidden_sizes": [8]}])
+    result = run_search(load_search(path), log=quiet)
+    assert result.finished == 2
+    out = tmp_path / "runs" / "tiny_search"
+    tried = [yaml.safe_load((out / f"trial-{n}" / "config.yaml").read_text())["model"]["hidden_sizes"] for n in (0, 1)]
+    assert tried == [[16, 8], [8]]
 
 
 def test_a_clearly_worse_trial_is_pruned_early(tiny_config, tmp_path):
@@ -279,6 +293,22 @@ def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(t
     assert report["arms"][1]["paired_seeds"] == 2 and report["arms"][1]["ci_low"] is not None
     assert lines[0].startswith("base: test/acc ") and lines[2].startswith("best - base: ")
     assert "95% paired t-interval" in (tmp_path / "runs" / "tiny_search" / "confirm.md").read_text()
+
+
+def test_confirm_overrides_retrain_both_arms_alike_and_the_report_says_so(tiny_config, tmp_path):
+    from mlp_lab.search import confirm
+
+    search = load_search(write_search(tmp_path, tiny_config, epochs=1, trials=2,
+                                      confirm={"overrides": {"train.epochs": 2}}))
+    run_search(search, log=quiet)
+    assert yaml.safe_load((search.output_dir / "best.yaml").read_text())["train"]["epochs"] == 1  # the trial's own
+    result, _ = confirm(search, seeds=[0], log=quiet)
+    assert not result.failures
+    for arm in ("base", "best"):
+        run = search.output_dir / "confirm" / arm / "seed-0"
+        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
+        assert len((run / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert "Both arms with train.epochs=2" in (search.output_dir / "confirm" / "report.md").read_text()
 
 
 def test_trial_directories_without_their_study_are_never_reused(tiny_config, tmp_path):
