@@ -145,6 +145,10 @@ def wait_for_new_answer(page, before: str, timeout_ms: float) -> None:
                            arg=[before], polling="raf", timeout=timeout_ms)
 
 
+# The app's canvas once its script has sized it and listens for the pointer, with nothing drawn yet.
+READY = 'canvas.mlp-canvas[data-ready="1"][data-strokes="0"]'
+
+
 def wait_for_empty_canvas(page, timeout_s: float = 60.0) -> None:
     """Wait until the page shows one fresh, empty canvas, ready for strokes, and no answer: after a
     load or Clear, Streamlit keeps the old canvas and answer on the page (faded) until the rerun ends.
@@ -157,9 +161,6 @@ def wait_for_empty_canvas(page, timeout_s: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("no fresh empty canvas on the page")
         page.wait_for_timeout(50)
-
-
-READY = 'canvas.mlp-canvas[data-ready="1"][data-strokes="0"]'
 
 
 def draw_and_wait(page, strokes: list[list[tuple[float, float]]], timeout_ms: float = 60_000) -> None:

@@ -30,8 +30,8 @@ def app_command(host: str = "127.0.0.1", port: int = 8501, runs: str | Path = "r
                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "minimal", "--theme.base", "light",
                # Streamlit runs a full gc.collect() after every script run; with torch imported that
-               # took ~170 ms of each stroke's round trip (220 ms -> 40 ms on a bare canvas page
-               # without it). Python's own generational collection still runs.
+               # took ~170 ms of each stroke's round trip (a page with the canvas and the prediction:
+               # 220 ms with it, 41 ms without). Python's own generational collection still runs.
                "--runner.postScriptGC", "false"]
     env = {**os.environ, RUNS_ENV: str(Path(runs).resolve()), DATA_DIRS_ENV: os.pathsep.join(map(str, data_dirs))}
     if mlflow_address:

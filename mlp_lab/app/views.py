@@ -89,8 +89,8 @@ def show_classified(classified: logic.Classified, classes: list[str]) -> None:
     st.markdown(f"#### Prediction: {best['class']} ({best['probability']:.1%})")
     st.caption("  ·  ".join(f"{t['class']} {t['probability']:.1%}" for t in classified.top))
     left, right = st.columns([3, 2])
-    # Plain HTML, not a Vega-Lite chart and a served image: on every stroke the browser re-renders
-    # these, and a Vega chart alone cost ~100 ms of the 300 ms stroke-to-answer budget.
+    # Plain HTML, not a Vega-Lite chart and a served image: the browser redraws these on every
+    # stroke, and a few divs and an inline PNG need no chart library and no second request.
     left.html(logic.bars_html(classes, classified.probabilities))
     right.html(logic.view_html(classified.view, VIEW_SCALE))
     right.caption("what the model sees (after preprocessing)")
