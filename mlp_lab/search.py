@@ -320,6 +320,15 @@ def _value_errors(path: Path, key: str, values: list[Any], base: dict[str, Any],
     return errors
 
 
+def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], where: str, errors: list[str]) -> None:
+    """Set dotted `overrides` in a raw config; a key that cannot be set is an error named `where.key`."""
+    for key, value in overrides.items():
+        try:
+            set_dotted(raw, key, value)
+        except ValueError as exc:
+            errors.append(f"{where}.{key}: {exc}")
+
+
 def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR) -> Search:
     """Load and check a search file; every problem is reported at once, naming the file and key."""
     path = resolve_search_path(name_or_path, searches_dir)
@@ -340,11 +349,7 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
     if spec.direction is not None and spec.direction != natural and spec.metric in OBJECTIVE_KEYS:
         errors.append(f"{path}: direction: {spec.direction} {spec.metric} would pick the worst config; use {natural}")
     base = read_base_config(path, spec.base, errors)
-    for key, value in flatten(spec.overrides).items():
-        try:
-            set_dotted(base, key, value)
-        except ValueError as exc:
-            errors.append(f"{path}: overrides.{key}: {exc}")
+    _apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)
     base["name"] = path.stem
     try:
         base_config = validate_config(base, f"{path}: base + overrides")
@@ -375,11 +380,7 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
     confirm_overrides = flatten(spec.confirm.overrides)
     if confirm_overrides:
         confirmed = copy.deepcopy(base)
-        for key, value in confirm_overrides.items():
-            try:
-                set_dotted(confirmed, key, value)
-            except ValueError as exc:
-                errors.append(f"{path}: confirm.overrides.{key}: {exc}")
+        _apply_overrides(confirmed, confirm_overrides, f"{path}: confirm.overrides", errors)
         try:
             validate_config(confirmed, f"{path}: base + confirm.overrides")
         except ConfigError as exc:
