@@ -32,7 +32,9 @@ class MLPLabModel(PythonModel):
         self.model = model_from_checkpoint(checkpoint, path)
         self.meta = checkpoint["data"]
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    # The np.ndarray hint is one MLflow infers no schema from (the signature declares only the
+    # output, see above); without a hint MLflow warns, in colour, on every load.
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         batch = np.asarray(model_input)
         c, h, w = self.meta["image_shape"]
         size = c * h * w

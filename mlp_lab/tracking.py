@@ -6,8 +6,12 @@ and loaded by name. `MLflowLogger` logs a run live (a `MetricLogger` peer of Ten
 `register` makes a registered model version and sets an alias; `materialize` turns
 ``models:/NAME@ALIAS`` back into a run directory that `checkpoint.load_model` reads.
 
-Where it goes: ``$MLFLOW_TRACKING_URI`` when set (a server, ``http://...``), else an embedded
-SQLite store ``<output.dir>/mlflow.db`` with artifacts in ``<output.dir>/mlartifacts/``.
+Where it goes is decided in one place, `store_for`: ``$MLFLOW_TRACKING_URI`` when set (a server,
+``http://...``), else an embedded SQLite store ``<output.dir>/mlflow.db`` with artifacts in
+``<output.dir>/mlartifacts/``; the registry is ``$MLFLOW_REGISTRY_URI``, else the same store.
+Every MLflow call goes through an `MlflowClient` bound to those URIs: nothing here sets
+MLflow's process-wide tracking URI or the environment, so a user's store is never swapped for
+another half-way through a study.
 Each run directory keeps its MLflow run id in ``mlflow.json`` (one entry per store), so a
 resumed run and a later export continue the same MLflow run. Tracking never costs a run: a
 failing store turns the logger off with one warning line, and the run carries on.
@@ -45,6 +49,8 @@ SUMMARY_METRICS = ("test/acc", "test/loss", "best/val_acc", "best/val_loss", "be
 # A live run must not wait minutes on a dead server: MLflow's defaults are 7 retries, 120 s each.
 LIVE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
              "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# The check before training: a store that does not answer within seconds is reported, not retried.
+PROBE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
 class TrackingError(MLPLabError):
@@ -52,9 +58,8 @@ class TrackingError(MLPLabError):
 
 
 def require_mlflow(what: str = "tracking") -> Any:
-    """Import mlflow, or fail with one line naming the extra. Usage telemetry stays off unless
-    the user turned it on (MLFLOW_DISABLE_TELEMETRY=false)."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    """Import mlflow, or fail with one line naming the extra. (The `mlp-lab` command turns
+    MLflow's usage telemetry off for its own process; a library caller's environment is theirs.)"""
     try:
         import mlflow
     except ImportError:
@@ -64,9 +69,11 @@ def require_mlflow(what: str = "tracking") -> Any:
 
 @dataclass(frozen=True)
 class Store:
-    """Where tracking goes: a tracking URI, and for the embedded store its artifact folder."""
+    """Where tracking goes: a tracking URI, a registry URI, and for the embedded store its
+    artifact folder."""
 
     uri: str
+    registry_uri: str
     artifact_root: Path | None = None
 
     @property
@@ -75,12 +82,15 @@ class Store:
 
 
 def store_for(output_dir: str | Path = "runs") -> Store:
-    """``$MLFLOW_TRACKING_URI`` if set, else the SQLite store under `output_dir`."""
+    """The one place that decides the store: the user's ``$MLFLOW_TRACKING_URI`` (and
+    ``$MLFLOW_REGISTRY_URI``) if set, else the SQLite store under `output_dir`."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
+    registry = os.environ.get("MLFLOW_REGISTRY_URI")
     if uri:
-        return Store(uri)
+        return Store(uri, registry or uri)
     root = Path(output_dir).resolve()
-    return Store(f"sqlite:///{root / STORE_FILE}", root / ARTIFACTS_DIR)
+    embedded = f"sqlite:///{root / STORE_FILE}"
+    return Store(embedded, registry or embedded, root / ARTIFACTS_DIR)
 
 
 def client_for(store: Store) -> Any:
@@ -90,25 +100,58 @@ def client_for(store: Store) -> Any:
 
     if store.embedded:
         store.artifact_root.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
+    return MlflowClient(tracking_uri=store.uri, registry_uri=store.registry_uri)
 
 
 def prepare_store(output_dir: str | Path = "runs") -> Store:
-    """Create the store's schema now, in this process: several workers opening a fresh SQLite
-    store at once would race in its migration."""
+    """Reach the store and create its schema now, in this process, before any training: several
+    workers opening a fresh SQLite store at once would race in its migration, and a store that
+    cannot be reached is one line within seconds, not minutes of MLflow's retries."""
     store = store_for(output_dir)
-    with _errors(store):
+    with env_defaults(PROBE_HTTP), _errors(store):
         client = client_for(store)
         client.search_experiments(max_results=1)
         client.search_registered_models(max_results=1)
     return store
 
 
+def describe(store: Store) -> str:
+    """One line saying where tracked runs go."""
+    if store.embedded:
+        return f"MLflow: runs go to {store.uri.removeprefix('sqlite:///')} (browse them: mlp-lab ui)"
+    registry = f", registry {store.registry_uri}" if store.registry_uri != store.uri else ""
+    return f"MLflow: runs go to {store.uri}{registry}"
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's own chatter off the user's terminal for a block: its INFO lines ("Creating
+    initial MLflow database tables", alembic's migration steps) and its warnings (the pyfunc
+    type-hint suggestion). Our own lines say what happened; MLflow's warnings and errors that
+    matter reach us as exceptions. The loggers' levels are put back afterwards."""
+    import logging
+    import warnings
+
+    require_mlflow()  # importing mlflow configures its loggers: first, so that this setting wins
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), env_defaults({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 @contextmanager
 def _errors(store: Store) -> Iterator[None]:
-    """MLflow's exceptions (and a dead server) as one-line TrackingErrors."""
+    """MLflow's exceptions (and a dead server) as one-line TrackingErrors; its chatter silenced."""
     try:
-        yield
+        with quiet_mlflow():
+            yield
     except MLPLabError:
         raise
     except Exception as exc:
@@ -118,30 +161,6 @@ def _errors(store: Store) -> Iterator[None]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
-
-
-@contextmanager
-def _fluent(store: Store) -> Iterator[Any]:
-    """mlflow's module-level API pointed at `store` for a block (model logging needs it), then
-    the previous tracking and registry URIs again."""
-    mlflow = require_mlflow()
-    from mlflow.tracking._model_registry import utils as registry
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-    # set_registry_uri also exports MLFLOW_REGISTRY_URI, and restoring "unset" cannot remove it:
-    # later calls, and every subprocess, would go on using this store's registry. So the module
-    # setting and the variable are saved and put back as they were.
-    previous_uri, previous_env = registry._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI")
-    with _use_tracking_uri(store.uri), env_defaults({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
-        registry.set_registry_uri(store.uri)
-        try:
-            yield mlflow
-        finally:
-            registry._registry_uri = previous_uri
-            if previous_env is None:
-                os.environ.pop("MLFLOW_REGISTRY_URI", None)
-            else:
-                os.environ["MLFLOW_REGISTRY_URI"] = previous_env
 
 
 def experiment_id(client: Any, store: Store, name: str) -> str:
@@ -339,18 +358,32 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     example = np.zeros((2, h, w) if c == 1 else (2, c, h, w), dtype=np.uint8)
     artifacts = {"checkpoint": str(checkpoint), "config": str(run_dir / rundir.CONFIG_FILE),
                  "summary": str(run_dir / rundir.SUMMARY_FILE)}
-    with _fluent(store) as mlflow:
-        import torch
+    mlflow = require_mlflow()
+    import torch
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
 
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(MODEL_CODE), artifacts=artifacts,
-                model_config={"checkpoint_kind": kind}, signature=signature, input_example=example,
-                # Given, not inferred: inference would load the model in a subprocess.
-                pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                                  "numpy", "mlp-lab"],
-                tags={"run_dir": str(run_dir.resolve()), "test/acc": str(summary.get("test/acc"))})
-    return info.model_id, info.model_uri
+    # What mlflow.pyfunc.log_model does, through this store's client instead of the process-wide
+    # tracking URI: create the logged model, link it to the run, save the pyfunc locally, upload.
+    client = client_for(store)
+    run = client.get_run(run_id)
+    model = client.create_logged_model(
+        run.info.experiment_id, name="model", source_run_id=run_id,
+        tags={"run_dir": str(run_dir.resolve()), "test/acc": str(summary.get("test/acc"))})
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=int(summary.get("epochs_run") or 0))])
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model"
+        mlflow.pyfunc.save_model(
+            path=str(local), python_model=str(MODEL_CODE), artifacts=artifacts,
+            model_config={"checkpoint_kind": kind}, signature=signature, input_example=example,
+            mlflow_model=Model(artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id,
+                               model_id=model.model_id),
+            # Given, not inferred: inference would load the model in a subprocess.
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+                              "numpy", "mlp-lab"])
+        client.log_model_artifacts(model.model_id, str(local))
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    return model.model_id, f"models:/{model.model_id}"
 
 
 # -- exports ---------------------------------------------------------------------------------
@@ -560,8 +593,14 @@ def register(run_dir: str | Path, name: str, alias: str | None = None,
         if same_run:
             version = same_run[0]
         else:
-            with _fluent(store) as mlflow:
-                version = mlflow.register_model(record["model_uri"], name)
+            if not record.get("model_id"):
+                raise TrackingError(f"{run_dir}: its MLflow run in {store.uri} has no logged model; "
+                                    f"export it again with: mlp-lab track {run_dir}")
+            # The logged model's own location, not models:/<id>: MLflow's SQL registry resolves
+            # that form through the process-wide tracking URI, which may be another store.
+            source = client.get_logged_model(record["model_id"]).artifact_location
+            version = client.create_model_version(name, source=source, run_id=exported.run_id,
+                                                  model_id=record["model_id"])
         if alias:
             client.set_registered_model_alias(name, alias, version.version)
         test_acc = client.get_run(exported.run_id).data.metrics.get("test/acc")
@@ -610,9 +649,12 @@ def materialize(model_uri: str, output_dir: str | Path = "runs") -> Path:
         target = Path(output_dir) / REGISTRY_DIR / name / f"v{found.version}"
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            with _fluent(store) as mlflow:
-                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{found.version}",
-                                                                 dst_path=tmp))
+            mlflow = require_mlflow()
+            # The version's storage location, not models:/NAME/VERSION: MLflow resolves that form
+            # through the process-wide registry, which may be another store.
+            location = client.get_model_version_download_uri(name, found.version)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
+                                                             tracking_uri=store.uri))
             files = {p.name: p for p in (local / "artifacts").iterdir()}
             summary = rundir.read_json(files[rundir.SUMMARY_FILE])
             kind = summary.get("test_weights", "best")
