@@ -7,6 +7,7 @@ in the user's input print one line per problem and exit with code 2, never a tra
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,9 +157,10 @@ def run(
         if track:
             cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"mlflow": True})})
         if cfg.output.mlflow:
-            from mlp_lab.tracking import prepare_store
+            from mlp_lab.tracking import describe, prepare_store
 
-            prepare_store(cfg.output.dir)  # before training: the store is made once, here
+            # before training: the store is reached (or reported) and made once, here
+            out.print(describe(prepare_store(cfg.output.dir)), highlight=False, markup=False)
         from mlp_lab.interrupt import graceful_stop
         from mlp_lab.train import TrainingInterrupted, resume_run, start_run
 
@@ -235,6 +237,7 @@ def compare(
             from mlp_lab.tracking import track_experiment
 
             exp = track_experiment(exp)  # the store and the study's experiment, before any worker
+            _say_where(exp.arms[0].config.output.dir)
 
         total = len(exp.arms) * len(exp.seeds)
         out.print(f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
@@ -251,6 +254,13 @@ def compare(
             _attach_report(exp)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
     _report_busy_and_failed(result, "the report")
+
+
+def _say_where(output_dir: str | Path) -> None:
+    """The one line of ours that says where tracked runs go."""
+    from mlp_lab.tracking import describe, store_for
+
+    out.print(describe(store_for(output_dir)), highlight=False, markup=False)
 
 
 def _attach_report(exp) -> None:
@@ -425,6 +435,7 @@ def search(
             from mlp_lab.tracking import track_search
 
             found = track_search(found)  # the store and the search's parent run, before any worker
+            _say_where(found.base_config.output.dir)
         log = lambda line: print(line, flush=True)  # noqa: E731
         with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
             if confirm:
@@ -616,16 +627,24 @@ def track(targets: Annotated[list[str], typer.Argument(
     Example: mlp-lab track runs/baseline early_stopping
     """
     with user_errors():
-        from mlp_lab.tracking import export_run, export_study, require_mlflow
+        from mlp_lab.tracking import describe, export_run, export_study, prepare_store, require_mlflow
 
         require_mlflow("mlp-lab track")
+        stores = set()
         for target in targets:
             if (Path(target) / "config.yaml").is_file():
-                exported = [export_run(target)]
+                output_dir = load_config(Path(target) / "config.yaml").output.dir
+                study = None
             else:
                 from mlp_lab.ablation import load_experiment
 
-                exported = export_study(load_experiment(target))
+                study = load_experiment(target)
+                output_dir = study.arms[0].config.output.dir
+            store = prepare_store(output_dir)  # reached (or reported) within seconds, before any export
+            if store not in stores:
+                stores.add(store)
+                out.print(describe(store), highlight=False, markup=False)
+            exported = [export_run(target)] if study is None else export_study(study)
             for item in exported:
                 out.print(f"{item.run_dir} -> experiment {item.experiment}, run {item.run_id} "
                           f"({'exported' if item.created else 'already there'})", highlight=False)
@@ -654,6 +673,9 @@ def register(
             run_dir, tags = best_seed_run(load_experiment(target), arm)
         elif not (run_dir / "config.yaml").is_file():
             raise MLPLabError(f"{target}: not a run directory; for a study give --arm ARM")
+        from mlp_lab.tracking import prepare_store
+
+        prepare_store(load_config(run_dir / "config.yaml").output.dir)  # reached within seconds, or reported
         made = register_run(run_dir, name, alias, tags)
     acc = f"test/acc {made.test_acc:.4f}" if made.test_acc is not None else "no test/acc"
     aliased = f", alias {made.alias}" if made.alias else ""
@@ -692,19 +714,15 @@ def ui(
 
     Example: mlp-lab ui --port 5000
     """
-    import subprocess
+    from mlp_lab.servers import Server, check_port_free, serve
 
     with user_errors():
         from mlp_lab.tracking import ui_command
 
+        check_port_free("127.0.0.1", port)
         command, address = ui_command(output_dir, port)
     out.print(f"MLflow UI: {address}  (store {output_dir / 'mlflow.db'}; Ctrl-C stops it)", highlight=False)
-    server = subprocess.Popen(command)
-    try:
-        raise typer.Exit(server.wait())
-    except KeyboardInterrupt:
-        server.terminate()
-        server.wait()
+    raise typer.Exit(serve([Server("mlflow", command)]))
 
 
 @app.command("app")
@@ -720,31 +738,26 @@ def app_(
 
     Example: mlp-lab app --runs runs --port 8501
     """
-    import subprocess
+    from mlp_lab.servers import Server, check_port_free, serve
 
     with user_errors():
         from mlp_lab.app.serve import app_command
 
-        mlflow_command, mlflow_address = None, None
+        check_port_free(host, port)
+        if mlflow:
+            check_port_free("127.0.0.1", mlflow_port, "--mlflow-port")
+        servers, mlflow_address = [], None
         if mlflow:
             from mlp_lab.tracking import ui_command
 
             mlflow_command, mlflow_address = ui_command(runs, mlflow_port)
+            servers.append(Server("mlflow", mlflow_command))
         command, address, env = app_command(host, port, runs, _dirs(data_dir), mlflow_address)
+        servers.append(Server("streamlit", command, env, quiet=True))
     out.print(f"mlp-lab app: {address}  (runs {runs}; Ctrl-C stops it)", highlight=False)
     if mlflow_address:
         out.print(f"MLflow UI: {mlflow_address}", highlight=False)
-    servers = [subprocess.Popen(mlflow_command)] if mlflow_command else []
-    servers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
-    try:
-        raise typer.Exit(servers[-1].wait())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for server in servers:
-            if server.poll() is None:
-                server.terminate()
-                server.wait()
+    raise typer.Exit(serve(servers))
 
 
 @app.command()
@@ -774,4 +787,7 @@ def bench(
 
 def main() -> None:
     """Console-script entry point."""
+    # MLflow's usage telemetry stays off in mlp-lab's processes (and the servers they start)
+    # unless the user turned it on (MLFLOW_DISABLE_TELEMETRY=false).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     app()
