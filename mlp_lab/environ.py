@@ -22,3 +22,18 @@ def env_defaults(values: Mapping[str, str]) -> Iterator[None]:
     finally:
         for key in added:
             os.environ.pop(key, None)
+
+
+@contextmanager
+def preserved(keys: list[str] | tuple[str, ...]) -> Iterator[None]:
+    """Put `keys` of the environment back as they were after a block (a library that sets its
+    own variables for "this process and its children", as ray.init does, then leaves none)."""
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from mlp_lab import rundir
 from mlp_lab.config import MLPLabError
-from mlp_lab.environ import env_defaults
+from mlp_lab.environ import env_defaults, preserved
 from mlp_lab.execute import OnOutcome, RunOutcome, RunSpec, _Throttled, longest_first, run_one
 from mlp_lab.rundir import RunStatus
 
@@ -82,8 +82,11 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     address = address or os.environ.get("RAY_ADDRESS") or None
     # For a local instance, the loopback setting must be in the environment before ray is first
     # imported (it is read once, then) and while the instance starts its processes. Joining a
-    # cluster needs the opposite: the driver must be reachable from the other machines.
-    with contextlib.nullcontext() if address else env_defaults(LOCAL_ENV):
+    # cluster needs the opposite: the driver must be reachable from the other machines, and it
+    # must bring the cluster's token when there is one (see `_join_env`).
+    # ray.init of a local instance turns token authentication on by exporting RAY_AUTH_MODE for
+    # "this process and its children"; the caller's environment is put back as it was.
+    with preserved(("RAY_AUTH_MODE",)), env_defaults(_join_env() if address else LOCAL_ENV):
         ray = require_ray()
         if ray.is_initialized():
             yield ray.get_runtime_context().gcs_address
@@ -100,11 +103,46 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
                          _node_ip_address="127.0.0.1")
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise MLPLabError(f"could not connect to {where}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+            reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise MLPLabError(f"could not connect to {where}: {reason}{_auth_hint() if address else ''}") from None
         try:
             yield ray.get_runtime_context().gcs_address
         finally:
             ray.shutdown()
+
+
+def token_source() -> str | None:
+    """Where this machine holds a Ray cluster token (Ray's own places), or None."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path and Path(path).is_file():
+        return path
+    default = Path.home() / ".ray" / "auth_token"
+    return str(default) if default.is_file() else None
+
+
+def _join_env() -> dict[str, str]:
+    """The driver's environment for joining a cluster. `ray start --head` (Ray 2.60) turns token
+    authentication on whenever the head holds a token, and a driver then joins only with
+    RAY_AUTH_MODE=token; a driver in token mode also joins a cluster without authentication. So
+    with a token at hand, token mode is the default; the user's own RAY_AUTH_MODE wins."""
+    return {"RAY_AUTH_MODE": "token"} if token_source() else {}
+
+
+def _auth_hint() -> str:
+    """What to check when joining failed: usually the cluster's token authentication."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode == "disabled":
+        return ("; RAY_AUTH_MODE=disabled is set here: if the cluster uses token authentication, "
+                "unset it and put the cluster's token here")
+    source = token_source()
+    if source:
+        return (f"; if the cluster uses token authentication, it refused the token in {source}: put the "
+                f"head node's token (`ray get-auth-token` there) in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+    return ("; if the cluster uses token authentication (`ray start` said \"Token authentication is enabled\"), "
+            "this machine needs its token: copy the output of `ray get-auth-token` on the head node to "
+            "~/.ray/auth_token here, or set RAY_AUTH_TOKEN")
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
