@@ -436,11 +436,20 @@ def build_sampler(search: Search, trials_so_far: int = 0):
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def open_study(search: Search):
-    """Create the search's study in its journal, or load it to continue."""
+def live_trial(study, storage, number: int):
+    """Trial `number` of `study` as a live `optuna.trial.Trial` (to report to, set attributes on),
+    found through the storage's public API: Optuna hands out trial ids only through ask()."""
+    import optuna
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
+
+
+def open_study(search: Search, storage):
+    """Create the search's study in `storage` (its journal), or load it to continue."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=search.name, storage=_storage(search.journal),
+    study = optuna.create_study(study_name=search.name, storage=storage,
                                 sampler=build_sampler(search), pruner=build_pruner(search.pruner, search.max_epochs),
                                 direction=search.direction, load_if_exists=True)
     if study.trials:
@@ -456,10 +465,10 @@ class PruningHook:
     study is reopened from the journal there, on the first epoch.
     """
 
-    def __init__(self, journal: str, study_name: str, trial_id: int, metric: str, pruner: dict[str, Any],
+    def __init__(self, journal: str, study_name: str, number: int, metric: str, pruner: dict[str, Any],
                  max_epochs: int):
         # Absolute: the hook may run on another machine, in another working directory.
-        self.journal, self.study_name, self.trial_id = os.path.abspath(journal), study_name, trial_id
+        self.journal, self.study_name, self.number = os.path.abspath(journal), study_name, number
         self.metric, self.pruner, self.max_epochs = metric, pruner, max_epochs
         self._trial = None
         self.pruned = False
@@ -471,10 +480,11 @@ class PruningHook:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=self.study_name, storage=_storage(self.journal),
+        storage = _storage(self.journal)
+        study = optuna.load_study(study_name=self.study_name, storage=storage,
                                   pruner=build_pruner(PrunerSpec(**self.pruner), self.max_epochs),
                                   sampler=optuna.samplers.RandomSampler())
-        return optuna.trial.Trial(study, self.trial_id)
+        return live_trial(study, storage, self.number)
 
     def on_epoch(self, record: dict[str, Any]) -> None:
         if self._trial is None:
@@ -512,8 +522,8 @@ def _counted(frozen) -> bool:
     return frozen.state == TrialState.FAIL and not frozen.user_attrs.get("interrupted")
 
 
-def _spec_for(search: Search, study, number: int, trial_id: int, config: Config) -> RunSpec:
-    hook = PruningHook(str(search.journal), search.name, trial_id, search.metric, search.pruner.model_dump(),
+def _spec_for(search: Search, number: int, config: Config) -> RunSpec:
+    hook = PruningHook(str(search.journal), search.name, number, search.metric, search.pruner.model_dump(),
                        search.max_epochs)
     tags = {"search": search.name, "trial": str(number)}
     if search.trial_tags is not None:
@@ -530,24 +540,22 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
         return []
 
 
-def _settle(search: Search, study, number: int, trial_id: int, state: str, *, value: float | None = None,
+def _settle(search: Search, study, storage, number: int, state: str, *, value: float | None = None,
             error: str | None = None, interrupted: bool = False) -> None:
     """Record how a trial ended, first in its run directory (trial.json), then in the study."""
-    import optuna
     from optuna.trial import TrialState
 
     run_dir = _trial_dir(search, number)
     history = _history(run_dir)
-    frozen = study._storage.get_trial(trial_id)
+    trial = live_trial(study, storage, number)
     record = {"number": number, "state": state, "metric": search.metric, "value": value,
-              "params": {k: v for k, v in frozen.params.items()}, "epochs_run": len(history),
+              "params": dict(trial.params), "epochs_run": len(history),
               "seconds": round(sum(row["seconds"] for row in history), 3), "error": error,
               "interrupted": interrupted}
     if state == "pruned" and history:
         record["value"] = history[-1][search.metric]
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_json(run_dir / TRIAL_FILE, record)
-    trial = optuna.trial.Trial(study, trial_id)
     for key in ("epochs_run", "seconds", "error", "interrupted"):
         trial.set_user_attr(key, record[key])
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
@@ -556,21 +564,21 @@ def _settle(search: Search, study, number: int, trial_id: int, state: str, *, va
         study.tell(number, value if state == "complete" else None, state=states[state])
 
 
-def _settle_from_run(search: Search, study, number: int, trial_id: int, outcome_status: RunStatus,
+def _settle_from_run(search: Search, study, storage, number: int, outcome_status: RunStatus,
                      summary: dict[str, Any] | None, error: str | None, halted: bool) -> bool:
     """Settle a trial from its run's outcome; False when it is still unfinished (left running)."""
     if outcome_status == RunStatus.DONE and summary is not None:
-        _settle(search, study, number, trial_id, "complete", value=float(summary[OBJECTIVE_KEYS[search.metric]]))
+        _settle(search, study, storage, number, "complete", value=float(summary[OBJECTIVE_KEYS[search.metric]]))
     elif halted:
-        _settle(search, study, number, trial_id, "pruned")
+        _settle(search, study, storage, number, "pruned")
     elif outcome_status == RunStatus.FAILED:
-        _settle(search, study, number, trial_id, "failed", error=error)
+        _settle(search, study, storage, number, "failed", error=error)
     else:
         return False
     return True
 
 
-def _reclaim(search: Search, study, log: Callable[[str], None]) -> list[RunSpec]:
+def _reclaim(search: Search, study, storage, log: Callable[[str], None]) -> list[RunSpec]:
     """Trials a stopped or killed search left running: settle those that ended, and return the
     rest as specs to continue (from last.pt, or from the start if nothing was trained yet).
 
@@ -580,7 +588,7 @@ def _reclaim(search: Search, study, log: Callable[[str], None]) -> list[RunSpec]
 
     specs = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        number, trial_id = frozen.number, frozen._trial_id
+        number = frozen.number
         run_dir = _trial_dir(search, number)
         try:
             lock = rundir.RunLock(run_dir).acquire()
@@ -590,12 +598,12 @@ def _reclaim(search: Search, study, log: Callable[[str], None]) -> list[RunSpec]
             recorded = run_dir / TRIAL_FILE
             if recorded.exists():  # decided, but the search stopped before telling the study
                 record = rundir.read_json(recorded)
-                _settle(search, study, number, trial_id, record["state"], value=record["value"],
+                _settle(search, study, storage, number, record["state"], value=record["value"],
                         error=record["error"], interrupted=record.get("interrupted", False))
                 continue
             raw = frozen.user_attrs.get("config")
             if raw is None:
-                _settle(search, study, number, trial_id, "failed", error="interrupted before it started",
+                _settle(search, study, storage, number, "failed", error="interrupted before it started",
                         interrupted=True)
                 log(f"trial {number}: was interrupted before it started; marked failed (not counted)")
                 continue
@@ -603,18 +611,18 @@ def _reclaim(search: Search, study, log: Callable[[str], None]) -> list[RunSpec]
             status = rundir.run_status(run_dir, config_hash(config))
             summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE) if status in (RunStatus.DONE, RunStatus.FAILED) else None
             if status in (RunStatus.DONE, RunStatus.FAILED):
-                _settle_from_run(search, study, number, trial_id, status, summary, summary.get("error"), False)
+                _settle_from_run(search, study, storage, number, status, summary, summary.get("error"), False)
             elif status in (RunStatus.NEW, RunStatus.PARTIAL):
                 log(f"trial {number}: was interrupted; continuing it" + (" from last.pt" if status == RunStatus.PARTIAL else ""))
-                specs.append(_spec_for(search, study, number, trial_id, config))
+                specs.append(_spec_for(search, number, config))
             else:
-                _settle(search, study, number, trial_id, "failed", error=f"run directory is {status}", interrupted=True)
+                _settle(search, study, storage, number, "failed", error=f"run directory is {status}", interrupted=True)
         finally:
             lock.release()
     return specs
 
 
-def _ask(search: Search, study, log: Callable[[str], None]) -> RunSpec | None:
+def _ask(search: Search, study, storage, log: Callable[[str], None]) -> RunSpec | None:
     """A new trial as a RunSpec; an invalid sampled config is settled as a failed trial (None)."""
     trial = study.ask()
     values = {p.key: p.suggest(trial) for p in search.params}
@@ -624,11 +632,11 @@ def _ask(search: Search, study, log: Callable[[str], None]) -> RunSpec | None:
     except ConfigError as exc:
         reason = "; ".join(e.split(": ", 2)[-1] for e in exc.errors)
         log(f"trial {number}: invalid config, not trained: {reason}")
-        _settle(search, study, number, trial._trial_id, "failed", error=f"invalid config: {reason}")
+        _settle(search, study, storage, number, "failed", error=f"invalid config: {reason}")
         return None
     # Kept in the study so a continued search rebuilds exactly this trial without sampling again.
     trial.set_user_attr("config", config_to_dict(config))
-    return _spec_for(search, study, number, trial._trial_id, config)
+    return _spec_for(search, number, config)
 
 
 def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, timeout: float | None = None,
@@ -653,7 +661,8 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study = open_study(search)
+            storage = _storage(search.journal)
+            study = open_study(search, storage)
             leftovers = sorted(p.name for p in search.output_dir.glob("trial-*")) if not study.trials else []
             if leftovers:
                 # Their trial numbers would be handed out again: never train a trial into another's directory.
@@ -668,7 +677,7 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
             result = SearchResult(0, target)
             started = time.monotonic()
             while True:
-                pending = _reclaim(search, study, log)
+                pending = _reclaim(search, study, storage, log)
                 finished = sum(_counted(t) for t in study.get_trials(deepcopy=False))
                 result.finished = finished
                 if finished >= target:
@@ -681,7 +690,7 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
                     break
                 specs = pending[:width]
                 while len(specs) < width and finished + len(specs) < target:
-                    spec = _ask(search, study, log)
+                    spec = _ask(search, study, storage, log)
                     if spec is None:
                         finished += 1
                         continue
@@ -692,7 +701,7 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
                 def record(index: int, outcome: RunOutcome) -> None:
                     spec = specs[index]
                     result.outcomes.append(outcome)
-                    if _settle_from_run(search, study, int(spec.tags["trial"]), spec.hook.trial_id, outcome.status,
+                    if _settle_from_run(search, study, storage, spec.hook.number, outcome.status,
                                         outcome.summary, outcome.error, outcome.action == "halted"):
                         done = sum(_counted(t) for t in study.get_trials(deepcopy=False))
                         log(f"[{done}/{target} trials] {_describe(outcome, search)}")
