@@ -310,7 +310,11 @@ class RayExecutor:
             check_shared_storage(root)
             self._checked.add(str(root))
         stop_path = root / f".mlp-lab-stop-{uuid.uuid4().hex}"
-        task = ray.remote(_ray_task)
+        from mlp_lab.tracking import store_env
+
+        # A task's worker has its node's environment, not the driver's: the driver's choice of
+        # MLflow store travels with each task, so that every run is logged where the driver's are.
+        task = ray.remote(runtime_env={"env_vars": store_env()})(_ray_task)
         queue, pending, stopping = longest_first(specs), {}, False
         try:
             while queue or pending:

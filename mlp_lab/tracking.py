@@ -49,6 +49,8 @@ SUMMARY_METRICS = ("test/acc", "test/loss", "best/val_acc", "best/val_loss", "be
 # A live run must not wait minutes on a dead server: MLflow's defaults are 7 retries, 120 s each.
 LIVE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
              "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# No progress bars, and no "View run ... at: URL" lines on stdout for each run a server ends.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 # The check before training: a store that does not answer within seconds is reported, not retried.
 PROBE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
@@ -93,6 +95,22 @@ def store_for(output_dir: str | Path = "runs") -> Store:
     return Store(embedded, registry or embedded, root / ARTIFACTS_DIR)
 
 
+# What says where tracking goes and how to get in, for processes that do not inherit this one's
+# environment (Ray tasks run in workers started by each node's raylet).
+STORE_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+STORE_CREDENTIALS_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                         "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+
+
+def store_env() -> dict[str, str]:
+    """This process's choice of store as environment variables for another process: the URIs
+    always (empty = the embedded store, whatever that process's own environment says), and any
+    credentials that are set."""
+    env = {key: os.environ.get(key, "") for key in STORE_ENV}
+    env.update({key: os.environ[key] for key in STORE_CREDENTIALS_ENV if key in os.environ})
+    return env
+
+
 def client_for(store: Store) -> Any:
     """An MlflowClient bound to `store` (tracking and registry): no global tracking URI is set."""
     require_mlflow()
@@ -126,8 +144,8 @@ def describe(store: Store) -> str:
 @contextmanager
 def quiet_mlflow() -> Iterator[None]:
     """MLflow's own chatter off the user's terminal for a block: its INFO lines ("Creating
-    initial MLflow database tables", alembic's migration steps) and its warnings (the pyfunc
-    type-hint suggestion). Our own lines say what happened; MLflow's warnings and errors that
+    initial MLflow database tables", alembic's migration steps), its warnings, progress bars
+    and the "View run ... at" line a server prints for every run. Our own lines say what happened; MLflow's warnings and errors that
     matter reach us as exceptions. The loggers' levels are put back afterwards."""
     import logging
     import warnings
@@ -138,7 +156,7 @@ def quiet_mlflow() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), env_defaults({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
+        with warnings.catch_warnings(), env_defaults(QUIET_ENV):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -160,6 +178,12 @@ def _errors(store: Store) -> Iterator[None]:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
+    # MLflow wraps a dead or silent server in a paragraph of urllib3 text: say what it means.
+    if "Max retries exceeded" in text or "NewConnectionError" in text or "ConnectTimeout" in text \
+            or "Read timed out" in text:
+        what = "timed out" if "timed out" in text.lower() or "Timeout" in text else "connection refused"
+        return (f"cannot reach the tracking server ({what}); start it, or point MLFLOW_TRACKING_URI "
+                f"at one that runs (unset: the store under output.dir)")
     return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
 
 

@@ -308,8 +308,8 @@ def ray_head(tmp_path_factory):
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     port = free_port()
     env = {**os.environ, "HOME": str(home), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_AUTH_MODE", None)
-    env.pop("RAY_ADDRESS", None)
+    for key in ("RAY_AUTH_MODE", "RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(key, None)  # the cluster's workers know nothing of the driver's settings
     log = tmp_path_factory.mktemp("head-log") / "ray-start.log"
     with open(log, "wb") as out:
         head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--port", str(port),
@@ -335,24 +335,30 @@ def ray_head(tmp_path_factory):
         assert not leftover, leftover
 
 
-def ray_compare(tmp_path: Path, tiny_config, address: str, home: Path, **env: str) -> subprocess.CompletedProcess:
+def ray_compare(tmp_path: Path, tiny_config, address: str, home: Path, *args: str,
+                **env: str) -> subprocess.CompletedProcess:
     study = write_study(tmp_path, tiny_config, seeds=[0])
     run_env = env_with_repo(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0", **env)
     run_env.pop("RAY_AUTH_MODE", None)
     return subprocess.run([sys.executable, "-m", "mlp_lab", "compare", str(study), "--backend", "ray",
-                           "--address", address, "--threads", "1"], cwd=tmp_path, env=run_env,
+                           "--address", address, "--threads", "1", *args], cwd=tmp_path, env=run_env,
                           capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow
-def test_compare_joins_a_ray_start_head_cluster_by_address_with_the_machines_token(ray_head, tiny_config, tmp_path):
+def test_compare_joins_a_ray_start_head_cluster_by_address_with_the_machines_token(ray_head, server, tiny_config,
+                                                                                   tmp_path):
     home = tmp_path / "driver-home"
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text(ray_head["token"])
-    result = ray_compare(tmp_path, tiny_config, ray_head["address"], home)
+    # Tracked, to the driver's server: the cluster's workers must log there too.
+    result = ray_compare(tmp_path, tiny_config, ray_head["address"], home, "--track", MLFLOW_TRACKING_URI=server)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "report:" in result.stdout
     assert len(list((tmp_path / "runs" / "study").glob("*/seed-0/summary.json"))) == 2
+    client = MlflowClient(server)
+    assert sorted(r.data.tags["arm"] for r in mlp_runs(client, "study")) == ["half", "none"]
+    assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()
 
 
 @pytest.mark.slow
