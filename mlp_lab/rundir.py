@@ -118,11 +118,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     # One temporary file per writer: the app's sessions are threads of one process, and two of
     # them writing the same file (the runs index) must not truncate each other's temporary file.
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a directory in the way: leave nothing half-written
+        raise
     _fsync_dir(path.parent)
 
 

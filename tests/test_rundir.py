@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from mlp_lab import rundir
 
 
@@ -27,3 +29,10 @@ def test_threads_writing_one_file_at_once_never_fail_or_leave_it_half_written(tm
     assert errors == []
     assert path.read_text() in contents
     assert [p.name for p in tmp_path.iterdir()] == ["shared.json"]  # no temporary file left behind
+
+
+def test_a_write_that_cannot_land_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "summary.json").mkdir()  # a directory where the file goes
+    with pytest.raises(OSError):
+        rundir.write_json(tmp_path / "summary.json", {"status": "completed"})
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
