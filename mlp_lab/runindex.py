@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlp_lab import rundir
 from mlp_lab.config import ConfigError, read_yaml_mapping
@@ -30,26 +30,40 @@ FACT_KEYS = ("status", "dataset", "hidden_sizes", "epochs_planned", "epochs_run"
              "wall_time_s")
 
 
+class IndexedRun(NamedTuple):
+    """One run as a listing gives it: its directory, its path under the runs directory, its facts."""
+
+    run_dir: Path
+    label: str
+    facts: dict[str, Any]
+
+
+def _run_parts(runs_dir: Path) -> list[tuple[str, ...]]:
+    """The path parts, under `runs_dir`, of every directory holding a config.yaml (see `find_run_dirs`)."""
+    found: list[tuple[str, ...]] = []
+    pending: list[tuple[str, ...]] = [()]
+    root = str(runs_dir)
+    while pending:
+        parts = pending.pop()
+        try:
+            with os.scandir(os.path.join(root, *parts)) as scan:
+                entries = list(scan)
+        except OSError:  # not readable, or deleted while listing: no runs there
+            continue
+        for entry in entries:
+            if entry.name == rundir.CONFIG_FILE and (entry.is_file() or os.path.exists(entry.path)):
+                found.append(parts)
+            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                pending.append((*parts, entry.name))
+    # By the config's path, as a sorted listing of <runs>/**/config.yaml is (a/b before a, a before a-c).
+    return sorted(found, key=lambda parts: (*parts, rundir.CONFIG_FILE))
+
+
 def find_run_dirs(runs_dir: str | Path) -> list[Path]:
     """Every directory holding a config.yaml under `runs_dir`, at any depth (studies nest them),
     outside dot-directories (``.app``), sorted by its config's path."""
     runs_dir = Path(runs_dir)
-    found: list[Path] = []
-    pending = [runs_dir]
-    while pending:
-        directory = pending.pop()
-        try:
-            with os.scandir(directory) as entries:
-                entries = list(entries)
-        except OSError:  # not readable, or deleted while listing: no runs there
-            continue
-        for entry in entries:
-            if entry.name == rundir.CONFIG_FILE and os.path.exists(entry.path):
-                found.append(directory)
-            elif not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
-                pending.append(Path(entry.path))
-    # By the config's path, as a listing of <runs>/**/config.yaml is sorted (a/b before a).
-    return sorted(found, key=lambda run_dir: run_dir / rundir.CONFIG_FILE)
+    return [runs_dir.joinpath(*parts) for parts in _run_parts(runs_dir)]
 
 
 def read_facts(run_dir: str | Path) -> dict[str, Any]:
@@ -86,9 +100,10 @@ def file_stamp(run_dir: Path) -> list[list[int] | None]:
     """(inode, mtime in ns, size) of each of STAMPED_FILES, None where absent. The inode catches
     a file replaced within one mtime tick: every writer of a run's files renames a new file in."""
     stamp: list[list[int] | None] = []
+    base = os.fspath(run_dir)  # joined as text: a Path per file costs as much as the stat
     for name in STAMPED_FILES:
         try:
-            st = os.stat(run_dir / name)
+            st = os.stat(os.path.join(base, name))
         except OSError:
             stamp.append(None)
         else:
@@ -124,24 +139,26 @@ def _storable(facts: dict[str, Any]) -> bool:
         return False
 
 
-def indexed_facts(runs_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(run directory, its `read_facts`) for every run in `find_run_dirs` order, read from the
-    index where the run's files are unchanged since, and the index brought up to date."""
+def indexed_facts(runs_dir: str | Path) -> list[IndexedRun]:
+    """Every run in `find_run_dirs` order with its `read_facts`, read from the index where the
+    run's files are unchanged since, and the index brought up to date."""
     runs_dir = Path(runs_dir)
     path = runs_dir / INDEX_FILE
     old = _load(path)
     entries: dict[str, Any] = {}
     found = []
-    for run_dir in find_run_dirs(runs_dir):
-        label = run_dir.relative_to(runs_dir).as_posix()
+    for parts in _run_parts(runs_dir):
+        run_dir, label = runs_dir.joinpath(*parts), "/".join(parts) or "."  # "." : the runs directory is a run
         # Stat before reading: a file that changes in between leaves an older stamp, so it is read again.
         stamp = file_stamp(run_dir)
         facts = _cached(old.get(label), stamp)
-        if facts is None:
+        if facts is not None:
+            entries[label] = old[label]
+        else:
             facts = read_facts(run_dir)
-        if _storable(facts):
-            entries[label] = {"stamp": stamp, "facts": facts}
-        found.append((run_dir, facts))
+            if _storable(facts):
+                entries[label] = {"stamp": stamp, "facts": facts}
+        found.append(IndexedRun(run_dir, label, facts))
     if entries != old:
         try:
             rundir.atomic_write_text(path, json.dumps({"version": INDEX_VERSION, "runs": entries}))

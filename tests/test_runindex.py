@@ -92,18 +92,16 @@ def runs(trained, tmp_path) -> Path:
 def test_find_run_dirs_finds_what_a_recursive_glob_finds(tmp_path):
     runs = tmp_path / "runs"
     for relative in ("a/config.yaml", "a-c/config.yaml", "a/b/config.yaml", "a/b/c/d/config.yaml", "z/config.yaml",
-                     ".app/x/config.yaml", "s/.hidden/config.yaml", "s/t/config.yaml/README"):
+                     ".app/x/config.yaml", "s/.hidden/config.yaml", "s/t/config.yaml/u/config.yaml"):
         (runs / relative).parent.mkdir(parents=True, exist_ok=True)
-        if not relative.endswith("README"):
-            (runs / relative).write_text("name: x\n")
-    (runs / "s" / "t" / "config.yaml" / "README").write_text("a directory named config.yaml")
+        (runs / relative).write_text("name: x\n")  # s/t/config.yaml: a directory, and a run is inside it
     (runs / "broken").mkdir()
     (runs / "broken" / "config.yaml").symlink_to(runs / "nowhere.yaml")  # not there: not a run
     (runs / "linked").symlink_to(runs / "a", target_is_directory=True)  # a glob does not follow it
     expected = [config.parent for config in sorted(runs.rglob(rundir.CONFIG_FILE))
                 if not any(part.startswith(".") for part in config.parent.relative_to(runs).parts)]
     assert runindex.find_run_dirs(runs) == expected
-    assert [p.relative_to(runs).as_posix() for p in expected] == ["a/b/c/d", "a/b", "a", "a-c", "s/t", "z"]
+    assert [p.relative_to(runs).as_posix() for p in expected] == ["a/b/c/d", "a/b", "a", "a-c", "s/t", "s/t/config.yaml/u", "z"]
     assert runindex.find_run_dirs(tmp_path / "absent") == []
 
 
@@ -118,6 +116,9 @@ def test_listing_through_the_index_lists_what_reading_every_directory_lists(runs
     assert logic.list_runs(runs) == expected  # warm: from the index
     assert logic.finished_runs(runs) == [info for info in expected if info.status == "done"]
     assert [info.label for info in expected][:3] == ["bad-yaml", "baseline", "baseline-2"]
+    # `mlp-lab app --runs runs/baseline`: the runs directory is itself the one run.
+    assert logic.list_runs(runs / "baseline") == every_directory_read(runs / "baseline")
+    assert [info.label for info in logic.list_runs(runs / "baseline")] == ["."]
 
 
 def test_a_warm_listing_reads_only_the_runs_whose_files_changed(runs, monkeypatch):

@@ -275,10 +275,9 @@ def running_pid(run_dir: str | Path) -> int | None:
     return next((pid for pid in _recorded_pids(run_dir) if _pid_alive(pid)), None)
 
 
-def _run_info(run_dir: Path, runs_dir: str | Path | None, facts: dict[str, Any]) -> RunInfo:
+def _run_info(run_dir: Path, label: str, facts: dict[str, Any]) -> RunInfo:
     """A RunInfo from a run's file facts (`runindex.read_facts`) and whether it is training now,
     which is checked live: a process that dies changes none of the run's files."""
-    label = str(run_dir.relative_to(runs_dir)) if runs_dir is not None else run_dir.name
     status = facts["status"]
     # Only a run without summary.json can be running (`running_pid` checks that first): skip the
     # lock and /proc reads for every finished one.
@@ -290,7 +289,8 @@ def _run_info(run_dir: Path, runs_dir: str | Path | None, facts: dict[str, Any])
 def describe_run(run_dir: str | Path, runs_dir: str | Path | None = None) -> RunInfo:
     """A run directory's status and facts, read from its files (a missing file leaves a '?')."""
     run_dir = Path(run_dir)
-    return _run_info(run_dir, runs_dir, runindex.read_facts(run_dir))
+    label = str(run_dir.relative_to(runs_dir)) if runs_dir is not None else run_dir.name
+    return _run_info(run_dir, label, runindex.read_facts(run_dir))
 
 
 def list_runs(runs_dir: str | Path) -> list[RunInfo]:
@@ -302,7 +302,7 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    return [_run_info(run_dir, runs_dir, facts) for run_dir, facts in runindex.indexed_facts(runs_dir)]
+    return [_run_info(*run) for run in runindex.indexed_facts(runs_dir)]
 
 
 def finished_runs(runs_dir: str | Path) -> list[RunInfo]:
