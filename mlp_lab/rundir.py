@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -114,12 +115,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so that a reader (or a crash) sees either the old or the new content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # One temporary file per writer: the app's sessions are threads of one process, and two of
+    # them writing the same file (the runs index) must not truncate each other's temporary file.
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a directory in the way: leave nothing half-written
+        raise
     _fsync_dir(path.parent)
 
 

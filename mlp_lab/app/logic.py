@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlp_lab import rundir
-from mlp_lab.config import (Config, ConfigError, MLPLabError, config_to_dict, config_to_yaml, read_yaml_mapping,
-                             validate_config)
+from mlp_lab import rundir, runindex
+from mlp_lab.config import Config, ConfigError, MLPLabError, config_to_dict, config_to_yaml, validate_config
 from mlp_lab.rundir import RunStatus
 
 EXTRA = "pip install -e '.[app]'"
@@ -276,47 +275,34 @@ def running_pid(run_dir: str | Path) -> int | None:
     return next((pid for pid in _recorded_pids(run_dir) if _pid_alive(pid)), None)
 
 
+def _run_info(run_dir: Path, label: str, facts: dict[str, Any]) -> RunInfo:
+    """A RunInfo from a run's file facts (`runindex.read_facts`) and whether it is training now,
+    which is checked live: a process that dies changes none of the run's files."""
+    status = facts["status"]
+    # Only a run without summary.json can be running (`running_pid` checks that first): skip the
+    # lock and /proc reads for every finished one.
+    pid = running_pid(run_dir) if status not in (RunStatus.DONE.value, RunStatus.FAILED.value) else None
+    return RunInfo(run_dir, label, "running" if pid else status, pid=pid,
+                   **{key: value for key, value in facts.items() if key != "status"})
+
+
 def describe_run(run_dir: str | Path, runs_dir: str | Path | None = None) -> RunInfo:
     """A run directory's status and facts, read from its files (a missing file leaves a '?')."""
     run_dir = Path(run_dir)
     label = str(run_dir.relative_to(runs_dir)) if runs_dir is not None else run_dir.name
-    pid = running_pid(run_dir)
-    status = "running" if pid else str(rundir.run_status(run_dir))
-    info = RunInfo(run_dir, label, status, pid=pid)
-    try:
-        config = read_yaml_mapping(run_dir / rundir.CONFIG_FILE)
-        info.dataset = config.get("data", {}).get("dataset", "?")
-        info.hidden_sizes = list(config.get("model", {}).get("hidden_sizes", []))
-        info.epochs_planned = config.get("train", {}).get("epochs")
-    except (ConfigError, AttributeError):
-        pass
-    try:
-        info.epochs_run = len(rundir.read_metrics(run_dir))
-    except (OSError, ValueError, KeyError):
-        pass
-    try:
-        summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE)
-        info.parameters = summary.get("num_parameters")
-        info.test_acc = summary.get("test/acc")
-        info.wall_time_s = summary.get("wall_time_s")
-        info.epochs_run = summary.get("epochs_run", info.epochs_run)
-    except (OSError, ValueError):
-        pass
-    return info
+    return _run_info(run_dir, label, runindex.read_facts(run_dir))
 
 
 def list_runs(runs_dir: str | Path) -> list[RunInfo]:
-    """Every run directory under `runs_dir` (any depth: studies nest them), sorted by path."""
+    """Every run directory under `runs_dir` (any depth: studies nest them), sorted by path.
+
+    Unchanged runs' facts come from the runs index (`runindex`), so a page over 1,000 runs stays
+    well under a second; what it lists is what reading every run directory would list.
+    """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    found = []
-    for config in sorted(runs_dir.rglob(rundir.CONFIG_FILE)):
-        run_dir = config.parent
-        if any(part.startswith(".") for part in run_dir.relative_to(runs_dir).parts):
-            continue
-        found.append(describe_run(run_dir, runs_dir))
-    return found
+    return [_run_info(*run) for run in runindex.indexed_facts(runs_dir)]
 
 
 def finished_runs(runs_dir: str | Path) -> list[RunInfo]:
