@@ -492,7 +492,9 @@ def log_study_report(experiment: Any) -> str | None:
             _save_run_record(out, store, run_id=run.info.run_id, experiment_id=exp_id)
         run_id = run.info.run_id
         for path in sorted(out.iterdir()):
-            if path.is_file() and path.suffix in (".md", ".csv", ".json", ".png") and path.name != RUN_FILE:
+            # not RUN_FILE, nor a hidden file (the runs index the app keeps)
+            if path.is_file() and path.suffix in (".md", ".csv", ".json", ".png") and path.name != RUN_FILE \
+                    and not path.name.startswith("."):
                 client.log_artifact(run_id, str(path))
         client.log_batch(run_id, tags=[RunTag("report", str((out / "report.md").resolve()))])
         client.set_terminated(run_id, "FINISHED")
@@ -557,7 +559,8 @@ def log_search_result(search: Any, report: Mapping[str, Any], finished: bool) ->
             values["best/trial"] = report["best"]["trial"]
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
         for path in sorted(search.output_dir.iterdir()):
-            if path.is_file() and path.suffix in (".md", ".csv", ".json", ".png", ".yaml") and path.name != RUN_FILE:
+            if path.is_file() and path.suffix in (".md", ".csv", ".json", ".png", ".yaml") \
+                    and path.name != RUN_FILE and not path.name.startswith("."):
                 client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FINISHED" if finished else "KILLED")
 
