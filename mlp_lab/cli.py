@@ -214,8 +214,12 @@ def compare(
     track: TrackOpt = False,
     backend: BackendOpt = Backend.local,
     address: AddressOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Run every arm x seed of a study (skipping finished runs), then write its report.
+
+    --set applies to every arm (not to the study's factor), e.g. a quick look at one epoch:
+    mlp-lab compare dropout --seeds 0 --set train.epochs=1
 
     Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2 --track ;
     on a Ray cluster: mlp-lab compare early_stopping --backend ray --address auto
@@ -226,7 +230,7 @@ def compare(
         from mlp_lab.interrupt import graceful_stop
         from mlp_lab.report import build_report
 
-        exp = load_experiment(experiment, _parse_seeds(seeds))
+        exp = load_experiment(experiment, _parse_seeds(seeds), overrides=overrides or ())
         track = track or any(arm.config.output.mlflow for arm in exp.arms)
         _require_backend(backend, address)
         if backend == Backend.local:
@@ -358,8 +362,11 @@ def suite(
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per run [default: CPU cores / jobs].")] = None,
     data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Run every study (or the named ones), skipping finished runs, then the overview over all of them.
+
+    --set applies to every arm of every study.
 
     Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ../shared/data/mnist
     """
@@ -368,7 +375,7 @@ def suite(
         from mlp_lab.overview import load_studies
         from mlp_lab.suite import run_suite
 
-        experiments = load_studies(studies, _parse_seeds(seeds))
+        experiments = load_studies(studies, _parse_seeds(seeds), overrides=overrides or ())
         _check_runtime(experiments)
         with graceful_stop() as stop:
             result = run_suite(experiments, jobs=jobs, force=force, data_dirs=_dirs(data_dir), threads=threads,
@@ -403,8 +410,11 @@ def search(
                                                         "nested under it (the \\[track] extra).")] = False,
     backend: BackendOpt = Backend.local,
     address: AddressOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Search hyperparameters with Optuna (pruned, resumable), or confirm the best over seeds.
+
+    --set applies to the base of every trial and to both --confirm arms (not to a searched key).
 
     Example: mlp-lab search fashion_search --trials 40 --track ; mlp-lab search fashion_search --confirm ;
     on a Ray cluster: mlp-lab search fashion_search --backend ray --address auto
@@ -414,7 +424,7 @@ def search(
         from mlp_lab.interrupt import graceful_stop
 
         searching.require_optuna()
-        found = searching.load_search(name)
+        found = searching.load_search(name, overrides=overrides or ())
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
         _require_backend(backend, address)

@@ -61,7 +61,7 @@ def run_status(run_dir: str | Path, want_hash: str | None = None) -> RunStatus:
         if want_hash is None:
             return RunStatus.PARTIAL
         try:
-            recorded = validate_config(read_yaml_mapping(config_path), str(config_path))
+            recorded = validate_config(read_yaml_mapping(config_path), str(config_path), machine=False)
         except ConfigError:
             return RunStatus.STALE
         return RunStatus.PARTIAL if config_hash(recorded) == want_hash else RunStatus.STALE
