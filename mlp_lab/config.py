@@ -34,6 +34,26 @@ class MachineFault(MLPLabError):
     exit_code = 3
 
 
+def os_fault(exc: OSError, then: str = "", key: str = "") -> MachineFault:
+    """A MachineFault for a file-system error, in one line: the setting (`key`, e.g. output.dir)
+    and file, what happened in plain words, and what to do (`then`, e.g. "then: mlp-lab run
+    --resume DIR")."""
+    import errno
+
+    where = " ".join(filter(None, [key, str(exc.filename) if exc.filename else ""]))
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device (the disk is full); free space"
+    elif exc.errno == errno.EROFS:
+        what = "read-only file system; make it writable or choose another directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        what = "permission denied; make it writable or choose another directory"
+    elif exc.errno == errno.ENOENT:
+        what = "no such file or directory (moved or deleted?); restore it or choose another directory"
+    else:
+        what = f"{exc.strerror or type(exc).__name__}"
+    return MachineFault(f"{where + ': ' if where else ''}{what}{', ' + then if then else ''}")
+
+
 # A value echoed in a message is cut to about this many characters: a 100 KB --set value must
 # not become a 200 KB error.
 ECHO_LIMIT = 80

@@ -97,7 +97,7 @@ CASES = [
          {"empty/.keep": ""}),
     Case("predict a missing image", ["predict", "{run}", "missing.png"], ["missing.png", "image file not found"]),
     Case("predict with an unknown normalisation", ["predict", "{run}", "x.png", "--normalise", "blur"],
-         ["--normalise blur", "plain"]),
+         ["'--normalise'", "'blur'", "plain"]),
     Case("predict a file that is not an image", ["predict", "{run}", "notes.txt"], ["notes.txt", "not a readable image"],
          {"notes.txt": "just text"}),
     Case("evaluate a directory that is not a run", ["evaluate", "empty"], ["empty", "not a run directory"]),
