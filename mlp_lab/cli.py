@@ -193,6 +193,9 @@ def run(
             raise MLPLabError("--resume continues in its own directory; give no --run-dir")
         if resume is None and config is None:
             raise MLPLabError("missing CONFIG: e.g. mlp-lab run configs/baseline.yaml")
+        if resume is not None and not (resume / "config.yaml").is_file():
+            raise MLPLabError(f"{resume}: not a run directory (no config.yaml); resume takes the directory of an "
+                              f"interrupted run, e.g. runs/baseline")
         cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
         if track and resume is not None and not cfg.output.mlflow:
             raise MLPLabError(f"{resume} was not tracked; a resumed run keeps its settings. "
@@ -310,6 +313,8 @@ def compare(
             err.print(f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
                       highlight=False)
             raise typer.Exit(stop.exit_code)
+        if any(f.fault for f in result.failures):
+            _report_busy_and_failed(result, "the report")  # a full disk would fail the report too
         build_report(exp)
         if track:
             _attach_report(exp)

@@ -273,15 +273,17 @@ def locate(cfg: DataConfig, extra_dirs: Sequence[str | Path] = ()) -> Path:
     if ready is not None:
         return ready
 
+    # Only the base directories are named (each is searched with its dataset-named subfolders):
+    # the line stays readable however many places are searched.
     looked = [str(root)]
     for base in search_locations(spec, extra_dirs):
+        looked.append(str(base))
         for candidate in _candidate_dirs(spec, base):
-            looked.append(str(candidate))
             has = _has_gz_or_raw(candidate, spec.files) if spec.is_idx else _has_files(candidate, spec.files)
             if has:
                 other = _other_dataset_in(spec, candidate)
                 if other is not None:
-                    looked[-1] += f" (holds {other}, not {spec.key}: skipped)"
+                    looked.append(f"{candidate} (holds {other}, not {spec.key}: skipped)")
                     continue
                 return _install_from(spec, candidate, root)
 
@@ -294,7 +296,8 @@ def locate(cfg: DataConfig, extra_dirs: Sequence[str | Path] = ()) -> Path:
         except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError for network faults
             download_note = f"download failed ({str(exc).splitlines()[0]})"
     raise DataError(
-        f"{spec.key}: no copy found and {download_note}. Looked in: {', '.join(dict.fromkeys(looked))}. "
+        f"{spec.key}: no copy found and {download_note}. Looked in: {', '.join(dict.fromkeys(looked))} "
+        f"(and their {spec.key}/ and {spec.torchvision_class}/raw/ folders). "
         f"Fix: allow download (data.download: true) with internet access, or put the files in a "
         f"directory and pass --data-dir DIR or set {DATA_ENV}=DIR"
         + (" (Debian/Ubuntu: apt-get install dataset-fashion-mnist)" if spec.key == "fashion_mnist" else "")

@@ -8,6 +8,7 @@ resume needs, so an interrupted run continues to the same result as an uninterru
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
@@ -425,6 +426,9 @@ class Trainer:
             record = {k: record[k] for k in rundir.METRIC_COLUMNS}
             if not all(math.isfinite(record[k]) for k in ("train/loss", "val/loss")):
                 self._fail(record, loggers)
+            if not (self.run_dir / rundir.CONFIG_FILE).is_file():
+                # Moved or deleted under us: writing on would rebuild a directory that describes nothing.
+                raise FileNotFoundError(errno.ENOENT, "the run directory vanished mid-run", str(self.run_dir))
             p.epoch += 1
             p.elapsed += record["seconds"]
             p.history.append(record)
