@@ -545,6 +545,9 @@ def list_(
     from mlp_lab.catalog import list_configs, list_experiments
 
     with user_errors():
+        for flag, directory in (("--configs-dir", configs_dir), ("--experiments-dir", experiments_dir)):
+            if directory.exists() and not directory.is_dir():
+                raise MLPLabError(f"{flag} {directory}: is a file, expected a directory")
         configs = list_configs(configs_dir)
         experiments = list_experiments(experiments_dir)
     for title, directory, entries in (("configs", configs_dir, configs), ("experiments", experiments_dir, experiments)):

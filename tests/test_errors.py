@@ -273,6 +273,10 @@ CASES = [
     Case("cli", "run with no config", ["run"], ["missing CONFIG"]),
     Case("cli", "run --resume with a config", ["run", "c.yaml", "--resume", "{run}"], ["--resume takes the config"], {"c.yaml": GOOD}),
     Case("cli", "run --resume with --run-dir", ["run", "--resume", "{run}", "--run-dir", "x"], ["give no --run-dir"]),
+    Case("cli", "list --configs-dir at a file", ["list", "--configs-dir", "c.yaml"], ["--configs-dir c.yaml", "is a file"],
+         {"c.yaml": GOOD}),
+    Case("cli", "app --port 0", ["app", "--port", "0"], ["mlp-lab app", "'--port'"]),
+    Case("cli", "models --output-dir at a file", ["models", "--output-dir", "c.yaml"], ["c.yaml"], {"c.yaml": GOOD}),
     Case("cli", "data for an unknown dataset", ["data", "svhn"], ["'svhn'", "unknown", "fashion_mnist"]),
     Case("cli", "data with nothing to describe", ["data"], ["give a DATASET"]),
     # -- output locations ---------------------------------------------------------------------
@@ -342,7 +346,7 @@ if not torch.cuda.is_available():
                       {"c.yaml": "train:\n  device: cuda\n"}))
 # Refused before torch is imported: everything about config, --set, experiment and search files
 # and CLI arguments, except the checks that ask the machine (a GPU) or read a run's checkpoint.
-NEEDS_TORCH = {"device cuda without a GPU", "--confirm before any trial"}
+NEEDS_TORCH = {"device cuda without a GPU", "--confirm before any trial", "models --output-dir at a file"}
 for _case in CASES:
     _case.torch_free = _case.kind in ("config", "--set", "experiment", "search", "cli") and _case.name not in NEEDS_TORCH
 
@@ -450,7 +454,7 @@ def test_case_names_are_unique_and_the_table_covers_every_verb():
     assert len({c.key for c in CASES}) == len(CASES)
     verbs = {c.verb for c in CASES}
     for verb in ("run", "validate", "compare", "report", "suite", "search", "data", "summary", "evaluate", "predict",
-                 "track", "register", "bench", "ui"):
+                 "track", "register", "bench", "ui", "list", "models", "app"):
         assert verb in verbs, verb
     assert len(CASES) >= 90
 
@@ -660,10 +664,10 @@ def test_docs_table_is_true():
 
 
 def _documented_faults() -> list[dict[str, str]]:
-    """The faults' rows: as just measured when they ran, else as the docs hold them."""
-    if FAULTS:
-        return FAULTS
-    return [row for row in _docs_rows().values() if row["kind"] == "fault"]
+    """The faults' rows: as just measured where they ran, else as the docs hold them."""
+    rows = {row["name"]: row for row in _docs_rows().values() if row["kind"] == "fault"}
+    rows.update({fault["name"]: fault for fault in FAULTS})
+    return list(rows.values())
 
 
 def _render() -> str:
