@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from mlp_lab.config import MachineFault, MLPLabError, clip, config_to_yaml, load_config, os_fault
+from mlp_lab.config import MachineFault, MLPLabError, clip, config_to_yaml, load_config, memory_fault, os_fault
 
 
 class OneLineErrors(TyperGroup):
@@ -91,7 +91,11 @@ OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and
 
 
 def _dirs(data_dir: Optional[list[Path]]) -> tuple[str, ...]:
-    """--data-dir values as the library takes them."""
+    """--data-dir values as the library takes them; one that is not a directory is a typo."""
+    for directory in data_dir or ():
+        if not directory.is_dir():
+            raise MLPLabError(f"--data-dir {clip(str(directory))}: " + ("is a file, expected a directory"
+                              if directory.exists() else "no such directory"))
     return tuple(map(str, data_dir or ()))
 
 
@@ -114,9 +118,10 @@ def user_errors(then: str = "") -> Iterator[None]:
         fault = os_fault(exc, then or "then run the command again")
         _print_error(fault)
         raise typer.Exit(fault.exit_code) from None
-    except MemoryError:
-        fault = MachineFault("out of memory; use a smaller model or train.batch_size, or free memory, then "
-                             + (then or "run the command again"))
+    except (MemoryError, RuntimeError) as exc:
+        fault = memory_fault(exc, then or "then run the command again")
+        if fault is None:
+            raise
         _print_error(fault)
         raise typer.Exit(fault.exit_code) from None
 
@@ -197,6 +202,7 @@ def run(
             raise MLPLabError(f"{resume}: not a run directory (no config.yaml); resume takes the directory of an "
                               f"interrupted run, e.g. runs/baseline")
         cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
+        _dirs(data_dir)  # a --data-dir typo is reported before torch loads
         if track and resume is not None and not cfg.output.mlflow:
             raise MLPLabError(f"{resume} was not tracked; a resumed run keeps its settings. "
                               f"Export it instead: mlp-lab track {resume}")
@@ -232,9 +238,11 @@ def run(
                 raise typer.Exit(stop.exit_code) from None
             except OSError as exc:
                 raise os_fault(exc, _resume_hint(started)) from None
-            except MemoryError:
-                raise MachineFault(f"out of memory; use a smaller model or train.batch_size, or free memory, "
-                                   f"{_resume_hint(started)}") from None
+            except (MemoryError, RuntimeError) as exc:
+                fault = memory_fault(exc, _resume_hint(started))
+                if fault is None:
+                    raise
+                raise fault from None
     summary = result.summary
     stopped = f", stopped early at epoch {summary['epochs_run']}" if summary.get("stopped_early") else ""
     out.print(f"done: {result.run_dir}  test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}  "
@@ -294,6 +302,7 @@ def compare(
         from mlp_lab.report import build_report
 
         exp = load_experiment(experiment, _parse_seeds(seeds), overrides=overrides or ())
+        _dirs(data_dir)
         track = track or any(arm.config.output.mlflow for arm in exp.arms)
         _require_backend(backend, address)
         if backend == Backend.local:
@@ -447,6 +456,7 @@ def suite(
         from mlp_lab.suite import run_suite
 
         experiments = load_studies(studies, _parse_seeds(seeds), overrides=overrides or ())
+        _dirs(data_dir)
         _check_runtime(experiments)
         with graceful_stop() as stop:
             result = run_suite(experiments, jobs=jobs, force=force, data_dirs=_dirs(data_dir), threads=threads,
@@ -496,6 +506,7 @@ def search(
 
         searching.require_optuna()
         found = searching.load_search(name, overrides=overrides or ())
+        _dirs(data_dir)
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
         _require_backend(backend, address)

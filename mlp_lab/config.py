@@ -54,6 +54,20 @@ def os_fault(exc: OSError, then: str = "", key: str = "") -> MachineFault:
     return MachineFault(f"{where + ': ' if where else ''}{what}{', ' + then if then else ''}")
 
 
+def memory_fault(exc: BaseException, then: str = "") -> MachineFault | None:
+    """A MachineFault for running out of memory (MemoryError, torch's CPU allocator refusing, a
+    CUDA OutOfMemoryError), or None for any other error."""
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or (isinstance(exc, RuntimeError) and "can't allocate memory" in text)):
+        return None
+    asked = ""
+    if "tried to allocate" in text:
+        asked = " (" + text.split("tried to allocate", 1)[1].split(".")[0].strip() + " asked for)"
+    return MachineFault(f"out of memory{asked}; use a smaller model or train.batch_size, or free memory"
+                        + (f", {then}" if then else ""))
+
+
 # A value echoed in a message is cut to about this many characters: a 100 KB --set value must
 # not become a 200 KB error.
 ECHO_LIMIT = 80

@@ -220,6 +220,8 @@ def _install_from(spec: DatasetSpec, found: Path, root: Path) -> Path:
     if not spec.is_idx and found.name == "cifar-10-batches-py":
         return found.parent  # already in torchvision's layout: load it where it is
     target = root / (spec.torchvision_class + "/raw" if spec.is_idx else "cifar-10-batches-py")
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data.root {root}: is a file, expected a directory for the dataset files")
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from mlp_lab import rundir
-from mlp_lab.config import Config, DataConfig, MachineFault, MLPLabError, config_hash, os_fault
+from mlp_lab.config import Config, DataConfig, MachineFault, MLPLabError, config_hash, memory_fault, os_fault
 from mlp_lab.rundir import RunStatus
 
 # What a call of run_one did with its run.
@@ -158,12 +158,14 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
         return outcome(RunStatus.FAILED, "trained", error=str(exc), fault=True)
     except MLPLabError as exc:
         return outcome(RunStatus.FAILED, "trained", _read_summary(spec.run_dir), str(exc))
-    except (OSError, MemoryError) as exc:
+    except OSError as exc:
         # The machine's fault (a full disk, a vanished directory): writing an error.txt would
         # fail the same way, and the run resumes from its last checkpoint once it is fixed.
-        fault = os_fault(exc) if isinstance(exc, OSError) else MachineFault("out of memory")
-        return outcome(RunStatus.FAILED, "trained", error=str(fault), fault=True)
-    except Exception as exc:  # a bug in one run must not take the study down; keep its trace
+        return outcome(RunStatus.FAILED, "trained", error=str(os_fault(exc)), fault=True)
+    except Exception as exc:
+        fault = memory_fault(exc)
+        if fault is not None:
+            return outcome(RunStatus.FAILED, "trained", error=str(fault), fault=True)  # a bug in one run must not take the study down; keep its trace
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         (spec.run_dir / "error.txt").write_text(traceback.format_exc())
         return outcome(RunStatus.FAILED, "trained",

@@ -229,6 +229,10 @@ CASES = [
     Case("experiment", "one arm and a missing base: both reported", ["compare", "experiments/x.yaml"], ["x.yaml"],
          {"experiments/x.yaml": "base: ../gone.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\narms:\n  a: {}\n"},
          lines=2),
+    Case("experiment", "base is a directory", ["compare", "experiments/x.yaml"], ["x.yaml", "base", "is a directory"],
+         {"base.yaml/.keep": "", "experiments/x.yaml": EXP}),
+    Case("experiment", "experiment file is a list", ["compare", "experiments/x.yaml"], ["x.yaml", "expected a mapping"],
+         {"experiments/x.yaml": "- a\n- b\n"}),
     Case("experiment", "a key written twice", ["compare", "experiments/x.yaml"], ["x.yaml", "'seeds' is written twice"],
          {"base.yaml": GOOD, "experiments/x.yaml": EXP + "seeds: [1]\n"}),
     Case("experiment", "no seeds", ["compare", "experiments/x.yaml"], ["x.yaml", "seeds"],
@@ -252,6 +256,9 @@ CASES = [
          {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("train.optimizer.lr:", "train.optimizer.lrr:")}),
     Case("search", "overrides with a bad dotted key", ["search", "searches/s.yaml"], ["s.yaml", "overrides.name.x", "is a str"],
          {"base.yaml": GOOD, "searches/s.yaml": SEARCH + "overrides: {name.x: 1}\n"}),
+    Case("search", "empty search file", ["search", "searches/s.yaml"], ["s.yaml", "file is empty"], {"searches/s.yaml": ""}),
+    Case("search", "a tab in a search file", ["search", "searches/s.yaml"], ["s.yaml", "line 5", "tab in the indentation"],
+         {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("  train.optimizer.lr", "\ttrain.optimizer.lr")}),
     Case("search", "--confirm before any trial", ["search", "searches/s.yaml", "--confirm"], ["best.yaml", "no best trial yet"],
          SEARCH_FILES),
     # -- CLI arguments ------------------------------------------------------------------------
@@ -277,6 +284,10 @@ CASES = [
          {"c.yaml": GOOD}),
     Case("cli", "app --port 0", ["app", "--port", "0"], ["mlp-lab app", "'--port'"]),
     Case("cli", "models --output-dir at a file", ["models", "--output-dir", "c.yaml"], ["c.yaml"], {"c.yaml": GOOD}),
+    Case("cli", "--data-dir that does not exist", ["run", "c.yaml", "--data-dir", "nowhere"], ["--data-dir nowhere",
+         "no such directory"], {"c.yaml": TINY}),
+    Case("cli", "--data-dir at a file", ["compare", "experiments/x.yaml", "--data-dir", "base.yaml"],
+         ["--data-dir base.yaml", "is a file"], EXP_FILES),
     Case("cli", "data for an unknown dataset", ["data", "svhn"], ["'svhn'", "unknown", "fashion_mnist"]),
     Case("cli", "data with nothing to describe", ["data"], ["give a DATASET"]),
     # -- output locations ---------------------------------------------------------------------
@@ -292,11 +303,15 @@ CASES = [
          ["data.root /proc/nope", "no such file or directory"], {"c.yaml": TINY}, code=3, env={"MLP_LAB_DATA": "{idx}"}),
     Case("output", "resume a directory that is not a run", ["run", "--resume", "empty"], ["empty", "not a run directory"],
          {"empty/.keep": ""}),
+    Case("output", "data.root is a file", ["run", "c.yaml", "--set", "data.root=taken"], ["data.root taken", "is a file"],
+         {"c.yaml": TINY, "taken": "a file"}, env={"MLP_LAB_DATA": "{idx}"}),
     # -- images -------------------------------------------------------------------------------
     Case("image", "predict a missing image", ["predict", "{run}", "missing.png"], ["missing.png", "image file not found"]),
     Case("image", "predict a directory", ["predict", "{run}", "imgs"], ["imgs", "is a directory", "imgs/*.png"], setup=_images),
     Case("image", "predict a file that is not an image", ["predict", "{run}", "notes.txt"], ["notes.txt", "not a readable image"],
          setup=_images),
+    Case("image", "predict an empty .png", ["predict", "{run}", "empty.png"], ["empty.png", "not a readable image"],
+         {"empty.png": b""}),
     Case("image", "predict one good and one bad image", ["predict", "{run}", "imgs/good.png", "notes.txt"],
          ["notes.txt", "not a readable image"], setup=_images, stdout="imgs/good.png: "),
     # -- run directories and checkpoints ------------------------------------------------------
@@ -457,6 +472,19 @@ def test_case_names_are_unique_and_the_table_covers_every_verb():
                  "track", "register", "bench", "ui", "list", "models", "app"):
         assert verb in verbs, verb
     assert len(CASES) >= 90
+
+
+def test_out_of_memory_is_a_fault_not_a_traceback(capsys):
+    """torch's CPU allocator refusing (a real allocation far beyond any machine) is one line, exit 3."""
+    import typer
+
+    from mlp_lab.cli import user_errors
+
+    with pytest.raises(typer.Exit) as info, user_errors():
+        torch.empty(10**13)
+    assert info.value.exit_code == 3
+    line = _one_error_line(capsys.readouterr().err)
+    assert "out of memory (40000000000000 bytes asked for)" in line and "smaller model" in line
 
 
 def test_checks_that_need_no_torch_run_before_torch_is_imported(tmp_path, runs):
