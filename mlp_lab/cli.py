@@ -105,21 +105,20 @@ def _print_error(exc: MLPLabError) -> None:
 
 
 @contextmanager
-def user_errors(then: str = "") -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """Print MLPLabError as plain lines on stderr and exit 2 (bad input); a fault of the machine
-    (a full disk, a read-only or vanished directory, memory) as one line and exit 3. `then` says
-    what to do after fixing a fault (e.g. the resume command), where a command knows more."""
+    (a full disk, a read-only or vanished directory, memory) as one line and exit 3."""
     try:
         yield
     except MLPLabError as exc:
         _print_error(exc)
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
-        fault = os_fault(exc, then or "then run the command again")
+        fault = os_fault(exc, "then run the command again")
         _print_error(fault)
         raise typer.Exit(fault.exit_code) from None
     except (MemoryError, RuntimeError) as exc:
-        fault = memory_fault(exc, then or "then run the command again")
+        fault = memory_fault(exc, "then run the command again")
         if fault is None:
             raise
         _print_error(fault)
