@@ -19,11 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mlp_lab.config import (
     Config,
     ConfigError,
+    apply_overrides,
+    apply_set_options,
+    clip,
     flatten,
     read_base_config,
     read_yaml_mapping,
     resolve_named_yaml,
-    set_dotted,
+    schema_errors,
     validate_config,
 )
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
@@ -73,6 +76,7 @@ class Experiment:
     seeds: list[int]
     arms: list[Arm]
     output_dir: Path  # <output.dir>/<experiment name>
+    overrides: tuple[str, ...] = ()  # the command line's --set KEY=VALUE, applied to every arm
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -93,35 +97,49 @@ def _factor_of(key: str, factor: Sequence[str]) -> str:
 
 
 def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None,
-                    experiments_dir: str | Path = EXPERIMENTS_DIR) -> Experiment:
+                    experiments_dir: str | Path = EXPERIMENTS_DIR, overrides: Sequence[str] = ()) -> Experiment:
     """Load and check an experiment: arms change only factor keys (with `one_factor_per_arm`, keys
-    of one factor each), and every arm's config validates.
+    of one factor each), and every arm's config validates. `overrides` are ``--set KEY=VALUE``
+    texts applied to every arm after the file's overrides; they may not touch the factor.
 
-    All problems are reported at once as a ConfigError, each naming the file, the arm and the key.
+    All problems are reported at once as a ConfigError, each naming the file (or the --set), the
+    arm and the key.
     """
     path = resolve_experiment_path(name_or_path, experiments_dir)
     raw = read_yaml_mapping(path)
-    try:
-        spec = ExperimentFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError([
-            f"{path}: {'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
-            + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
-            for err in exc.errors()
-        ]) from None
     errors: list[str] = []
-    if spec.reference not in spec.arms:
-        errors.append(f"{path}: reference: {spec.reference!r} is not one of the arms ({', '.join(spec.arms)})")
-    base = read_base_config(path, spec.base, errors)
-    for key, value in flatten(spec.overrides).items():
-        set_dotted(base, key, value)
+    try:
+        spec: ExperimentFile | None = ExperimentFile.model_validate(raw)
+    except ValidationError as exc:
+        errors += schema_errors(path, exc, ExperimentFile)
+        spec = None
+    # Checks of single fields run on the raw file too, so a file with a schema error still
+    # reports its missing base or bad reference in the same go.
+    reference, arms_raw = raw.get("reference"), raw.get("arms")
+    if isinstance(reference, str) and isinstance(arms_raw, dict) and reference not in arms_raw:
+        errors.append(f"{path}: reference: {clip(repr(reference))} is not one of the arms "
+                      f"({clip(', '.join(map(str, arms_raw)))})")
+    base = None
+    if isinstance(raw.get("base"), str):
+        try:
+            base = read_base_config(path, raw["base"], [])
+        except ConfigError as exc:
+            errors += exc.errors
+    if spec is None or base is None:
+        raise ConfigError(errors)
+    apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)
+    sources = apply_set_options(base, overrides, errors)
+    for key, desc in sources.items():
+        if _under_factor(key, spec.factor) or any(f.startswith(key + ".") for f in spec.factor):
+            errors.append(f"{desc}: {key} is this study's factor ({', '.join(spec.factor)}); its arms set it")
 
     arms: list[Arm] = []
     for arm_name, changes in spec.arms.items():
         flat = flatten(changes or {})
         stray = [k for k in flat if not _under_factor(k, spec.factor)]
         for key in stray:
-            errors.append(f"{path}: arms.{arm_name}: key {key!r} is outside the factor ({', '.join(spec.factor)})")
+            errors.append(f"{path}: arms.{arm_name}: key {clip(repr(key))} is outside the factor "
+                          f"({', '.join(spec.factor)})")
         touched = sorted({_factor_of(k, spec.factor) for k in flat})
         if spec.one_factor_per_arm and len(touched) > 1:
             errors.append(f"{path}: arms.{arm_name}: changes {len(touched)} factors ({', '.join(touched)}); "
@@ -129,23 +147,23 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
         if stray or (spec.one_factor_per_arm and len(touched) > 1):
             continue
         merged = copy.deepcopy(base)
-        try:
-            for key, value in flat.items():
-                set_dotted(merged, key, value)
-            merged["name"] = f"{path.stem}-{arm_name}"
-            config = validate_config(merged, f"{path}: arms.{arm_name}")
-        except ValueError as exc:
-            errors.append(f"{path}: arms.{arm_name}: {exc}")
+        problems: list[str] = []
+        apply_overrides(merged, flat, f"{path}: arms.{arm_name}", problems)
+        if problems:
+            errors += problems
             continue
+        merged["name"] = f"{path.stem}-{arm_name}"
+        try:
+            config = validate_config(merged, f"{path}: arms.{arm_name}", sources)
         except ConfigError as exc:
-            errors.extend(exc.errors)
+            errors += [e for e in exc.errors if e not in errors]  # a bad --set fails every arm alike: say it once
             continue
         arms.append(Arm(arm_name, flat, config))
     if errors:
         raise ConfigError(errors)
     output_dir = Path(arms[0].config.output.dir) / path.stem
     return Experiment(path.stem, path, spec.description.strip(), spec.factor, spec.reference,
-                      list(seeds) if seeds else spec.seeds, arms, output_dir)
+                      list(seeds) if seeds else spec.seeds, arms, output_dir, tuple(overrides))
 
 
 def plan(experiment: Experiment) -> list[RunSpec]:

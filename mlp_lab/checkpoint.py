@@ -111,11 +111,17 @@ def load_model(run_dir: str | Path, which: str | None = None) -> LoadedRun:
     if not (run_dir / rundir.CONFIG_FILE).is_file():
         raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
     config = load_config(run_dir / rundir.CONFIG_FILE)
+    summary_path = run_dir / rundir.SUMMARY_FILE
+    try:
+        summary = rundir.read_json(summary_path) if summary_path.exists() else {}
+    except (OSError, ValueError):
+        raise MLPLabError(f"{summary_path}: not readable JSON; rebuild it with mlp-lab run --resume {run_dir}") from None
+    if summary.get("status") == "diverged":
+        # Its weights are whatever the last good epoch left, not a result: say why, not "best.pt not found".
+        raise MLPLabError(f"{run_dir}: this run diverged, so it has no model to use "
+                          f"({summary.get('error', 'loss became NaN or infinite')})")
     if which is None:
-        which = "best"
-        summary_path = run_dir / rundir.SUMMARY_FILE
-        if summary_path.exists():
-            which = rundir.read_json(summary_path).get("test_weights", "best")
+        which = summary.get("test_weights", "best")
     if which not in KINDS:
         raise MLPLabError(f"{run_dir}: unknown checkpoint {which!r}; choose best or last")
     path = run_dir / f"{rundir.CHECKPOINT_DIR}/{which}.pt"

@@ -17,8 +17,36 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from mlp_lab.config import MLPLabError, config_to_yaml, load_config
+from mlp_lab.config import MachineFault, MLPLabError, clip, config_to_yaml, load_config, memory_fault, os_fault
+
+
+class OneLineErrors(TyperGroup):
+    """The command group, with a bad CLI argument (an unknown option, a value out of range) as one
+    `error:` line and exit 2, like every other bad input, instead of click's usage panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # typer's click exceptions (usage errors) derive from it
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `mlp-lab` alone: the help, as usual
+                exc.show()
+            else:
+                ctx = getattr(exc, "ctx", None)
+                where = f"{ctx.command_path}: " if ctx is not None else ""
+                hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                # pydantic's prefix on typer's coercion errors says nothing to a user
+                message = " ".join(exc.format_message().replace("Value error, ", "").split())
+                err.print(f"error: {where}{clip(message, 300)}{hint}", markup=False, highlight=False, soft_wrap=True)
+            code = exc.exit_code
+        except typer.Abort:
+            err.print("error: aborted", markup=False, highlight=False)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="mlp-lab",
@@ -26,6 +54,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -63,19 +92,38 @@ OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and
 
 
 def _dirs(data_dir: Optional[list[Path]]) -> tuple[str, ...]:
-    """--data-dir values as the library takes them."""
+    """--data-dir values as the library takes them; one that is not a directory is a typo."""
+    for directory in data_dir or ():
+        if not directory.is_dir():
+            raise MLPLabError(f"--data-dir {clip(str(directory))}: " + ("is a file, expected a directory"
+                              if directory.exists() else "no such directory"))
     return tuple(map(str, data_dir or ()))
+
+
+def _print_error(exc: MLPLabError) -> None:
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print MLPLabError as plain lines on stderr and exit 2."""
+    """Print MLPLabError as plain lines on stderr and exit 2 (bad input); a fault of the machine
+    (a full disk, a read-only or vanished directory, memory) as one line and exit 3."""
     try:
         yield
     except MLPLabError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+        _print_error(exc)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        fault = os_fault(exc, "then run the command again")
+        _print_error(fault)
+        raise typer.Exit(fault.exit_code) from None
+    except (MemoryError, RuntimeError) as exc:
+        fault = memory_fault(exc, "then run the command again")
+        if fault is None:
+            raise
+        _print_error(fault)
+        raise typer.Exit(fault.exit_code) from None
 
 
 @contextmanager
@@ -150,7 +198,11 @@ def run(
             raise MLPLabError("--resume continues in its own directory; give no --run-dir")
         if resume is None and config is None:
             raise MLPLabError("missing CONFIG: e.g. mlp-lab run configs/baseline.yaml")
+        if resume is not None and not (resume / "config.yaml").is_file():
+            raise MLPLabError(f"{resume}: not a run directory (no config.yaml); resume takes the directory of an "
+                              f"interrupted run, e.g. runs/baseline")
         cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
+        _dirs(data_dir)  # a --data-dir typo is reported before torch loads
         if track and resume is not None and not cfg.output.mlflow:
             raise MLPLabError(f"{resume} was not tracked; a resumed run keeps its settings. "
                               f"Export it instead: mlp-lab track {resume}")
@@ -164,7 +216,10 @@ def run(
         from mlp_lab.interrupt import graceful_stop
         from mlp_lab.train import TrainingInterrupted, resume_run, start_run
 
+        started: list[Path] = [resume] if resume is not None else []
+
         def announce(run_dir: Path, renamed: bool) -> None:
+            started.append(run_dir)
             if renamed:
                 out.print(f"{Path(cfg.output.dir) / cfg.name} exists; writing this run to {run_dir}", highlight=False)
             out.print(f"run {cfg.name} -> {run_dir}", highlight=False)
@@ -182,10 +237,25 @@ def run(
                 err.print(f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
                           highlight=False, soft_wrap=True)
                 raise typer.Exit(stop.exit_code) from None
+            except OSError as exc:
+                raise os_fault(exc, _resume_hint(started)) from None
+            except (MemoryError, RuntimeError) as exc:
+                fault = memory_fault(exc, _resume_hint(started))
+                if fault is None:
+                    raise
+                raise fault from None
     summary = result.summary
     stopped = f", stopped early at epoch {summary['epochs_run']}" if summary.get("stopped_early") else ""
     out.print(f"done: {result.run_dir}  test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}  "
               f"(best epoch {summary['best_epoch']}{stopped}, {summary['wall_time_s']:.1f}s)", highlight=False)
+
+
+def _resume_hint(started: list[Path]) -> str:
+    """What to do after a fault of the machine mid-run: resume the run if it got far enough to
+    describe itself (its checkpoints and metrics up to the last complete epoch are intact)."""
+    if started and (started[-1] / "config.yaml").is_file():
+        return f"then: mlp-lab run --resume {started[-1]}"
+    return "then run it again"
 
 
 @app.command()
@@ -216,8 +286,12 @@ def compare(
     track: TrackOpt = False,
     backend: BackendOpt = Backend.local,
     address: AddressOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Run every arm x seed of a study (skipping finished runs), then write its report.
+
+    --set applies to every arm (not to the study's factor), e.g. a quick look at one epoch:
+    mlp-lab compare dropout --seeds 0 --set train.epochs=1
 
     Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2 --track ;
     on a Ray cluster: mlp-lab compare early_stopping --backend ray --address auto
@@ -228,7 +302,8 @@ def compare(
         from mlp_lab.interrupt import graceful_stop
         from mlp_lab.report import build_report
 
-        exp = load_experiment(experiment, _parse_seeds(seeds))
+        exp = load_experiment(experiment, _parse_seeds(seeds), overrides=overrides or ())
+        _dirs(data_dir)
         track = track or any(arm.config.output.mlflow for arm in exp.arms)
         _require_backend(backend, address)
         if backend == Backend.local:
@@ -249,6 +324,8 @@ def compare(
             err.print(f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
                       highlight=False)
             raise typer.Exit(stop.exit_code)
+        if any(f.fault for f in result.failures):
+            _report_busy_and_failed(result, "the report")  # a full disk would fail the report too
         build_report(exp)
         if track:
             _attach_report(exp)
@@ -302,6 +379,12 @@ def _report_busy_and_failed(result: Any, what: str) -> None:
         err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
         for failure in result.failures:
             err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
+        faults = [f for f in result.failures if f.fault]
+        if faults:
+            # One line for the machine's fault; the runs resume from their last checkpoints.
+            _print_error(MachineFault(f"{len(faults)} run(s) stopped by a fault of the machine ({faults[0].error}); "
+                                      f"fix it, then run the same command again"))
+            raise typer.Exit(MachineFault.exit_code)
         raise typer.Exit(1)
 
 
@@ -368,8 +451,11 @@ def suite(
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per run [default: CPU cores / jobs].")] = None,
     data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Run every study (or the named ones), skipping finished runs, then the overview over all of them.
+
+    --set applies to every arm of every study.
 
     Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ../shared/data/mnist
     """
@@ -378,7 +464,8 @@ def suite(
         from mlp_lab.overview import load_studies
         from mlp_lab.suite import run_suite
 
-        experiments = load_studies(studies, _parse_seeds(seeds))
+        experiments = load_studies(studies, _parse_seeds(seeds), overrides=overrides or ())
+        _dirs(data_dir)
         _check_runtime(experiments)
         with graceful_stop() as stop:
             result = run_suite(experiments, jobs=jobs, force=force, data_dirs=_dirs(data_dir), threads=threads,
@@ -413,8 +500,11 @@ def search(
                                                         "nested under it (the \\[track] extra).")] = False,
     backend: BackendOpt = Backend.local,
     address: AddressOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Search hyperparameters with Optuna (pruned, resumable), or confirm the best over seeds.
+
+    --set applies to the base of every trial and to both --confirm arms (not to a searched key).
 
     Example: mlp-lab search fashion_search --trials 40 --track ; mlp-lab search fashion_search --confirm ;
     on a Ray cluster: mlp-lab search fashion_search --backend ray --address auto
@@ -424,7 +514,8 @@ def search(
         from mlp_lab.interrupt import graceful_stop
 
         searching.require_optuna()
-        found = searching.load_search(name)
+        found = searching.load_search(name, overrides=overrides or ())
+        _dirs(data_dir)
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
         _require_backend(backend, address)
@@ -475,6 +566,9 @@ def list_(
     from mlp_lab.catalog import list_configs, list_experiments
 
     with user_errors():
+        for flag, directory in (("--configs-dir", configs_dir), ("--experiments-dir", experiments_dir)):
+            if directory.exists() and not directory.is_dir():
+                raise MLPLabError(f"{flag} {directory}: is a file, expected a directory")
         configs = list_configs(configs_dir)
         experiments = list_experiments(experiments_dir)
     for title, directory, entries in (("configs", configs_dir, configs), ("experiments", experiments_dir, experiments)):
@@ -497,14 +591,16 @@ def data(
     from rich.table import Table
 
     with user_errors():
+        import typing
+
         from mlp_lab.config import DataConfig
-        from mlp_lab.data import DATASETS
 
         if config is not None:
             data_cfg = load_config(config).data
         elif dataset is not None:
-            if dataset not in DATASETS:
-                raise MLPLabError(f"dataset {dataset!r} is unknown; choose from {', '.join(DATASETS)}")
+            known = typing.get_args(DataConfig.model_fields["dataset"].annotation)  # the schema's: no torch needed
+            if dataset not in known:
+                raise MLPLabError(f"dataset {clip(repr(dataset))} is unknown; choose from {', '.join(known)}")
             data_cfg = DataConfig(dataset=dataset)
         else:
             raise MLPLabError("give a DATASET (e.g. fashion_mnist) or --config CONFIG")
@@ -579,6 +675,16 @@ def evaluate(
     out.print(f"files in {Path(result['run_dir']) / 'eval'}: {', '.join(result['files'])}", highlight=False)
 
 
+class Normalise(str, Enum):
+    """predict's --normalise choices, here so that a typo is refused before torch loads (a test
+    keeps them equal to predict.NORMALISATIONS)."""
+
+    auto = "auto"
+    plain = "plain"
+    digit = "digit"
+    fashion = "fashion"
+
+
 @app.command()
 def predict(
     run_dir: RunDirArg,
@@ -587,7 +693,7 @@ def predict(
     invert: Annotated[Optional[bool], typer.Option(
         "--invert/--no-invert", help="Force inverting (dark-on-light drawings) or not [default: decided from the "
                                      "border pixels].", show_default=False)] = None,
-    normalise: Annotated[str, typer.Option(
+    normalise: Annotated[Normalise, typer.Option(
         help="auto (the dataset's own recipe: MNIST digits are cropped, scaled to 20 px and centred by mass; "
              "FashionMNIST objects trimmed and scaled to fill), plain (resize only), digit or fashion.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
@@ -596,23 +702,25 @@ def predict(
 
     Example: mlp-lab predict runs/mnist seven.png --top-k 3
     """
+    normalise = Normalise(normalise).value
     with user_errors():
-        from mlp_lab.predict import NORMALISATIONS
-
-        if normalise not in NORMALISATIONS:
-            raise MLPLabError(f"--normalise {normalise}: choose from {', '.join(NORMALISATIONS)}")
         from mlp_lab.checkpoint import load_model
         from mlp_lab.predict import predict_files
 
-        results = predict_files(load_model(_run_dir(run_dir)), images, top_k, "auto" if invert is None else invert, normalise)
+        results = predict_files(load_model(_run_dir(run_dir)), images, top_k, "auto" if invert is None else invert,
+                                normalise, keep_going=True)
     if as_json:
         import json
 
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
-        return
     for result in results:
-        ranked = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
-        out.print(f"{result['image']}: {ranked}", highlight=False, markup=False)
+        if "error" in result:
+            err.print(f"error: {result['error']}", highlight=False, markup=False, soft_wrap=True)
+        elif not as_json:
+            ranked = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+            out.print(f"{result['image']}: {ranked}", highlight=False, markup=False)
+    if any("error" in result for result in results):
+        raise typer.Exit(2)  # the good images' results are printed; the bad ones are named above
 
 
 TargetArg = Annotated[str, typer.Argument(

@@ -10,6 +10,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -22,6 +25,63 @@ class MLPLabError(Exception):
     """An error in the user's input or environment: the CLI prints it and exits 2, no traceback."""
 
     exit_code = 2
+
+
+class MachineFault(MLPLabError):
+    """The machine refused (disk full, read-only or vanished directory, out of memory): exit 3,
+    distinct from bad input, with what to do next in the message."""
+
+    exit_code = 3
+
+
+def os_fault(exc: OSError, then: str = "", key: str = "") -> MachineFault:
+    """A MachineFault for a file-system error, in one line: the setting (`key`, e.g. output.dir)
+    and file, what happened in plain words, and what to do (`then`, e.g. "then: mlp-lab run
+    --resume DIR")."""
+    import errno
+
+    where = " ".join(filter(None, [key, str(exc.filename) if exc.filename else ""]))
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device (the disk is full); free space"
+    elif exc.errno == errno.EROFS:
+        what = "read-only file system; make it writable or choose another directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        what = "permission denied; make it writable or choose another directory"
+    elif exc.errno == errno.ENOENT:
+        what = "no such file or directory (moved or deleted?); restore it or choose another directory"
+    else:
+        what = f"{exc.strerror or type(exc).__name__}"
+    return MachineFault(f"{where + ': ' if where else ''}{what}{', ' + then if then else ''}")
+
+
+def memory_fault(exc: BaseException, then: str = "") -> MachineFault | None:
+    """A MachineFault for running out of memory (MemoryError, torch's CPU allocator refusing, a
+    CUDA OutOfMemoryError), or None for any other error."""
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or (isinstance(exc, RuntimeError) and "can't allocate memory" in text)):
+        return None
+    asked = ""
+    if "tried to allocate" in text:
+        asked = " (" + text.split("tried to allocate", 1)[1].split(".")[0].strip() + " asked for)"
+    return MachineFault(f"out of memory{asked}; use a smaller model or train.batch_size, or free memory"
+                        + (f", {then}" if then else ""))
+
+
+# A value echoed in a message is cut to about this many characters: a 100 KB --set value must
+# not become a 200 KB error.
+ECHO_LIMIT = 80
+
+
+def clip(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """`value` as text (a string as it is, anything else as repr), cut to about `limit` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def clip_repr(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """repr(value), cut like `clip`."""
+    return clip(repr(value), limit)
 
 
 class ConfigError(MLPLabError):
@@ -125,6 +185,57 @@ class Config(_Section):
     output: OutputConfig = OutputConfig()
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that records keys written twice in one mapping (PyYAML lets the last one win
+    silently, so a forgotten earlier line would quietly lose)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.setdefault(key, line)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if first != line:
+                    self.duplicates.append(f"line {line}: key {clip_repr(key)} is written twice (first at line "
+                                           f"{first}); remove one")
+        return super().construct_mapping(node, deep)
+
+
+def _tab_indents(text: str) -> list[str]:
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent and line.strip():
+            lines.append(f"line {number}: a tab in the indentation; YAML indents with spaces")
+    return lines
+
+
+def safe_load_strict(text: str) -> Any:
+    """yaml.safe_load that raises ValueError (one line per problem) for a key written twice in a
+    mapping or a tab in the indentation; YAML syntax errors raise yaml.YAMLError as usual."""
+    tabs = _tab_indents(text)
+    if tabs:
+        raise ValueError("\n".join(tabs))
+    loader = _StrictLoader(text)
+    try:
+        data = loader.get_single_data()
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ValueError("\n".join(loader.duplicates))
+    return data
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; any problem is a one-line ConfigError."""
     path = Path(path)
@@ -137,7 +248,9 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_strict(text)
+    except ValueError as exc:
+        raise ConfigError([f"{path}: {line}" for line in str(exc).splitlines()]) from None
     except yaml.YAMLError as exc:
         # Point at where the broken construct starts (an unclosed bracket's line), not only at
         # where the parser gave up, which is often the end of the file.
@@ -186,11 +299,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     parts = key.split(".")
     if not sep or not key or any(not p or not p.replace("_", "").isalnum() for p in parts):
-        raise ValueError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. train.optimizer.lr=0.01")
+        raise ValueError(f"--set {clip(text)}: expected KEY=VALUE with a dotted key, e.g. train.optimizer.lr=0.01")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise ValueError(f"--set {text}: value {raw!r} is not valid YAML") from None
+        value = safe_load_strict(raw) if raw.strip() else None
+    except (yaml.YAMLError, ValueError):
+        raise ValueError(f"--set {clip(text)}: value {clip_repr(raw)} is not valid YAML") from None
     return key, value
 
 
@@ -207,6 +320,52 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             raise ValueError(f"{prefix}: is a {type(child).__name__}, so it has no key {parts[i + 1]!r}")
         node = child
     node[parts[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], where: str, errors: list[str]) -> None:
+    """Set dotted `overrides` in a raw config; a key that cannot be set is an error named
+    `where.key` (the one path for experiment and search files' overrides)."""
+    for key, value in overrides.items():
+        try:
+            set_dotted(raw, key, value)
+        except ValueError as exc:
+            errors.append(f"{where}.{key}: {exc}")
+
+
+def apply_set_options(raw: dict[str, Any], overrides: Iterable[str], errors: list[str]) -> dict[str, str]:
+    """Apply ``--set KEY=VALUE`` texts to a raw config; problems go to `errors`, one line each.
+
+    Returns which dotted key each applied --set wrote, described as the user wrote it, for
+    `validate_config`'s `override_sources`."""
+    sources: dict[str, str] = {}
+    for text in overrides:
+        try:
+            key, value = parse_override(text)
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        try:
+            set_dotted(raw, key, value)
+        except ValueError as exc:
+            errors.append(f"--set {clip(text)}: {exc}")
+            continue
+        sources[key] = f"--set {clip(text)}"
+    return sources
+
+
+def parse_set_options(overrides: Iterable[str]) -> dict[str, Any]:
+    """``--set`` texts as {dotted key: value}; every malformed one reported at once (ConfigError)."""
+    parsed, errors = {}, []
+    for text in overrides:
+        try:
+            key, value = parse_override(text)
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        parsed[key] = value
+    if errors:
+        raise ConfigError(errors)
+    return parsed
 
 
 def deep_merge(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,22 +386,39 @@ def _dotted(loc: Iterable[Any]) -> str:
     return text
 
 
-def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The schema class that holds the last key of `loc`, for did-you-mean suggestions."""
-    cls: type[BaseModel] = Config
-    for part in loc[:-1]:
-        field = cls.model_fields.get(part) if isinstance(part, str) else None
-        ann = field.annotation if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside an annotation (Optional[X] -> X), else the annotation itself."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else annotation
+    return annotation
+
+
+def _section_at(loc: tuple[Any, ...], root: type[BaseModel] = Config) -> type[BaseModel] | None:
+    """The schema class that holds the last key of `loc`, for did-you-mean suggestions; a
+    mapping of models (a search file's params) is stepped through by its key."""
+    node: Any = root
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
             return None
-        cls = ann
-    return cls
+        field = node.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        node = _model_in(field.annotation)
+        if typing.get_origin(node) is dict and parts:
+            parts.pop(0)  # the mapping's own key (a parameter's name)
+            node = _model_in(typing.get_args(node)[1])
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Config) -> str:
+    """One pydantic error as a short phrase: an unknown key gets a did-you-mean (or the known
+    keys), a bad value is echoed cut to about 80 characters."""
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
-        section = _section_at(loc)
+        section = _section_at(loc, root)
         msg = "unknown key"
         if section is not None:
             close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1)
@@ -253,12 +429,58 @@ def _describe(error: Mapping[str, Any]) -> str:
         return msg
     msg = error["msg"]
     if error["type"] not in ("missing",):
-        msg += f" (got {error['input']!r})"
+        msg += f" (got {clip_repr(error['input'])})"
     return msg
 
 
-def _cross_field_errors(cfg: Config) -> list[tuple[str, str]]:
+def schema_errors(path: str | Path, exc: ValidationError, root: type[BaseModel]) -> list[str]:
+    """A file's schema errors as `path: dotted.key: what` lines, one per problem."""
+    return [f"{path}: {_dotted(err['loc']) or '(top level)'}: {describe_schema_error(err, root)}" for err in exc.errors()]
+
+
+# Input features and classes of each dataset: what a model's size depends on (data.DATASETS
+# holds the full facts; a test keeps the two in step). Here so validation needs no torch.
+DATASET_SHAPES = {"fashion_mnist": (784, 10), "mnist": (784, 10), "cifar10": (3072, 10)}
+
+
+def parameter_count(model: ModelConfig, in_features: int, num_classes: int) -> int:
+    """Parameters of the MLP a ModelConfig describes (Linear weights and biases, BatchNorm's
+    scale and shift; with BatchNorm the Linear has no bias), computed without building it."""
+    count, width = 0, in_features
+    for size in model.hidden_sizes:
+        count += width * size + (2 * size if model.batch_norm else size)
+        width = size
+    return count + width * num_classes + num_classes
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def training_bytes(cfg: Config) -> int:
+    """The least memory training needs for the parameters: float32 weights and gradients plus
+    the optimizer's state (Adam: two moments; SGD with momentum: one buffer)."""
+    opt = cfg.train.optimizer
+    states = 2 if opt.name in ("adam", "adamw") else (1 if opt.momentum > 0 else 0)
+    return parameter_count(cfg.model, *DATASET_SHAPES[cfg.data.dataset]) * 4 * (2 + states)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, str]]:
     errors = []
+    memory = physical_memory() if machine else None
+    if memory is not None and training_bytes(cfg) > memory:
+        count = parameter_count(cfg.model, *DATASET_SHAPES[cfg.data.dataset])
+        errors.append(("model.hidden_sizes", f"{count:,} parameters need at least {_gib(training_bytes(cfg))} "
+                                             f"to train (weights, gradients, optimizer state); this machine has "
+                                             f"{_gib(memory)}"))
     train = cfg.train
     if train.scheduler.warmup_epochs >= train.epochs:
         errors.append(("train.scheduler.warmup_epochs", f"must be less than train.epochs ({train.epochs})"))
@@ -269,12 +491,14 @@ def _cross_field_errors(cfg: Config) -> list[tuple[str, str]]:
     return errors
 
 
-def validate_config(data: Mapping[str, Any], source: str, override_sources: Mapping[str, str] | None = None) -> Config:
+def validate_config(data: Mapping[str, Any], source: str, override_sources: Mapping[str, str] | None = None,
+                    machine: bool = True) -> Config:
     """Validate a raw mapping into a Config, raising one ConfigError listing every problem.
 
     `source` names where the mapping came from (a file path); `override_sources` maps dotted
     keys that were set by overrides to a description of the override, so each error names
-    whatever the user actually wrote.
+    whatever the user actually wrote. With `machine` (the default), a model too large for this
+    machine's memory is refused too; reading back a run made elsewhere turns that off.
     """
     override_sources = dict(override_sources or {})
 
@@ -290,9 +514,9 @@ def validate_config(data: Mapping[str, Any], source: str, override_sources: Mapp
         lines = []
         for err in exc.errors():
             dotted = _dotted(err["loc"]) or "(top level)"
-            lines.append(f"{where(dotted)}: {dotted}: {_describe(err)}")
+            lines.append(f"{where(dotted)}: {dotted}: {describe_schema_error(err)}")
         raise ConfigError(lines) from None
-    cross = _cross_field_errors(cfg)
+    cross = _cross_field_errors(cfg, machine)
     if cross:
         raise ConfigError([f"{where(key)}: {key}: {msg}" for key, msg in cross])
     return cfg
@@ -302,19 +526,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     """Load a YAML config, apply ``KEY=VALUE`` overrides, validate; report all errors at once."""
     data = read_yaml_mapping(path)
     errors: list[str] = []
-    sources: dict[str, str] = {}
-    for text in overrides:
-        try:
-            key, value = parse_override(text)
-        except ValueError as exc:
-            errors.append(str(exc))
-            continue
-        try:
-            set_dotted(data, key, value)
-        except ValueError as exc:
-            errors.append(f"--set {text}: {exc}")
-            continue
-        sources[key] = f"--set {text}"
+    sources = apply_set_options(data, overrides, errors)
     try:
         cfg = validate_config(data, str(path), sources)
     except ConfigError as exc:

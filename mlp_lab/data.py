@@ -12,8 +12,8 @@ import gzip
 import hashlib
 import math
 import os
-import shutil
 import socket
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torchvision.datasets as tvd
 
-from mlp_lab.config import DataConfig, MLPLabError
+from mlp_lab.config import DataConfig, MLPLabError, os_fault
 
 # Environment variable naming extra directories (os.pathsep-separated) that hold dataset files.
 DATA_ENV = "MLP_LAB_DATA"
@@ -144,11 +144,24 @@ def _open_maybe_gz(directory: Path, name: str):
     return open(raw, "rb") if raw.is_file() else gzip.open(directory / f"{name}.gz", "rb")
 
 
+def _corrupt(source: Path, exc: BaseException) -> DataError:
+    # gzip raises EOFError for a cut-off file, BadGzipFile (an OSError) or zlib.error for a damaged one.
+    detail = str(exc).splitlines()[0] if str(exc) else "it ends early"
+    return DataError(f"{source}: truncated or corrupt ({type(exc).__name__}: {detail}); replace it with a complete copy")
+
+
+def _source(directory: Path, name: str) -> Path:
+    return directory / name if (directory / name).is_file() else directory / f"{name}.gz"
+
+
 def _sha256(directory: Path, name: str) -> str:
     digest = hashlib.sha256()
-    with _open_maybe_gz(directory, name) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with _open_maybe_gz(directory, name) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _corrupt(_source(directory, name), exc) from None
     return digest.hexdigest()
 
 
@@ -207,17 +220,46 @@ def _install_from(spec: DatasetSpec, found: Path, root: Path) -> Path:
     if not spec.is_idx and found.name == "cifar-10-batches-py":
         return found.parent  # already in torchvision's layout: load it where it is
     target = root / (spec.torchvision_class + "/raw" if spec.is_idx else "cifar-10-batches-py")
-    target.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data.root {root}: is a file, expected a directory for the dataset files")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_fault(exc, key="data.root") from None
     for name in spec.files:
         # Write then rename, so an interrupted copy never looks like a complete dataset. The
         # temporary name is this process's own (host and pid): parallel workers (a process
         # pool, Ray tasks on several nodes) may install the same copy at once, and a shared
         # name would let one rename the other's half-written file into place.
         tmp = target / f".{name}.tmp-{socket.gethostname()}-{os.getpid()}"
-        with _open_maybe_gz(found, name) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, target / name)
+        try:
+            _copy_file(found, name, tmp)
+            os.replace(tmp, target / name)
+        except OSError as exc:
+            raise os_fault(exc, key="data.root") from None
+        finally:
+            tmp.unlink(missing_ok=True)
     return root
+
+
+def _copy_file(found: Path, name: str, dst_path: Path) -> None:
+    """Copy (and decompress) one dataset file; a truncated or corrupt source is a DataError
+    naming it, a failed write an OSError (the machine's fault, not the file's)."""
+    source = _source(found, name)
+    with open(dst_path, "wb") as dst:
+        try:
+            src = _open_maybe_gz(found, name)
+        except OSError as exc:
+            raise DataError(f"{source}: cannot read: {exc.strerror or exc}") from None
+        with src:
+            while True:
+                try:
+                    block = src.read(1 << 20)
+                except (EOFError, OSError, zlib.error) as exc:
+                    raise _corrupt(source, exc) from None
+                if not block:
+                    return
+                dst.write(block)
 
 
 def locate(cfg: DataConfig, extra_dirs: Sequence[str | Path] = ()) -> Path:
@@ -233,20 +275,19 @@ def locate(cfg: DataConfig, extra_dirs: Sequence[str | Path] = ()) -> Path:
     if ready is not None:
         return ready
 
+    # Only the base directories are named (each is searched with its dataset-named subfolders):
+    # the line stays readable however many places are searched.
     looked = [str(root)]
     for base in search_locations(spec, extra_dirs):
+        looked.append(str(base))
         for candidate in _candidate_dirs(spec, base):
-            looked.append(str(candidate))
             has = _has_gz_or_raw(candidate, spec.files) if spec.is_idx else _has_files(candidate, spec.files)
             if has:
                 other = _other_dataset_in(spec, candidate)
                 if other is not None:
-                    looked[-1] += f" (holds {other}, not {spec.key}: skipped)"
+                    looked.append(f"{candidate} (holds {other}, not {spec.key}: skipped)")
                     continue
-                try:
-                    return _install_from(spec, candidate, root)
-                except OSError as exc:
-                    raise DataError(f"{root}: cannot copy {spec.key} from {candidate} into the data root: {exc}") from None
+                return _install_from(spec, candidate, root)
 
     download_note = "download is off (data.download: false)"
     if cfg.download:
@@ -257,7 +298,8 @@ def locate(cfg: DataConfig, extra_dirs: Sequence[str | Path] = ()) -> Path:
         except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError for network faults
             download_note = f"download failed ({str(exc).splitlines()[0]})"
     raise DataError(
-        f"{spec.key}: no copy found and {download_note}. Looked in: {', '.join(dict.fromkeys(looked))}. "
+        f"{spec.key}: no copy found and {download_note}. Looked in: {', '.join(dict.fromkeys(looked))} "
+        f"(and their {spec.key}/ and {spec.torchvision_class}/raw/ folders). "
         f"Fix: allow download (data.download: true) with internet access, or put the files in a "
         f"directory and pass --data-dir DIR or set {DATA_ENV}=DIR"
         + (" (Debian/Ubuntu: apt-get install dataset-fashion-mnist)" if spec.key == "fashion_mnist" else "")

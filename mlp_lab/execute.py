@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from mlp_lab import rundir
-from mlp_lab.config import Config, DataConfig, MLPLabError, config_hash
+from mlp_lab.config import Config, DataConfig, MachineFault, MLPLabError, config_hash, memory_fault, os_fault
 from mlp_lab.rundir import RunStatus
 
 # What a call of run_one did with its run.
@@ -76,6 +76,7 @@ class RunOutcome:
     summary: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
+    fault: bool = False  # failed for the machine's reason (disk full, memory), not the run's own
 
     def describe(self) -> str:
         """One line for a progress log: status, action and the test accuracy or the error."""
@@ -108,8 +109,8 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
     config = spec.config
 
     def outcome(status: RunStatus, action: Action, summary: dict[str, Any] | None = None,
-                error: str | None = None) -> RunOutcome:
-        return RunOutcome(spec.label, status, action, summary, error, time.perf_counter() - started)
+                error: str | None = None, fault: bool = False) -> RunOutcome:
+        return RunOutcome(spec.label, status, action, summary, error, time.perf_counter() - started, fault)
 
     try:
         lock = rundir.RunLock(spec.run_dir, lock_note).acquire()
@@ -153,9 +154,18 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
         if hook is not None and hook.should_stop() and not (stop is not None and stop()):
             return outcome(RunStatus.PARTIAL, "halted", error="stopped by its hook")
         return outcome(RunStatus.PARTIAL, "interrupted", error="interrupted")
+    except MachineFault as exc:
+        return outcome(RunStatus.FAILED, "trained", error=str(exc), fault=True)
     except MLPLabError as exc:
         return outcome(RunStatus.FAILED, "trained", _read_summary(spec.run_dir), str(exc))
-    except Exception as exc:  # a bug in one run must not take the study down; keep its trace
+    except OSError as exc:
+        # The machine's fault (a full disk, a vanished directory): writing an error.txt would
+        # fail the same way, and the run resumes from its last checkpoint once it is fixed.
+        return outcome(RunStatus.FAILED, "trained", error=str(os_fault(exc)), fault=True)
+    except Exception as exc:
+        fault = memory_fault(exc)
+        if fault is not None:
+            return outcome(RunStatus.FAILED, "trained", error=str(fault), fault=True)  # a bug in one run must not take the study down; keep its trace
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         (spec.run_dir / "error.txt").write_text(traceback.format_exc())
         return outcome(RunStatus.FAILED, "trained",

@@ -52,17 +52,18 @@ def study_names(experiments_dir: str | Path = EXPERIMENTS_DIR) -> list[str]:
 
 
 def load_studies(names: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-                 experiments_dir: str | Path = EXPERIMENTS_DIR) -> list[Experiment]:
-    """Load the named studies (default: all in `experiments_dir`); every file's errors reported together."""
+                 experiments_dir: str | Path = EXPERIMENTS_DIR, overrides: Sequence[str] = ()) -> list[Experiment]:
+    """Load the named studies (default: all in `experiments_dir`), `overrides` (--set texts) applied
+    to every arm of each; every file's errors reported together (a bad --set once)."""
     names = list(names) if names else study_names(experiments_dir)
     if not names:
         raise MLPLabError(f"{experiments_dir}/: no experiment files")
     experiments, errors = [], []
     for name in names:
         try:
-            experiments.append(load_experiment(name, seeds, experiments_dir))
+            experiments.append(load_experiment(name, seeds, experiments_dir, overrides))
         except ConfigError as exc:
-            errors.extend(exc.errors)
+            errors.extend(e for e in exc.errors if e not in errors)
     if errors:
         raise ConfigError(errors)
     return experiments

@@ -55,6 +55,8 @@ LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def _read_file(path: Path) -> Image.Image:
+    if path.is_dir():
+        raise MLPLabError(f"{path}: is a directory, expected an image file (give the files, e.g. {path}/*.png)")
     if not path.is_file():
         raise MLPLabError(f"{path}: image file not found")
     try:
@@ -314,8 +316,26 @@ class Predictor:
 
 
 def predict_files(run: LoadedRun, paths: Sequence[str | Path], top_k: int = 3, invert: Invert = "auto",
-                  normalise: str = "auto") -> list[dict[str, Any]]:
-    """Top-k classes for each image file: [{"image": path, "top": [{"class", "index", "probability"}]}]."""
+                  normalise: str = "auto", keep_going: bool = False) -> list[dict[str, Any]]:
+    """Top-k classes for each image file: [{"image": path, "top": [{"class", "index", "probability"}]}].
+
+    A file that cannot be read raises MLPLabError; with `keep_going`, its entry is
+    {"image": path, "error": message} instead and the other files are still classified."""
     predictor = Predictor(run, invert, normalise)
-    tops = top_classes(predictor.probabilities(list(paths)), predictor.classes, top_k)
-    return [{"image": str(path), "top": top} for path, top in zip(paths, tops)]
+    results: list[dict[str, Any]] = []
+    rows = []
+    for path in paths:
+        try:
+            rows.append(image_to_features(path, predictor.meta, invert, normalise))
+        except MLPLabError as exc:
+            if not keep_going:
+                raise
+            results.append({"image": str(path), "error": str(exc)})
+            continue
+        results.append({"image": str(path)})
+    if rows:
+        tops = iter(top_classes(predict(predictor.model, torch.cat(rows)), predictor.classes, top_k))
+        for result in results:
+            if "error" not in result:
+                result["top"] = next(tops)
+    return results

@@ -132,6 +132,8 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
         f"Factor: `{', '.join(experiment.factor)}` · reference arm: `{experiment.reference}` · "
         f"seeds: {', '.join(map(str, experiment.seeds))} · dataset: {experiment.arms[0].config.data.dataset}",
         "",
+        *([f"Every arm with {', '.join(f'`{o}`' for o in experiment.overrides)} (--set).", ""]
+          if experiment.overrides else []),
         "## Arms",
         "",
         "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
@@ -285,7 +287,7 @@ def build_report(experiment: Experiment) -> dict[str, Any]:
     rundir.atomic_write_text(out / "report.csv", buffer.getvalue())
     report = {
         "experiment": experiment.name, "factor": experiment.factor, "reference": experiment.reference,
-        "seeds": experiment.seeds, "confidence": CONFIDENCE, "arms": rows,
+        "seeds": experiment.seeds, "overrides": list(experiment.overrides), "confidence": CONFIDENCE, "arms": rows,
         "runs": {name: {str(s): r for s, r in data["runs"].items()} for name, data in arms.items()},
         "plots": plots,
     }

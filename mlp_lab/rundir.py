@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.config import ConfigError, MLPLabError, config_hash, read_yaml_mapping, validate_config
+from mlp_lab.config import ConfigError, MLPLabError, config_hash, os_fault, read_yaml_mapping, validate_config
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -62,7 +62,7 @@ def run_status(run_dir: str | Path, want_hash: str | None = None) -> RunStatus:
         if want_hash is None:
             return RunStatus.PARTIAL
         try:
-            recorded = validate_config(read_yaml_mapping(config_path), str(config_path))
+            recorded = validate_config(read_yaml_mapping(config_path), str(config_path), machine=False)
         except ConfigError:
             return RunStatus.STALE
         return RunStatus.PARTIAL if config_hash(recorded) == want_hash else RunStatus.STALE
@@ -76,7 +76,12 @@ def fresh_run_dir(output_dir: str | Path, name: str) -> tuple[Path, bool]:
     two processes asking at once cannot get the same one.
     """
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise MLPLabError(f"output.dir: {output_dir} is a file, expected a directory")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_fault(exc, key="output.dir") from None
     candidate, n = output_dir / name, 1
     while True:
         try:
@@ -85,6 +90,8 @@ def fresh_run_dir(output_dir: str | Path, name: str) -> tuple[Path, bool]:
         except FileExistsError:
             n += 1
             candidate = output_dir / f"{name}-{n}"
+        except OSError as exc:
+            raise os_fault(exc, key="output.dir") from None
 
 
 def remove_if_empty(run_dir: str | Path) -> bool:
@@ -124,8 +131,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk or a directory in the way: leave nothing half-written
+    except BaseException as exc:
+        # A full disk or a signal mid-write: leave the old file, not a partial temporary beside it.
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() names no file; the message must
         raise
     _fsync_dir(path.parent)
 

@@ -37,12 +37,17 @@ from mlp_lab.config import (
     Config,
     ConfigError,
     MLPLabError,
+    apply_overrides,
+    apply_set_options,
+    clip,
+    clip_repr,
     config_hash,
     config_to_dict,
     flatten,
     read_base_config,
     read_yaml_mapping,
     resolve_named_yaml,
+    schema_errors,
     set_dotted,
     validate_config,
 )
@@ -191,6 +196,7 @@ class Search:
     enqueue: list[dict[str, Any]]
     output_dir: Path  # <output.dir>/<search name>
     confirm_overrides: dict[str, Any] = field(default_factory=dict)  # flat dotted keys, both arms of --confirm
+    overrides: tuple[str, ...] = ()  # the command line's --set KEY=VALUE: in the base of every trial and both arms
     # Set by tracking.track_search: each trial logs to MLflow as a run nested under the search's
     # run, whose id these tags carry. Not part of the search: the trials' configs are unchanged.
     trial_tags: Mapping[str, str] | None = None
@@ -228,22 +234,6 @@ class Search:
 def resolve_search_path(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR) -> Path:
     """`fashion_search` -> searches/fashion_search.yaml; a path is taken as it is."""
     return resolve_named_yaml(name_or_path, searches_dir, "search")
-
-
-def _schema_error(path: Path, err: dict[str, Any]) -> str:
-    loc = [str(p) for p in err["loc"]]
-    where = ".".join(loc) or "(top level)"
-    if err["type"] != "extra_forbidden":
-        return f"{path}: {where}: {err['msg']}"
-    if loc[0] == "params" and len(loc) == 3:
-        fields = list(ParamSpec.model_fields)
-    elif loc[0] == "pruner":
-        fields = list(PrunerSpec.model_fields)
-    else:
-        fields = list(SearchFile.model_fields)
-    close = difflib.get_close_matches(loc[-1], fields, n=1)
-    hint = f", did you mean {'.'.join(loc[:-1] + close)!r}?" if close else f" (known: {', '.join(fields)})"
-    return f"{path}: {where}: unknown key{hint}"
 
 
 def _known_keys() -> list[str]:
@@ -320,39 +310,57 @@ def _value_errors(path: Path, key: str, values: list[Any], base: dict[str, Any],
     return errors
 
 
-def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], where: str, errors: list[str]) -> None:
-    """Set dotted `overrides` in a raw config; a key that cannot be set is an error named `where.key`."""
-    for key, value in overrides.items():
-        try:
-            set_dotted(raw, key, value)
-        except ValueError as exc:
-            errors.append(f"{where}.{key}: {exc}")
+def _metric_errors(path: Path, metric: str, direction: str | None) -> list[str]:
+    errors = []
+    if metric.startswith("test/"):
+        errors.append(f"{path}: metric: {clip_repr(metric)} is refused: a search must never select on test data "
+                      f"(the test score of the winner would be optimistic); use val/acc or val/loss")
+    elif metric not in OBJECTIVE_KEYS:
+        close = difflib.get_close_matches(metric, list(OBJECTIVE_KEYS), n=1)
+        errors.append(f"{path}: metric: {clip_repr(metric)} is not a validation metric (val/acc or val/loss)"
+                      + (f"; did you mean {close[0]!r}?" if close else ""))
+    natural = "minimize" if metric.endswith("loss") else "maximize"
+    if direction in ("maximize", "minimize") and direction != natural and metric in OBJECTIVE_KEYS:
+        errors.append(f"{path}: direction: {direction} {metric} would pick the worst config; use {natural}")
+    return errors
 
 
-def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR) -> Search:
-    """Load and check a search file; every problem is reported at once, naming the file and key."""
+def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR,
+                overrides: Sequence[str] = ()) -> Search:
+    """Load and check a search file; every problem is reported at once, naming the file and key.
+    `overrides` are ``--set KEY=VALUE`` texts applied to the base after the file's overrides (so
+    to every trial and to both --confirm arms); a searched key cannot be set."""
     path = resolve_search_path(name_or_path, searches_dir)
     raw = read_yaml_mapping(path)
-    try:
-        spec = SearchFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError([_schema_error(path, err) for err in exc.errors()]) from None
     errors: list[str] = []
-    if spec.metric.startswith("test/"):
-        errors.append(f"{path}: metric: {spec.metric!r} is refused: a search must never select on test data "
-                      f"(the test score of the winner would be optimistic); use val/acc or val/loss")
-    elif spec.metric not in OBJECTIVE_KEYS:
-        close = difflib.get_close_matches(spec.metric, list(OBJECTIVE_KEYS), n=1)
-        errors.append(f"{path}: metric: {spec.metric!r} is not a validation metric (val/acc or val/loss)"
-                      + (f"; did you mean {close[0]!r}?" if close else ""))
+    try:
+        spec: SearchFile | None = SearchFile.model_validate(raw)
+    except ValidationError as exc:
+        errors += schema_errors(path, exc, SearchFile)
+        spec = None
+    # Checks of single fields also run on the raw file, so a schema error does not hide them.
+    metric = raw.get("metric", SearchFile.model_fields["metric"].default)
+    if isinstance(metric, str):
+        errors += _metric_errors(path, metric, raw.get("direction"))
+    base = None
+    if isinstance(raw.get("base"), str):
+        try:
+            base = read_base_config(path, raw["base"], [])
+        except ConfigError as exc:
+            errors += exc.errors
+    if spec is None or base is None:
+        raise ConfigError(errors)
     natural = "minimize" if spec.metric.endswith("loss") else "maximize"
-    if spec.direction is not None and spec.direction != natural and spec.metric in OBJECTIVE_KEYS:
-        errors.append(f"{path}: direction: {spec.direction} {spec.metric} would pick the worst config; use {natural}")
-    base = read_base_config(path, spec.base, errors)
-    _apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)
+    apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)
+    sources = apply_set_options(base, overrides, errors)
+    for key, desc in sources.items():
+        searched = [k for k in spec.params if k == key or k.startswith(key + ".") or key.startswith(k + ".")
+                    or (key == "model.hidden_sizes" and k in VIRTUAL_KEYS)]
+        if searched:
+            errors.append(f"{desc}: {key} is searched (params.{searched[0]}); the trials set it")
     base["name"] = path.stem
     try:
-        base_config = validate_config(base, f"{path}: base + overrides")
+        base_config = validate_config(base, f"{path}: base + overrides", sources)
     except ConfigError as exc:
         raise ConfigError(errors + exc.errors) from None
 
@@ -380,9 +388,9 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
     confirm_overrides = flatten(spec.confirm.overrides)
     if confirm_overrides:
         confirmed = copy.deepcopy(base)
-        _apply_overrides(confirmed, confirm_overrides, f"{path}: confirm.overrides", errors)
+        apply_overrides(confirmed, confirm_overrides, f"{path}: confirm.overrides", errors)
         try:
-            validate_config(confirmed, f"{path}: base + confirm.overrides")
+            validate_config(confirmed, f"{path}: base + confirm.overrides", sources)
         except ConfigError as exc:
             errors += exc.errors
     if errors:
@@ -391,7 +399,7 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
     output_dir = Path(base_config.output.dir) / path.stem
     search = Search(path.stem, path, spec.description.strip(), spec.metric, direction, spec.trials, spec.sampler,
                     spec.pruner, spec.seed, base, base_config, params, list(spec.enqueue), output_dir,
-                    confirm_overrides)
+                    confirm_overrides, tuple(overrides))
     return search
 
 
@@ -668,7 +676,15 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
                 # Their trial numbers would be handed out again: never train a trial into another's directory.
                 raise MLPLabError(f"{search.output_dir}: holds {', '.join(leftovers[:3])}{', ...' if len(leftovers) > 3 else ''} "
                                   f"but its study ({JOURNAL_FILE}) has no trials; move the directory away to start afresh")
+            # A study's trials must all share one base: a later call with other --set values
+            # would mix trials of different configs in one ranking.
+            recorded = study.user_attrs.get("overrides")
+            if study.trials and recorded is not None and list(recorded) != list(search.overrides):
+                was = " ".join(f"--set {o}" for o in recorded) or "no --set"
+                raise MLPLabError(f"{search.output_dir}: this search was started with {clip(was)}; give the same, "
+                                  f"or --set output.dir=DIR for a separate search")
             if not study.trials:
+                study.set_user_attr("overrides", list(search.overrides))
                 for point in search.enqueue:
                     # Categorical choices live in the study encoded (an architecture as its JSON text).
                     study.enqueue_trial({key: _encode(value) for key, value in point.items()})
@@ -803,7 +819,7 @@ def write_report(search: Search, study) -> dict[str, Any]:
     plots, skipped = _plots(study, out) if complete else ({}, ["no complete trial yet"])
     report = {
         "search": search.name, "metric": search.metric, "direction": search.direction, "sampler": search.sampler,
-        "pruner": search.pruner.name, "counts": counts,
+        "pruner": search.pruner.name, "overrides": list(search.overrides), "counts": counts,
         "best": None if best is None else {"trial": best.number, "value": best.value,
                                            "params": {p.key: p.decode(best.params[p.key]) for p in search.params
                                                       if p.key in best.params}},
@@ -829,6 +845,8 @@ def _markdown(search: Search, report: dict[str, Any], skipped: list[str]) -> str
     lines += [f"Metric: `{search.metric}` ({search.direction}) · sampler: {search.sampler} · pruner: "
               f"{search.pruner.name} · trials: {c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed"
               + (f", {c['running']} unfinished" if c["running"] else ""), ""]
+    if search.overrides:
+        lines += ["Every trial with " + ", ".join(f"`{o}`" for o in search.overrides) + " (--set).", ""]
     best = report["best"]
     if best is not None:
         lines += ["## Best trial", "",
@@ -879,17 +897,24 @@ def confirmation_experiment(search: Search, seeds: Sequence[int] = (0, 1, 2)):
                             ("best", read_yaml_mapping(best_path), f"{best_path} + confirm.overrides")]:
         for key, value in search.confirm_overrides.items():
             set_dotted(raw, key, value)
+        problems: list[str] = []
+        sources = apply_set_options(raw, search.overrides, problems)
+        if problems:
+            raise ConfigError(problems)
         raw["name"] = f"{search.name}-{arm}"
-        configs[arm] = validate_config(raw, where)
+        configs[arm] = validate_config(raw, where, sources)
     base_flat, best_flat = flatten(config_to_dict(configs["base"])), flatten(config_to_dict(configs["best"]))
     changes = {k: v for k, v in best_flat.items() if k != "name" and base_flat.get(k) != v}
     arms = [Arm("base", {}, configs["base"]), Arm("best", changes, configs["best"])]
     retrained = ("" if not search.confirm_overrides else " Both arms with "
                  + ", ".join(f"{k}={v}" for k, v in search.confirm_overrides.items()) + " (the search file's confirm.overrides).")
+    if search.overrides:
+        retrained += " Both arms with " + ", ".join(search.overrides) + " (--set)."
     return Experiment(f"{search.name}-confirm", search.path,
                       f"Confirmation of search {search.name}: its best trial's config against the base config, "
                       f"retrained over seeds {', '.join(map(str, seeds))} on the same split and tested once each."
-                      + retrained, [p.key for p in search.params], "base", list(seeds), arms, search.output_dir / "confirm")
+                      + retrained, [p.key for p in search.params], "base", list(seeds), arms, search.output_dir / "confirm",
+                      search.overrides)
 
 
 def confirm(search: Search, seeds: Sequence[int] = (0, 1, 2), *, jobs: int = 1, threads: int | None = None,

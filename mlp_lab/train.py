@@ -8,6 +8,7 @@ resume needs, so an interrupted run continues to the same result as an uninterru
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
@@ -41,6 +42,7 @@ from mlp_lab.config import (
     config_hash,
     config_to_yaml,
     load_config,
+    os_fault,
 )
 from mlp_lab.data import Data, Split, load_data
 from mlp_lab.loggers import MetricLogger, loggers_for
@@ -424,6 +426,9 @@ class Trainer:
             record = {k: record[k] for k in rundir.METRIC_COLUMNS}
             if not all(math.isfinite(record[k]) for k in ("train/loss", "val/loss")):
                 self._fail(record, loggers)
+            if not (self.run_dir / rundir.CONFIG_FILE).is_file():
+                # Moved or deleted under us: writing on would rebuild a directory that describes nothing.
+                raise FileNotFoundError(errno.ENOENT, "the run directory vanished mid-run", str(self.run_dir))
             p.epoch += 1
             p.elapsed += record["seconds"]
             p.history.append(record)
@@ -524,7 +529,10 @@ def train(
     run_dir = Path(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
     if resume and summary_path.exists():
-        summary = rundir.read_json(summary_path)
+        try:
+            summary = rundir.read_json(summary_path)
+        except ValueError:  # torn by a crash or a full disk: finishing again rewrites it
+            summary = {}
         if summary.get("status") == "completed":
             return summary
     if not resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
@@ -585,9 +593,14 @@ def start_run(
         run_dir, renamed = rundir.fresh_run_dir(config.output.dir, config.name)
     else:
         run_dir, renamed = Path(run_dir), False
+        if run_dir.exists() and not run_dir.is_dir():
+            raise MLPLabError(f"{run_dir}: is a file, expected a new or empty run directory")
         if run_dir.exists() and any(run_dir.iterdir()):
             raise MLPLabError(f"{run_dir}: already exists and is not empty; pick another directory")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_fault(exc, key="run directory") from None
     try:
         with rundir.RunLock(run_dir), torch_threads(threads):
             if on_start is not None:

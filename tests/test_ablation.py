@@ -131,3 +131,44 @@ def test_failed_run_is_reported_and_others_continue(tiny_config, tmp_path):
     assert explode["failed_seeds"] == [0, 1] and explode["test_acc_mean"] is None
     assert explode["verdict"] == "no shared seeds"
     assert "`explode`: seeds 0, 1 failed" in (tmp_path / "runs" / "study" / "report.md").read_text()
+
+
+def test_set_applies_to_every_arm_changes_the_hash_and_is_in_the_report(tiny_config, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlp_lab.cli import app
+    from mlp_lab.config import config_hash
+
+    path = write_study(tmp_path, tiny_config)
+    plain = load_experiment(path)
+    quick = load_experiment(path, overrides=["train.epochs=1", "train.batch_size=64"])
+    for arm, before in zip(quick.arms, plain.arms):
+        assert arm.config.train.epochs == 1 and arm.config.train.batch_size == 64
+        assert arm.config.model.dropout == before.config.model.dropout  # the arms' own changes stay
+        assert config_hash(arm.config) != config_hash(before.config)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["compare", "study", "--seeds", "0", "--set", "train.epochs=1"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "study" / "half" / "seed-0"
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 2  # header + 1 epoch
+    assert "Every arm with `train.epochs=1` (--set)." in (tmp_path / "runs" / "study" / "report.md").read_text()
+    assert yaml.safe_load((tmp_path / "runs" / "study" / "report.json").read_text())["overrides"] == ["train.epochs=1"]
+
+
+def test_set_is_validated_like_run_and_may_not_change_the_factor(tiny_config, tmp_path):
+    path = write_study(tmp_path, tiny_config)
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, overrides=["train.epochs=0", "model.dropout=0.3", "seed.x=1"])
+    lines = info.value.errors
+    assert any(line.startswith("--set train.epochs=0: train.epochs:") for line in lines)
+    assert any("--set model.dropout=0.3: model.dropout is this study's factor" in line for line in lines)
+    assert any(line.startswith("--set seed.x=1: seed: is a int") for line in lines)
+    assert len(lines) == 3  # said once, not once per arm
+
+
+def test_suite_applies_set_to_every_study(tiny_config, tmp_path):
+    from mlp_lab.overview import load_studies
+
+    write_study(tmp_path, tiny_config)
+    [study] = load_studies(["study"], experiments_dir=tmp_path / "experiments", overrides=["train.epochs=1"])
+    assert all(arm.config.train.epochs == 1 for arm in study.arms) and study.overrides == ("train.epochs=1",)

@@ -134,3 +134,32 @@ def test_hash_ignores_name_and_output_but_not_training_settings():
 
 def test_deep_merge_merges_nested_mappings():
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}, "d": 1}
+
+
+def test_parameter_count_matches_the_model_and_shapes_match_the_datasets():
+    from mlp_lab.config import DATASET_SHAPES, ModelConfig, parameter_count
+    from mlp_lab.data import DATASETS
+    from mlp_lab.model import ParameterizedMLP
+
+    for name, spec in DATASETS.items():
+        c, h, w = spec.image_shape
+        assert DATASET_SHAPES[name] == (c * h * w, len(spec.classes))
+    for model in (ModelConfig(hidden_sizes=[]), ModelConfig(hidden_sizes=[64, 32], batch_norm=True), ModelConfig()):
+        built = ParameterizedMLP.from_config(model, 784, 10)
+        assert parameter_count(model, 784, 10) == built.num_parameters()
+
+
+def test_normalise_choices_of_the_cli_are_predicts():
+    from mlp_lab.cli import Normalise
+    from mlp_lab.predict import NORMALISATIONS
+
+    assert tuple(n.value for n in Normalise) == NORMALISATIONS
+
+
+def test_a_model_too_large_for_memory_is_refused_naming_its_parameter_count(tmp_path):
+    from mlp_lab.config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {hidden_sizes: [1000000000000]}\n")
+    with pytest.raises(ConfigError, match=r"795,000,000,000,010 parameters need at least .* GiB to train"):
+        load_config(path)

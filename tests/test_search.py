@@ -316,3 +316,25 @@ def test_trial_directories_without_their_study_are_never_reused(tiny_config, tmp
     (search.output_dir / "trial-0").mkdir(parents=True)
     with pytest.raises(MLPLabError, match="holds trial-0 but its study"):
         run_search(search, log=quiet)
+
+
+def test_set_reaches_every_trial_and_both_confirm_arms_and_cannot_change_between_calls(tiny_config, tmp_path):
+    from mlp_lab.search import confirm
+
+    path = write_search(tmp_path, tiny_config, epochs=3, trials=2)
+    with pytest.raises(ConfigError, match="--set model.dropout=0.1: model.dropout is searched"):
+        load_search(path, overrides=["model.dropout=0.1"])
+    search = load_search(path, overrides=["train.epochs=1"])
+    assert search.base_config.train.epochs == 1
+    run_search(search, log=quiet)
+    for trial in sorted(search.output_dir.glob("trial-*")):
+        assert yaml.safe_load((trial / "config.yaml").read_text())["train"]["epochs"] == 1
+    assert "Every trial with `train.epochs=1` (--set)." in (search.output_dir / "search.md").read_text()
+    with pytest.raises(MLPLabError, match="was started with --set train.epochs=1; give the same"):
+        run_search(load_search(path, overrides=["train.epochs=2"]), trials=3, log=quiet)
+    result, _ = confirm(load_search(path, overrides=["train.epochs=1"]), seeds=[0], log=quiet)
+    assert not result.failures
+    for arm in ("base", "best"):
+        config = yaml.safe_load((search.output_dir / "confirm" / arm / "seed-0" / "config.yaml").read_text())
+        assert config["train"]["epochs"] == 1
+    assert "Both arms with train.epochs=1 (--set)." in (search.output_dir / "confirm" / "report.md").read_text()
