@@ -32,6 +32,7 @@ from mlp_lab.checkpoint import (
     save_checkpoint,
 )
 from mlp_lab.config import (
+    NUMERICS_VERSION,
     Config,
     ConfigError,
     EarlyStoppingConfig,
@@ -466,6 +467,7 @@ class Trainer:
     def _summary_base(self) -> dict[str, Any]:
         return {
             "name": self.config.name, "seed": self.config.seed, "config_hash": self.hash,
+            "numerics_version": NUMERICS_VERSION,
             "dataset": self.data.info.name, "data_source": self.data.info.source,
             "num_parameters": self.model.num_parameters(), "device": str(self.device),
             "torch_version": torch.__version__, "threads": torch.get_num_threads(), "monitor": self.config.train.early_stopping.monitor,
