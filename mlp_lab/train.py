@@ -218,13 +218,17 @@ class Plateau:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (with momentum/nesterov) over all model parameters."""
+    """Adam, AdamW or SGD (with momentum/nesterov) over all model parameters, as fused kernels.
+
+    Fused: one kernel updates every parameter (CPU and CUDA), where the default implementation
+    loops over parameters and operations; on the CPU that was a third of a baseline step.
+    """
     params = model.parameters()
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, fused=True)
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def weight_penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:
