@@ -40,6 +40,7 @@ from mlp_lab.config import (
     OptimizerConfig,
     SchedulerConfig,
     config_hash,
+    config_to_dict,
     config_to_yaml,
     load_config,
 )
@@ -326,7 +327,8 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def _checkpoint(self, kind: str) -> dict[str, Any]:
-        return checkpoint_header(kind, self.config, self.hash, self.model, data_meta(self.data.info))
+        return {**checkpoint_header(kind, self.config, self.hash, self.model, data_meta(self.data.info)),
+                "numerics_version": NUMERICS_VERSION}
 
     def save_last(self) -> None:
         """checkpoints/last.pt: the weights plus everything a bit-exact resume needs."""
@@ -348,6 +350,10 @@ class Trainer:
         path = self.run_dir / rundir.LAST_CHECKPOINT
         ckpt = load_checkpoint(path, "last")
         if ckpt.get("config_hash") != self.hash:
+            if ckpt.get("config") == config_to_dict(self.config):
+                raise CheckpointError(
+                    f"{path}: was written under numerics version {ckpt.get('numerics_version', 1)}, this mlp-lab "
+                    f"trains under version {NUMERICS_VERSION}; resuming would mix the two: start a new run instead")
             raise CheckpointError(f"{path}: was written for a different config; start a new run instead")
         load_weights(self.model, ckpt["model"], path)
         try:
