@@ -48,19 +48,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def time_mlp_lab(config: Config, repeats: int, data_dirs=()) -> dict[str, Any]:
-    """(a) One epoch of the real Trainer (train + val); also the peak RSS so far."""
+def _trainer_epoch(config: Config, data_dirs=()) -> tuple[Trainer, Callable[[], None]]:
+    """A Trainer and one epoch of it (train + val), warmed up: first-touch allocations, compile if enabled."""
     trainer = Trainer(config, "/nonexistent-bench-run", data_dirs=tuple(data_dirs))
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
 
     def epoch() -> None:
         trainer._train_epoch(None)
         evaluate(trainer.model, trainer.data.val)
 
-    epoch()  # warm-up: first-touch allocations, compile if enabled
-    median, times = _median_time(epoch, repeats, sync)
+    epoch()
+    return trainer, epoch
+
+
+def _mlp_lab_result(trainer: Trainer, median: float, times: list[float]) -> dict[str, Any]:
     return {"seconds": median, "all": times, "peak_rss_mb": _peak_rss_mb(), "device": str(trainer.device),
             "steps": trainer.steps_per_epoch, "data": trainer.data}
+
+
+def time_mlp_lab(config: Config, repeats: int, data_dirs=()) -> dict[str, Any]:
+    """(a) One epoch of the real Trainer (train + val); also the peak RSS so far."""
+    trainer, epoch = _trainer_epoch(config, data_dirs)
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    return _mlp_lab_result(trainer, *_median_time(epoch, repeats, sync))
 
 
 def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str, Any]:
@@ -133,9 +142,9 @@ def roofline_flops(widths: list[int], train_batches: list[int], val_batches: lis
     return 2 * (per_example * sum(train_batches) + sum(layer_macs) * sum(val_batches))
 
 
-def time_roofline(widths: list[int], batch_size: int, n_train: int, n_val: int, repeats: int) -> dict[str, Any]:
+def roofline_epoch(widths: list[int], batch_size: int, n_train: int, n_val: int) -> tuple[Callable[[], None], int]:
     """(r) The matmuls of one epoch alone, on random operands of the trainer's shapes and layouts
-    (nn.Linear computes x @ W.T; autograd dY.T @ x and dY @ W), into preallocated outputs."""
+    (nn.Linear computes x @ W.T; autograd dY.T @ x and dY @ W), into preallocated outputs; and their FLOPs."""
     train_batches, val_batches = roofline_shapes(batch_size, n_train, n_val)
     g = torch.Generator().manual_seed(0)
     weights = [torch.randn(b, a, generator=g) for a, b in zip(widths, widths[1:])]
@@ -162,9 +171,19 @@ def time_roofline(widths: list[int], batch_size: int, n_train: int, n_val: int, 
                 torch.mm(x[i], w.t(), out=x[i + 1])
 
     epoch()
-    median, times = _median_time(epoch, repeats, lambda: None)
-    gflops = roofline_flops(widths, train_batches, val_batches) / median / 1e9
-    return {"seconds": median, "all": times, "gflops": gflops}
+    return epoch, roofline_flops(widths, train_batches, val_batches)
+
+
+def _interleaved_medians(fns: list[Callable[[], None]], repeats: int) -> list[tuple[float, list[float]]]:
+    """Time each function once per round, `repeats` rounds: a burst of load from elsewhere on a
+    shared machine then lands on every variant alike, and a ratio of the medians stays fair."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [(statistics.median(t), t) for t in times]
 
 
 def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
@@ -188,15 +207,20 @@ def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[
     """Measure (a), (b), (c), (r) on the CPU (and the CUDA variants when a GPU is present); print a table."""
     results: dict[str, Any] = {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats}
     cpu_config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cpu"})}, deep=True)
-    a = time_mlp_lab(cpu_config, repeats, data_dirs)
+    # (a) and (r) alternate round by round: trainer/roofline is the ratio this benchmark is for.
+    trainer, trainer_epoch = _trainer_epoch(cpu_config, data_dirs)
+    info = trainer.data.info
+    widths = [info.in_features, *cpu_config.model.hidden_sizes, info.num_classes]
+    roof_epoch, flops = roofline_epoch(widths, cpu_config.train.batch_size, len(trainer.data.train),
+                                       len(trainer.data.val))
+    (a_median, a_times), (r_median, r_times) = _interleaved_medians([trainer_epoch, roof_epoch], repeats)
+    a = _mlp_lab_result(trainer, a_median, a_times)
+    r = {"seconds": r_median, "all": r_times, "gflops": flops / r_median / 1e9}
     data = a.pop("data")
     log(f"(a) mlp-lab trainer, train + val:          {a['seconds']:.3f} s/epoch  (peak RSS {a['peak_rss_mb']:.0f} MB)")
+    log(f"(r) roofline, the epoch's matmuls bare:     {r['seconds']:.3f} s/epoch  ({r['gflops']:.0f} GFLOPS)")
     c = time_floor(cpu_config, repeats, data, a["steps"], torch.device("cpu"))
     log(f"(c) floor, fixed batch + val matmuls:       {c['seconds']:.3f} s/epoch")
-    info = data.info
-    widths = [info.in_features, *cpu_config.model.hidden_sizes, info.num_classes]
-    r = time_roofline(widths, cpu_config.train.batch_size, len(data.train), len(data.val), repeats)
-    log(f"(r) roofline, the epoch's matmuls bare:     {r['seconds']:.3f} s/epoch  ({r['gflops']:.0f} GFLOPS)")
     b = time_tutorial(cpu_config, repeats, data, data_dirs)
     log(f"(b) tutorial DataLoader pipeline + val:     {b['seconds']:.3f} s/epoch")
     results.update({"a": a, "b": b, "c": c, "roofline": r, "a_over_c": a["seconds"] / c["seconds"],
