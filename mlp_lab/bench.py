@@ -1,6 +1,6 @@
-"""Epoch-speed benchmark: mlp-lab's trainer against the tutorial pipeline and the compute floor.
+"""Epoch-speed benchmark: mlp-lab's trainer against the tutorial pipeline, the compute floor and the matmul roofline.
 
-All three measure one epoch of train + val on the same data, model and optimizer, in one
+All four measure one epoch of train + val on the same data, model and optimizer, in one
 process, as the median of several repeats:
 
 (a) mlp-lab: the Trainer's epoch (device tensors, seeded randperm, index slices) + val pass;
