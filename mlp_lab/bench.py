@@ -1,12 +1,16 @@
-"""Epoch-speed benchmark: mlp-lab's trainer against the tutorial pipeline and the compute floor.
+"""Epoch-speed benchmark: mlp-lab's trainer against the tutorial pipeline, the compute floor and the matmul roofline.
 
-All three measure one epoch of train + val on the same data, model and optimizer, in one
+All four measure one epoch of train + val on the same data, model and optimizer, in one
 process, as the median of several repeats:
 
 (a) mlp-lab: the Trainer's epoch (device tensors, seeded randperm, index slices) + val pass;
 (b) tutorial: torchvision dataset with ToTensor/Normalize + DataLoader(batch_size, shuffle=True)
     + a plain loop, and a DataLoader val pass;
-(c) floor: the same optimizer steps on one fixed batch, and the same val matmuls.
+(c) floor: the same optimizer steps on one fixed batch, and the same val matmuls;
+(r) roofline: only the matmuls one epoch cannot avoid, bare: per train step and Linear layer the
+    forward, the weight gradient and (except the first layer's, which nothing needs) the input
+    gradient, at the config's batch sizes, plus the val pass forward. trainer/roofline = a/r says
+    how far the trainer is from doing nothing but its matmuls.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 from mlp_lab.config import Config
 from mlp_lab.data import DATASETS, locate, split_indices
 from mlp_lab.model import ParameterizedMLP
-from mlp_lab.train import Trainer, build_optimizer, evaluate
+from mlp_lab.train import EVAL_BATCH_SIZE, Trainer, build_optimizer, evaluate, num_batches
 
 
 def _median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> tuple[float, list[float]]:
@@ -44,19 +48,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def time_mlp_lab(config: Config, repeats: int, data_dirs=()) -> dict[str, Any]:
-    """(a) One epoch of the real Trainer (train + val); also the peak RSS so far."""
+def _trainer_epoch(config: Config, data_dirs=()) -> tuple[Trainer, Callable[[], None]]:
+    """A Trainer and one epoch of it (train + val), warmed up: first-touch allocations, compile if enabled."""
     trainer = Trainer(config, "/nonexistent-bench-run", data_dirs=tuple(data_dirs))
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
 
     def epoch() -> None:
         trainer._train_epoch(None)
         evaluate(trainer.model, trainer.data.val)
 
-    epoch()  # warm-up: first-touch allocations, compile if enabled
-    median, times = _median_time(epoch, repeats, sync)
+    epoch()
+    return trainer, epoch
+
+
+def _mlp_lab_result(trainer: Trainer, median: float, times: list[float]) -> dict[str, Any]:
     return {"seconds": median, "all": times, "peak_rss_mb": _peak_rss_mb(), "device": str(trainer.device),
             "steps": trainer.steps_per_epoch, "data": trainer.data}
+
+
+def time_mlp_lab(config: Config, repeats: int, data_dirs=()) -> dict[str, Any]:
+    """(a) One epoch of the real Trainer (train + val); also the peak RSS so far."""
+    trainer, epoch = _trainer_epoch(config, data_dirs)
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    return _mlp_lab_result(trainer, *_median_time(epoch, repeats, sync))
 
 
 def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str, Any]:
@@ -114,6 +127,65 @@ def time_floor(config: Config, repeats: int, data, steps: int, device: torch.dev
     return {"seconds": median, "all": times}
 
 
+def roofline_shapes(batch_size: int, n_train: int, n_val: int) -> tuple[list[int], list[int]]:
+    """Batch sizes of one epoch's train steps (the trainer's, last partial batch included) and of its val pass."""
+    steps = num_batches(n_train, batch_size)
+    train = [min(batch_size, n_train - i * batch_size) for i in range(steps)]
+    val = [min(EVAL_BATCH_SIZE, n_val - i) for i in range(0, n_val, EVAL_BATCH_SIZE)]
+    return train, val
+
+
+def roofline_flops(widths: list[int], train_batches: list[int], val_batches: list[int]) -> int:
+    """Floating-point operations of the roofline's matmuls (2 per multiply-accumulate)."""
+    layer_macs = [a * b for a, b in zip(widths, widths[1:])]
+    per_example = sum(layer_macs) * 3 - layer_macs[0]  # forward, weight grad, input grad but the first
+    return 2 * (per_example * sum(train_batches) + sum(layer_macs) * sum(val_batches))
+
+
+def roofline_epoch(widths: list[int], batch_size: int, n_train: int, n_val: int) -> tuple[Callable[[], None], int]:
+    """(r) The matmuls of one epoch alone, on random operands of the trainer's shapes and layouts
+    (nn.Linear computes x @ W.T; autograd dY.T @ x and dY @ W), into preallocated outputs; and their FLOPs."""
+    train_batches, val_batches = roofline_shapes(batch_size, n_train, n_val)
+    g = torch.Generator().manual_seed(0)
+    weights = [torch.randn(b, a, generator=g) for a, b in zip(widths, widths[1:])]
+    weight_grads = [torch.empty_like(w) for w in weights]
+
+    def activations(n: int) -> list[torch.Tensor]:
+        return [torch.randn(n, width, generator=g) for width in widths]
+
+    acts = {n: activations(n) for n in set(train_batches) | set(val_batches)}
+    grads = {n: activations(n) for n in set(train_batches)}
+
+    def epoch() -> None:
+        for n in train_batches:
+            x, dx = acts[n], grads[n]
+            for i, w in enumerate(weights):
+                torch.mm(x[i], w.t(), out=x[i + 1])
+            for i in reversed(range(len(weights))):
+                torch.mm(dx[i + 1].t(), x[i], out=weight_grads[i])
+                if i > 0:
+                    torch.mm(dx[i + 1], weights[i], out=dx[i])
+        for n in val_batches:
+            x = acts[n]
+            for i, w in enumerate(weights):
+                torch.mm(x[i], w.t(), out=x[i + 1])
+
+    epoch()
+    return epoch, roofline_flops(widths, train_batches, val_batches)
+
+
+def _interleaved_medians(fns: list[Callable[[], None]], repeats: int) -> list[tuple[float, list[float]]]:
+    """Time each function once per round, `repeats` rounds: a burst of load from elsewhere on a
+    shared machine then lands on every variant alike, and a ratio of the medians stays fair."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [(statistics.median(t), t) for t in times]
+
+
 def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
     """Wall time of `python -m mlp_lab --help` in a fresh interpreter, and whether torch got imported."""
     import subprocess
@@ -132,18 +204,29 @@ def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
 
 
 def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure (a), (b), (c) on the CPU (and the CUDA variants when a GPU is present); print a table."""
+    """Measure (a), (b), (c), (r) on the CPU (and the CUDA variants when a GPU is present); print a table."""
     results: dict[str, Any] = {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats}
     cpu_config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cpu"})}, deep=True)
-    a = time_mlp_lab(cpu_config, repeats, data_dirs)
+    # (a) and (r) alternate round by round: trainer/roofline is the ratio this benchmark is for.
+    trainer, trainer_epoch = _trainer_epoch(cpu_config, data_dirs)
+    info = trainer.data.info
+    widths = [info.in_features, *cpu_config.model.hidden_sizes, info.num_classes]
+    roof_epoch, flops = roofline_epoch(widths, cpu_config.train.batch_size, len(trainer.data.train),
+                                       len(trainer.data.val))
+    (a_median, a_times), (r_median, r_times) = _interleaved_medians([trainer_epoch, roof_epoch], repeats)
+    a = _mlp_lab_result(trainer, a_median, a_times)
+    r = {"seconds": r_median, "all": r_times, "gflops": flops / r_median / 1e9}
     data = a.pop("data")
     log(f"(a) mlp-lab trainer, train + val:          {a['seconds']:.3f} s/epoch  (peak RSS {a['peak_rss_mb']:.0f} MB)")
+    log(f"(r) roofline, the epoch's matmuls bare:     {r['seconds']:.3f} s/epoch  ({r['gflops']:.0f} GFLOPS)")
     c = time_floor(cpu_config, repeats, data, a["steps"], torch.device("cpu"))
     log(f"(c) floor, fixed batch + val matmuls:       {c['seconds']:.3f} s/epoch")
     b = time_tutorial(cpu_config, repeats, data, data_dirs)
     log(f"(b) tutorial DataLoader pipeline + val:     {b['seconds']:.3f} s/epoch")
-    results.update({"a": a, "b": b, "c": c, "a_over_c": a["seconds"] / c["seconds"], "b_over_a": b["seconds"] / a["seconds"]})
-    log(f"a/c = {results['a_over_c']:.2f}  (target <= 1.2)    b/a = {results['b_over_a']:.2f}  (target >= 4)    "
+    results.update({"a": a, "b": b, "c": c, "roofline": r, "a_over_c": a["seconds"] / c["seconds"],
+                    "b_over_a": b["seconds"] / a["seconds"], "trainer_over_roofline": a["seconds"] / r["seconds"]})
+    log(f"trainer/roofline = {results['trainer_over_roofline']:.2f}  (target <= 2.0)    "
+        f"a/c = {results['a_over_c']:.2f}  (target <= 1.2)    b/a = {results['b_over_a']:.2f}  (target >= 4)    "
         f"peak RSS of (a) {a['peak_rss_mb']:.0f} MB (target <= 1536)    torch threads {results['threads']}")
     startup = time_cli_startup()
     results["help_startup"] = startup

@@ -546,8 +546,14 @@ def config_to_yaml(cfg: BaseModel) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
+# The trainer's numerics: bumped whenever the same config trains to different numbers on purpose
+# (1: the original; 2: fused optimizer steps, 16-bit dropout masks). Part of the config hash, so a
+# finished run made under older numerics is stale rather than mixed into a study.
+NUMERICS_VERSION = 2
+
+
 def config_hash(cfg: Config) -> str:
-    """A short stable hash of everything that affects training results.
+    """A short stable hash of everything that affects training results, the numerics version included.
 
     The run name and output settings are left out: renaming a run or turning TensorBoard off
     does not change what is trained.
@@ -555,6 +561,7 @@ def config_hash(cfg: Config) -> str:
     payload = config_to_dict(cfg)
     payload.pop("name")
     payload.pop("output")
+    payload["numerics_version"] = NUMERICS_VERSION
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

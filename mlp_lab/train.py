@@ -33,6 +33,7 @@ from mlp_lab.checkpoint import (
     save_checkpoint,
 )
 from mlp_lab.config import (
+    NUMERICS_VERSION,
     Config,
     ConfigError,
     EarlyStoppingConfig,
@@ -40,6 +41,7 @@ from mlp_lab.config import (
     OptimizerConfig,
     SchedulerConfig,
     config_hash,
+    config_to_dict,
     config_to_yaml,
     load_config,
     os_fault,
@@ -219,13 +221,17 @@ class Plateau:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (with momentum/nesterov) over all model parameters."""
+    """Adam, AdamW or SGD (with momentum/nesterov) over all model parameters, as fused kernels.
+
+    Fused: one kernel updates every parameter (CPU and CUDA), where the default implementation
+    loops over parameters and operations; on the CPU that was a third of a baseline step.
+    """
     params = model.parameters()
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, fused=True)
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def weight_penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:
@@ -323,7 +329,8 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def _checkpoint(self, kind: str) -> dict[str, Any]:
-        return checkpoint_header(kind, self.config, self.hash, self.model, data_meta(self.data.info))
+        return {**checkpoint_header(kind, self.config, self.hash, self.model, data_meta(self.data.info)),
+                "numerics_version": NUMERICS_VERSION}
 
     def save_last(self) -> None:
         """checkpoints/last.pt: the weights plus everything a bit-exact resume needs."""
@@ -345,6 +352,10 @@ class Trainer:
         path = self.run_dir / rundir.LAST_CHECKPOINT
         ckpt = load_checkpoint(path, "last")
         if ckpt.get("config_hash") != self.hash:
+            if ckpt.get("config") == config_to_dict(self.config):
+                raise CheckpointError(
+                    f"{path}: was written under numerics version {ckpt.get('numerics_version', 1)}, this mlp-lab "
+                    f"trains under version {NUMERICS_VERSION}; resuming would mix the two: start a new run instead")
             raise CheckpointError(f"{path}: was written for a different config; start a new run instead")
         load_weights(self.model, ckpt["model"], path)
         try:
@@ -387,17 +398,30 @@ class Trainer:
             seen, lr0 = 0, None
         self.model.train()
         bs = cfg.batch_size
+        # The epoch's labels in order, and a slot per example for the predicted class: correct
+        # answers are counted once at the end instead of with four small operations per step.
+        labels = train.y.index_select(0, perm)
+        predicted = torch.empty_like(labels)
+        first = end = p.step * bs  # the first example this call trains on
+
+        def correct_so_far(stop: int) -> torch.Tensor:
+            return correct + (predicted[first:stop] == labels[first:stop]).sum()
+
         for step in range(p.step, self.steps_per_epoch):
             if should_stop is not None and should_stop():
-                p.step, p.partial = step, {"loss_sum": loss_sum.cpu(), "correct": correct.cpu(), "seen": seen, "lr": lr0}
+                p.step, p.partial = step, {"loss_sum": loss_sum.cpu(), "correct": correct_so_far(step * bs).cpu(),
+                                           "seen": seen, "lr": lr0}
                 raise TrainingInterrupted(self.run_dir)
             lr = self._set_lr(p.epoch * self.steps_per_epoch + step)
             lr0 = lr if lr0 is None else lr0
-            idx = perm[step * bs:(step + 1) * bs]
-            x, y = train.x[idx], train.y[idx]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            start, end = step * bs, min((step + 1) * bs, len(train))
+            x, y = train.x.index_select(0, perm[start:end]), labels[start:end]
+            if self.use_amp:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    logits = self.forward(x)
+                logits = logits.float()
+            else:
                 logits = self.forward(x)
-            logits = logits.float()
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             penalty = weight_penalty(weights, cfg.l1, cfg.l2)
             objective = loss if penalty is None else loss + penalty
@@ -407,10 +431,11 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             self.optimizer.step()
-            # Accumulate on the device: no host sync per step.
-            loss_sum += loss.detach().double() * y.shape[0]
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += y.shape[0]
+            # Accumulate on the device: no host sync per step (float64 += float32 * n, one kernel).
+            loss_sum.add_(loss.detach(), alpha=end - start)
+            torch.argmax(logits.detach(), 1, out=predicted[start:end])
+            seen += end - start
+        correct = correct_so_far(end)
         p.step, p.partial = 0, None
         return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen), "lr": lr0}
 
@@ -471,6 +496,7 @@ class Trainer:
     def _summary_base(self) -> dict[str, Any]:
         return {
             "name": self.config.name, "seed": self.config.seed, "config_hash": self.hash,
+            "numerics_version": NUMERICS_VERSION,
             "dataset": self.data.info.name, "data_source": self.data.info.source,
             "num_parameters": self.model.num_parameters(), "device": str(self.device),
             "torch_version": torch.__version__, "threads": torch.get_num_threads(), "monitor": self.config.train.early_stopping.monitor,

@@ -8,7 +8,8 @@ import sys
 from typer.testing import CliRunner
 
 from conftest import write_config
-from mlp_lab.bench import run_benchmark
+from mlp_lab.bench import roofline_flops, roofline_shapes, run_benchmark
+from mlp_lab.train import num_batches
 from mlp_lab.cli import app
 
 
@@ -16,14 +17,27 @@ def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
     cfg = tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"})
     lines = []
     results = run_benchmark(cfg, repeats=1, log=lines.append)
-    for key in ("a", "b", "c"):
+    for key in ("a", "b", "c", "roofline"):
         assert results[key]["seconds"] > 0
+    assert results["trainer_over_roofline"] == results["a"]["seconds"] / results["roofline"]["seconds"]
+    assert results["roofline"]["gflops"] > 0
     assert results["a_over_c"] == results["a"]["seconds"] / results["c"]["seconds"]
     assert results["b_over_a"] == results["b"]["seconds"] / results["a"]["seconds"]
     assert results["a"]["peak_rss_mb"] > 0
     assert results["help_startup"]["torch_imported"] is False
     text = "\n".join(lines)
-    assert "a/c =" in text and "b/a =" in text and "peak RSS" in text
+    assert "a/c =" in text and "b/a =" in text and "trainer/roofline =" in text and "peak RSS" in text
+
+
+def test_roofline_counts_the_epochs_unavoidable_matmuls():
+    # 11 training examples in batches of 5: the trainer drops a last batch of one, so 5 and 5;
+    # 7 val examples make one eval batch.
+    train, val = roofline_shapes(5, 11, 7)
+    assert train == [5, 5] and len(train) == num_batches(11, 5) and val == [7]
+    assert roofline_shapes(5, 12, 7)[0] == [5, 5, 2]
+    # 4-3-2: layer MACs 12 and 6; per train example forward 18 + weight grads 18 + the second
+    # layer's input grad 6 (the first layer's input grad is not needed); val forward only.
+    assert roofline_flops([4, 3, 2], [5, 5, 2], [7]) == 2 * ((18 + 18 + 6) * 12 + 18 * 7)
 
 
 def test_bench_cli_writes_json(tiny_config, tmp_path):

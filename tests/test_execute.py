@@ -38,6 +38,39 @@ def test_status_vocabulary_follows_the_run_directory(tiny_config, tmp_path):
     assert rundir.run_status(spec.run_dir) == RunStatus.DONE  # no config to compare with: its own
 
 
+def _numerics_1_hash(config) -> str:
+    """The config hash as mlp-lab computed it before the numerics version was part of it."""
+    import hashlib
+    import json
+
+    from mlp_lab.config import config_to_dict
+
+    payload = config_to_dict(config)
+    payload.pop("name")
+    payload.pop("output")
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tmp_path):
+    from mlp_lab.config import NUMERICS_VERSION
+
+    spec = plan(load_experiment(write_study(tmp_path, tiny_config)))[0]
+    first = run_one(spec, **quiet)
+    assert first.summary["numerics_version"] == NUMERICS_VERSION
+    # Turn the finished run into one the previous trainer wrote: its summary has that code's
+    # hash and no numerics_version.
+    summary_path = spec.run_dir / rundir.SUMMARY_FILE
+    old = {k: v for k, v in rundir.read_json(summary_path).items() if k != "numerics_version"}
+    old["config_hash"] = _numerics_1_hash(spec.config)
+    rundir.write_json(summary_path, old)
+    assert spec.status() == RunStatus.STALE
+    again = run_one(spec, **quiet)
+    assert (again.status, again.action) == (RunStatus.DONE, "trained")
+    assert rundir.read_json(summary_path)["numerics_version"] == NUMERICS_VERSION
+    assert [p.name.split(".old-")[0] for p in spec.run_dir.parent.glob("*.old-*")] == [spec.run_dir.name]
+
+
 def test_serial_executor_reports_in_order_and_restores_the_thread_count(tiny_config, tmp_path):
     specs = plan(load_experiment(write_study(tmp_path, tiny_config)))
     before = torch.get_num_threads()

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from mlp_lab.config import ModelConfig
-from mlp_lab.model import ParameterizedMLP
+from mlp_lab.model import Dropout, ParameterizedMLP, dropout_mask
 
 
 def test_logits_shape_and_flattening():
@@ -32,12 +32,12 @@ def test_parameter_count(hidden, batch_norm, expected):
 def test_layer_order_per_hidden_layer():
     model = ParameterizedMLP(10, [8], 3, activation="tanh", batch_norm=True, dropout=0.5)
     kinds = [type(m) for m in model.layers]
-    assert kinds == [nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.Tanh, nn.Dropout, nn.Linear]
+    assert kinds == [nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.Tanh, Dropout, nn.Linear]
 
 
 def test_input_dropout_comes_first_and_only_when_asked():
     model = ParameterizedMLP(10, [8], 3, dropout=0.0, input_dropout=0.2)
-    assert [type(m) for m in model.layers] == [nn.Flatten, nn.Dropout, nn.Linear, nn.ReLU, nn.Linear]
+    assert [type(m) for m in model.layers] == [nn.Flatten, Dropout, nn.Linear, nn.ReLU, nn.Linear]
     assert model.layers[1].p == 0.2 and model.model_args["input_dropout"] == 0.2
     assert nn.Dropout not in [type(m) for m in ParameterizedMLP(10, [8], 3).layers]
     # model_args rebuild the same architecture, so checkpoints load into it.
@@ -81,3 +81,33 @@ def test_from_config_and_penalized_weights():
 def test_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation"):
         ParameterizedMLP(4, [4], 2, activation="swishy")
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9])
+def test_dropout_mask_drops_at_rate_p_and_stays_unbiased(p):
+    torch.manual_seed(0)
+    mask = dropout_mask(torch.Size([400, 1000]), p, torch.device("cpu"), torch.float32)
+    dropped = (mask == 0).float().mean().item()
+    # 400k Bernoulli draws: the standard error is at most 0.0008.
+    assert abs(dropped - p) < 0.004
+    kept = mask[mask != 0]
+    assert torch.all(kept == kept[0]) and kept[0].item() == pytest.approx(1 / (1 - p), rel=1e-4)
+    assert mask.mean().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_dropout_masks_follow_the_global_seed_and_keep_the_dtype():
+    shape = torch.Size([3, 7, 5])  # 105 elements: not a multiple of the four masks one draw yields
+    torch.manual_seed(3)
+    a = dropout_mask(shape, 0.3, torch.device("cpu"), torch.float64)
+    torch.manual_seed(3)
+    b = dropout_mask(shape, 0.3, torch.device("cpu"), torch.float64)
+    assert a.shape == shape and a.dtype == torch.float64 and torch.equal(a, b)
+    assert not torch.equal(a, dropout_mask(shape, 0.3, torch.device("cpu"), torch.float64))
+
+
+def test_dropout_module_is_an_nn_dropout_with_its_state_dict_keys():
+    model = ParameterizedMLP(10, [8], 3, dropout=0.5, input_dropout=0.2)
+    assert all(isinstance(m, nn.Dropout) for m in model.layers if isinstance(m, Dropout))
+    reference = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5),
+                              nn.Linear(8, 3))
+    assert list(model.layers.state_dict()) == list(reference.state_dict())

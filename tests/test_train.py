@@ -8,7 +8,7 @@ import torch
 from conftest import metrics_without_timing
 from mlp_lab import rundir
 from mlp_lab.checkpoint import CheckpointError, load_checkpoint
-from mlp_lab.config import SchedulerConfig
+from mlp_lab.config import NUMERICS_VERSION, SchedulerConfig
 from mlp_lab.data import load_data
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import (
@@ -129,6 +129,20 @@ def test_resume_with_another_config_is_refused(tiny_config, tmp_path):
         train(tiny_config(), tmp_path / "run", should_stop=lambda: True)
     with pytest.raises(CheckpointError, match="different config"):
         train(tiny_config(seed=5), tmp_path / "run", resume=True)
+
+
+def test_resuming_a_run_interrupted_under_older_numerics_is_refused_with_the_reason(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"})
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "run", should_stop=lambda: True)
+    # What an interrupted run of the previous trainer left: the same config, another hash.
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config_hash"] = "0123456789abcdef"
+    del ckpt["numerics_version"]
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=f"numerics version 1, this mlp-lab trains under version {NUMERICS_VERSION}"):
+        train(cfg, tmp_path / "run", resume=True)
 
 
 def test_divergence_is_recorded_and_stops(tiny_config, tmp_path):
