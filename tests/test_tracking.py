@@ -390,5 +390,9 @@ def test_ui_serves_the_default_store_on_localhost(tiny_config, tmp_path, store):
                 time.sleep(0.3)
         client = MlflowClient(f"http://127.0.0.1:{port}")
         assert [r.info.run_name for r in mlp_runs(client, "tiny")] == ["tiny"]
+        # Stopped as a user stops it: SIGTERM reaches `mlp-lab ui`, which stops its server (its
+        # own process group, out of reach of a SIGKILL to ours).
+        process.terminate()
+        assert process.wait(timeout=30) == 128 + signal.SIGTERM
     finally:
         stop_server(process)
