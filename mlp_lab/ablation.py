@@ -23,7 +23,7 @@ from mlp_lab.config import (
     apply_set_options,
     clip,
     flatten,
-    read_base_config,
+    read_named_base,
     read_yaml_mapping,
     resolve_named_yaml,
     schema_errors,
@@ -119,12 +119,7 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
     if isinstance(reference, str) and isinstance(arms_raw, dict) and reference not in arms_raw:
         errors.append(f"{path}: reference: {clip(repr(reference))} is not one of the arms "
                       f"({clip(', '.join(map(str, arms_raw)))})")
-    base = None
-    if isinstance(raw.get("base"), str):
-        try:
-            base = read_base_config(path, raw["base"], [])
-        except ConfigError as exc:
-            errors += exc.errors
+    base = read_named_base(path, raw, errors)
     if spec is None or base is None:
         raise ConfigError(errors)
     apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)

@@ -13,7 +13,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -269,6 +269,18 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_named_base(path: Path, raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any] | None:
+    """The base config an experiment or search file's raw `base` names, or None when it names
+    none or it cannot be read (its problems then added to `errors`, beside the file's others)."""
+    if not isinstance(raw.get("base"), str):
+        return None
+    try:
+        return read_base_config(path, raw["base"], [])
+    except ConfigError as exc:
+        errors += exc.errors
+        return None
+
+
 def read_base_config(path: Path, base: str, errors: list[str]) -> dict[str, Any]:
     """The `base` config named by an experiment or search file at `path` (relative to that file).
     If it cannot be read, that is raised together with the file's `errors` found so far."""
@@ -332,18 +344,24 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], where: st
             errors.append(f"{where}.{key}: {exc}")
 
 
-def apply_set_options(raw: dict[str, Any], overrides: Iterable[str], errors: list[str]) -> dict[str, str]:
-    """Apply ``--set KEY=VALUE`` texts to a raw config; problems go to `errors`, one line each.
-
-    Returns which dotted key each applied --set wrote, described as the user wrote it, for
-    `validate_config`'s `override_sources`."""
-    sources: dict[str, str] = {}
+def _parsed_set_options(overrides: Iterable[str], errors: list[str]) -> Iterator[tuple[str, str, Any]]:
+    """(text, dotted key, value) for each well-formed ``--set`` text; malformed ones go to `errors`."""
     for text in overrides:
         try:
             key, value = parse_override(text)
         except ValueError as exc:
             errors.append(str(exc))
             continue
+        yield text, key, value
+
+
+def apply_set_options(raw: dict[str, Any], overrides: Iterable[str], errors: list[str]) -> dict[str, str]:
+    """Apply ``--set KEY=VALUE`` texts to a raw config; problems go to `errors`, one line each.
+
+    Returns which dotted key each applied --set wrote, described as the user wrote it, for
+    `validate_config`'s `override_sources`."""
+    sources: dict[str, str] = {}
+    for text, key, value in _parsed_set_options(overrides, errors):
         try:
             set_dotted(raw, key, value)
         except ValueError as exc:
@@ -355,14 +373,8 @@ def apply_set_options(raw: dict[str, Any], overrides: Iterable[str], errors: lis
 
 def parse_set_options(overrides: Iterable[str]) -> dict[str, Any]:
     """``--set`` texts as {dotted key: value}; every malformed one reported at once (ConfigError)."""
-    parsed, errors = {}, []
-    for text in overrides:
-        try:
-            key, value = parse_override(text)
-        except ValueError as exc:
-            errors.append(str(exc))
-            continue
-        parsed[key] = value
+    errors: list[str] = []
+    parsed = {key: value for _, key, value in _parsed_set_options(overrides, errors)}
     if errors:
         raise ConfigError(errors)
     return parsed

@@ -44,7 +44,7 @@ from mlp_lab.config import (
     config_hash,
     config_to_dict,
     flatten,
-    read_base_config,
+    read_named_base,
     read_yaml_mapping,
     resolve_named_yaml,
     schema_errors,
@@ -342,12 +342,7 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
     metric = raw.get("metric", SearchFile.model_fields["metric"].default)
     if isinstance(metric, str):
         errors += _metric_errors(path, metric, raw.get("direction"))
-    base = None
-    if isinstance(raw.get("base"), str):
-        try:
-            base = read_base_config(path, raw["base"], [])
-        except ConfigError as exc:
-            errors += exc.errors
+    base = read_named_base(path, raw, errors)
     if spec is None or base is None:
         raise ConfigError(errors)
     natural = "minimize" if spec.metric.endswith("loss") else "maximize"
