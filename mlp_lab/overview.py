@@ -22,9 +22,9 @@ from typing import Any
 
 from mlp_lab import rundir
 from mlp_lab.ablation import EXPERIMENTS_DIR, Experiment, load_experiment, plan
-from mlp_lab.execute import estimated_cost
 from mlp_lab.config import ConfigError, MLPLabError
 from mlp_lab.datasets import display_name
+from mlp_lab.execute import estimated_cost
 from mlp_lab.report import CONFIDENCE, build_report
 
 # The course's order: the plain-base ladder, then the first lesson on MNIST, then the rest by name.
