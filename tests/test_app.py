@@ -301,7 +301,8 @@ def test_the_app_is_served_on_loopback_without_a_full_gc_after_every_rerun():
 def test_help_and_the_core_do_not_import_streamlit():
     code = ("import sys; from typer.testing import CliRunner; from mlp_lab.cli import app; "
             "import mlp_lab.app.drawing, mlp_lab.app.form, mlp_lab.app.launched, mlp_lab.app.models, "
-            "mlp_lab.app.runs, mlp_lab.app.serve, mlp_lab.app.studies, mlp_lab.app.training; CliRunner().invoke(app, ['--help']); "
+            "mlp_lab.app.runs, mlp_lab.app.serve, mlp_lab.app.studies, mlp_lab.app.training; "
+            "CliRunner().invoke(app, ['--help']); "
             "print(sorted(m for m in ('streamlit', 'torch') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(MAIN.parents[2])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
