@@ -9,7 +9,7 @@ for each digit 0-9 clears the canvas and draws it as mouse strokes shaped like h
 and then, for the same drawing, with the plain resize. Every stroke's round trip is timed from
 mouse-up until the page shows the answer for that stroke (the caption with the canvas's ink count
 changes: it is written after the chart and the model's view). Also times the in-process
-prediction alone (`logic.classify`: canvas RGBA -> 28x28 -> probabilities) on the same drawings.
+prediction alone (`drawing.classify`: canvas RGBA -> 28x28 -> probabilities) on the same drawings.
 """
 
 from __future__ import annotations
@@ -113,10 +113,10 @@ def copy_run(run_dir: Path, runs: Path) -> Path:
 
 
 def in_process_ms(run_dir: Path, repeats: int = 30) -> float:
-    """Median in-process time of `logic.classify` on a drawn 280 x 280 RGBA canvas."""
+    """Median in-process time of `drawing.classify` on a drawn 280 x 280 RGBA canvas."""
     from PIL import Image, ImageDraw
 
-    from mlp_lab.app import logic
+    from mlp_lab.app.drawing import classify
     from mlp_lab.checkpoint import load_model
     from mlp_lab.predict import Predictor
 
@@ -126,8 +126,8 @@ def in_process_ms(run_dir: Path, repeats: int = 30) -> float:
     for stroke in DIGITS[2]:
         pen.line(stroke, fill=(255, 255, 255, 255), width=20, joint="curve")
     rgba = np.asarray(img)
-    logic.classify(predictor, rgba)  # warm up
-    return statistics.median(logic.classify(predictor, rgba).milliseconds for _ in range(repeats))
+    classify(predictor, rgba)  # warm up
+    return statistics.median(classify(predictor, rgba).milliseconds for _ in range(repeats))
 
 
 def main() -> int:

@@ -26,7 +26,12 @@ import time
 from pathlib import Path
 
 import mlp_lab
-from mlp_lab.app import logic
+
+try:
+    from mlp_lab.app.models import finished_runs
+    from mlp_lab.app.runs import list_runs
+except ImportError:  # code from before the app was split into one module per job
+    from mlp_lab.app.logic import finished_runs, list_runs
 
 try:
     from mlp_lab.runindex import INDEX_FILE
@@ -95,11 +100,10 @@ def main() -> None:
         print(f"{'runs':>6} {'finished_runs cold':>19} {'warm':>8} {'list_runs cold':>15} {'warm':>8}  load (1 min)")
         for size in sorted(args.sizes):
             grow(source, runs, size)
-            found = len(logic.list_runs(runs))
+            found = len(list_runs(runs))
             assert found == size, f"listed {found} of {size} runs"
             row = {"runs": size}
-            for name in ("finished_runs", "list_runs"):
-                call = getattr(logic, name)
+            for name, call in (("finished_runs", finished_runs), ("list_runs", list_runs)):
                 row[f"{name} cold s"] = timed(call, runs, True, args.repeats)
                 call(runs)  # leaves the index for the warm calls
                 row[f"{name} warm s"] = timed(call, runs, False, args.repeats)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from mlp_lab.config import Config, DataConfig
-from mlp_lab.data import DATASETS, Data, load_data
+from mlp_lab.data import Data, load_data
+from mlp_lab.datasets import DATASETS
 from mlp_lab.model import ParameterizedMLP, macs_per_example
 from mlp_lab.plots import image_grid
 
@@ -79,14 +80,14 @@ def model_summary(config: Config) -> dict[str, Any]:
 
     Needs only the dataset's shape, not its files. MACs as `model.macs_per_example` counts them.
     """
-    spec = DATASETS[config.data.dataset]
-    c, h, w = spec.image_shape
-    model = ParameterizedMLP.from_config(config.model, c * h * w, len(spec.classes))
+    facts = DATASETS[config.data.dataset]
+    c, h, w = facts.image_shape
+    model = ParameterizedMLP.from_config(config.model, facts.in_features, facts.num_classes)
     rows = []
     shape: tuple[int, ...] = (c, h, w)
     for index, layer in enumerate(model.layers):
         if isinstance(layer, nn.Flatten):
-            shape = (c * h * w,)
+            shape = (facts.in_features,)
         elif isinstance(layer, nn.Linear):
             shape = (layer.out_features,)
         params = sum(p.numel() for p in layer.parameters())
@@ -97,7 +98,7 @@ def model_summary(config: Config) -> dict[str, Any]:
         "layers": rows,
         "total_parameters": model.num_parameters(),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "macs_per_sample": macs_per_example(c * h * w, config.model.hidden_sizes, len(spec.classes)),
+        "macs_per_sample": macs_per_example(facts.in_features, config.model.hidden_sizes, facts.num_classes),
     }
 
 

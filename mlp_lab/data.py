@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torchvision.datasets as tvd
 
+from mlp_lab import datasets
 from mlp_lab.config import DataConfig, MLPLabError, os_fault
 
 # Environment variable naming extra directories (os.pathsep-separated) that hold dataset files.
@@ -33,17 +34,20 @@ class DataError(MLPLabError):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What we need to know about one supported dataset."""
+    """Where one supported dataset's files are found and how torchvision reads them (what the
+    dataset is, its shape and classes, is in `mlp_lab.datasets`)."""
 
     key: str
     torchvision_class: str
-    image_shape: tuple[int, int, int]  # (channels, height, width)
-    classes: tuple[str, ...]
     files: tuple[str, ...]  # raw file names, as torchvision expects them
     known_dirs: tuple[str, ...] = ()
     # sha256 of the uncompressed official train-labels file: lets us refuse a directory that
     # holds a different dataset under the same IDX file names (MNIST vs FashionMNIST).
     train_labels_sha256: str | None = None
+
+    @property
+    def facts(self) -> datasets.DatasetFacts:
+        return datasets.DATASETS[self.key]
 
     @property
     def is_idx(self) -> bool:
@@ -62,9 +66,6 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion_mnist": DatasetSpec(
         key="fashion_mnist",
         torchvision_class="FashionMNIST",
-        image_shape=(1, 28, 28),
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         files=IDX_FILES,
         known_dirs=("/usr/share/datasets/fashion-mnist",),
         train_labels_sha256="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
@@ -72,8 +73,6 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         key="mnist",
         torchvision_class="MNIST",
-        image_shape=(1, 28, 28),
-        classes=tuple(str(i) for i in range(10)),
         files=IDX_FILES,
         known_dirs=("/usr/share/datasets/mnist",),
         train_labels_sha256="65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
@@ -81,9 +80,6 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(
         key="cifar10",
         torchvision_class="CIFAR10",
-        image_shape=(3, 32, 32),
-        classes=("airplane", "automobile", "bird", "cat", "deer",
-                 "dog", "frog", "horse", "ship", "truck"),
         files=CIFAR_FILES,
     ),
 }
@@ -323,10 +319,10 @@ def _read_raw(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor,
             raise DataError(f"{root / 'cifar-10-batches-py'}: cannot parse the CIFAR-10 batches: {exc}") from None
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         labels = torch.as_tensor(ds.targets, dtype=torch.long)
-    if images.shape[1:] != spec.image_shape or images.shape[0] != labels.shape[0]:
+    if images.shape[1:] != spec.facts.image_shape or images.shape[0] != labels.shape[0]:
         raise DataError(f"{root}: {spec.key} images have shape {tuple(images.shape)} and {labels.shape[0]} labels")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= len(spec.classes)):
-        raise DataError(f"{root}: {spec.key} labels outside 0..{len(spec.classes) - 1}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= spec.facts.num_classes):
+        raise DataError(f"{root}: {spec.key} labels outside 0..{spec.facts.num_classes - 1}")
     return images, labels
 
 
@@ -379,7 +375,7 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: S
         raise DataError(f"{root}: {spec.key} has {train_labels.numel()} training examples, too few to split")
     train_idx, val_idx = split_indices(train_labels.shape[0], cfg.val_fraction, cfg.split_seed)
     mean, std = channel_stats(train_images[train_idx])
-    info = DatasetInfo(spec.key, spec.classes, spec.image_shape, mean, std, str(root.resolve()))
+    info = DatasetInfo(spec.key, spec.facts.classes, spec.facts.image_shape, mean, std, str(root.resolve()))
 
     def make(images: torch.Tensor, labels: torch.Tensor) -> Split:
         return Split(to_features(images, mean, std).to(device), labels.to(device))

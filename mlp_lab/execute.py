@@ -183,7 +183,7 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 def estimated_cost(config: Config) -> int:
     """Relative training cost of a run: multiply-accumulates per example x epochs."""
-    from mlp_lab.data import DATASETS
+    from mlp_lab.datasets import DATASETS
     from mlp_lab.model import macs_per_example
 
     spec = DATASETS[config.data.dataset]

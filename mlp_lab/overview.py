@@ -22,15 +22,15 @@ from typing import Any
 
 from mlp_lab import rundir
 from mlp_lab.ablation import EXPERIMENTS_DIR, Experiment, load_experiment, plan
-from mlp_lab.execute import estimated_cost
 from mlp_lab.config import ConfigError, MLPLabError
+from mlp_lab.datasets import display_name
+from mlp_lab.execute import estimated_cost
 from mlp_lab.report import CONFIDENCE, build_report
 
 # The course's order: the plain-base ladder, then the first lesson on MNIST, then the rest by name.
 LEAD_STUDIES = ("ladder", "mnist_linear_vs_mlp")
 MAIN_FIGURE = "val_curves.png"  # per study: the curves show why the verdicts come out as they do
 EFFECTS_FIGURE = "overview_effects.png"
-DATASET_NAMES = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ def _study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
 def _study_meta(study: StudyResult) -> str:
     exp = study.experiment
     dataset = exp.arms[0].config.data.dataset
-    return (f"{DATASET_NAMES.get(dataset, dataset)} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
+    return (f"{display_name(dataset)} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
             f"seeds {', '.join(map(str, exp.seeds))}")
 
 

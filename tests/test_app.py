@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_and_wait, draw_shape, launch_chromium, served_app, shape_strokes,
                          wait_for_empty_canvas, write_shapes_dataset)
 from mlp_lab import rundir
-from mlp_lab.app import logic
+from mlp_lab.app import drawing, form, launched, models, serve, studies, training
+from mlp_lab.app import runs as app_runs
 from mlp_lab.app.serve import MLFLOW_ENV, RUNS_ENV
 from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
@@ -77,7 +78,7 @@ def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
 def canvas_data_url(shape: str, seed: int = 1, dark_on_light: bool = False) -> str:
     """What the app's canvas sends after a stroke: the opaque RGBA drawing as a PNG data URL."""
     img = draw_shape(shape, np.random.default_rng(seed), dark_on_light).convert("RGBA")
-    return logic.CANVAS_PREFIX + base64.b64encode(png_bytes(img)).decode("ascii")
+    return drawing.CANVAS_PREFIX + base64.b64encode(png_bytes(img)).decode("ascii")
 
 
 # -- canvas pixels -> what the model sees and thinks --------------------------------------------
@@ -86,7 +87,7 @@ def canvas_data_url(shape: str, seed: int = 1, dark_on_light: bool = False) -> s
 @pytest.mark.parametrize("dark_on_light", [False, True])
 def test_a_drawn_shape_is_recognised_in_either_colour_scheme(predictor, dark_on_light):
     for k in (0, 1, 2, 5):
-        classified = logic.classify(predictor, canvas_rgba(SHAPES[k], seed=k, dark_on_light=dark_on_light))
+        classified = drawing.classify(predictor, canvas_rgba(SHAPES[k], seed=k, dark_on_light=dark_on_light))
         assert classified.best["index"] == k
         assert classified.view.shape == (1, 28, 28) and classified.view.dtype == np.uint8
         # MNIST's recipe: white ink on black, the digit's box 20 px, nothing at the border.
@@ -97,65 +98,65 @@ def test_a_drawn_shape_is_recognised_in_either_colour_scheme(predictor, dark_on_
 @pytest.mark.parametrize("dark_on_light", [False, True])
 def test_the_canvas_drawing_it_sends_is_read_and_recognised(predictor, dark_on_light):
     for k in (0, 3, 7):
-        img = logic.canvas_image(canvas_data_url(SHAPES[k], seed=k, dark_on_light=dark_on_light))
+        img = drawing.canvas_image(canvas_data_url(SHAPES[k], seed=k, dark_on_light=dark_on_light))
         assert img.size == (CANVAS, CANVAS)
-        assert logic.classify(predictor, img).best["index"] == k
-    assert logic.canvas_image(None) is None  # nothing drawn yet
+        assert drawing.classify(predictor, img).best["index"] == k
+    assert drawing.canvas_image(None) is None  # nothing drawn yet
 
 
 def test_a_canvas_message_that_is_not_a_png_drawing_is_one_message():
     good = canvas_data_url("ring")
     for bad, match in [("data:image/jpeg;base64,AAAA", "not a PNG drawing"), (42, "not a PNG drawing"),
-                       (logic.CANVAS_PREFIX + "!!not base64!!", "could not be read"),
-                       (logic.CANVAS_PREFIX + base64.b64encode(b"text, not a picture").decode(), "could not be read"),
+                       (drawing.CANVAS_PREFIX + "!!not base64!!", "could not be read"),
+                       (drawing.CANVAS_PREFIX + base64.b64encode(b"text, not a picture").decode(), "could not be read"),
                        (good[:200], "could not be read"),
-                       (logic.CANVAS_PREFIX + "A" * logic.MAX_CANVAS_BYTES, "too large for a drawing")]:
+                       (drawing.CANVAS_PREFIX + "A" * drawing.MAX_CANVAS_BYTES, "too large for a drawing")]:
         with pytest.raises(MLPLabError, match=match):
-            logic.canvas_image(bad)
+            drawing.canvas_image(bad)
 
 
 def test_bars_and_view_are_plain_html_with_names_escaped():
-    bars = logic.bars_html(["<b>cat</b>", "dog"], [0.25, 0.75])
+    bars = drawing.bars_html(["<b>cat</b>", "dog"], [0.25, 0.75])
     assert "&lt;b&gt;cat&lt;/b&gt;" in bars and "<b>" not in bars
     assert "width:25.0%" in bars and "width:75.0%" in bars and bars.count("#e4572e") == 1  # the top class marked
-    view = logic.view_html(np.zeros((1, 28, 28), np.uint8), 5)
+    view = drawing.view_html(np.zeros((1, 28, 28), np.uint8), 5)
     assert 'width="140" height="140"' in view and "image-rendering:pixelated" in view
     assert Image.open(io.BytesIO(base64.b64decode(view.split("base64,")[1].split('"')[0]))).size == (28, 28)
 
 
 def test_an_empty_or_missing_canvas_is_a_hint_not_an_error(predictor):
-    with pytest.raises(logic.EmptyDrawing, match="draw"):
-        logic.classify(predictor, None)
+    with pytest.raises(drawing.EmptyDrawing, match="draw"):
+        drawing.classify(predictor, None)
     for blank in (np.zeros((CANVAS, CANVAS, 4), np.uint8), np.full((CANVAS, CANVAS, 4), 255, np.uint8)):
-        with pytest.raises(logic.EmptyDrawing, match="empty"):
-            logic.classify(predictor, blank)
+        with pytest.raises(drawing.EmptyDrawing, match="empty"):
+            drawing.classify(predictor, blank)
 
 
 def test_ink_pixels_grow_with_every_stroke():
     one = canvas_rgba("vertical")
     two = one.copy()
     two[100:120, 20:200] = (255, 255, 255, 255)
-    assert 0 < logic.ink_pixels(one) < logic.ink_pixels(two)
+    assert 0 < drawing.ink_pixels(one) < drawing.ink_pixels(two)
 
 
 def test_uploads_are_read_or_refused_with_one_message_naming_the_file(predictor):
     photo = draw_shape("horizontal", np.random.default_rng(3), dark_on_light=True).convert("RGB")
     for fmt in ("PNG", "JPEG"):
-        img = logic.read_upload(f"bar.{fmt.lower()}", png_bytes(photo, fmt))
-        assert logic.classify(predictor, img).best["class"] == "2"  # dark on light: inverted automatically
+        img = drawing.read_upload(f"bar.{fmt.lower()}", png_bytes(photo, fmt))
+        assert drawing.classify(predictor, img).best["class"] == "2"  # dark on light: inverted automatically
     with pytest.raises(MLPLabError, match=r"^notes\.png: not a readable PNG or JPEG image"):
-        logic.read_upload("notes.png", b"this is text, not a picture")
+        drawing.read_upload("notes.png", b"this is text, not a picture")
     with pytest.raises(MLPLabError, match=r"cut\.png: not a readable"):
-        logic.read_upload("cut.png", png_bytes(photo)[:300])
+        drawing.read_upload("cut.png", png_bytes(photo)[:300])
     with pytest.raises(MLPLabError, match=r"empty\.png: the file is empty"):
-        logic.read_upload("empty.png", b"")
+        drawing.read_upload("empty.png", b"")
     with pytest.raises(MLPLabError, match=r"big\.png: .* MB is too large"):
-        logic.read_upload("big.png", png_bytes(photo), max_bytes=100)
+        drawing.read_upload("big.png", png_bytes(photo), max_bytes=100)
     # A small file that decodes to 36 megapixels: refused from its header, before decoding.
     bomb = png_bytes(Image.new("L", (6000, 6000)))
-    assert len(bomb) < logic.MAX_UPLOAD_BYTES
+    assert len(bomb) < drawing.MAX_UPLOAD_BYTES
     with pytest.raises(MLPLabError, match=r"bomb\.png: 6000x6000 pixels is too large"):
-        logic.read_upload("bomb.png", bomb)
+        drawing.read_upload("bomb.png", bomb)
 
 
 # -- form values -> Config -----------------------------------------------------------------
@@ -163,19 +164,19 @@ def test_uploads_are_read_or_refused_with_one_message_naming_the_file(predictor)
 
 def test_form_defaults_give_back_the_base_config(tmp_path):
     base = validate_config({"name": "app-run", "train": {"early_stopping": {"patience": 3}}}, "base")
-    values = logic.form_defaults(base)
+    values = form.form_defaults(base)
     assert values["hidden_sizes"] == "256, 128" and values["lr"] == "0.001" and values["patience"] == 3
-    config, errors = logic.form_to_config(values, base, tmp_path / "runs")
+    config, errors = form.form_to_config(values, base, tmp_path / "runs")
     assert errors == {}
     assert config.model_copy(update={"output": base.output}) == base and config.output.dir == str(tmp_path / "runs")
 
 
 def test_form_values_become_a_config(tmp_path):
     base = validate_config({}, "base")
-    values = {**logic.form_defaults(base), "name": " mine ", "dataset": "mnist", "hidden_sizes": "512-256, 64",
+    values = {**form.form_defaults(base), "name": " mine ", "dataset": "mnist", "hidden_sizes": "512-256, 64",
               "batch_norm": True, "dropout": 0.3, "optimizer": "sgd", "lr": "5e-2", "scheduler": "cosine",
               "epochs": 7, "patience": 0, "l1": "1e-5", "l2": "0", "seed": 3}
-    config, errors = logic.form_to_config(values, base, tmp_path)
+    config, errors = form.form_to_config(values, base, tmp_path)
     assert errors == {}
     assert (config.name, config.data.dataset, config.model.hidden_sizes, config.model.batch_norm) == (
         "mine", "mnist", [512, 256, 64], True)
@@ -185,24 +186,24 @@ def test_form_values_become_a_config(tmp_path):
 
 def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
     base = validate_config({}, "base")
-    values = {**logic.form_defaults(base), "name": "no spaces allowed", "hidden_sizes": "256, 0", "dropout": 1.5,
+    values = {**form.form_defaults(base), "name": "no spaces allowed", "hidden_sizes": "256, 0", "dropout": 1.5,
               "lr": "fast", "epochs": 0, "patience": -1, "l2": "-1"}
-    config, errors = logic.form_to_config(values, base, tmp_path)
+    config, errors = form.form_to_config(values, base, tmp_path)
     assert config is None
     assert set(errors) == {"lr"}  # a value that is not even a number is reported first, alone
     values["lr"] = "-0.1"
-    config, errors = logic.form_to_config(values, base, tmp_path)
+    config, errors = form.form_to_config(values, base, tmp_path)
     assert config is None
     assert set(errors) == {"name", "hidden_sizes", "dropout", "lr", "epochs", "patience", "l2"}
     assert "less than 1" in errors["dropout"] and "greater than 0" in errors["lr"]
     assert "hidden_sizes" not in errors["hidden_sizes"]  # the message, without the key the form already shows
-    bad_sizes = logic.form_to_config({**logic.form_defaults(base), "hidden_sizes": "wide"}, base, tmp_path)[1]
+    bad_sizes = form.form_to_config({**form.form_defaults(base), "hidden_sizes": "wide"}, base, tmp_path)[1]
     assert "whole numbers" in bad_sizes["hidden_sizes"]
     # A rule on a key the form does not show is still reported, under the form as a whole.
     cosine = validate_config({"train": {"optimizer": {"lr": 0.1}, "scheduler": {"name": "cosine", "min_lr": 0.01}}}, "base")
-    errors = logic.form_to_config({**logic.form_defaults(cosine), "lr": "0.001"}, cosine, tmp_path)[1]
-    assert list(errors) == [logic.FORM_ERRORS] and errors[logic.FORM_ERRORS].startswith("train.scheduler.min_lr")
-    assert not (tmp_path / logic.APP_DIR).exists()  # nothing was started
+    errors = form.form_to_config({**form.form_defaults(cosine), "lr": "0.001"}, cosine, tmp_path)[1]
+    assert list(errors) == [form.FORM_ERRORS] and errors[form.FORM_ERRORS].startswith("train.scheduler.min_lr")
+    assert not (tmp_path / launched.APP_DIR).exists()  # nothing was started
 
 
 # -- run directories ------------------------------------------------------------------------
@@ -210,14 +211,61 @@ def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
 
 def test_runs_are_listed_with_their_facts_and_a_deleted_run_is_one_message(shapes_run, tmp_path):
     runs, run_dir, _ = shapes_run
-    (info,) = logic.finished_runs(runs)
+    (info,) = models.finished_runs(runs)
     assert (info.label, info.status, info.dataset, info.architecture) == ("shapes", "done", "mnist", "784-64-10")
     assert info.describe().startswith("shapes (mnist, 784-64-10, test acc 100.00%") or "test acc" in info.describe()
     assert info.row()["test acc %"] == round(100 * info.test_acc, 2) and info.row()["epochs"] == "10/10"
-    assert logic.checkpoint_stamp(run_dir) > 0
+    assert models.checkpoint_stamp(run_dir) > 0
     with pytest.raises(MLPLabError, match="no longer exists"):
-        logic.checkpoint_stamp(tmp_path / "gone")
-    assert logic.list_runs(tmp_path / "nothing") == [] and logic.list_studies(tmp_path) == []
+        models.checkpoint_stamp(tmp_path / "gone")
+    assert app_runs.list_runs(tmp_path / "nothing") == [] and studies.list_studies(tmp_path) == []
+
+
+LOCK_HOLDER = ("import sys; from mlp_lab.rundir import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+               "print('locked', flush=True); sys.stdin.read()")
+
+
+def test_a_run_is_live_while_a_process_holds_its_lock(tmp_path):
+    runs = tmp_path / "runs"
+    run_dir = runs / "held"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: held\n")
+    # A lock file naming a live process that holds no lock (this test's own pid: as a pid
+    # recycled after its run died would be) is not a live run; nor is no lock file at all.
+    assert app_runs.running_pid(run_dir) is None
+    (runs / ".held.lock").write_text(str(os.getpid()))
+    assert app_runs.running_pid(run_dir) is None and app_runs.list_runs(runs)[0].status != "running"
+    env = {**os.environ, "PYTHONPATH": str(MAIN.parents[2])}
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert app_runs.running_pid(run_dir) == holder.pid
+        (info,) = app_runs.list_runs(runs)
+        assert (info.status, info.pid) == ("running", holder.pid)
+    finally:
+        holder.communicate(timeout=30)  # closing its stdin ends it, and the kernel drops its lock
+    assert app_runs.running_pid(run_dir) is None and app_runs.list_runs(runs)[0].status != "running"
+
+
+def test_a_run_the_app_launched_is_live_before_it_takes_its_lock(tmp_path):
+    # Python starting and importing torch takes seconds before the run takes its lock: the
+    # app, the child's parent, knows meanwhile that it lives, and no longer once it ended.
+    run_dir = tmp_path / "runs" / "starting"
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    rundir.write_json(launched.sidecar(run_dir, ".json"), {"pid": child.pid, "started": 1.0})
+    try:
+        assert app_runs.running_pid(run_dir) == child.pid
+        assert launched.launched_runs(tmp_path / "runs") == [run_dir]
+    finally:
+        child.stdin.close()
+        wait_for(lambda: app_runs.running_pid(run_dir) is None, 30, "the child to end")
+    with pytest.raises(ChildProcessError):  # reaped when it was found ended: it left no zombie
+        os.waitpid(child.pid, os.WNOHANG)
+    child.wait(timeout=5)
+    for bad in (0, -1, "x"):  # a damaged record never turns into waitpid(0) or (-1)
+        rundir.write_json(launched.sidecar(run_dir, ".json"), {"pid": bad})
+        assert app_runs.running_pid(run_dir) is None
 
 
 def test_the_runs_page_figures_are_computed_once_when_absent(shapes_run, tmp_path, monkeypatch):
@@ -225,16 +273,16 @@ def test_the_runs_page_figures_are_computed_once_when_absent(shapes_run, tmp_pat
     copy = tmp_path / "shapes"
     shutil.copytree(run_dir, copy)
     monkeypatch.setenv("MLP_LAB_DATA", str(data))
-    figures = logic.ensure_evaluation(copy)
-    assert set(figures) <= set(logic.EVAL_FILES) and "test_confusion_matrix.png" in figures
+    figures = app_runs.ensure_evaluation(copy)
+    assert set(figures) <= set(app_runs.EVAL_FILES) and "test_confusion_matrix.png" in figures
     stamp = figures["test_confusion_matrix.png"].stat().st_mtime_ns
-    assert logic.ensure_evaluation(copy) == figures  # read from eval/ the second time, not recomputed
+    assert app_runs.ensure_evaluation(copy) == figures  # read from eval/ the second time, not recomputed
     assert figures["test_confusion_matrix.png"].stat().st_mtime_ns == stamp
 
 
 def test_app_without_the_extra_exits_2_naming_it(monkeypatch):
-    real = logic.importlib.util.find_spec
-    monkeypatch.setattr(logic.importlib.util, "find_spec", lambda name: None if name == "streamlit" else real(name))
+    real = serve.importlib.util.find_spec
+    monkeypatch.setattr(serve.importlib.util, "find_spec", lambda name: None if name == "streamlit" else real(name))
     result = runner.invoke(app, ["app"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: mlp-lab app needs the [app] extra (streamlit missing): pip install -e '.[app]'"
@@ -252,7 +300,9 @@ def test_the_app_is_served_on_loopback_without_a_full_gc_after_every_rerun():
 
 def test_help_and_the_core_do_not_import_streamlit():
     code = ("import sys; from typer.testing import CliRunner; from mlp_lab.cli import app; "
-            "import mlp_lab.app.logic, mlp_lab.app.serve; CliRunner().invoke(app, ['--help']); "
+            "import mlp_lab.app.drawing, mlp_lab.app.form, mlp_lab.app.launched, mlp_lab.app.models, "
+            "mlp_lab.app.runs, mlp_lab.app.serve, mlp_lab.app.studies, mlp_lab.app.training; "
+            "CliRunner().invoke(app, ['--help']); "
             "print(sorted(m for m in ('streamlit', 'torch') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(MAIN.parents[2])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -273,27 +323,27 @@ def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
 def test_a_launched_run_is_watched_stopped_and_resumed_from_its_directory(shapes_run, tmp_path, monkeypatch):
     _, _, data = shapes_run
     config = shapes_config(tmp_path, epochs=40)
-    run_dir = logic.launch_run(config, data_dirs=[str(data)], threads=1)
-    assert run_dir == tmp_path / "runs" / "shapes" and logic.launched_runs(tmp_path / "runs") == [run_dir]
+    run_dir = training.launch_run(config, data_dirs=[str(data)], threads=1)
+    assert run_dir == tmp_path / "runs" / "shapes" and launched.launched_runs(tmp_path / "runs") == [run_dir]
     try:
-        wait_for(lambda: logic.run_progress(run_dir).history, what="the first epoch")
-        progress = logic.run_progress(run_dir)
+        wait_for(lambda: training.run_progress(run_dir).history, what="the first epoch")
+        progress = training.run_progress(run_dir)
         assert progress.running and progress.run.pid and progress.run.epochs_planned == 40
-        pid = logic.stop_run(run_dir)
-        assert logic.wait_until_stopped(run_dir, 60)
-        stopped = logic.run_progress(run_dir)
+        pid = training.stop_run(run_dir)
+        assert training.wait_until_stopped(run_dir, 60)
+        stopped = training.run_progress(run_dir)
         assert stopped.resumable and not stopped.running and (run_dir / rundir.LAST_CHECKPOINT).exists()
         assert 0 < stopped.run.epochs_run < 40 and "Resume with: mlp-lab run --resume" in stopped.log_tail
         with pytest.raises(MLPLabError, match="not running"):
-            logic.stop_run(run_dir)
-        resumed = logic.resume_in_background(run_dir, data_dirs=[str(data)], threads=1)
+            training.stop_run(run_dir)
+        resumed = training.resume_in_background(run_dir, data_dirs=[str(data)], threads=1)
         assert resumed != pid
-        wait_for(lambda: logic.run_progress(run_dir).finished, what="the resumed run to finish")
-        done = logic.run_progress(run_dir)
+        wait_for(lambda: training.run_progress(run_dir).finished, what="the resumed run to finish")
+        done = training.run_progress(run_dir)
         assert done.run.status == "done" and done.run.epochs_run == 40 and done.error is None
         assert [row["epoch"] for row in done.history] == list(range(1, 41))
     finally:
-        pid = logic.running_pid(run_dir)
+        pid = app_runs.running_pid(run_dir)
         if pid:
             os.kill(pid, 9)
 
@@ -304,9 +354,9 @@ def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch):
     config = validate_config({"name": "nodata", "data": {"dataset": "mnist", "root": str(tmp_path / "empty"),
                                                          "download": False},
                               "output": {"dir": str(tmp_path / "runs")}}, "x")
-    run_dir = logic.launch_run(config)
-    wait_for(lambda: logic.running_pid(run_dir) is None, what="the run to give up")
-    progress = logic.run_progress(run_dir)
+    run_dir = training.launch_run(config)
+    wait_for(lambda: app_runs.running_pid(run_dir) is None, what="the run to give up")
+    progress = training.run_progress(run_dir)
     assert not progress.running and progress.error and "mnist" in progress.error.lower()
 
 
@@ -354,9 +404,9 @@ def test_a_prediction_is_shown_as_top_class_chart_and_the_models_view(predictor)
     from streamlit.testing.v1 import AppTest
 
     def page(predictor, rgba):
-        from mlp_lab.app import logic, views
+        from mlp_lab.app import draw_page, drawing
 
-        views.show_classified(logic.classify(predictor, rgba), predictor.classes)
+        draw_page.show_classified(drawing.classify(predictor, rgba), predictor.classes)
 
     shown = AppTest.from_function(page, args=(predictor, canvas_rgba("vertical")), default_timeout=30).run()
     assert not shown.exception
@@ -380,7 +430,22 @@ def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_no
     page.button[0].click().run()
     messages = [e.value for e in page.error]
     assert any("less than 1" in m for m in messages)
-    assert not (runs / logic.APP_DIR).exists() and not runs.exists()
+    assert not (runs / launched.APP_DIR).exists() and not runs.exists()
+
+
+def test_train_form_offers_the_schemas_choices(app_test, tmp_path):
+    from typing import get_args
+
+    from mlp_lab.config import DataConfig, OptimizerConfig, SchedulerConfig
+
+    page = app_test(tmp_path / "runs", "Train")
+    assert not page.exception
+    offered = {box.label: tuple(box.options) for box in page.selectbox}
+    assert offered == {"Dataset": get_args(DataConfig.model_fields["dataset"].annotation),
+                       "Optimizer": get_args(OptimizerConfig.model_fields["name"].annotation),
+                       "LR schedule": get_args(SchedulerConfig.model_fields["name"].annotation)}
+    assert form.schema_choices("model.activation") == ("relu", "tanh", "sigmoid", "gelu", "leaky_relu")
+    assert form.schema_choices("train.epochs") is None and set(form.CHOICES) == {"dataset", "optimizer", "scheduler"}
 
 
 def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkeypatch):

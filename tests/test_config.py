@@ -138,7 +138,7 @@ def test_deep_merge_merges_nested_mappings():
 
 def test_parameter_count_matches_the_model_and_shapes_match_the_datasets():
     from mlp_lab.config import DATASET_SHAPES, ModelConfig, parameter_count
-    from mlp_lab.data import DATASETS
+    from mlp_lab.datasets import DATASETS
     from mlp_lab.model import ParameterizedMLP
 
     for name, spec in DATASETS.items():

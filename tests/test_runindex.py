@@ -19,7 +19,8 @@ import pytest
 
 from conftest import write_idx_dataset
 from mlp_lab import rundir, runindex
-from mlp_lab.app import logic
+from mlp_lab.app import models
+from mlp_lab.app import runs as app_runs
 from mlp_lab.config import MLPLabError, validate_config
 from mlp_lab.train import TrainingInterrupted, resume_run, start_run
 
@@ -62,10 +63,10 @@ def copy_run(source: Path, target: Path) -> Path:
     return target
 
 
-def every_directory_read(runs: Path) -> list[logic.RunInfo]:
+def every_directory_read(runs: Path) -> list[app_runs.RunInfo]:
     """The listing without an index: each <runs>/**/config.yaml's directory read from its files."""
     configs = sorted(runs.rglob(rundir.CONFIG_FILE))
-    return [logic.describe_run(config.parent, runs) for config in configs
+    return [app_runs.describe_run(config.parent, runs) for config in configs
             if not any(part.startswith(".") for part in config.parent.relative_to(runs).parts)]
 
 
@@ -110,24 +111,24 @@ def test_listing_through_the_index_lists_what_reading_every_directory_lists(runs
     assert {info.status for info in expected} == {"done", "failed", "partial", "stale"}
     assert len(expected) == 11 and not any(".app" in info.label or ".trash" in info.label for info in expected)
     assert not (runs / runindex.INDEX_FILE).exists()
-    assert logic.list_runs(runs) == expected  # cold: reads every run, writes the index
+    assert app_runs.list_runs(runs) == expected  # cold: reads every run, writes the index
     index = rundir.read_json(runs / runindex.INDEX_FILE)
     assert index["version"] == runindex.INDEX_VERSION and len(index["runs"]) == len(expected)
-    assert logic.list_runs(runs) == expected  # warm: from the index
-    assert logic.finished_runs(runs) == [info for info in expected if info.status == "done"]
+    assert app_runs.list_runs(runs) == expected  # warm: from the index
+    assert models.finished_runs(runs) == [info for info in expected if info.status == "done"]
     assert [info.label for info in expected][:3] == ["bad-yaml", "baseline", "baseline-2"]
     # `mlp-lab app --runs runs/baseline`: the runs directory is itself the one run.
-    assert logic.list_runs(runs / "baseline") == every_directory_read(runs / "baseline")
-    assert [info.label for info in logic.list_runs(runs / "baseline")] == ["."]
+    assert app_runs.list_runs(runs / "baseline") == every_directory_read(runs / "baseline")
+    assert [info.label for info in app_runs.list_runs(runs / "baseline")] == ["."]
 
 
 def test_a_warm_listing_reads_only_the_runs_whose_files_changed(runs, monkeypatch):
-    logic.list_runs(runs)
+    app_runs.list_runs(runs)
     read = []
     original = runindex.read_facts
     monkeypatch.setattr(runindex, "read_facts", lambda run_dir: read.append(run_dir) or original(run_dir))
     stamp = (runs / runindex.INDEX_FILE).stat().st_mtime_ns
-    logic.list_runs(runs)
+    app_runs.list_runs(runs)
     assert read == [] and (runs / runindex.INDEX_FILE).stat().st_mtime_ns == stamp  # nothing read, nothing written
     # Rewritten as every writer of a run's files does (a new file renamed in), to the same size
     # and with its old mtime put back: only the inode tells.
@@ -138,23 +139,23 @@ def test_a_warm_listing_reads_only_the_runs_whose_files_changed(runs, monkeypatc
                                                             f'"num_parameters": {parameters + 1}'))
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    (listed,) = [info for info in logic.list_runs(runs) if info.label == "baseline"]
+    (listed,) = [info for info in app_runs.list_runs(runs) if info.label == "baseline"]
     assert read == [runs / "baseline"] and listed.parameters == parameters + 1
 
 
 def test_a_run_added_deleted_or_resumed_is_seen_at_the_next_listing(runs, trained):
-    logic.list_runs(runs)
+    app_runs.list_runs(runs)
     copy_run(trained.done, runs / "search" / "trial-2")
-    assert "search/trial-2" in [info.label for info in logic.list_runs(runs)]
+    assert "search/trial-2" in [info.label for info in app_runs.list_runs(runs)]
     shutil.rmtree(runs / "study" / "half")
-    assert not any(info.label.startswith("study/half") for info in logic.list_runs(runs))
-    (before,) = [info for info in logic.list_runs(runs) if info.label == "search/trial-1"]
+    assert not any(info.label.startswith("study/half") for info in app_runs.list_runs(runs))
+    (before,) = [info for info in app_runs.list_runs(runs) if info.label == "search/trial-1"]
     assert (before.status, before.epochs_run, before.test_acc) == ("partial", 1, None)
     resume_run(runs / "search" / "trial-1", data_dirs=trained.data, threads=1)
-    (after,) = [info for info in logic.list_runs(runs) if info.label == "search/trial-1"]
+    (after,) = [info for info in app_runs.list_runs(runs) if info.label == "search/trial-1"]
     assert (after.status, after.epochs_run) == ("done", 3) and after.test_acc is not None
-    assert logic.list_runs(runs) == every_directory_read(runs)
-    assert set(rundir.read_json(runs / runindex.INDEX_FILE)["runs"]) == {info.label for info in logic.list_runs(runs)}
+    assert app_runs.list_runs(runs) == every_directory_read(runs)
+    assert set(rundir.read_json(runs / runindex.INDEX_FILE)["runs"]) == {info.label for info in app_runs.list_runs(runs)}
 
 
 @pytest.mark.parametrize("content", [b"", b"{\"version\": 1, \"runs\": {\"baseline\"", b"\xff\xfe not json",
@@ -162,18 +163,18 @@ def test_a_run_added_deleted_or_resumed_is_seen_at_the_next_listing(runs, traine
                          ids=["empty", "torn", "not-utf8", "a-list", "old-version", "runs-not-a-mapping"])
 def test_a_corrupt_or_foreign_index_is_rebuilt(runs, content):
     (runs / runindex.INDEX_FILE).write_bytes(content)
-    assert logic.list_runs(runs) == every_directory_read(runs)
+    assert app_runs.list_runs(runs) == every_directory_read(runs)
     assert len(rundir.read_json(runs / runindex.INDEX_FILE)["runs"]) == 11
 
 
 def test_an_entry_that_does_not_match_its_files_is_read_again(runs):
-    logic.list_runs(runs)
+    app_runs.list_runs(runs)
     index = rundir.read_json(runs / runindex.INDEX_FILE)
     index["runs"]["baseline"]["facts"]["test_acc"] = 0.01  # a stamp that is right, facts that lie: trusted
     index["runs"]["baseline-2"]["stamp"][2] = None  # a stamp that is wrong: read again
     index["runs"]["torn"]["facts"] = {"status": "done"}  # facts of another shape: read again
     rundir.write_json(runs / runindex.INDEX_FILE, index)
-    listed = {info.label: info for info in logic.list_runs(runs)}
+    listed = {info.label: info for info in app_runs.list_runs(runs)}
     expected = {info.label: info for info in every_directory_read(runs)}
     assert listed["baseline"].test_acc == 0.01  # the index is believed while the files are unchanged
     assert listed["baseline-2"] == expected["baseline-2"] and listed["torn"] == expected["torn"]
@@ -181,8 +182,8 @@ def test_an_entry_that_does_not_match_its_files_is_read_again(runs):
 
 def test_an_index_that_cannot_be_written_still_lists_everything(runs):
     (runs / runindex.INDEX_FILE).mkdir()  # a directory where the index file goes
-    assert logic.list_runs(runs) == every_directory_read(runs)
-    assert logic.list_runs(runs) == every_directory_read(runs)
+    assert app_runs.list_runs(runs) == every_directory_read(runs)
+    assert app_runs.list_runs(runs) == every_directory_read(runs)
     assert not [p for p in runs.iterdir() if ".tmp-" in p.name]
 
 
@@ -191,10 +192,10 @@ def test_facts_json_cannot_carry_are_listed_but_not_indexed(runs):
     config.write_text(config.read_text().replace("dataset: mnist", "dataset: 2020-01-01"))  # YAML: a date
     expected = every_directory_read(runs)
     assert [info.dataset for info in expected if info.label == "baseline"][0].year == 2020
-    assert logic.list_runs(runs) == expected
+    assert app_runs.list_runs(runs) == expected
     assert "baseline" not in rundir.read_json(runs / runindex.INDEX_FILE)["runs"]
     written = (runs / runindex.INDEX_FILE).stat()
-    assert logic.list_runs(runs) == expected
+    assert app_runs.list_runs(runs) == expected
     after = (runs / runindex.INDEX_FILE).stat()
     assert (after.st_ino, after.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)  # not rewritten each time
 
@@ -203,12 +204,12 @@ LISTER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from mlp_lab import runindex
-    from mlp_lab.app import logic
+    from mlp_lab.app import runs as app_runs
     runs = Path(sys.argv[1])
     for n in range(30):
         if n % 3 == 0:
             (runs / runindex.INDEX_FILE).unlink(missing_ok=True)
-        labels = [info.label for info in logic.list_runs(runs)]
+        labels = [info.label for info in app_runs.list_runs(runs)]
         assert labels == sys.argv[2].split(","), labels
     print("ok")
 """)
@@ -225,5 +226,5 @@ def test_two_processes_listing_and_refreshing_at_once_agree(runs):
     assert [out for out, _ in results] == ["ok\n", "ok\n"]
     if (runs / runindex.INDEX_FILE).exists():  # the last writer's whole index, never a torn one
         assert len(json.loads((runs / runindex.INDEX_FILE).read_text())["runs"]) == len(expected)
-    assert logic.list_runs(runs) == expected
+    assert app_runs.list_runs(runs) == expected
     assert not [p for p in runs.iterdir() if ".tmp-" in p.name]

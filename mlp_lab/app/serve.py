@@ -6,17 +6,30 @@ script's argv, and the variables also reach `streamlit.testing`'s AppTest throug
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlp_lab.app.logic import MAX_UPLOAD_BYTES, require_app_extra
+from mlp_lab.app.drawing import MAX_UPLOAD_BYTES
+from mlp_lab.config import MLPLabError
 
+EXTRA = "pip install -e '.[app]'"
 MAIN = Path(__file__).with_name("main.py")
 RUNS_ENV = "MLP_LAB_APP_RUNS"
 MLFLOW_ENV = "MLP_LAB_APP_MLFLOW"  # the MLflow UI's address, when `mlp-lab app --mlflow` started one
 DATA_DIRS_ENV = "MLP_LAB_APP_DATA_DIRS"  # --data-dir values, os.pathsep-separated, for runs started here
+
+
+def require_app_extra() -> None:
+    """Fail with one line naming the extra when streamlit is missing.
+
+    Found by spec, not imported: importing it costs seconds.
+    """
+    missing = [name for name in ("streamlit",) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MLPLabError(f"mlp-lab app needs the [app] extra ({', '.join(missing)} missing): {EXTRA}")
 
 
 def app_command(host: str = "127.0.0.1", port: int = 8501, runs: str | Path = "runs", data_dirs: Sequence[str] = (),
@@ -25,7 +38,7 @@ def app_command(host: str = "127.0.0.1", port: int = 8501, runs: str | Path = "r
     require_app_extra()
     command = [sys.executable, "-m", "streamlit", "run", str(MAIN),
                "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-               # Uploads are capped again, per file, with a clear message (logic.read_upload).
+               # Uploads are capped again, per file, with a clear message (drawing.read_upload).
                "--server.maxUploadSize", str(max(1, MAX_UPLOAD_BYTES // (1024 * 1024))),
                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "minimal", "--theme.base", "light",

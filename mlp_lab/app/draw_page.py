@@ -1,0 +1,134 @@
+"""The Draw page: draw or upload a picture, pick a model (a finished run or a registered alias),
+see what it thinks. Thin Streamlit code over `drawing` and `models`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from mlp_lab.app import drawing, models
+from mlp_lab.app.widgets import guarded
+from mlp_lab.config import MLPLabError
+
+WHITE_ON_BLACK, BLACK_ON_WHITE = "white on black", "black on white"
+CANVAS_SIZE = 280
+NORMALISE_LABELS = {"auto": "the dataset's own (MNIST-style for digits)", "plain": "plain resize"}
+VIEW_SCALE = 5  # the 28x28 view, enlarged with square pixels so each one can be seen
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _loaded(run_dir: str, stamp: float):  # noqa: ARG001 - the stamp is the cache key's freshness
+    """A run's model, loaded once per checkpoint version and shared by every session."""
+    from mlp_lab.checkpoint import load_model
+
+    return load_model(run_dir)
+
+
+def predictor_for(run_dir: Path, normalise: str):
+    """A `Predictor` over the cached model (auto-invert: either canvas colour scheme works)."""
+    from mlp_lab.predict import Predictor
+
+    return Predictor(_loaded(str(run_dir), models.checkpoint_stamp(run_dir)), "auto", normalise)
+
+
+def _clear_canvas() -> None:
+    st.session_state["canvas_round"] = st.session_state.get("canvas_round", 0) + 1
+
+
+def _canvas(scheme: str, brush: int) -> Any:
+    """The drawing canvas; the drawing as a PIL image, or None before the first stroke."""
+    try:
+        from mlp_lab.app.canvas import drawing_canvas
+    except Exception as exc:  # a Streamlit without components v2
+        st.warning(f"drawing canvas unavailable here ({type(exc).__name__}); upload a picture instead")
+        return None
+    stroke, background = ("#ffffff", "#000000") if scheme == WHITE_ON_BLACK else ("#000000", "#ffffff")
+    # A new key per Clear and per colour scheme: a fresh, empty canvas.
+    key = f"canvas-{scheme}-{st.session_state.get('canvas_round', 0)}"
+    data_url = drawing_canvas(key=key, size=CANVAS_SIZE, brush=brush, stroke=stroke, background=background)
+    return drawing.canvas_image(data_url)
+
+
+def show_classified(classified: drawing.Classified, classes: list[str]) -> None:
+    """The top class, all probabilities as a bar chart, and the image the model saw."""
+    best = classified.best
+    st.markdown(f"#### Prediction: {best['class']} ({best['probability']:.1%})")
+    st.caption("  ·  ".join(f"{t['class']} {t['probability']:.1%}" for t in classified.top))
+    left, right = st.columns([3, 2])
+    # Plain HTML, not a Vega-Lite chart and a served image: the browser redraws these on every
+    # stroke, and a few divs and an inline PNG need no chart library and no second request.
+    left.html(drawing.bars_html(classes, classified.probabilities))
+    right.html(drawing.view_html(classified.view, VIEW_SCALE))
+    right.caption("what the model sees (after preprocessing)")
+
+
+@st.fragment
+def canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
+    """The canvas and its prediction. A fragment: a stroke reruns only this, not the whole page
+    (no listing of run directories between a stroke and its answer)."""
+    guarded(_canvas_panel, predictor, scheme, brush, normalise)
+
+
+def _canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
+    left, right = st.columns(2)
+    with left:
+        image = _canvas(scheme, brush)
+        st.button("Clear", on_click=_clear_canvas)
+    with right:
+        try:
+            classified = drawing.classify(predictor, image)
+        except drawing.EmptyDrawing as exc:
+            st.info(str(exc))
+        else:
+            show_classified(classified, predictor.classes)
+            # The ink count changes with every stroke: a browser (and its test) can tell an updated answer.
+            st.caption(f"canvas ink {drawing.ink_pixels(image)} px · {NORMALISE_LABELS[normalise]} · "
+                       f"preprocessing + prediction {classified.milliseconds:.1f} ms")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _registered(runs: str) -> list[str]:
+    """Registered model aliases, asked of the store at most every 30 s (importing MLflow takes seconds)."""
+    return models.registered_models(runs)
+
+
+@st.cache_data(ttl=30, show_spinner="fetching the registered model...")
+def _model_dir(choice: str, runs: str) -> str:
+    """A picker choice's run directory; a registered model is fetched at most every 30 s (an alias may move)."""
+    return str(models.model_dir(choice, runs))
+
+
+def draw_page(runs: Path) -> None:
+    """Draw or upload a picture, pick a model, see what it thinks."""
+    st.header("Draw a digit")
+    choices = {run.describe(): str(run.path) for run in models.finished_runs(runs)}
+    choices.update({f"{uri} (registered)": uri for uri in _registered(str(runs))})
+    if not choices:
+        st.info(f"No finished runs in {runs}/ yet: train one on the Train page or with "
+                f"`mlp-lab run configs/mnist.yaml`.")
+        return
+    label = st.selectbox("Model", list(choices), key="model")
+    options = st.columns(3)
+    scheme = options[0].radio("Canvas", (WHITE_ON_BLACK, BLACK_ON_WHITE), key="scheme", horizontal=True)
+    brush = options[1].slider("Brush width", 4, 48, 20, key="brush")
+    normalise = options[2].radio("Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get,
+                                 key="normalise", horizontal=True)
+    predictor = predictor_for(Path(_model_dir(choices[label], str(runs))), normalise)
+    canvas_panel(predictor, scheme, brush, normalise)
+    st.subheader("Or upload pictures")
+    files = st.file_uploader("PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted "
+                             "automatically)", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="uploads")
+    for upload in files or []:
+        try:
+            classified = drawing.classify(predictor, drawing.read_upload(upload.name, upload.getvalue()))
+        except drawing.EmptyDrawing:
+            st.warning(f"{upload.name}: the picture is blank (one colour)")
+            continue
+        except MLPLabError as exc:
+            st.error(str(exc))
+            continue
+        st.markdown(f"**{upload.name}**")
+        show_classified(classified, predictor.classes)
+

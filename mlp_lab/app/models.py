@@ -1,0 +1,54 @@
+"""The models the Draw page offers: finished runs and registered model aliases, each resolved to
+a run directory on disk, and the stamp that tells the model cache a run was retrained."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from mlp_lab import rundir
+from mlp_lab.app.runs import RunInfo, list_runs
+from mlp_lab.config import MLPLabError
+from mlp_lab.rundir import RunStatus
+
+
+def finished_runs(runs_dir: str | Path) -> list[RunInfo]:
+    """Runs with a tested model: what the Draw page offers."""
+    return [run for run in list_runs(runs_dir) if run.status == RunStatus.DONE.value]
+
+
+def registered_models(runs_dir: str | Path) -> list[str]:
+    """``models:/NAME@ALIAS`` for every alias in the tracking registry, when the [track] extra is
+    installed and a store exists; otherwise none (the app works without tracking)."""
+    if importlib.util.find_spec("mlflow") is None:
+        return []
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not (Path(runs_dir) / "mlflow.db").exists():
+        return []
+    from mlp_lab.tracking import list_models
+
+    try:
+        rows = list_models(runs_dir)
+    except MLPLabError:
+        return []
+    return sorted({f"models:/{row['name']}@{alias}" for row in rows for alias in row["aliases"]})
+
+
+def model_dir(choice: str, runs_dir: str | Path) -> Path:
+    """A picker choice (a run directory, or a registered model URI) -> a run directory on disk."""
+    if choice.startswith("models:/"):
+        from mlp_lab.tracking import materialize
+
+        return materialize(choice, runs_dir)
+    return Path(choice)
+
+
+def checkpoint_stamp(run_dir: str | Path) -> float:
+    """When the run's checkpoints last changed: part of the model cache's key, so a retrained or
+    replaced run is reloaded. A directory deleted while open is one clear MLPLabError."""
+    run_dir = Path(run_dir)
+    try:
+        return max(p.stat().st_mtime for p in [run_dir / rundir.CONFIG_FILE, *run_dir.glob(f"{rundir.CHECKPOINT_DIR}/*.pt")])
+    except (OSError, ValueError):
+        raise MLPLabError(f"{run_dir}: this run directory no longer exists (deleted or moved); pick another model") from None
+

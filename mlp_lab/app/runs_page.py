@@ -1,0 +1,69 @@
+"""The Runs page: every run with its facts, one run's curves, confusion matrix and mistakes, and
+every study's report. Thin Streamlit code over `runs` and `studies`."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import streamlit as st
+
+from mlp_lab.app.runs import RunInfo, ensure_evaluation, list_runs, read_history
+from mlp_lab.app.studies import list_studies
+from mlp_lab.app.widgets import curves
+from mlp_lab.config import MLPLabError
+
+
+def tracking_link(mlflow_address: str | None) -> None:
+    """A link to the MLflow UI (a link, not an iframe: MLflow forbids framing), when tracking is installed."""
+    if importlib.util.find_spec("mlflow") is None:
+        return
+    if mlflow_address:
+        st.markdown(f"Tracking: [open the MLflow UI]({mlflow_address})")
+    else:
+        st.caption("Tracking: start the MLflow UI with `mlp-lab ui` (http://127.0.0.1:5000), or start the app "
+                   "with `mlp-lab app --mlflow`.")
+
+
+def runs_page(runs: Path, data_dirs: tuple[str, ...], mlflow_address: str | None) -> None:
+    """Every run with its facts; one run's curves, confusion matrix and mistakes; every study's report."""
+    st.header("Runs and studies")
+    tracking_link(mlflow_address)
+    infos = list_runs(runs)
+    if not infos:
+        st.info(f"No runs in {runs}/ yet.")
+    else:
+        st.dataframe([info.row() for info in infos], hide_index=True)
+        labels = [info.label for info in infos]
+        wanted = st.query_params.get("run")
+        label = st.selectbox("Run", labels, index=labels.index(wanted) if wanted in labels else 0)
+        run_details(infos[labels.index(label)], data_dirs)
+    studies = list_studies(runs)
+    st.subheader("Studies")
+    if not studies:
+        st.caption("No study reports yet: `mlp-lab compare STUDY` writes one.")
+    for study in studies:
+        with st.expander(study.name):
+            st.markdown(study.markdown)
+            for plot in study.plots:
+                st.image(str(plot), caption=plot.name)
+
+
+def run_details(info: RunInfo, data_dirs: tuple[str, ...]) -> None:
+    """One run: status line, curves, and (finished runs) the confusion matrix and mistakes."""
+    if not info.path.exists():
+        st.error(f"{info.path}: the run directory no longer exists")
+        return
+    st.markdown(f"**{info.label}**: {info.status}, {info.dataset}, {info.architecture}"
+                + (f", test accuracy {info.test_acc:.2%}" if info.test_acc is not None else ""))
+    curves(read_history(info.path))
+    if info.status != "done":
+        return
+    try:
+        with st.spinner("evaluating on the test split (once per run)..."):
+            figures = ensure_evaluation(info.path, data_dirs)
+    except MLPLabError as exc:
+        st.warning(f"no confusion matrix: {exc}")
+        return
+    for name, path in figures.items():
+        st.image(str(path), caption=name)
