@@ -46,13 +46,13 @@ from mlp_lab.config import (
     flatten,
     read_named_base,
     read_yaml_mapping,
-    resolve_named_yaml,
     schema_errors,
     set_dotted,
     validate_config,
 )
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
 from mlp_lab.rundir import RunStatus
+from mlp_lab.specfile import resolve_spec_path
 
 SEARCHES_DIR = "searches"
 JOURNAL_FILE = "study.journal"
@@ -233,7 +233,7 @@ class Search:
 
 def resolve_search_path(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR) -> Path:
     """`fashion_search` -> searches/fashion_search.yaml; a path is taken as it is."""
-    return resolve_named_yaml(name_or_path, searches_dir, "search")
+    return resolve_spec_path(name_or_path, searches_dir, "search")
 
 
 def _known_keys() -> list[str]:
