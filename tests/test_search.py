@@ -298,6 +298,19 @@ def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(t
     assert "95% paired t-interval" in (tmp_path / "runs" / "tiny_search" / "confirm.md").read_text()
 
 
+def test_confirm_runs_the_confirmation_study_it_is_given(tiny_config, tmp_path):
+    """The seam a tracking caller uses: it builds the study, tracks it, and confirm runs that one."""
+    from mlp_lab.search.confirm import confirm, confirmation_experiment
+
+    search = load_search(write_search(tmp_path, tiny_config, epochs=1, trials=2))
+    run_search(search, log=quiet)
+    given = confirmation_experiment(search, seeds=[3])
+    result, lines = confirm(search, seeds=[0, 1], experiment=given, log=quiet)
+    assert [o.label for o in result.outcomes] == ["base seed 3", "best seed 3"] and not result.failures
+    assert [p.name for p in (search.output_dir / "confirm" / "best").glob("seed-*")] == ["seed-3"]
+    assert lines[0].startswith("base: test/acc ") and "over 1 seed(s)" in lines[0]
+
+
 def test_confirm_overrides_retrain_both_arms_alike_and_the_report_says_so(tiny_config, tmp_path):
     from mlp_lab.search.confirm import confirm
 
