@@ -14,23 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlp_lab.config import (
-    Config,
-    ConfigError,
-    apply_overrides,
-    apply_set_options,
-    clip,
-    flatten,
-    read_named_base,
-    read_yaml_mapping,
-    resolve_named_yaml,
-    schema_errors,
-    validate_config,
-)
+from mlp_lab.config import Config, ConfigError, apply_overrides, clip, flatten, validate_config
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
 from mlp_lab.rundir import RunStatus
+from mlp_lab.specfile import read_spec_file
 
 EXPERIMENTS_DIR = "experiments"
 
@@ -82,11 +71,6 @@ class Experiment:
         return next(a for a in self.arms if a.name == name)
 
 
-def resolve_experiment_path(name_or_path: str | Path, experiments_dir: str | Path = EXPERIMENTS_DIR) -> Path:
-    """`early_stopping` -> experiments/early_stopping.yaml; a path is taken as it is."""
-    return resolve_named_yaml(name_or_path, experiments_dir, "experiment")
-
-
 def _under_factor(key: str, factor: Sequence[str]) -> bool:
     return any(key == f or key.startswith(f + ".") for f in factor)
 
@@ -94,6 +78,14 @@ def _under_factor(key: str, factor: Sequence[str]) -> bool:
 def _factor_of(key: str, factor: Sequence[str]) -> str:
     """The most specific factor a key falls under (factors may nest, e.g. train and train.l1)."""
     return max((f for f in factor if key == f or key.startswith(f + ".")), key=len, default=key)
+
+
+def _reference_errors(path: Path, raw: dict[str, Any]) -> list[str]:
+    # Checked on the raw file too, so a file with a schema error still reports a bad reference.
+    reference, arms = raw.get("reference"), raw.get("arms")
+    if isinstance(reference, str) and isinstance(arms, dict) and reference not in arms:
+        return [f"{path}: reference: {clip(repr(reference))} is not one of the arms ({clip(', '.join(map(str, arms)))})"]
+    return []
 
 
 def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None,
@@ -105,25 +97,8 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
     All problems are reported at once as a ConfigError, each naming the file (or the --set), the
     arm and the key.
     """
-    path = resolve_experiment_path(name_or_path, experiments_dir)
-    raw = read_yaml_mapping(path)
-    errors: list[str] = []
-    try:
-        spec: ExperimentFile | None = ExperimentFile.model_validate(raw)
-    except ValidationError as exc:
-        errors += schema_errors(path, exc, ExperimentFile)
-        spec = None
-    # Checks of single fields run on the raw file too, so a file with a schema error still
-    # reports its missing base or bad reference in the same go.
-    reference, arms_raw = raw.get("reference"), raw.get("arms")
-    if isinstance(reference, str) and isinstance(arms_raw, dict) and reference not in arms_raw:
-        errors.append(f"{path}: reference: {clip(repr(reference))} is not one of the arms "
-                      f"({clip(', '.join(map(str, arms_raw)))})")
-    base = read_named_base(path, raw, errors)
-    if spec is None or base is None:
-        raise ConfigError(errors)
-    apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)
-    sources = apply_set_options(base, overrides, errors)
+    loaded = read_spec_file(name_or_path, experiments_dir, "experiment", ExperimentFile, overrides, _reference_errors)
+    path, spec, base, sources, errors = loaded.path, loaded.spec, loaded.base, loaded.sources, loaded.errors
     for key, desc in sources.items():
         if _under_factor(key, spec.factor) or any(f.startswith(key + ".") for f in spec.factor):
             errors.append(f"{desc}: {key} is this study's factor ({', '.join(spec.factor)}); its arms set it")

@@ -361,6 +361,16 @@ def _log_search_result(found, result) -> None:
         err.print(f"warning: search report not logged in MLflow ({exc})", highlight=False, markup=False)
 
 
+def _log_confirmation_report(confirmation, log) -> None:
+    """The confirmation's report on its MLflow experiment; a tracking failure costs only a warning."""
+    from mlp_lab.tracking import TrackingError, log_study_report
+
+    try:
+        log_study_report(confirmation)
+    except TrackingError as exc:
+        log(f"warning: confirmation report not attached in MLflow ({exc})")
+
+
 def _check_runtime(experiments) -> None:
     """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
     from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
@@ -510,11 +520,14 @@ def search(
     on a Ray cluster: mlp-lab search fashion_search --backend ray --address auto
     """
     with user_errors():
-        from mlp_lab import search as searching
         from mlp_lab.interrupt import graceful_stop
+        from mlp_lab.search import confirm as confirming
+        from mlp_lab.search.driver import run_search
+        from mlp_lab.search.spec import BEST_CONFIG_FILE, load_search
+        from mlp_lab.search.study import require_optuna
 
-        searching.require_optuna()
-        found = searching.load_search(name, overrides=overrides or ())
+        require_optuna()
+        found = load_search(name, overrides=overrides or ())
         _dirs(data_dir)
         from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
 
@@ -530,13 +543,19 @@ def search(
         log = lambda line: print(line, flush=True)  # noqa: E731
         with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
             if confirm:
-                result, lines = searching.confirm(found, _parse_seeds(seeds), jobs=jobs or 1, threads=threads,
-                                                  data_dirs=_dirs(data_dir), stop=stop, log=log, executor=executor,
-                                                  track=track)
+                confirmation = confirming.confirmation_experiment(found, _parse_seeds(seeds))
+                if track:
+                    from mlp_lab.tracking import track_experiment
+
+                    confirmation = track_experiment(confirmation)
+                result, lines = confirming.confirm(found, experiment=confirmation, jobs=jobs or 1, threads=threads,
+                                                   data_dirs=_dirs(data_dir), stop=stop, log=log, executor=executor)
                 interrupted = result.interrupted
+                if track and not interrupted:
+                    _log_confirmation_report(confirmation, log)
             else:
-                result = searching.run_search(found, trials=trials, jobs=jobs or 1, timeout=timeout, threads=threads,
-                                              data_dirs=_dirs(data_dir), stop=stop, log=log, executor=executor)
+                result = run_search(found, trials=trials, jobs=jobs or 1, timeout=timeout, threads=threads,
+                                    data_dirs=_dirs(data_dir), stop=stop, log=log, executor=executor)
                 interrupted, best = result.interrupted, result.report.get("best")
                 if track:
                     _log_search_result(found, result)
@@ -544,7 +563,7 @@ def search(
                          + (" (timeout reached)" if result.timed_out else "")]
                 if best:
                     lines.append(f"best: trial {best['trial']}  {found.metric} {best['value']:.4f}  "
-                                 f"config {found.output_dir / searching.BEST_CONFIG_FILE}")
+                                 f"config {found.output_dir / BEST_CONFIG_FILE}")
         if interrupted:
             err.print(f"stopped by signal; finished trials are kept and unfinished ones continue: "
                       f"mlp-lab search {name}{' --confirm' if confirm else ''}", highlight=False)

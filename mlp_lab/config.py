@@ -13,7 +13,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -291,20 +291,6 @@ def read_base_config(path: Path, base: str, errors: list[str]) -> dict[str, Any]
         raise ConfigError([f"{path}: base: {e}" for e in exc.errors] + errors) from None
 
 
-def resolve_named_yaml(name_or_path: str | Path, directory: str | Path, kind: str) -> Path:
-    """`early_stopping` -> <directory>/early_stopping.yaml; a path is taken as it is. An unknown
-    name is an MLPLabError that lists the known ones (`kind` names what is looked for)."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    candidate = Path(directory) / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
-    hint = f"; known: {', '.join(known)}" if known else f"; no {kind} files in {directory}/"
-    raise MLPLabError(f"{candidate}: no {kind} named {str(name_or_path)!r}{hint}")
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b.c=value`` into the dotted key and the value parsed as a YAML scalar/list."""
     key, sep, raw = text.partition("=")
@@ -425,9 +411,10 @@ def _section_at(loc: tuple[Any, ...], root: type[BaseModel] = Config) -> type[Ba
     return node if isinstance(node, type) and issubclass(node, BaseModel) else None
 
 
-def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Config) -> str:
+def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Config, echo: bool = True) -> str:
     """One pydantic error as a short phrase: an unknown key gets a did-you-mean (or the known
-    keys), a bad value is echoed cut to about 80 characters."""
+    keys), a bad value is echoed cut to about 80 characters (unless `echo` is off, for a caller
+    that has named the value already)."""
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
         section = _section_at(loc, root)
@@ -440,14 +427,22 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
                 msg += f" (known: {', '.join(section.model_fields)})"
         return msg
     msg = error["msg"]
-    if error["type"] not in ("missing",):
+    if echo and error["type"] not in ("missing",):
         msg += f" (got {clip_repr(error['input'])})"
     return msg
 
 
-def schema_errors(path: str | Path, exc: ValidationError, root: type[BaseModel]) -> list[str]:
-    """A file's schema errors as `path: dotted.key: what` lines, one per problem."""
-    return [f"{path}: {_dotted(err['loc']) or '(top level)'}: {describe_schema_error(err, root)}" for err in exc.errors()]
+def schema_errors(where: str | Path | Callable[[str], str], exc: ValidationError,
+                  root: type[BaseModel] = Config) -> list[str]:
+    """Schema errors as `where: dotted.key: what` lines, one per problem: the one formatter for
+    configs and for experiment and search files. `where` names the file, or is a function of the
+    dotted key (so a value set by --set names that --set)."""
+    source = where if callable(where) else lambda _dotted_key: str(where)
+    lines = []
+    for err in exc.errors():
+        dotted = _dotted(err["loc"]) or "(top level)"
+        lines.append(f"{source(dotted)}: {dotted}: {describe_schema_error(err, root)}")
+    return lines
 
 
 # Input features and classes of each dataset: what a model's size depends on (data.DATASETS
@@ -523,11 +518,7 @@ def validate_config(data: Mapping[str, Any], source: str, override_sources: Mapp
     try:
         cfg = Config.model_validate(dict(data))
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            dotted = _dotted(err["loc"]) or "(top level)"
-            lines.append(f"{where(dotted)}: {dotted}: {describe_schema_error(err)}")
-        raise ConfigError(lines) from None
+        raise ConfigError(schema_errors(where, exc)) from None
     cross = _cross_field_errors(cfg, machine)
     if cross:
         raise ConfigError([f"{where(key)}: {key}: {msg}" for key, msg in cross])

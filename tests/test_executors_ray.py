@@ -322,7 +322,8 @@ def test_a_search_on_the_cluster_prunes_and_its_trials_share_one_study(cluster, 
     optuna = pytest.importorskip("optuna")
     from test_search import write_search
 
-    from mlp_lab.search import load_search, run_search
+    from mlp_lab.search.driver import run_search
+    from mlp_lab.search.spec import load_search
 
     path = write_search(tmp_path, tiny_config, epochs=6, trials=2,
                         pruner={"name": "median", "startup_trials": 1, "warmup_epochs": 0},
@@ -353,7 +354,8 @@ def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_s
     from test_search import write_search
 
     from mlp_lab import tracking
-    from mlp_lab.search import load_search, run_search
+    from mlp_lab.search.driver import run_search
+    from mlp_lab.search.spec import load_search
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     path = write_search(tmp_path, tiny_config, epochs=2, trials=2)

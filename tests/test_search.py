@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from mlp_lab import rundir
 from mlp_lab.cli import app
 from mlp_lab.config import ConfigError, MLPLabError, load_config
-from mlp_lab.search import load_search, run_search
+from mlp_lab.search.driver import run_search
+from mlp_lab.search.spec import load_search
 
 REPO = Path(__file__).resolve().parents[1]
 optuna = pytest.importorskip("optuna")
@@ -201,7 +202,9 @@ def test_without_optuna_the_command_exits_2_naming_the_extra(monkeypatch, tiny_c
 
 
 def test_help_imports_neither_torch_nor_optuna():
-    code = "import sys\nfrom mlp_lab.cli import app\nimport mlp_lab.search\nprint('torch' in sys.modules, 'optuna' in sys.modules)"
+    code = ("import sys\nfrom mlp_lab.cli import app\n"
+            "import mlp_lab.search.confirm, mlp_lab.search.driver, mlp_lab.search.report, mlp_lab.search.study\n"
+            "print('torch' in sys.modules, 'optuna' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -273,14 +276,14 @@ def test_a_second_driver_on_the_same_search_is_refused(tiny_config, tmp_path):
 
 
 def test_confirm_needs_a_finished_search(tiny_config, tmp_path):
-    from mlp_lab.search import confirmation_experiment
+    from mlp_lab.search.confirm import confirmation_experiment
 
     with pytest.raises(MLPLabError, match="no best trial yet; run: mlp-lab search tiny_search"):
         confirmation_experiment(load_search(write_search(tmp_path, tiny_config)))
 
 
 def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(tiny_config, tmp_path):
-    from mlp_lab.search import confirm
+    from mlp_lab.search.confirm import confirm
 
     search = load_search(write_search(tmp_path, tiny_config, epochs=1, trials=2))
     run_search(search, log=quiet)
@@ -295,8 +298,21 @@ def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(t
     assert "95% paired t-interval" in (tmp_path / "runs" / "tiny_search" / "confirm.md").read_text()
 
 
+def test_confirm_runs_the_confirmation_study_it_is_given(tiny_config, tmp_path):
+    """The seam a tracking caller uses: it builds the study, tracks it, and confirm runs that one."""
+    from mlp_lab.search.confirm import confirm, confirmation_experiment
+
+    search = load_search(write_search(tmp_path, tiny_config, epochs=1, trials=2))
+    run_search(search, log=quiet)
+    given = confirmation_experiment(search, seeds=[3])
+    result, lines = confirm(search, seeds=[0, 1], experiment=given, log=quiet)
+    assert [o.label for o in result.outcomes] == ["base seed 3", "best seed 3"] and not result.failures
+    assert [p.name for p in (search.output_dir / "confirm" / "best").glob("seed-*")] == ["seed-3"]
+    assert lines[0].startswith("base: test/acc ") and "over 1 seed(s)" in lines[0]
+
+
 def test_confirm_overrides_retrain_both_arms_alike_and_the_report_says_so(tiny_config, tmp_path):
-    from mlp_lab.search import confirm
+    from mlp_lab.search.confirm import confirm
 
     search = load_search(write_search(tmp_path, tiny_config, epochs=1, trials=2,
                                       confirm={"overrides": {"train.epochs": 2}}))
@@ -319,7 +335,7 @@ def test_trial_directories_without_their_study_are_never_reused(tiny_config, tmp
 
 
 def test_set_reaches_every_trial_and_both_confirm_arms_and_cannot_change_between_calls(tiny_config, tmp_path):
-    from mlp_lab.search import confirm
+    from mlp_lab.search.confirm import confirm
 
     path = write_search(tmp_path, tiny_config, epochs=3, trials=2)
     with pytest.raises(ConfigError, match="--set model.dropout=0.1: model.dropout is searched"):

@@ -1,0 +1,97 @@
+"""One loader for experiment and search files: resolve a name or path, read the mapping,
+validate it against the file's schema, and read its base config with the file's overrides and
+the command line's ``--set`` applied.
+
+Both kinds of file name a `base` config (relative to the file) and dotted `overrides`; what
+each then checks of its own (arms and factors, a search space) stays with its loader. Every
+problem found here is collected, not raised one at a time, so a file is reported whole.
+No torch: a bad file is refused before torch is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from mlp_lab.config import (
+    ConfigError,
+    MLPLabError,
+    apply_overrides,
+    apply_set_options,
+    flatten,
+    read_named_base,
+    read_yaml_mapping,
+    schema_errors,
+)
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str | None:
+    """The known word closest to a misspelt `word`, or None when none is close."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return close[0] if close else None
+
+
+def resolve_spec_path(name_or_path: str | Path, directory: str | Path, kind: str) -> Path:
+    """`early_stopping` -> <directory>/early_stopping.yaml; a path is taken as it is. An unknown
+    name is an MLPLabError with a did-you-mean and the known names (`kind` names what is looked for)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = Path(directory) / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+    close = did_you_mean(str(name_or_path), known)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    hint += f"; known: {', '.join(known)}" if known else f"; no {kind} files in {directory}/"
+    raise MLPLabError(f"{candidate}: no {kind} named {str(name_or_path)!r}{hint}")
+
+
+@dataclass
+class SpecFile(Generic[Schema]):
+    """A read experiment or search file: the validated `spec`, the `raw` mapping, the `base` config
+    (a raw mapping) with the file's overrides and the --set texts applied, which key each --set
+    wrote (`sources`, for `validate_config`), and the problems found so far (`errors`: the
+    loader adds its own and raises them all together)."""
+
+    path: Path
+    raw: dict[str, Any]
+    spec: Schema
+    base: dict[str, Any]
+    sources: dict[str, str]
+    errors: list[str]
+
+
+def read_spec_file(name_or_path: str | Path, directory: str | Path, kind: str, schema: type[Schema],
+                   set_options: Sequence[str] = (),
+                   raw_checks: Callable[[Path, dict[str, Any]], list[str]] | None = None) -> SpecFile[Schema]:
+    """Resolve, read and validate a `kind` file against `schema` (which has `base` and `overrides`
+    fields), then read its base config and apply the file's overrides and `set_options`.
+
+    `raw_checks` are the loader's checks of single fields; they run on the raw mapping, so a
+    schema error elsewhere does not hide them. Raises ConfigError with every problem when the
+    file or its base cannot be used at all; otherwise the problems so far are in `errors`.
+    """
+    path = resolve_spec_path(name_or_path, directory, kind)
+    raw = read_yaml_mapping(path)
+    errors: list[str] = []
+    try:
+        spec: Schema | None = schema.model_validate(raw)
+    except ValidationError as exc:
+        errors += schema_errors(path, exc, schema)
+        spec = None
+    if raw_checks is not None:
+        errors += raw_checks(path, raw)
+    base = read_named_base(path, raw, errors)
+    if spec is None or base is None:
+        raise ConfigError(errors)
+    apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)
+    sources = apply_set_options(base, set_options, errors)
+    return SpecFile(path, raw, spec, base, sources, errors)
