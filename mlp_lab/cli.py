@@ -214,7 +214,8 @@ def run(
             # before training: the store is reached (or reported) and made once, here
             out.print(describe(prepare_store(cfg.output.dir)), highlight=False, markup=False)
         from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.train import TrainingInterrupted, resume_run, start_run
+        from mlp_lab.execute import resume_run, start_run
+        from mlp_lab.train import TrainingInterrupted
 
         started: list[Path] = [resume] if resume is not None else []
 
@@ -363,7 +364,7 @@ def _log_search_result(found, result) -> None:
 
 def _check_runtime(experiments) -> None:
     """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
-    from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
+    from mlp_lab.runtime import check_runtime  # imports torch: only once the input is known good
 
     for exp in experiments:
         for arm in exp.arms:
@@ -516,7 +517,7 @@ def search(
         searching.require_optuna()
         found = searching.load_search(name, overrides=overrides or ())
         _dirs(data_dir)
-        from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
+        from mlp_lab.runtime import check_runtime  # imports torch: only once the input is known good
 
         _require_backend(backend, address)
         if backend == Backend.local:
@@ -883,7 +884,7 @@ def bench(
     with user_errors():
         cfg = load_config(config)
         from mlp_lab.bench import run_benchmark
-        from mlp_lab.train import configure_threads
+        from mlp_lab.runtime import configure_threads
 
         configure_threads(threads)
         results = run_benchmark(cfg, repeats, _dirs(data_dir), log=lambda line: print(line, flush=True))

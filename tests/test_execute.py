@@ -10,9 +10,17 @@ from conftest import metrics_without_timing, write_study
 from mlp_lab import rundir
 from mlp_lab.ablation import load_experiment, plan
 from mlp_lab.config import MLPLabError
-from mlp_lab.execute import ProcessPoolExecutor, RunOutcome, SerialExecutor, local_executor, run_one
+from mlp_lab.execute import (
+    ProcessPoolExecutor,
+    RunOutcome,
+    SerialExecutor,
+    local_executor,
+    resume_run,
+    run_one,
+    start_run,
+)
 from mlp_lab.rundir import RunStatus
-from mlp_lab.train import TrainingInterrupted, resume_run, start_run
+from mlp_lab.train import TrainingInterrupted
 
 quiet = {"log": lambda _: None}
 
@@ -129,7 +137,7 @@ def test_a_run_that_fails_before_writing_leaves_no_directory(tiny_config, tmp_pa
     monkeypatch.setenv("MLP_LAB_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(MLPLabError, match="mnist"):
         start_run(cfg)
-    assert not (tmp_path / "runs" / "tiny").exists() and not (tmp_path / "runs" / ".tiny.lock").exists()
+    assert not (tmp_path / "runs" / "tiny").exists() and not rundir.lock_path(tmp_path / "runs" / "tiny").exists()
 
 
 def test_an_interrupted_start_resumes_to_the_same_result(tiny_config, tmp_path):
