@@ -110,7 +110,10 @@ def remove_if_empty(run_dir: str | Path) -> bool:
         pass  # the run failed before making it: only the lock file is left to remove
     except OSError:
         return False  # not empty: it holds what the run wrote, e.g. a diverged run's summary
-    lock_path(run_dir).unlink(missing_ok=True)
+    try:
+        lock_path(run_dir).unlink(missing_ok=True)
+    except OSError:
+        pass  # called while a failure propagates: a lock file left over must not replace it
     return True
 
 
