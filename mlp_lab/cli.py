@@ -213,8 +213,8 @@ def run(
 
             # before training: the store is reached (or reported) and made once, here
             out.print(describe(prepare_store(cfg.output.dir)), highlight=False, markup=False)
-        from mlp_lab.interrupt import graceful_stop
         from mlp_lab.execute import resume_run, start_run
+        from mlp_lab.interrupt import graceful_stop
         from mlp_lab.train import TrainingInterrupted
 
         started: list[Path] = [resume] if resume is not None else []

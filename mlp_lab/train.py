@@ -4,6 +4,7 @@ The whole dataset sits on the device; each epoch shuffles with a permutation see
 (seed, epoch) and takes index slices. Metrics accumulate on the device and are read once per
 epoch, so the hot loop never waits on the host. ``checkpoints/last.pt`` holds everything a
 resume needs, so an interrupted run continues to the same result as an uninterrupted one.
+What runs `train` under a run directory's lock, for every caller, is `execute.run_locked`.
 """
 
 from __future__ import annotations
