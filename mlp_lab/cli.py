@@ -213,8 +213,9 @@ def run(
 
             # before training: the store is reached (or reported) and made once, here
             out.print(describe(prepare_store(cfg.output.dir)), highlight=False, markup=False)
+        from mlp_lab.execute import resume_run, start_run
         from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.train import TrainingInterrupted, resume_run, start_run
+        from mlp_lab.train import TrainingInterrupted
 
         started: list[Path] = [resume] if resume is not None else []
 
@@ -373,7 +374,7 @@ def _log_confirmation_report(confirmation, log) -> None:
 
 def _check_runtime(experiments) -> None:
     """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
-    from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
+    from mlp_lab.runtime import check_runtime  # imports torch: only once the input is known good
 
     for exp in experiments:
         for arm in exp.arms:
@@ -529,7 +530,7 @@ def search(
         require_optuna()
         found = load_search(name, overrides=overrides or ())
         _dirs(data_dir)
-        from mlp_lab.train import check_runtime  # imports torch: only once the input is known good
+        from mlp_lab.runtime import check_runtime  # imports torch: only once the input is known good
 
         _require_backend(backend, address)
         if backend == Backend.local:
@@ -902,7 +903,7 @@ def bench(
     with user_errors():
         cfg = load_config(config)
         from mlp_lab.bench import run_benchmark
-        from mlp_lab.train import configure_threads
+        from mlp_lab.runtime import configure_threads
 
         configure_threads(threads)
         results = run_benchmark(cfg, repeats, _dirs(data_dir), log=lambda line: print(line, flush=True))

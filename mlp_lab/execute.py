@@ -1,14 +1,20 @@
-"""Running many runs: one run's procedure (`run_one`) and the executors that schedule it.
+"""Running runs: the one procedure that runs a run (`run_locked`), its entry points, and the
+executors that schedule many.
 
-`run_one` trains, continues or skips one `RunSpec` under its run directory's lock and returns a
-typed `RunOutcome`; it never raises for a failed run. An executor takes a list of specs and
-calls `run_one` for each: `SerialExecutor` in this process, `ProcessPoolExecutor` in spawned
-worker processes. Both follow the small `Executor` protocol, so `compare` (and `search`) do not
-know which one runs them, and a cluster executor can be added beside them.
+`run_locked` trains one config into one run directory under that directory's lock, with one
+failure policy (busy, interrupted, failed, fault, bug: what each raises and leaves on disk).
+Everything that runs a run goes through it: `start_run` and `resume_run` (`mlp-lab run`, and
+so the app's Train form) raise its failures; `run_one` (compare, search, Ray workers) trains,
+continues or skips one `RunSpec` and tells them as a typed `RunOutcome`. An executor takes a
+list of specs and calls `run_one` for each: `SerialExecutor` in this process,
+`ProcessPoolExecutor` in spawned worker processes. Both follow the small `Executor` protocol, so
+`compare` (and `search`) do not know which one runs them, and a cluster executor can be added
+beside them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import signal
@@ -17,11 +23,17 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mlp_lab import rundir
 from mlp_lab.config import Config, DataConfig, MachineFault, MLPLabError, config_hash, memory_fault, os_fault
 from mlp_lab.rundir import RunStatus
+
+if TYPE_CHECKING:  # the loggers import torch; this module is imported before torch is needed
+    from mlp_lab.loggers import MetricLogger
+
+# The file a run's directory keeps the traceback of a bug in.
+ERROR_FILE = "error.txt"
 
 # What a call of run_one did with its run.
 Action = Literal["trained", "resumed", "skipped", "interrupted", "halted", "none"]
@@ -93,63 +105,201 @@ def _load_data_cached(data_json: str, device: str, data_dirs: tuple[str, ...]):
     return load_data(DataConfig.model_validate_json(data_json), device, data_dirs)
 
 
+# What the one procedure does with a run directory that already holds something.
+Existing = Literal["refuse", "resume", "reuse"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A run the procedure finished (or found finished): where it lives, its summary.json, and
+    whether it was trained, resumed or skipped."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    action: Action = "trained"
+
+
+def _is_bug(exc: BaseException) -> bool:
+    """A failure that is neither the run's own (an MLPLabError: bad input, divergence) nor the
+    machine's (a file-system error, memory): a bug, whose trace the run directory keeps."""
+    return (isinstance(exc, Exception) and not isinstance(exc, (MLPLabError, OSError))
+            and memory_fault(exc) is None)
+
+
+def run_locked(config: Config, run_dir: str | Path, *, existing: Existing, force: bool = False,
+               data_dirs: Sequence[str] = (), threads: int | None = None, lock_note: str = "",
+               on_start: Callable[[], None] | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+               should_stop: Callable[[], bool] | None = None, loggers: Sequence[MetricLogger] = (),
+               tags: Mapping[str, str] | None = None, log: Callable[[str], None] = print) -> RunResult:
+    """The one procedure that runs a run, behind `mlp-lab run` (`start_run`, `resume_run`), the
+    app's Train form (which runs `mlp-lab run`), and compare, search and Ray (`run_one`).
+
+    Under `run_dir`'s lock (`rundir.RunLock`, `lock_note` written beside the pid), with
+    `threads` torch threads (None: as the process has them), it trains `config` into `run_dir`.
+    What a directory that already holds something gets is `existing`: "refuse" (it must hold no
+    run), "resume" (continue from last.pt; a finished run returns its summary) or "reuse" (a
+    study's run: a finished or failed run of this config is skipped, a partial one continued,
+    one of another config moved aside to `<dir>.old-<time>`; with `force`, deleted first).
+    `on_start` is called once the lock is held.
+
+    The failure policy, the same for every caller, which raises:
+    busy -> `rundir.RunLocked`, nothing touched; interrupted -> `TrainingInterrupted`, last.pt
+    saved; failed (an MLPLabError, e.g. divergence, whose summary.json says so) and fault (a
+    file-system error, memory) -> raised as they are, what the run wrote kept for a resume; a
+    bug -> raised, its traceback kept in `error.txt`. A run that failed before writing anything
+    leaves no directory and no lock file behind.
+    """
+    from mlp_lab.runtime import resolve_device, torch_threads
+    from mlp_lab.train import TrainingInterrupted, train
+
+    run_dir = Path(run_dir)
+    lock = rundir.RunLock(run_dir, lock_note).acquire()
+    failed = True
+    try:
+        with torch_threads(threads) if threads else contextlib.nullcontext():
+            if on_start is not None:
+                on_start()
+            resuming = existing == "resume"
+            if resuming and rundir.run_status(run_dir) == RunStatus.DONE:
+                failed = False
+                return RunResult(run_dir, rundir.read_json(run_dir / rundir.SUMMARY_FILE), "skipped")
+            if existing == "reuse":
+                # The status is read under the lock: another process may have just finished this run.
+                status = rundir.run_status(run_dir, config_hash(config))
+                if force and run_dir.exists():
+                    shutil.rmtree(run_dir)
+                    status = RunStatus.NEW
+                if status in (RunStatus.DONE, RunStatus.FAILED):
+                    failed = False
+                    return RunResult(run_dir, rundir.read_json(run_dir / rundir.SUMMARY_FILE), "skipped")
+                if status == RunStatus.STALE:
+                    # The study changed since this run was made: keep the old run, out of the way.
+                    aside = run_dir.with_name(f"{run_dir.name}.old-{int(time.time())}")
+                    run_dir.rename(aside)
+                    log(f"{run_dir} was made with another config; moved to {aside}")
+                resuming = status == RunStatus.PARTIAL
+            device = resolve_device(config.train.device)
+            data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, data_dirs)))
+            summary = train(config, run_dir, resume=resuming, data=data, on_epoch=on_epoch, should_stop=should_stop,
+                            loggers=loggers, tags=tags)
+            failed = False
+            return RunResult(run_dir, summary, "resumed" if resuming else "trained")
+    except TrainingInterrupted:
+        failed = False
+        raise
+    except BaseException as exc:
+        if _is_bug(exc):
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / ERROR_FILE).write_text(traceback.format_exc())
+            except OSError:
+                pass  # the bug is still raised; only its copy on disk is lost
+        raise
+    finally:
+        if failed:
+            # Before the lock is let go, so no other process can have taken the lock file.
+            rundir.remove_if_empty(run_dir)
+        lock.release()
+
+
+def start_run(
+    config: Config,
+    *,
+    run_dir: str | Path | None = None,
+    source: str = "config",
+    data_dirs: Sequence[str] = (),
+    threads: int | None = None,
+    on_start: Callable[[Path, bool], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    loggers: Sequence[MetricLogger] = (),
+) -> RunResult:
+    """Start a fresh run (`mlp-lab run`): pick its directory (`<output.dir>/<name>`, else
+    `<name>-2`, ... unless `run_dir` is given, which must be new or empty) and run it through
+    `run_locked` with `threads` torch threads (default: every core), restored after.
+    `on_start(run_dir, renamed)` is called once the directory is chosen and locked.
+
+    Machine-dependent config errors (a GPU asked for but absent) are raised as a ConfigError
+    naming `source` before any directory is made.
+    """
+    from mlp_lab.runtime import available_cores, check_runtime
+
+    check_runtime(config, source)
+    if run_dir is None:
+        run_dir, renamed = rundir.fresh_run_dir(config.output.dir, config.name)
+    else:
+        run_dir, renamed = Path(run_dir), False
+        if run_dir.exists() and not run_dir.is_dir():
+            raise MLPLabError(f"{run_dir}: is a file, expected a new or empty run directory")
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise MLPLabError(f"{run_dir}: already exists and is not empty; pick another directory")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_fault(exc, key="run directory") from None
+    announce = None if on_start is None else functools.partial(on_start, run_dir, renamed)
+    return run_locked(config, run_dir, existing="refuse", data_dirs=data_dirs, threads=threads or available_cores(),
+                      on_start=announce, on_epoch=on_epoch, should_stop=should_stop, loggers=loggers)
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    data_dirs: Sequence[str] = (),
+    threads: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    loggers: Sequence[MetricLogger] = (),
+) -> RunResult:
+    """Continue an interrupted run from its directory (its own config.yaml and last.pt) through
+    `run_locked`; a finished run returns its summary without training."""
+    from mlp_lab.config import load_config
+    from mlp_lab.runtime import available_cores, check_runtime
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / rundir.CONFIG_FILE
+    if not config_path.is_file():
+        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
+    config = load_config(config_path)
+    check_runtime(config, str(config_path))
+    return run_locked(config, run_dir, existing="resume", data_dirs=data_dirs, threads=threads or available_cores(),
+                      on_epoch=on_epoch, should_stop=should_stop, loggers=loggers)
+
+
 def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False,
             stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print,
             lock_note: str = "") -> RunOutcome:
-    """Train (or skip, or continue) one run under its lock; never raises for a failed run.
-
-    A run locked by another live process is left to it (BUSY). A finished run of the same
-    config is skipped, a partial one continued from last.pt, one made with another config moved
-    aside to `<dir>.old-<time>`. With `force`, an existing run is deleted and trained anew.
-    `lock_note` is written into the lock file beside the pid (see `rundir.RunLock`).
+    """One spec through `run_locked` (a study's run: skipped, continued, or trained), its
+    failures told as a `RunOutcome`; never raises for a failed run, so one run cannot take a
+    study down. `lock_note` is written into the lock file beside the pid (see `rundir.RunLock`).
     """
-    from mlp_lab.train import TrainingInterrupted, resolve_device, train
+    from mlp_lab.train import TrainingInterrupted
 
     started = time.perf_counter()
-    config = spec.config
 
     def outcome(status: RunStatus, action: Action, summary: dict[str, Any] | None = None,
                 error: str | None = None, fault: bool = False) -> RunOutcome:
         return RunOutcome(spec.label, status, action, summary, error, time.perf_counter() - started, fault)
 
+    hook = spec.hook
+
+    def report(record: dict[str, Any]) -> None:
+        log(f"{spec.label}  epoch {record['epoch']}/{record['epochs']}  val/acc {record['val/acc']:.4f}  "
+            f"val/loss {record['val/loss']:.4f}")
+        if hook is not None:
+            hook.on_epoch(record)
+
+    should_stop = stop
+    if hook is not None:
+        def should_stop() -> bool:
+            return bool(stop is not None and stop()) or hook.should_stop()
+
     try:
-        lock = rundir.RunLock(spec.run_dir, lock_note).acquire()
+        result = run_locked(spec.config, spec.run_dir, existing="reuse", force=force, data_dirs=data_dirs,
+                            lock_note=lock_note, on_epoch=report, should_stop=should_stop, tags=spec.tags,
+                            log=lambda line: log(f"{spec.label}: {line}"))
     except rundir.RunLocked as exc:
         return outcome(RunStatus.BUSY, "none", error=f"being trained by process {exc.pid}")
-    try:
-        # The status is read under the lock: another process may have just finished this run.
-        status = spec.status()
-        if force and spec.run_dir.exists():
-            shutil.rmtree(spec.run_dir)
-            status = RunStatus.NEW
-        if status in (RunStatus.DONE, RunStatus.FAILED):
-            summary = rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)
-            return outcome(status, "skipped", summary, summary.get("error"))
-        if status == RunStatus.STALE:
-            # The study changed since this run was made: keep the old run, out of the way.
-            aside = spec.run_dir.with_name(f"{spec.run_dir.name}.old-{int(time.time())}")
-            spec.run_dir.rename(aside)
-            log(f"{spec.label}: {spec.run_dir} was made with another config; moved to {aside}")
-        resuming = status == RunStatus.PARTIAL
-        device = resolve_device(config.train.device)
-        data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, data_dirs)))
-
-        hook = spec.hook
-
-        def report(record: dict[str, Any]) -> None:
-            log(f"{spec.label}  epoch {record['epoch']}/{record['epochs']}  val/acc {record['val/acc']:.4f}  "
-                f"val/loss {record['val/loss']:.4f}")
-            if hook is not None:
-                hook.on_epoch(record)
-
-        should_stop = stop
-        if hook is not None:
-            def should_stop() -> bool:
-                return bool(stop is not None and stop()) or hook.should_stop()
-
-        summary = train(config, spec.run_dir, resume=resuming, data=data, on_epoch=report, should_stop=should_stop,
-                        tags=spec.tags)
-        return outcome(RunStatus.DONE, "resumed" if resuming else "trained", summary)
     except TrainingInterrupted:
         if hook is not None and hook.should_stop() and not (stop is not None and stop()):
             return outcome(RunStatus.PARTIAL, "halted", error="stopped by its hook")
@@ -159,19 +309,19 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
     except MLPLabError as exc:
         return outcome(RunStatus.FAILED, "trained", _read_summary(spec.run_dir), str(exc))
     except OSError as exc:
-        # The machine's fault (a full disk, a vanished directory): writing an error.txt would
-        # fail the same way, and the run resumes from its last checkpoint once it is fixed.
+        # The machine's fault (a full disk, a vanished directory): the run resumes from its
+        # last checkpoint once it is fixed.
         return outcome(RunStatus.FAILED, "trained", error=str(os_fault(exc)), fault=True)
     except Exception as exc:
         fault = memory_fault(exc)
         if fault is not None:
-            return outcome(RunStatus.FAILED, "trained", error=str(fault), fault=True)  # a bug in one run must not take the study down; keep its trace
-        spec.run_dir.mkdir(parents=True, exist_ok=True)
-        (spec.run_dir / "error.txt").write_text(traceback.format_exc())
+            return outcome(RunStatus.FAILED, "trained", error=str(fault), fault=True)
         return outcome(RunStatus.FAILED, "trained",
-                       error=f"{type(exc).__name__}: {exc} (traceback in {spec.run_dir / 'error.txt'})")
-    finally:
-        lock.release()
+                       error=f"{type(exc).__name__}: {exc} (traceback in {spec.run_dir / ERROR_FILE})")
+    if result.action == "skipped":
+        status = RunStatus.DONE if result.summary.get("status") == "completed" else RunStatus.FAILED
+        return outcome(status, "skipped", result.summary, result.summary.get("error"))
+    return outcome(RunStatus.DONE, result.action, result.summary)
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -213,14 +363,14 @@ class SerialExecutor:
     """One run after another in this process, with `threads` torch threads (restored after)."""
 
     def __init__(self, threads: int | None = None, log: Callable[[str], None] = print):
-        from mlp_lab.train import available_cores
+        from mlp_lab.runtime import available_cores
 
         self.threads = threads or available_cores()
         self.log = log
 
     def run(self, specs: Sequence[RunSpec], on_outcome: OnOutcome, *, data_dirs: Sequence[str] = (),
             force: bool = False, stop: Callable[[], bool] | None = None) -> None:
-        from mlp_lab.train import torch_threads
+        from mlp_lab.runtime import torch_threads
 
         with torch_threads(self.threads):
             for index, spec in enumerate(specs):
@@ -280,7 +430,7 @@ class ProcessPoolExecutor:
     """
 
     def __init__(self, jobs: int, threads: int | None = None):
-        from mlp_lab.train import available_cores
+        from mlp_lab.runtime import available_cores
 
         self.jobs = max(1, jobs)
         self.threads = threads or max(1, available_cores() // self.jobs)

@@ -97,7 +97,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
             if address:
                 ray.init(address=address, log_to_driver=True)
             else:
-                from mlp_lab.train import available_cores
+                from mlp_lab.runtime import available_cores
 
                 ray.init(address="local", num_cpus=num_cpus or available_cores(), include_dashboard=False,
                          _node_ip_address="127.0.0.1")
@@ -225,7 +225,7 @@ def check_shared_storage(directory: str | Path, timeout: float = STORAGE_CHECK_T
 def _ray_task(spec: RunSpec, data_dirs: tuple[str, ...], force: bool, threads: int, stop_path: str,
               task_key: str) -> RunOutcome | None:
     """One run inside a Ray worker: `run_one` with `threads` torch threads; None if stopped before it began."""
-    from mlp_lab.train import torch_threads
+    from mlp_lab.runtime import torch_threads
 
     stop = _Throttled(lambda: os.path.exists(stop_path))
     if stop():

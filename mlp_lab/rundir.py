@@ -94,14 +94,26 @@ def fresh_run_dir(output_dir: str | Path, name: str) -> tuple[Path, bool]:
             raise os_fault(exc, key="output.dir") from None
 
 
+def lock_path(run_dir: str | Path) -> Path:
+    """The lock file of a run directory: the sibling `.<name>.lock` (see `RunLock`)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
 def remove_if_empty(run_dir: str | Path) -> bool:
-    """Remove a run directory (and its lock file) that a failed start left empty; True if removed."""
+    """Remove a run directory (and its lock file) that a failed start left empty or never made;
+    True if removed."""
     run_dir = Path(run_dir)
     try:
         run_dir.rmdir()
+    except FileNotFoundError:
+        pass  # the run failed before making it: only the lock file is left to remove
     except OSError:
         return False  # not empty: it holds what the run wrote, e.g. a diverged run's summary
-    (run_dir.parent / f".{run_dir.name}.lock").unlink(missing_ok=True)
+    try:
+        lock_path(run_dir).unlink(missing_ok=True)
+    except OSError:
+        pass  # called while a failure propagates: a lock file left over must not replace it
     return True
 
 
@@ -206,7 +218,7 @@ class RunLock:
     def __init__(self, run_dir: str | Path, note: str = ""):
         run_dir = Path(run_dir)
         self.run_dir = run_dir
-        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self.path = lock_path(run_dir)
         self.note = note
         self._fd: int | None = None
 

@@ -4,17 +4,15 @@ The whole dataset sits on the device; each epoch shuffles with a permutation see
 (seed, epoch) and takes index slices. Metrics accumulate on the device and are read once per
 epoch, so the hot loop never waits on the host. ``checkpoints/last.pt`` holds everything a
 resume needs, so an interrupted run continues to the same result as an uninterrupted one.
+What runs `train` under a run directory's lock, for every caller, is `execute.run_locked`.
 """
 
 from __future__ import annotations
 
 import errno
 import math
-import os
-import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,6 @@ from mlp_lab.checkpoint import (
 from mlp_lab.config import (
     NUMERICS_VERSION,
     Config,
-    ConfigError,
     EarlyStoppingConfig,
     MLPLabError,
     OptimizerConfig,
@@ -43,12 +40,11 @@ from mlp_lab.config import (
     config_hash,
     config_to_dict,
     config_to_yaml,
-    load_config,
-    os_fault,
 )
 from mlp_lab.data import Data, Split, load_data
 from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.model import ParameterizedMLP
+from mlp_lab.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 
 EVAL_BATCH_SIZE = 8192
 
@@ -63,60 +59,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         super().__init__(f"interrupted; resume with: mlp-lab run --resume {run_dir}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a user error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MLPLabError("train.device: 'cuda' was requested but no CUDA GPU is available (use 'auto' or 'cpu')")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on: its affinity mask where the OS has one (a
-    container's CPU set, taskset), which os.cpu_count() ignores."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads: `threads`, else every core this process may run on.
-
-    Set explicitly because CPU results are bit-identical only for the same thread count, and
-    parallel workers must split the cores rather than oversubscribe them.
-    """
-    torch.set_num_threads(max(1, threads or available_cores()))
-    return torch.get_num_threads()
-
-
-@contextmanager
-def torch_threads(threads: int | None = None) -> Iterator[int]:
-    """`configure_threads` for the duration of a block, then the previous count again: a library
-    call (from the app, a notebook, a Ray worker) leaves the process as it found it."""
-    previous = torch.get_num_threads()
-    try:
-        yield configure_threads(threads)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def check_runtime(config: Config, source: str) -> None:
-    """Config checks that depend on this machine (a GPU asked for but absent), as a ConfigError."""
-    try:
-        resolve_device(config.train.device)
-    except MLPLabError as exc:
-        raise ConfigError([f"{source}: {exc}"]) from None
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch, and make torch pick deterministic kernels."""
-    # cuBLAS needs this set before its first use to be deterministic.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
@@ -262,29 +204,6 @@ def evaluate(model: torch.nn.Module, split: Split, batch_size: int = EVAL_BATCH_
     return loss_sum.item() / n, correct.item() / n
 
 
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        # numpy's state holds an ndarray; as plain ints it loads with weights_only=True.
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 @dataclass
 class _Progress:
     """Where training stands; saved in last.pt."""
@@ -338,7 +257,7 @@ class Trainer:
         save_checkpoint({
             **self._checkpoint("last"), "optimizer": self.optimizer.state_dict(),
             "plateau": self.plateau.state_dict() if self.plateau else None,
-            "early_stopping": self.stopper.state_dict(), "rng": _rng_state(),
+            "early_stopping": self.stopper.state_dict(), "rng": rng_state(),
             "epoch": p.epoch, "step": p.step, "history": p.history, "elapsed": p.elapsed,
             "finished": p.finished, "stopped_early": p.stopped_early, "partial": p.partial,
         }, self.run_dir)
@@ -363,7 +282,7 @@ class Trainer:
             self.stopper.load_state_dict(ckpt["early_stopping"])
             if self.plateau:
                 self.plateau.load_state_dict(ckpt["plateau"])
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
             self.progress = _Progress(
                 epoch=ckpt["epoch"], step=ckpt["step"], history=list(ckpt["history"]),
                 elapsed=ckpt["elapsed"], finished=ckpt["finished"], stopped_early=ckpt["stopped_early"],
@@ -584,81 +503,3 @@ def train(
                 logger.close()
     finally:
         torch.use_deterministic_algorithms(deterministic)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """A finished run: where it lives and its summary.json."""
-
-    run_dir: Path
-    summary: dict[str, Any]
-
-
-def start_run(
-    config: Config,
-    *,
-    run_dir: str | Path | None = None,
-    source: str = "config",
-    data_dirs: Sequence[str] = (),
-    threads: int | None = None,
-    on_start: Callable[[Path, bool], None] | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    loggers: Sequence[MetricLogger] = (),
-) -> RunResult:
-    """Start a fresh run: pick its directory (`<output.dir>/<name>`, else `<name>-2`, ... unless
-    `run_dir` is given), lock it, train, and remove the directory again if the run failed before
-    writing anything. `on_start(run_dir, renamed)` is called once the directory is chosen.
-
-    The one procedure behind `mlp-lab run`, the app's Train page and anything else that starts
-    runs. Machine-dependent config errors (a GPU asked for but absent) are raised as a
-    ConfigError naming `source` before any directory is made.
-    """
-    check_runtime(config, source)
-    if run_dir is None:
-        run_dir, renamed = rundir.fresh_run_dir(config.output.dir, config.name)
-    else:
-        run_dir, renamed = Path(run_dir), False
-        if run_dir.exists() and not run_dir.is_dir():
-            raise MLPLabError(f"{run_dir}: is a file, expected a new or empty run directory")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise MLPLabError(f"{run_dir}: already exists and is not empty; pick another directory")
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise os_fault(exc, key="run directory") from None
-    try:
-        with rundir.RunLock(run_dir), torch_threads(threads):
-            if on_start is not None:
-                on_start(run_dir, renamed)
-            summary = train(config, run_dir, data_dirs=data_dirs, on_epoch=on_epoch, should_stop=should_stop,
-                            loggers=loggers)
-    except TrainingInterrupted:
-        raise
-    except BaseException:
-        rundir.remove_if_empty(run_dir)
-        raise
-    return RunResult(run_dir, summary)
-
-
-def resume_run(
-    run_dir: str | Path,
-    *,
-    data_dirs: Sequence[str] = (),
-    threads: int | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    loggers: Sequence[MetricLogger] = (),
-) -> RunResult:
-    """Continue an interrupted run from its directory (its own config.yaml and last.pt), under
-    its lock; a finished run returns its summary without training."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / rundir.CONFIG_FILE
-    if not config_path.is_file():
-        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
-    config = load_config(config_path)
-    check_runtime(config, str(config_path))
-    with rundir.RunLock(run_dir), torch_threads(threads):
-        summary = train(config, run_dir, resume=True, data_dirs=data_dirs, on_epoch=on_epoch,
-                        should_stop=should_stop, loggers=loggers)
-    return RunResult(run_dir, summary)

@@ -26,8 +26,8 @@ from mlp_lab.app.serve import MLFLOW_ENV, RUNS_ENV
 from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
 from mlp_lab.config import MLPLabError, validate_config
+from mlp_lab.execute import start_run
 from mlp_lab.predict import Predictor
-from mlp_lab.train import start_run
 
 runner = CliRunner()
 MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"

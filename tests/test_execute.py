@@ -10,9 +10,18 @@ from conftest import metrics_without_timing, write_study
 from mlp_lab import rundir
 from mlp_lab.ablation import load_experiment, plan
 from mlp_lab.config import MLPLabError
-from mlp_lab.execute import ProcessPoolExecutor, RunOutcome, SerialExecutor, local_executor, run_one
+from mlp_lab.execute import (
+    ProcessPoolExecutor,
+    RunOutcome,
+    RunSpec,
+    SerialExecutor,
+    local_executor,
+    resume_run,
+    run_one,
+    start_run,
+)
 from mlp_lab.rundir import RunStatus
-from mlp_lab.train import TrainingInterrupted, resume_run, start_run
+from mlp_lab.train import TrainingInterrupted
 
 quiet = {"log": lambda _: None}
 
@@ -129,7 +138,7 @@ def test_a_run_that_fails_before_writing_leaves_no_directory(tiny_config, tmp_pa
     monkeypatch.setenv("MLP_LAB_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(MLPLabError, match="mnist"):
         start_run(cfg)
-    assert not (tmp_path / "runs" / "tiny").exists() and not (tmp_path / "runs" / ".tiny.lock").exists()
+    assert not (tmp_path / "runs" / "tiny").exists() and not rundir.lock_path(tmp_path / "runs" / "tiny").exists()
 
 
 def test_an_interrupted_start_resumes_to_the_same_result(tiny_config, tmp_path):
@@ -173,3 +182,43 @@ def test_a_hook_halts_its_run_and_the_executor_carries_on(tiny_config, tmp_path)
     assert (outcomes[0].status, outcomes[0].action) == (RunStatus.PARTIAL, "halted")
     assert hook.epochs == [1] and len(rundir.read_metrics(specs[0].run_dir)) == 1
     assert (outcomes[1].status, outcomes[1].action) == (RunStatus.DONE, "trained")
+
+
+def _left_on_disk(run_dir):
+    """What a path left: the run directory's files (None: no directory) and whether its lock file is there."""
+    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()) if run_dir.exists() else None
+    return files, rundir.lock_path(run_dir).exists()
+
+
+@pytest.mark.parametrize("case", ["busy", "diverges", "no data"])
+def test_mlp_lab_run_and_compare_treat_a_busy_or_failing_run_alike(tiny_config, tmp_path, monkeypatch, case):
+    # mlp-lab run goes through start_run, compare (and search, Ray) through run_one: one
+    # procedure under both, so the same directory gets the same verdict and the same files.
+    train = {"epochs": 2, "batch_size": 32, "device": "cpu"}
+    if case == "diverges":
+        train["optimizer"] = {"name": "sgd", "lr": 1e6}
+    cfg = tiny_config(train=train)
+    if case == "no data":
+        monkeypatch.setenv("MLP_LAB_DATA", str(tmp_path / "nowhere"))
+    by_run, by_compare = tmp_path / "runs" / "by-run", tmp_path / "runs" / "by-compare"
+    holders = []
+    if case == "busy":  # another process is about to train into each (flock conflicts within one process too)
+        for run_dir in (by_run, by_compare):
+            run_dir.mkdir(parents=True)
+            holders.append(rundir.RunLock(run_dir).acquire())
+    try:
+        with pytest.raises(MLPLabError) as raised:
+            start_run(cfg, run_dir=by_run, threads=1)
+        outcome = run_one(RunSpec("tiny seed 0", cfg, by_compare), **quiet)
+    finally:
+        for holder in holders:
+            holder.release()
+    expected = RunStatus.BUSY if case == "busy" else RunStatus.FAILED
+    assert outcome.status == expected and isinstance(raised.value, rundir.RunLocked) == (case == "busy")
+    if case == "busy":
+        assert outcome.error == f"being trained by process {raised.value.pid}"
+    else:
+        assert outcome.error == str(raised.value).replace(str(by_run), str(by_compare)) and not outcome.fault
+    assert _left_on_disk(by_run) == _left_on_disk(by_compare)
+    expected_files = {"busy": ([], True), "diverges": (["config.yaml", "summary.json"], True), "no data": (None, False)}
+    assert _left_on_disk(by_run) == expected_files[case]

@@ -1,7 +1,8 @@
-"""Run directories' file primitives: atomic writers under concurrent writers."""
+"""Run directories' file primitives: atomic writers under concurrent writers, the lock file."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -36,3 +37,18 @@ def test_a_write_that_cannot_land_leaves_no_temporary_file(tmp_path):
     with pytest.raises(OSError):
         rundir.write_json(tmp_path / "summary.json", {"status": "completed"})
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_the_lock_file_sits_beside_the_run_and_a_failed_start_removes_it(tmp_path):
+    run_dir = tmp_path / "runs" / "baseline"
+    lock = rundir.RunLock(run_dir, note="task-7").acquire()
+    assert lock.path == rundir.lock_path(run_dir) == tmp_path / "runs" / ".baseline.lock"
+    assert rundir.lock_path(run_dir).read_text().split() == [str(os.getpid()), "task-7"]
+    # A run that failed before making its directory leaves only the lock file: removed too.
+    assert rundir.remove_if_empty(run_dir) and not rundir.lock_path(run_dir).exists()
+    lock.release()
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text("{}")
+    rundir.RunLock(run_dir).acquire().release()
+    # A directory that holds what the run wrote is kept, and so is its lock file.
+    assert not rundir.remove_if_empty(run_dir) and rundir.lock_path(run_dir).exists()

@@ -22,7 +22,8 @@ from mlp_lab import rundir, runindex
 from mlp_lab.app import models
 from mlp_lab.app import runs as app_runs
 from mlp_lab.config import MLPLabError, validate_config
-from mlp_lab.train import TrainingInterrupted, resume_run, start_run
+from mlp_lab.execute import resume_run, start_run
+from mlp_lab.train import TrainingInterrupted
 
 
 def tiny(root: Path, name: str, **train):

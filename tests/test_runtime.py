@@ -1,0 +1,50 @@
+"""The process's runtime for a run: thread count restored, RNG state round trip, device checks."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from mlp_lab.config import ConfigError, validate_config
+from mlp_lab.runtime import check_runtime, rng_state, seed_everything, set_rng_state, torch_threads
+
+
+def _draws() -> tuple:
+    return torch.rand(3).tolist(), random.random(), np.random.rand(2).tolist()
+
+
+def test_rng_state_survives_a_weights_only_checkpoint_and_replays_the_same_numbers():
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        seed_everything(5)
+        _draws()
+        buffer = io.BytesIO()
+        torch.save(rng_state(), buffer)  # as last.pt holds it
+        expected = _draws()
+        _draws()
+        buffer.seek(0)
+        set_rng_state(torch.load(buffer, weights_only=True))
+        assert _draws() == expected
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def test_torch_threads_restores_the_count_even_when_the_block_fails():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(1) as threads:
+            assert threads == torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_a_gpu_asked_for_on_a_machine_without_one_is_a_config_error_naming_the_file():
+    config = validate_config({"train": {"device": "cuda"}}, "gpu.yaml")
+    with pytest.raises(ConfigError, match=r"^gpu.yaml: train.device: 'cuda' was requested"):
+        check_runtime(config, "gpu.yaml")
+    check_runtime(validate_config({"train": {"device": "auto"}}, "auto.yaml"), "auto.yaml")
