@@ -20,6 +20,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
+from mlp_lab.datasets import DATASETS
+
 
 class MLPLabError(Exception):
     """An error in the user's input or environment: the CLI prints it and exits 2, no traceback."""
@@ -445,9 +447,9 @@ def schema_errors(where: str | Path | Callable[[str], str], exc: ValidationError
     return lines
 
 
-# Input features and classes of each dataset: what a model's size depends on (data.DATASETS
-# holds the full facts; a test keeps the two in step). Here so validation needs no torch.
-DATASET_SHAPES = {"fashion_mnist": (784, 10), "mnist": (784, 10), "cifar10": (3072, 10)}
+# Input features and classes of each dataset: what a model's size depends on, for validation
+# (datasets holds no torch, so neither does this).
+DATASET_SHAPES = {name: (facts.in_features, facts.num_classes) for name, facts in DATASETS.items()}
 
 
 def parameter_count(model: ModelConfig, in_features: int, num_classes: int) -> int:

@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.config import ConfigError, MLPLabError, config_hash, os_fault, read_yaml_mapping, validate_config
 
 CONFIG_FILE = "config.yaml"
@@ -25,7 +26,6 @@ CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pt"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
 
-METRIC_COLUMNS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "seconds")
 # Columns that measure time and so differ between otherwise identical runs.
 TIMING_COLUMNS = ("seconds",)
 
@@ -180,9 +180,9 @@ def read_json(path: str | Path) -> Any:
 
 
 def metrics_csv_text(history: list[dict[str, Any]]) -> str:
-    """The per-epoch history as CSV text with METRIC_COLUMNS."""
+    """The per-epoch history as CSV text with metrics.csv's columns (METRICS_CSV_COLUMNS)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=METRICS_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in history:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})

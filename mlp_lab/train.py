@@ -43,6 +43,7 @@ from mlp_lab.config import (
 )
 from mlp_lab.data import Data, Split, load_data
 from mlp_lab.loggers import MetricLogger, loggers_for
+from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 
@@ -367,7 +368,7 @@ class Trainer:
             record = {"epoch": p.epoch + 1, **self._train_epoch(should_stop)}
             record["val/loss"], record["val/acc"] = evaluate(self.model, self.data.val)
             record["seconds"] = time.perf_counter() - started
-            record = {k: record[k] for k in rundir.METRIC_COLUMNS}
+            record = {k: record[k] for k in METRICS_CSV_COLUMNS}
             if not all(math.isfinite(record[k]) for k in ("train/loss", "val/loss")):
                 self._fail(record, loggers)
             if not (self.run_dir / rundir.CONFIG_FILE).is_file():

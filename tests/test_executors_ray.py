@@ -249,7 +249,7 @@ def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data
             if not (spec.run_dir / rundir.LAST_CHECKPOINT).exists() or (spec.run_dir / "summary.json").exists():
                 continue
             held, _ = rundir.RunLock(spec.run_dir).peek()
-            text = (spec.run_dir.parent / f".{spec.run_dir.name}.lock").read_text().split()
+            text = rundir.lock_path(spec.run_dir).read_text().split()
             if not held or not text:
                 continue
             worker = int(text[0])

@@ -51,16 +51,16 @@ def trained(tmp_path_factory):
     # The lock names the process that trained it, this one: a pid that has ended says "not running" anywhere.
     ended = subprocess.Popen([sys.executable, "-c", ""])
     ended.wait()
-    (runs / ".partial.lock").write_text(str(ended.pid))
+    rundir.lock_path(runs / "partial").write_text(str(ended.pid))
     return SimpleNamespace(done=done, diverged=runs / "diverged", partial=runs / "partial", data=data)
 
 
 def copy_run(source: Path, target: Path) -> Path:
     """A run directory copied with its lock file beside it, as `cp -a` of a runs tree would."""
     shutil.copytree(source, target)
-    lock = source.parent / f".{source.name}.lock"
+    lock = rundir.lock_path(source)
     if lock.exists():
-        shutil.copy2(lock, target.parent / f".{target.name}.lock")
+        shutil.copy2(lock, rundir.lock_path(target))
     return target
 
 

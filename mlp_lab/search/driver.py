@@ -19,7 +19,8 @@ from mlp_lab.config import Config, ConfigError, MLPLabError, clip, config_hash, 
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
 from mlp_lab.rundir import RunStatus
 from mlp_lab.search.report import write_report
-from mlp_lab.search.spec import JOURNAL_FILE, OBJECTIVE_KEYS, TRIAL_FILE, Search, encode_choice
+from mlp_lab.metrics import BEST_METRICS
+from mlp_lab.search.spec import JOURNAL_FILE, TRIAL_FILE, Search, encode_choice
 from mlp_lab.search.study import PruningHook, journal_storage, live_trial, open_study, require_optuna
 
 
@@ -93,7 +94,7 @@ def _settle_from_run(search: Search, study, storage, number: int, outcome_status
                      summary: dict[str, Any] | None, error: str | None, halted: bool) -> bool:
     """Settle a trial from its run's outcome; False when it is still unfinished (left running)."""
     if outcome_status == RunStatus.DONE and summary is not None:
-        _settle(search, study, storage, number, "complete", value=float(summary[OBJECTIVE_KEYS[search.metric]]))
+        _settle(search, study, storage, number, "complete", value=float(summary[BEST_METRICS[search.metric]]))
     elif halted:
         _settle(search, study, storage, number, "pruned")
     elif outcome_status == RunStatus.FAILED:
@@ -254,5 +255,5 @@ def _describe(outcome: RunOutcome, search: Search) -> str:
     if outcome.action == "halted":
         return f"{outcome.label}: pruned"
     if outcome.status == RunStatus.DONE and outcome.summary:
-        return f"{outcome.label}: {search.metric} {outcome.summary[OBJECTIVE_KEYS[search.metric]]:.4f}"
+        return f"{outcome.label}: {search.metric} {outcome.summary[BEST_METRICS[search.metric]]:.4f}"
     return outcome.describe()

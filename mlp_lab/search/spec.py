@@ -29,6 +29,7 @@ from mlp_lab.config import (
     set_dotted,
     validate_config,
 )
+from mlp_lab.metrics import BEST_METRICS
 from mlp_lab.specfile import did_you_mean, read_spec_file
 
 SEARCHES_DIR = "searches"
@@ -36,7 +37,6 @@ JOURNAL_FILE = "study.journal"
 TRIAL_FILE = "trial.json"
 BEST_CONFIG_FILE = "best.yaml"
 # The summary key holding each validation metric at the run's best epoch: the objective reads these alone.
-OBJECTIVE_KEYS = {"val/acc": "best/val_acc", "val/loss": "best/val_loss"}
 # Searched as one architecture: hidden_sizes = [width] * depth.
 VIRTUAL_KEYS = ("model.depth", "model.width")
 
@@ -276,12 +276,12 @@ def _metric_errors(path: Path, metric: str, direction: str | None) -> list[str]:
     if metric.startswith("test/"):
         errors.append(f"{path}: metric: {clip_repr(metric)} is refused: a search must never select on test data "
                       f"(the test score of the winner would be optimistic); use val/acc or val/loss")
-    elif metric not in OBJECTIVE_KEYS:
-        close = did_you_mean(metric, OBJECTIVE_KEYS)
+    elif metric not in BEST_METRICS:
+        close = did_you_mean(metric, BEST_METRICS)
         errors.append(f"{path}: metric: {clip_repr(metric)} is not a validation metric (val/acc or val/loss)"
                       + (f"; did you mean {close!r}?" if close else ""))
     natural = "minimize" if metric.endswith("loss") else "maximize"
-    if direction in ("maximize", "minimize") and direction != natural and metric in OBJECTIVE_KEYS:
+    if direction in ("maximize", "minimize") and direction != natural and metric in BEST_METRICS:
         errors.append(f"{path}: direction: {direction} {metric} would pick the worst config; use {natural}")
     return errors
 
