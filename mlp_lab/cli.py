@@ -209,7 +209,7 @@ def run(
         if track:
             cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"mlflow": True})})
         if cfg.output.mlflow:
-            from mlp_lab.tracking import describe, prepare_store
+            from mlp_lab.tracking.store import describe, prepare_store
 
             # before training: the store is reached (or reported) and made once, here
             out.print(describe(prepare_store(cfg.output.dir)), highlight=False, markup=False)
@@ -309,7 +309,7 @@ def compare(
         if backend == Backend.local:
             _check_runtime([exp])  # with ray, the GPUs that count are the cluster's
         if track:
-            from mlp_lab.tracking import track_experiment
+            from mlp_lab.tracking.workflows import track_experiment
 
             exp = track_experiment(exp)  # the store and the study's experiment, before any worker
             _say_where(exp.arms[0].config.output.dir)
@@ -335,14 +335,15 @@ def compare(
 
 def _say_where(output_dir: str | Path) -> None:
     """The one line of ours that says where tracked runs go."""
-    from mlp_lab.tracking import describe, store_for
+    from mlp_lab.tracking.store import describe, store_for
 
     out.print(describe(store_for(output_dir)), highlight=False, markup=False)
 
 
 def _attach_report(exp) -> None:
     """The study's report to its MLflow experiment; a tracking failure costs only a warning."""
-    from mlp_lab.tracking import TrackingError, log_study_report
+    from mlp_lab.tracking.export import log_study_report
+    from mlp_lab.tracking.store import TrackingError
 
     try:
         log_study_report(exp)
@@ -353,7 +354,8 @@ def _attach_report(exp) -> None:
 
 def _log_search_result(found, result) -> None:
     """The search's report on its MLflow parent run; a tracking failure costs only a warning."""
-    from mlp_lab.tracking import TrackingError, log_search_result
+    from mlp_lab.tracking.store import TrackingError
+    from mlp_lab.tracking.workflows import log_search_result
 
     try:
         log_search_result(found, result.report, finished=result.finished >= result.target)
@@ -523,7 +525,7 @@ def search(
             check_runtime(found.base_config, str(found.path))  # with ray, the cluster's GPUs count
         track = track or found.base_config.output.mlflow
         if track and not confirm:
-            from mlp_lab.tracking import track_search
+            from mlp_lab.tracking.workflows import track_search
 
             found = track_search(found)  # the store and the search's parent run, before any worker
             _say_where(found.base_config.output.dir)
@@ -650,7 +652,7 @@ RunDirArg = Annotated[Path, typer.Argument(
 
 def _run_dir(target: Path) -> Path:
     """A run directory as given, or a registered model fetched into one (the [track] extra)."""
-    from mlp_lab.tracking import is_model_uri, materialize
+    from mlp_lab.tracking.registry import is_model_uri, materialize
 
     return materialize(str(target)) if is_model_uri(target) else target
 
@@ -735,7 +737,8 @@ def track(targets: Annotated[list[str], typer.Argument(
     Example: mlp-lab track runs/baseline early_stopping
     """
     with user_errors():
-        from mlp_lab.tracking import describe, export_run, export_study, prepare_store, require_mlflow
+        from mlp_lab.tracking.export import export_run, export_study
+        from mlp_lab.tracking.store import describe, prepare_store, require_mlflow
 
         require_mlflow("mlp-lab track")
         stores = set()
@@ -770,7 +773,8 @@ def register(
     Example: mlp-lab register runs/baseline --name fashion-mlp --alias champion
     """
     with user_errors():
-        from mlp_lab.tracking import best_seed_run, register as register_run, require_mlflow
+        from mlp_lab.tracking.registry import best_seed_run, register as register_run
+        from mlp_lab.tracking.store import require_mlflow
 
         require_mlflow("mlp-lab register")
         tags = None
@@ -781,7 +785,7 @@ def register(
             run_dir, tags = best_seed_run(load_experiment(target), arm)
         elif not (run_dir / "config.yaml").is_file():
             raise MLPLabError(f"{target}: not a run directory; for a study give --arm ARM")
-        from mlp_lab.tracking import prepare_store
+        from mlp_lab.tracking.store import prepare_store
 
         prepare_store(load_config(run_dir / "config.yaml").output.dir)  # reached within seconds, or reported
         made = register_run(run_dir, name, alias, tags)
@@ -799,7 +803,7 @@ def models(output_dir: OutputDirOpt = Path("runs")) -> None:
     from rich.table import Table
 
     with user_errors():
-        from mlp_lab.tracking import list_models
+        from mlp_lab.tracking.registry import list_models
 
         rows = list_models(output_dir)
     if not rows:
@@ -825,7 +829,7 @@ def ui(
     from mlp_lab.servers import Server, check_port_free, serve
 
     with user_errors():
-        from mlp_lab.tracking import ui_command
+        from mlp_lab.tracking.store import ui_command
 
         check_port_free("127.0.0.1", port)
         command, address = ui_command(output_dir, port)
@@ -856,7 +860,7 @@ def app_(
             check_port_free("127.0.0.1", mlflow_port, "--mlflow-port")
         servers, mlflow_address = [], None
         if mlflow:
-            from mlp_lab.tracking import ui_command
+            from mlp_lab.tracking.store import ui_command
 
             mlflow_command, mlflow_address = ui_command(runs, mlflow_port)
             servers.append(Server("mlflow", mlflow_command))

@@ -926,7 +926,7 @@ def confirm(search: Search, seeds: Sequence[int] = (0, 1, 2), *, jobs: int = 1, 
 
     experiment = confirmation_experiment(search, seeds)
     if track:
-        from mlp_lab.tracking import track_experiment
+        from mlp_lab.tracking.workflows import track_experiment
 
         experiment = track_experiment(experiment)
     result = compare(experiment, jobs=jobs, threads=threads, data_dirs=data_dirs, stop=stop, log=log, executor=executor)
@@ -934,7 +934,8 @@ def confirm(search: Search, seeds: Sequence[int] = (0, 1, 2), *, jobs: int = 1, 
         return result, []
     report = build_report(experiment)
     if track:
-        from mlp_lab.tracking import TrackingError, log_study_report
+        from mlp_lab.tracking.export import log_study_report
+        from mlp_lab.tracking.store import TrackingError
 
         try:
             log_study_report(experiment)

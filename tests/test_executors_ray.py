@@ -352,15 +352,16 @@ def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_s
     pytest.importorskip("mlflow")
     from test_search import write_search
 
-    from mlp_lab import tracking
     from mlp_lab.search import load_search, run_search
+    from mlp_lab.tracking.store import client_for, store_for
+    from mlp_lab.tracking.workflows import track_search
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     path = write_search(tmp_path, tiny_config, epochs=2, trials=2)
-    search = tracking.track_search(load_search(path))
+    search = track_search(load_search(path))
     result = run_search(search, executor=RayExecutor(threads=1), log=lambda _: None)
     assert result.finished == 2
-    client = tracking.client_for(tracking.store_for(search.base_config.output.dir))
+    client = client_for(store_for(search.base_config.output.dir))
     exp = client.get_experiment_by_name("tiny_search")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'search'")
     trials = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
