@@ -351,6 +351,28 @@ def test_a_tracked_search_is_one_parent_run_with_every_trial_nested_under_it(tin
 
 
 @pytest.mark.slow
+def test_a_tracked_confirmation_is_an_experiment_of_its_own_with_its_report(tiny_config, tmp_path, store, monkeypatch):
+    pytest.importorskip("optuna")
+    from test_search import write_search
+
+    write_search(tmp_path, tiny_config, epochs=1, trials=2)
+    monkeypatch.chdir(tmp_path)
+    searched = runner.invoke(app, ["search", "tiny_search"])
+    assert searched.exit_code == 0, searched.output
+    client = client_of(tmp_path / "runs")
+    assert client.get_experiment_by_name("tiny_search") is None  # the search itself was not tracked
+    result = runner.invoke(app, ["search", "tiny_search", "--confirm", "--seeds", "0", "--track"])
+    assert result.exit_code == 0, result.output
+    runs = mlp_runs(client, "tiny_search-confirm")
+    assert sorted(r.data.tags["arm"] for r in runs) == ["base", "best"]
+    assert all(r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1] for r in runs)
+    exp = client.get_experiment_by_name("tiny_search-confirm")
+    assert exp.tags["mlflow.note.content"].startswith("# ")
+    (report,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")
+    assert "report.md" in {a.path for a in client.list_artifacts(report.info.run_id)}
+
+
+@pytest.mark.slow
 def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     write_study(tmp_path, tiny_config)
@@ -370,6 +392,41 @@ def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config,
     again = runner.invoke(app, ["track", "study"])
     assert again.exit_code == 0 and again.output.count("(already there)") == 4, again.output
     assert len(mlp_runs(client, "study")) == 4
+
+
+def test_a_tracked_suite_logs_every_study_as_compare_does_and_attaches_each_report(tiny_config, tmp_path, store,
+                                                                                 monkeypatch):
+    study = write_study(tmp_path, tiny_config)
+    shutil.copy(study, study.with_name("other.yaml"))
+    monkeypatch.chdir(tmp_path)
+    command = ["suite", "study", "other", "--seeds", "0", "--set", "train.epochs=1", "--track"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("MLflow: runs go to") == 1  # both studies share one store: said once
+    client = client_of(store)
+    for name in ("study", "other"):
+        runs = mlp_runs(client, name)
+        assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == [("half", "0"), ("none", "0")]
+        assert all(r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1] for r in runs)
+        exp = client.get_experiment_by_name(name)
+        assert exp.tags["mlflow.note.content"].startswith("# ")
+        (report,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")
+        assert "report.md" in {a.path for a in client.list_artifacts(report.info.run_id)}
+    # Again: every run is skipped as done, nothing is logged twice, the report run is reused.
+    again = runner.invoke(app, command)
+    assert again.exit_code == 0 and again.output.count(": done (skipped;") == 4, again.output
+    assert len(mlp_runs(client, "study")) == 2
+    exp = client.get_experiment_by_name("study")
+    assert len(client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")) == 1
+
+
+def test_an_untracked_suite_makes_no_store(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_study(tmp_path, tiny_config)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["suite", "study", "--seeds", "0", "--set", "train.epochs=1"])
+    assert result.exit_code == 0 and "MLflow" not in result.output, result.output
+    assert not (tmp_path / "runs" / STORE_FILE).exists() and not list((tmp_path / "runs").rglob(RUN_FILE))
 
 
 @pytest.mark.slow
