@@ -310,7 +310,7 @@ class RayExecutor:
             check_shared_storage(root)
             self._checked.add(str(root))
         stop_path = root / f".mlp-lab-stop-{uuid.uuid4().hex}"
-        from mlp_lab.tracking import store_env
+        from mlp_lab.tracking.store import store_env
 
         # A task's worker has its node's environment, not the driver's: the driver's choice of
         # MLflow store travels with each task, so that every run is logged where the driver's are.

@@ -2,7 +2,8 @@
 
 A logger follows the small `MetricLogger` protocol, in the spirit of torchtune's
 ``training/metric_logging.py``: the resolved config once, one record per epoch, the final
-summary, close. TensorBoard is one implementation; MLflow (the ``[track]`` extra) is another.
+summary, close. TensorBoard is one implementation; MLflow (the ``[track]`` extra,
+``tracking.logger``) is another.
 The run directory's own files (``config.yaml``, ``metrics.csv``, ``summary.json``) are not a
 logger: the trainer writes them itself, because resume, reports and ``list`` read them.
 """
@@ -16,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from mlp_lab.config import Config, config_to_dict, flatten
+from mlp_lab.tracking.logger import MLflowLogger
 
 # The per-epoch scalars every logger receives, in this order.
 EPOCH_SCALARS = ("train/loss", "val/loss", "train/acc", "val/acc", "lr")
@@ -102,7 +104,5 @@ def loggers_for(config: Config, run_dir: str | Path, model: torch.nn.Module, sta
     if config.output.tensorboard:
         loggers.append(TensorBoardLogger(run_dir, model, config.output.histograms, start_epoch))
     if config.output.mlflow:
-        from mlp_lab.tracking import MLflowLogger
-
         loggers.append(MLflowLogger(config, run_dir, start_epoch, tags))
     return loggers

@@ -1,8 +1,9 @@
 """The MLflow pyfunc model of an mlp-lab run, logged as *code* (MLflow's models-from-code).
 
 MLflow copies this file into each logged model and executes it when the model is loaded; it is
-never imported by mlp-lab itself (``tracking.py`` passes its path). Nothing is unpickled: the
-weights come from the run's checkpoint through ``checkpoint.load_checkpoint`` (weights_only).
+never imported by mlp-lab itself (``tracking/logger.py`` passes its path). Nothing is
+unpickled: the weights come from the run's checkpoint through ``checkpoint.load_checkpoint``
+(weights_only).
 
 ``predict`` takes a batch of raw images in the dataset's format (integers 0-255, N x H x W for
 grayscale, N x C x H x W for colour; what the input example shows) or already-normalised

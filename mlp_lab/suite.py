@@ -1,5 +1,6 @@
 """`mlp-lab suite`: every study (or the named ones), skipping finished runs as `compare` does,
-then the overview over all of them (runs/index.md and runs/index.html)."""
+then the overview over all of them (runs/index.md and runs/index.html). Its runs go to the
+executor `compare` would use (this machine's processes by default, or Ray)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlp_lab.ablation import CompareResult, Experiment, compare
-from mlp_lab.execute import RunOutcome
+from mlp_lab.execute import Executor, RunOutcome
 from mlp_lab.overview import build_overview
 
 
@@ -31,17 +32,19 @@ class SuiteResult:
 
 def run_suite(experiments: Sequence[Experiment], jobs: int = 1, force: bool = False, data_dirs: Sequence[str] = (),
               threads: int | None = None, stop: Callable[[], bool] | None = None,
-              log: Callable[[str], None] = print) -> SuiteResult:
+              log: Callable[[str], None] = print, executor: Executor | None = None) -> SuiteResult:
     """Compare every study in turn, then build the overview; an interruption skips the overview.
 
-    Failed runs do not stop the suite (each study's report shows them), as in `compare`.
+    Failed runs do not stop the suite (each study's report shows them), as in `compare`. The
+    runs go to `executor`, by default this machine's (`jobs` processes, `threads` each).
     """
     suite = SuiteResult()
     for index, experiment in enumerate(experiments, 1):
         runs = len(experiment.arms) * len(experiment.seeds)
         log(f"study {index}/{len(experiments)} {experiment.name}: {len(experiment.arms)} arms x "
             f"{len(experiment.seeds)} seeds = {runs} runs -> {experiment.output_dir}")
-        result = compare(experiment, jobs=jobs, force=force, data_dirs=data_dirs, threads=threads, stop=stop, log=log)
+        result = compare(experiment, jobs=jobs, force=force, data_dirs=data_dirs, threads=threads, stop=stop, log=log,
+                         executor=executor)
         suite.results[experiment.name] = result
         if result.interrupted:
             suite.interrupted = True

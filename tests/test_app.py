@@ -534,16 +534,16 @@ def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
 @pytest.mark.slow
 def test_draw_page_offers_registered_models_by_alias(app_test, shapes_run, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    from mlp_lab import tracking
+    from mlp_lab.tracking.registry import REGISTRY_DIR, register
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLP_LAB_DATA", str(shapes_run[2]))
     run_dir = start_run(shapes_config(tmp_path, epochs=2), threads=1).run_dir
-    tracking.register(run_dir, "shapes-mlp", "champion")
+    register(run_dir, "shapes-mlp", "champion")
     page = app_test(tmp_path / "runs")
     assert not page.exception
     (picker,) = page.selectbox
     assert "models:/shapes-mlp@champion (registered)" in picker.options
     page.selectbox[0].select("models:/shapes-mlp@champion (registered)").run()
     assert not page.exception and not page.error
-    assert (tmp_path / "runs" / tracking.REGISTRY_DIR / "shapes-mlp" / "v1" / "config.yaml").exists()
+    assert (tmp_path / "runs" / REGISTRY_DIR / "shapes-mlp" / "v1" / "config.yaml").exists()

@@ -82,6 +82,14 @@ def test_tensorboard_events_hold_scalars_and_hparams(tiny_config, tmp_path):
     assert start.hparams["train.optimizer.lr"].number_value == 1e-3
 
 
+def test_help_lists_the_verbs_in_their_order():
+    from typer.main import get_command
+
+    assert list(get_command(app).list_commands(None)) == [
+        "run", "validate", "compare", "report", "suite", "search", "list", "data", "summary", "evaluate", "predict",
+        "track", "register", "models", "ui", "app", "bench"]
+
+
 def test_help_does_not_import_torch_and_python_m_works():
     code = ("import sys\nfrom mlp_lab.cli import app\n"
             "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"

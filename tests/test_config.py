@@ -150,7 +150,7 @@ def test_parameter_count_matches_the_model_and_shapes_match_the_datasets():
 
 
 def test_normalise_choices_of_the_cli_are_predicts():
-    from mlp_lab.cli import Normalise
+    from mlp_lab.cli.inspect import Normalise
     from mlp_lab.predict import NORMALISATIONS
 
     assert tuple(n.value for n in Normalise) == NORMALISATIONS

@@ -478,7 +478,7 @@ def test_out_of_memory_is_a_fault_not_a_traceback(capsys):
     """torch's CPU allocator refusing (a real allocation far beyond any machine) is one line, exit 3."""
     import typer
 
-    from mlp_lab.cli import user_errors
+    from mlp_lab.cli.common import user_errors
 
     with pytest.raises(typer.Exit) as info, user_errors():
         torch.empty(10**13)

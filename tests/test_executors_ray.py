@@ -173,6 +173,18 @@ def test_address_errors_are_one_line_before_anything_runs(tiny_config, tmp_path)
     assert not (tmp_path / "address" / "runs").exists()
 
 
+def test_suite_checks_its_backend_as_compare_does(monkeypatch, tiny_config, tmp_path):
+    study = _study(tmp_path, tiny_config, "suite")
+    local = CliRunner().invoke(app, ["suite", str(study), "--address", "auto"])
+    assert local.exit_code == 2
+    assert local.output.strip() == "error: --address joins a Ray cluster: use it with --backend ray"
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
+    noray = CliRunner().invoke(app, ["suite", str(study), "--backend", "ray"])
+    assert noray.exit_code == 2
+    assert noray.output.strip() == "error: --backend ray needs the [ray] extra: pip install -e '.[ray]'"
+    assert not (tmp_path / "suite" / "runs").exists()
+
+
 def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holders_busy(tiny_config, tmp_path,
                                                                                          monkeypatch):
     # The task's body, called in this process (no Ray needed): on a network file system the lock
@@ -353,16 +365,17 @@ def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_s
     pytest.importorskip("mlflow")
     from test_search import write_search
 
-    from mlp_lab import tracking
     from mlp_lab.search.driver import run_search
     from mlp_lab.search.spec import load_search
+    from mlp_lab.tracking.store import client_for, store_for
+    from mlp_lab.tracking.workflows import track_search
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     path = write_search(tmp_path, tiny_config, epochs=2, trials=2)
-    search = tracking.track_search(load_search(path))
+    search = track_search(load_search(path))
     result = run_search(search, executor=RayExecutor(threads=1), log=lambda _: None)
     assert result.finished == 2
-    client = tracking.client_for(tracking.store_for(search.base_config.output.dir))
+    client = client_for(store_for(search.base_config.output.dir))
     exp = client.get_experiment_by_name("tiny_search")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'search'")
     trials = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
@@ -370,3 +383,23 @@ def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_s
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED"
                for r in trials)
     assert all(sorted(m.step for m in client.get_metric_history(r.info.run_id, "val/loss")) == [1, 2] for r in trials)
+
+
+@pytest.mark.slow
+def test_a_tracked_suite_on_the_cluster_logs_each_run_once_and_its_report(cluster, tiny_config, tmp_path,
+                                                                            monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlp_lab.tracking.store import client_for, store_for
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    study = _study(tmp_path, tiny_config, "suite", epochs=2)
+    result = CliRunner().invoke(app, ["suite", str(study), "--backend", "ray", "--threads", "1", "--track"])
+    assert result.exit_code == 0, result.output
+    assert "[4/4 done, 0 left]" in result.output and (tmp_path / "suite" / "runs" / "index.md").is_file()
+    client = client_for(store_for(tmp_path / "suite" / "runs"))
+    exp = client.get_experiment_by_name("study")
+    runs = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
+    assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == [
+        ("half", "0"), ("half", "1"), ("none", "0"), ("none", "1")]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert len(client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")) == 1

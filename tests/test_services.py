@@ -28,7 +28,7 @@ from mlp_lab.train import train
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mlp_lab import tracking  # noqa: E402
+from mlp_lab.tracking.store import STORE_FILE  # noqa: E402
 from test_tracking import mlflow_server, mlp_runs, steps, tracked  # noqa: E402
 
 runner = CliRunner()
@@ -116,7 +116,7 @@ def test_a_tracked_study_puts_every_run_once_in_the_users_server(jobs, tiny_conf
     assert len(client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")) == 1
     assert len(client.search_logged_models([exp.experiment_id])) == 3
     # Nothing went to the embedded store, and the user's setting is as it was.
-    assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()
+    assert not (tmp_path / "runs" / STORE_FILE).exists()
     assert os.environ["MLFLOW_TRACKING_URI"] == user_store and "MLFLOW_REGISTRY_URI" not in os.environ
 
 
@@ -148,7 +148,7 @@ def test_track_twice_and_register_go_to_the_users_server_and_add_nothing_the_sec
     made = runner.invoke(app, ["register", str(fresh), "--name", "fresh-mlp", "--alias", "champion"])
     assert made.exit_code == 0 and "models:/fresh-mlp/1, alias champion" in made.output, made.output
     assert client.get_model_version_by_alias("fresh-mlp", "champion").version == "1"
-    assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()
+    assert not (tmp_path / "runs" / STORE_FILE).exists()
     assert os.environ["MLFLOW_TRACKING_URI"] == user_store and "MLFLOW_REGISTRY_URI" not in os.environ
 
 
@@ -168,7 +168,7 @@ def test_a_tracked_search_puts_its_parent_and_every_trial_in_the_users_server(ti
     trials = mlp_runs(client, "tiny_search")
     assert sorted(r.data.tags["trial"] for r in trials) == ["0", "1", "2"]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
-    assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()
+    assert not (tmp_path / "runs" / STORE_FILE).exists()
     assert os.environ["MLFLOW_TRACKING_URI"] == user_store
 
 
@@ -357,7 +357,7 @@ def test_compare_joins_a_ray_start_head_cluster_by_address_with_the_machines_tok
     assert len(list((tmp_path / "runs" / "study").glob("*/seed-0/summary.json"))) == 2
     client = MlflowClient(server)
     assert sorted(r.data.tags["arm"] for r in mlp_runs(client, "study")) == ["half", "none"]
-    assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()
+    assert not (tmp_path / "runs" / STORE_FILE).exists()
 
 
 @pytest.mark.slow

@@ -28,7 +28,9 @@ from mlp_lab.train import TrainingInterrupted, train
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mlp_lab import tracking  # noqa: E402
+from mlp_lab.tracking.export import export_run  # noqa: E402
+from mlp_lab.tracking.logger import RUN_FILE  # noqa: E402
+from mlp_lab.tracking.store import STORE_FILE, client_for, prepare_store, store_for  # noqa: E402
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 def migrated_store(tmp_path_factory) -> Path:
     """An empty SQLite store, migrated once per session: a fresh one takes ~10 s to create."""
     root = tmp_path_factory.mktemp("store-template")
-    tracking.prepare_store(root)
-    return root / tracking.STORE_FILE
+    prepare_store(root)
+    return root / STORE_FILE
 
 
 @pytest.fixture
@@ -47,12 +49,12 @@ def store(tmp_path, migrated_store, monkeypatch) -> Path:
     """tmp_path/runs/mlflow.db, the default store of `tiny_config`; no MLFLOW_TRACKING_URI."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "runs").mkdir(exist_ok=True)
-    shutil.copy(migrated_store, tmp_path / "runs" / tracking.STORE_FILE)
+    shutil.copy(migrated_store, tmp_path / "runs" / STORE_FILE)
     return tmp_path / "runs"
 
 
 def client_of(output_dir: Path) -> MlflowClient:
-    return tracking.client_for(tracking.store_for(output_dir))
+    return client_for(store_for(output_dir))
 
 
 def steps(client: MlflowClient, run_id: str, key: str = "val/loss") -> list[int]:
@@ -86,7 +88,7 @@ def test_without_mlflow_a_tracking_command_exits_2_naming_the_extra(args, tiny_c
 def test_without_mlflow_an_untracked_run_trains_as_before(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)
     summary = train(tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"}), tmp_path / "run")
-    assert summary["status"] == "completed" and not (tmp_path / "run" / tracking.RUN_FILE).exists()
+    assert summary["status"] == "completed" and not (tmp_path / "run" / RUN_FILE).exists()
 
 
 def test_help_imports_neither_torch_nor_mlflow():
@@ -121,7 +123,7 @@ def test_a_tracked_run_logs_params_epochs_summary_tags_files_and_model(tiny_conf
     assert {"config.yaml", "metrics.csv", "summary.json", "curves.png"} <= files
     (model,) = client.search_logged_models([run.info.experiment_id])
     assert model.source_run_id == run.info.run_id
-    assert json.loads((run_dir / tracking.RUN_FILE).read_text())[tracking.store_for(store).uri]["run_id"] == run.info.run_id
+    assert json.loads((run_dir / RUN_FILE).read_text())[store_for(store).uri]["run_id"] == run.info.run_id
 
 
 def test_a_resumed_run_continues_its_mlflow_run_without_gaps_or_duplicates(tiny_config, tmp_path, store):
@@ -156,7 +158,7 @@ def test_an_unreachable_store_costs_one_warning_and_nothing_else(tiny_config, tm
     assert len(warnings) == 1 and "mlp-lab track" in warnings[0]
     # Later, to the default store: the whole run, once.
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    exported = tracking.export_run(tmp_path / "runs" / "tiny")
+    exported = export_run(tmp_path / "runs" / "tiny")
     assert exported.created and steps(client_of(store), exported.run_id) == [1, 2, 3]
 
 
@@ -221,7 +223,7 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
             "np.save(sys.argv[2], model.predict(np.load(sys.argv[1])))\n"
             "np.save(sys.argv[3], model.predict(np.load(sys.argv[4])))\n"
             "assert 'mlp_lab.cli' not in sys.modules\n")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / tracking.STORE_FILE}",
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / STORE_FILE}",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "images.npy"), str(tmp_path / "probs.npy"),
                     str(tmp_path / "probs_rows.npy"), str(tmp_path / "rows.npy")],
@@ -249,7 +251,7 @@ def mlflow_server(root: Path, port: int | None = None):
     """`mlflow server` on 127.0.0.1 over a SQLite store in `root` (created here first); yields
     (uri, process); stopped by its process group."""
     root.mkdir(parents=True, exist_ok=True)
-    store = f"sqlite:///{root / tracking.STORE_FILE}"
+    store = f"sqlite:///{root / STORE_FILE}"
     MlflowClient(store, store).search_registered_models()  # the schema, before the server's workers open it
     port = port or free_port()
     log = open(root / f"server-{port}.log", "ab")
@@ -284,7 +286,7 @@ def test_a_run_logs_over_http_to_a_real_server(tiny_config, tmp_path, monkeypatc
         assert run.info.status == "FINISHED" and steps(client, run.info.run_id) == [1, 2]
         assert run.data.metrics["test/acc"] == summary["test/acc"]
         assert "summary.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()  # nothing went to the default store
+        assert not (tmp_path / "runs" / STORE_FILE).exists()  # nothing went to the default store
 
 
 @pytest.mark.slow
@@ -305,7 +307,7 @@ def test_a_server_killed_mid_run_costs_nothing_and_track_completes_the_run_later
     assert len(warnings) == 1
     # The same server again (same store, same address): the export continues the same run.
     with mlflow_server(tmp_path / "server", port) as (uri, _):
-        exported = tracking.export_run(run_dir)
+        exported = export_run(run_dir)
         client = MlflowClient(uri)
         (run,) = mlp_runs(client, "tiny")
         assert not exported.created or exported.run_id == run.info.run_id
@@ -349,11 +351,33 @@ def test_a_tracked_search_is_one_parent_run_with_every_trial_nested_under_it(tin
 
 
 @pytest.mark.slow
+def test_a_tracked_confirmation_is_an_experiment_of_its_own_with_its_report(tiny_config, tmp_path, store, monkeypatch):
+    pytest.importorskip("optuna")
+    from test_search import write_search
+
+    write_search(tmp_path, tiny_config, epochs=1, trials=2)
+    monkeypatch.chdir(tmp_path)
+    searched = runner.invoke(app, ["search", "tiny_search"])
+    assert searched.exit_code == 0, searched.output
+    client = client_of(tmp_path / "runs")
+    assert client.get_experiment_by_name("tiny_search") is None  # the search itself was not tracked
+    result = runner.invoke(app, ["search", "tiny_search", "--confirm", "--seeds", "0", "--track"])
+    assert result.exit_code == 0, result.output
+    runs = mlp_runs(client, "tiny_search-confirm")
+    assert sorted(r.data.tags["arm"] for r in runs) == ["base", "best"]
+    assert all(r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1] for r in runs)
+    exp = client.get_experiment_by_name("tiny_search-confirm")
+    assert exp.tags["mlflow.note.content"].startswith("# ")
+    (report,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")
+    assert "report.md" in {a.path for a in client.list_artifacts(report.info.run_id)}
+
+
+@pytest.mark.slow
 def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     write_study(tmp_path, tiny_config)
     monkeypatch.chdir(tmp_path)
-    assert not (tmp_path / "runs" / tracking.STORE_FILE).exists()
+    assert not (tmp_path / "runs" / STORE_FILE).exists()
     result = runner.invoke(app, ["compare", "study", "--jobs", "2", "--track"])
     assert result.exit_code == 0, result.output
     client = client_of(tmp_path / "runs")
@@ -368,6 +392,41 @@ def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config,
     again = runner.invoke(app, ["track", "study"])
     assert again.exit_code == 0 and again.output.count("(already there)") == 4, again.output
     assert len(mlp_runs(client, "study")) == 4
+
+
+def test_a_tracked_suite_logs_every_study_as_compare_does_and_attaches_each_report(tiny_config, tmp_path, store,
+                                                                                 monkeypatch):
+    study = write_study(tmp_path, tiny_config)
+    shutil.copy(study, study.with_name("other.yaml"))
+    monkeypatch.chdir(tmp_path)
+    command = ["suite", "study", "other", "--seeds", "0", "--set", "train.epochs=1", "--track"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("MLflow: runs go to") == 1  # both studies share one store: said once
+    client = client_of(store)
+    for name in ("study", "other"):
+        runs = mlp_runs(client, name)
+        assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == [("half", "0"), ("none", "0")]
+        assert all(r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1] for r in runs)
+        exp = client.get_experiment_by_name(name)
+        assert exp.tags["mlflow.note.content"].startswith("# ")
+        (report,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")
+        assert "report.md" in {a.path for a in client.list_artifacts(report.info.run_id)}
+    # Again: every run is skipped as done, nothing is logged twice, the report run is reused.
+    again = runner.invoke(app, command)
+    assert again.exit_code == 0 and again.output.count(": done (skipped;") == 4, again.output
+    assert len(mlp_runs(client, "study")) == 2
+    exp = client.get_experiment_by_name("study")
+    assert len(client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")) == 1
+
+
+def test_an_untracked_suite_makes_no_store(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_study(tmp_path, tiny_config)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["suite", "study", "--seeds", "0", "--set", "train.epochs=1"])
+    assert result.exit_code == 0 and "MLflow" not in result.output, result.output
+    assert not (tmp_path / "runs" / STORE_FILE).exists() and not list((tmp_path / "runs").rglob(RUN_FILE))
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ def registered_models(runs_dir: str | Path) -> list[str]:
         return []
     if not os.environ.get("MLFLOW_TRACKING_URI") and not (Path(runs_dir) / "mlflow.db").exists():
         return []
-    from mlp_lab.tracking import list_models
+    from mlp_lab.tracking.registry import list_models
 
     try:
         rows = list_models(runs_dir)
@@ -37,7 +37,7 @@ def registered_models(runs_dir: str | Path) -> list[str]:
 def model_dir(choice: str, runs_dir: str | Path) -> Path:
     """A picker choice (a run directory, or a registered model URI) -> a run directory on disk."""
     if choice.startswith("models:/"):
-        from mlp_lab.tracking import materialize
+        from mlp_lab.tracking.registry import materialize
 
         return materialize(choice, runs_dir)
     return Path(choice)

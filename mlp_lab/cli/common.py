@@ -1,0 +1,238 @@
+"""What every `mlp-lab` verb shares: the typer app (with bad arguments as one `error:` line),
+the consoles, the option types, the error policy (`user_errors`), the executor a study's runs go
+to, and the per-epoch reporter."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from mlp_lab.config import MachineFault, MLPLabError, clip, memory_fault, os_fault
+
+if TYPE_CHECKING:
+    from mlp_lab.ablation import CompareResult, Experiment
+    from mlp_lab.execute import Executor
+    from mlp_lab.suite import SuiteResult
+
+
+class OneLineErrors(TyperGroup):
+    """The command group, with a bad CLI argument (an unknown option, a value out of range) as one
+    `error:` line and exit 2, like every other bad input, instead of click's usage panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # typer's click exceptions (usage errors) derive from it
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `mlp-lab` alone: the help, as usual
+                exc.show()
+            else:
+                ctx = getattr(exc, "ctx", None)
+                where = f"{ctx.command_path}: " if ctx is not None else ""
+                hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                # pydantic's prefix on typer's coercion errors says nothing to a user
+                message = " ".join(exc.format_message().replace("Value error, ", "").split())
+                err.print(f"error: {where}{clip(message, 300)}{hint}", markup=False, highlight=False, soft_wrap=True)
+            code = exc.exit_code
+        except typer.Abort:
+            err.print("error: aborted", markup=False, highlight=False)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    name="mlp-lab",
+    help="Fast, reproducible MLP ablation studies on FashionMNIST, MNIST and CIFAR-10.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    cls=OneLineErrors,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/baseline.yaml.", show_default=False)]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config value, KEY=VALUE (repeatable), e.g. train.optimizer.lr=0.01."),
+]
+DataDirOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--data-dir", help="Extra directory holding dataset files (repeatable); also $MLP_LAB_DATA."),
+]
+
+TrackOpt = Annotated[bool, typer.Option("--track", help="Also log to MLflow (the \\[track] extra); see mlp-lab ui.")]
+
+
+class Backend(str, Enum):
+    """Where the runs of compare, suite and search execute."""
+
+    local = "local"
+    ray = "ray"
+
+
+BackendOpt = Annotated[Backend, typer.Option(
+    "--backend", help="local: this machine's processes (--jobs). ray: one Ray task per run (the \\[ray] extra).")]
+AddressOpt = Annotated[Optional[str], typer.Option(
+    "--address", help="With --backend ray: join this Ray cluster (e.g. auto, or HOST:6379; also $RAY_ADDRESS) "
+                      "\\[default: a local instance on 127.0.0.1 for this command].", show_default=False)]
+JobsOpt = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", min=1, help="Runs at once: local processes (torch threads are split) \\[default: 1]; with "
+                                "--backend ray, Ray tasks in flight \\[default: cluster CPUs / threads].",
+    show_default=False)]
+RunThreadsOpt = Annotated[Optional[int], typer.Option(
+    min=1, help="torch threads (with ray: CPUs reserved) per run \\[default: CPU cores / jobs; ray: 1]. CPU "
+                "results are bit-identical for the same thread count, so fix it to compare across settings.")]
+OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and the default MLflow store live.")]
+
+
+def data_dirs(data_dir: Optional[list[Path]]) -> tuple[str, ...]:
+    """--data-dir values as the library takes them; one that is not a directory is a typo."""
+    for directory in data_dir or ():
+        if not directory.is_dir():
+            raise MLPLabError(f"--data-dir {clip(str(directory))}: " + ("is a file, expected a directory"
+                              if directory.exists() else "no such directory"))
+    return tuple(map(str, data_dir or ()))
+
+
+def print_error(exc: MLPLabError) -> None:
+    """An error as `error:` lines on stderr, one per problem."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def log(line: str) -> None:
+    """A progress line from the library (a run done, a trial pruned), on stdout as it comes."""
+    print(line, flush=True)
+
+
+def say(line: str) -> None:
+    """One line of ours on stdout, printed as it is (no rich markup or highlighting)."""
+    out.print(line, highlight=False, markup=False)
+
+
+def warn(line: str) -> None:
+    """One warning line on stderr, printed as it is."""
+    err.print(line, highlight=False, markup=False)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print MLPLabError as plain lines on stderr and exit 2 (bad input); a fault of the machine
+    (a full disk, a read-only or vanished directory, memory) as one line and exit 3."""
+    try:
+        yield
+    except MLPLabError as exc:
+        print_error(exc)
+        raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        fault = os_fault(exc, "then run the command again")
+        print_error(fault)
+        raise typer.Exit(fault.exit_code) from None
+    except (MemoryError, RuntimeError) as exc:
+        fault = memory_fault(exc, "then run the command again")
+        if fault is None:
+            raise
+        print_error(fault)
+        raise typer.Exit(fault.exit_code) from None
+
+
+@contextmanager
+def executor_for(backend: Backend, address: Optional[str], jobs: Optional[int],
+                 threads: Optional[int]) -> Iterator[Executor | None]:
+    """The executor a command's runs go to: None for this machine's (the library's default), or
+    a RayExecutor inside a Ray session (a local instance, or the cluster at `address`)."""
+    if backend == Backend.local:
+        yield None
+        return
+    from mlp_lab.executors_ray import RayExecutor, ray_session
+
+    with ray_session(address):
+        yield RayExecutor(threads, jobs, log=log)
+
+
+def require_backend(backend: Backend, address: Optional[str]) -> None:
+    """A missing [ray] extra, or --address without ray, is reported before anything is printed or created."""
+    if backend == Backend.ray:
+        from mlp_lab.executors_ray import check_ray_installed
+
+        check_ray_installed()
+    elif address is not None:
+        raise MLPLabError("--address joins a Ray cluster: use it with --backend ray")
+
+
+def check_runtime(experiments: Sequence[Experiment]) -> None:
+    """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
+    from mlp_lab.runtime import check_runtime as check  # imports torch: only once the input is known good
+
+    for exp in experiments:
+        for arm in exp.arms:
+            check(arm.config, f"{exp.path}: arms.{arm.name}")
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    return (f"epoch {record['epoch']:>3}/{record['epochs']}  "
+            f"train/loss {record['train/loss']:.4f}  train/acc {record['train/acc']:.4f}  "
+            f"val/loss {record['val/loss']:.4f}  val/acc {record['val/acc']:.4f}  "
+            f"lr {record['lr']:.2e}  {record['seconds']:.1f}s")
+
+
+@contextmanager
+def epoch_reporter(description: str, total_epochs: int,
+                   done_epochs: int = 0) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A callback for per-epoch records: a rich progress bar on a terminal, plain lines otherwise."""
+    if not out.is_terminal:
+        yield lambda record: print(f"{description}  {_epoch_line(record)}", flush=True)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=out, transient=False) as progress:
+        task = progress.add_task(description, total=total_epochs, completed=done_epochs, status="")
+
+        def report(record: dict[str, Any]) -> None:
+            progress.update(task, completed=record["epoch"],
+                            status=f"val/acc {record['val/acc']:.4f}  val/loss {record['val/loss']:.4f}")
+
+        yield report
+
+
+def report_busy_and_failed(result: CompareResult | SuiteResult, what: str) -> None:
+    """After compare or suite: runs left to another process, then failures (exit 1 if any)."""
+    if result.busy:
+        out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
+                  f"finishes to complete {what}.", highlight=False)
+    if result.failures:
+        err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
+        for failure in result.failures:
+            err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
+        faults = [f for f in result.failures if f.fault]
+        if faults:
+            # One line for the machine's fault; the runs resume from their last checkpoints.
+            print_error(MachineFault(f"{len(faults)} run(s) stopped by a fault of the machine ({faults[0].error}); "
+                                     f"fix it, then run the same command again"))
+            raise typer.Exit(MachineFault.exit_code)
+        raise typer.Exit(1)
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """--seeds 0,1,2 as a list; None when not given."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MLPLabError(f"--seeds {text}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise MLPLabError(f"--seeds {text!r}: give at least one seed")
+    return seeds

@@ -1,0 +1,100 @@
+"""`mlp-lab list`, `data` and `summary`: what there is to run, a dataset, and a config's model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlp_lab.cli.common import ConfigArg, DataDirOpt, SetOpt, app, data_dirs, out, user_errors
+from mlp_lab.config import MLPLabError, clip, load_config
+
+
+@app.command("list")
+def list_(
+    configs_dir: Annotated[Path, typer.Option(help="Where run configs live.")] = Path("configs"),
+    experiments_dir: Annotated[Path, typer.Option(help="Where experiment files live.")] = Path("experiments"),
+) -> None:
+    """List the configs and experiments available and the state of their runs.
+
+    Example: mlp-lab list
+    """
+    from mlp_lab.catalog import list_configs, list_experiments
+
+    with user_errors():
+        for flag, directory in (("--configs-dir", configs_dir), ("--experiments-dir", experiments_dir)):
+            if directory.exists() and not directory.is_dir():
+                raise MLPLabError(f"{flag} {directory}: is a file, expected a directory")
+        configs = list_configs(configs_dir)
+        experiments = list_experiments(experiments_dir)
+    for title, directory, entries in (("configs", configs_dir, configs), ("experiments", experiments_dir, experiments)):
+        out.print(f"{title} ({directory}/)", style="bold")
+        for entry in entries:
+            out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)
+
+
+@app.command()
+def data(
+    dataset: Annotated[Optional[str], typer.Argument(help="fashion_mnist, mnist or cifar10.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Take the data section of this config instead.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where the sample grid PNG goes.")] = Path("runs/data"),
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Describe a dataset (shapes, value range, classes, counts per split) and save a sample grid.
+
+    Example: mlp-lab data fashion_mnist
+    """
+    from rich.table import Table
+
+    with user_errors():
+        import typing
+
+        from mlp_lab.config import DataConfig
+
+        if config is not None:
+            data_cfg = load_config(config).data
+        elif dataset is not None:
+            known = typing.get_args(DataConfig.model_fields["dataset"].annotation)  # the schema's: no torch needed
+            if dataset not in known:
+                raise MLPLabError(f"dataset {clip(repr(dataset))} is unknown; choose from {', '.join(known)}")
+            data_cfg = DataConfig(dataset=dataset)
+        else:
+            raise MLPLabError("give a DATASET (e.g. fashion_mnist) or --config CONFIG")
+        from mlp_lab.analysis import inspect_data
+
+        info, grid = inspect_data(data_cfg, out_dir, data_dirs(data_dir))
+    out.print(f"[bold]{info['dataset']}[/bold] from {info['source']}")
+    c, h, w = info["image_shape"]
+    out.print(f"images: {c}x{h}x{w} ({info['colour']}), raw {info['raw_dtype']} in {info['raw_range']}; "
+              f"as tensors: {info['tensor_dtype']} rows of {c * h * w} features, normalized range "
+              f"[{info['normalized_range'][0]:.2f}, {info['normalized_range'][1]:.2f}] "
+              f"(mean {', '.join(f'{m:.4f}' for m in info['mean'])}, std {', '.join(f'{s:.4f}' for s in info['std'])})",
+              highlight=False)
+    table = Table("class", "name", "train", "val", "test")
+    for k, name in enumerate(info["classes"]):
+        table.add_row(str(k), name, *(str(info["counts"][split][k]) for split in ("train", "val", "test")))
+    table.add_row("", "total", *(str(sum(info["counts"][split])) for split in ("train", "val", "test")), style="bold")
+    out.print(table)
+    out.print(f"sample grid: {grid}", highlight=False)
+
+
+@app.command()
+def summary(config: ConfigArg, overrides: SetOpt = None) -> None:
+    """Layer table of a config's model (output shapes, parameters), totals and MACs per sample.
+
+    Example: mlp-lab summary configs/baseline.yaml
+    """
+    from rich.table import Table
+
+    with user_errors():
+        cfg = load_config(config, overrides or ())
+        from mlp_lab.analysis import model_summary
+
+        info = model_summary(cfg)
+    table = Table("layer", "detail", "output shape", "parameters", title=f"{cfg.name}: input {tuple(info['input_shape'])}")
+    for row in info["layers"]:
+        table.add_row(row["layer"], row["detail"], str(tuple(row["output_shape"])), f"{row['parameters']:,}")
+    out.print(table)
+    out.print(f"total parameters: {info['total_parameters']:,}\ntrainable parameters: {info['trainable_parameters']:,}\n"
+              f"multiply-accumulates per sample: {info['macs_per_sample']:,}", highlight=False)

@@ -1,0 +1,65 @@
+"""`mlp-lab ui` and `mlp-lab app`: the MLflow UI and the web app, served on this machine until Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlp_lab.cli.common import DataDirOpt, OutputDirOpt, app, data_dirs, out, user_errors
+
+
+@app.command()
+def ui(
+    output_dir: OutputDirOpt = Path("runs"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Serve the MLflow UI for the default store (OUTPUT_DIR/mlflow.db) on 127.0.0.1 until Ctrl-C.
+
+    Example: mlp-lab ui --port 5000
+    """
+    from mlp_lab.servers import Server, check_port_free, serve
+
+    with user_errors():
+        from mlp_lab.tracking.store import ui_command
+
+        check_port_free("127.0.0.1", port)
+        command, address = ui_command(output_dir, port)
+    out.print(f"MLflow UI: {address}  (store {output_dir / 'mlflow.db'}; Ctrl-C stops it)", highlight=False)
+    raise typer.Exit(serve([Server("mlflow", command)]))
+
+
+@app.command("app")
+def app_(
+    host: Annotated[str, typer.Option(help="Address to bind; another host than loopback only when you mean it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8501,
+    runs: Annotated[Path, typer.Option(help="Runs directory: models to draw on, runs to show, new runs go here.")] = Path("runs"),
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Also serve the MLflow UI (the track extra) and link to it.")] = False,
+    mlflow_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI with --mlflow.")] = 5000,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Serve the web app (the app extra): draw digits for any model, train, watch and compare runs.
+
+    Example: mlp-lab app --runs runs --port 8501
+    """
+    from mlp_lab.servers import Server, check_port_free, serve
+
+    with user_errors():
+        from mlp_lab.app.serve import app_command
+
+        check_port_free(host, port)
+        if mlflow:
+            check_port_free("127.0.0.1", mlflow_port, "--mlflow-port")
+        servers, mlflow_address = [], None
+        if mlflow:
+            from mlp_lab.tracking.store import ui_command
+
+            mlflow_command, mlflow_address = ui_command(runs, mlflow_port)
+            servers.append(Server("mlflow", mlflow_command))
+        command, address, env = app_command(host, port, runs, data_dirs(data_dir), mlflow_address)
+        servers.append(Server("streamlit", command, env, quiet=True))
+    out.print(f"mlp-lab app: {address}  (runs {runs}; Ctrl-C stops it)", highlight=False)
+    if mlflow_address:
+        out.print(f"MLflow UI: {mlflow_address}", highlight=False)
+    raise typer.Exit(serve(servers))

@@ -1,0 +1,156 @@
+"""`mlp-lab compare`, `report` and `suite`: run a study (or every study) and report it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+from mlp_lab.cli.common import (
+    AddressOpt, Backend, BackendOpt, DataDirOpt, JobsOpt, RunThreadsOpt, SetOpt, TrackOpt, app, check_runtime,
+    data_dirs, err, executor_for, log, out, parse_seeds, report_busy_and_failed, require_backend, say,
+    user_errors, warn,
+)
+from mlp_lab.config import MLPLabError
+
+ExperimentArg = Annotated[str, typer.Argument(help="Experiment name in experiments/ (e.g. early_stopping) or a path.",
+                                              show_default=False)]
+
+
+@app.command()
+def compare(
+    experiment: ExperimentArg,
+    jobs: JobsOpt = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
+    threads: RunThreadsOpt = None,
+    data_dir: DataDirOpt = None,
+    track: TrackOpt = False,
+    backend: BackendOpt = Backend.local,
+    address: AddressOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Run every arm x seed of a study (skipping finished runs), then write its report.
+
+    --set applies to every arm (not to the study's factor), e.g. a quick look at one epoch:
+    mlp-lab compare dropout --seeds 0 --set train.epochs=1
+
+    Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2 --track ;
+    on a Ray cluster: mlp-lab compare early_stopping --backend ray --address auto
+    """
+    with user_errors():
+        from mlp_lab.ablation import compare as run_compare
+        from mlp_lab.ablation import load_experiment
+        from mlp_lab.interrupt import graceful_stop
+        from mlp_lab.report import build_report
+        from mlp_lab.tracking.workflows import attach_report, track_studies
+
+        exp = load_experiment(experiment, parse_seeds(seeds), overrides=overrides or ())
+        data_dirs(data_dir)
+        require_backend(backend, address)
+        if backend == Backend.local:
+            check_runtime([exp])  # with ray, the GPUs that count are the cluster's
+        (exp,), where = track_studies([exp], track)  # the store and the study's experiment, before any worker
+        for line in where:
+            say(line)
+        total = len(exp.arms) * len(exp.seeds)
+        out.print(f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
+                  highlight=False)
+        with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
+            result = run_compare(exp, jobs=jobs or 1, force=force, data_dirs=data_dirs(data_dir), threads=threads,
+                                 stop=stop, log=log, executor=executor)
+        if result.interrupted:
+            err.print(f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
+                      highlight=False)
+            raise typer.Exit(stop.exit_code)
+        if any(f.fault for f in result.failures):
+            report_busy_and_failed(result, "the report")  # a full disk would fail the report too
+        build_report(exp)
+        attach_report(exp, warn)
+    out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
+    report_busy_and_failed(result, "the report")
+
+
+@app.command()
+def report(
+    experiment: Annotated[Optional[str], typer.Argument(
+        help="Experiment name in experiments/ (e.g. early_stopping) or a path.", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every study with runs, and the overview runs/index.md + "
+                                                      "runs/index.html over them.")] = False,
+) -> None:
+    """Rebuild a study's report (markdown, CSV, JSON, plots) from its run directories alone.
+
+    Example: mlp-lab report early_stopping    (every study and the overview: mlp-lab report --all)
+    """
+    with user_errors():
+        from mlp_lab.ablation import load_experiment
+        from mlp_lab.overview import build_overview, load_studies
+        from mlp_lab.report import build_report
+
+        if all_:
+            if experiment is not None:
+                raise MLPLabError("--all covers every study; give no EXPERIMENT")
+            _print_overview(build_overview(load_studies()))
+            return
+        if experiment is None:
+            raise MLPLabError("missing EXPERIMENT: e.g. mlp-lab report early_stopping, or mlp-lab report --all")
+        exp = load_experiment(experiment)
+        if not exp.output_dir.exists():
+            raise MLPLabError(f"{exp.output_dir}: no runs yet; run: mlp-lab compare {experiment}")
+        build_report(exp)
+    out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
+
+
+def _print_overview(overview: dict[str, Any]) -> None:
+    out.print(f"studies: {', '.join(overview['studies'])}", highlight=False)
+    if overview["skipped"]:
+        out.print(f"not run yet: {', '.join(overview['skipped'])}", highlight=False)
+    out.print(f"overview: {overview['index_md']} and {overview['index_html']}", highlight=False)
+
+
+@app.command()
+def suite(
+    studies: Annotated[Optional[list[str]], typer.Argument(
+        help="Studies to run \\[default: every file in experiments/].", show_default=False)] = None,
+    jobs: JobsOpt = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds overriding every file's, e.g. 0,1,2.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
+    threads: RunThreadsOpt = None,
+    data_dir: DataDirOpt = None,
+    track: TrackOpt = False,
+    backend: BackendOpt = Backend.local,
+    address: AddressOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Run every study (or the named ones), skipping finished runs, then the overview over all of them.
+
+    --set applies to every arm of every study; --track and --backend work as in compare.
+
+    Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ../shared/data/mnist ;
+    on a Ray cluster, tracked: mlp-lab suite --backend ray --address auto --track
+    """
+    with user_errors():
+        from mlp_lab.interrupt import graceful_stop
+        from mlp_lab.overview import load_studies
+        from mlp_lab.suite import run_suite
+        from mlp_lab.tracking.workflows import attach_report, track_studies
+
+        experiments = load_studies(studies, parse_seeds(seeds), overrides=overrides or ())
+        data_dirs(data_dir)
+        require_backend(backend, address)
+        if backend == Backend.local:
+            check_runtime(experiments)  # with ray, the GPUs that count are the cluster's
+        experiments, where = track_studies(experiments, track)  # stores and experiments, before any worker
+        for line in where:
+            say(line)
+        with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
+            result = run_suite(experiments, jobs=jobs or 1, force=force, data_dirs=data_dirs(data_dir),
+                               threads=threads, stop=stop, log=log, executor=executor)
+        if result.interrupted:
+            err.print("stopped by signal; finished runs are kept and partial ones resume: run the same command again",
+                      highlight=False)
+            raise typer.Exit(stop.exit_code)
+        for experiment in experiments:
+            attach_report(experiment, warn)  # the overview built each study's report
+    _print_overview(result.overview)
+    report_busy_and_failed(result, "the overview")

@@ -1,0 +1,71 @@
+"""`mlp-lab track`, `register` and `models`: runs exported to MLflow, and its model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlp_lab.cli.common import OutputDirOpt, app, out, say, user_errors
+
+
+TargetArg = Annotated[str, typer.Argument(
+    help="A run directory (runs/baseline) or a study name (early_stopping).", show_default=False)]
+
+
+@app.command()
+def track(targets: Annotated[list[str], typer.Argument(
+        help="Run directories or study names, e.g. runs/baseline early_stopping.", show_default=False)]) -> None:
+    """Export existing runs (and a study's report) to MLflow; a second export adds nothing.
+
+    Example: mlp-lab track runs/baseline early_stopping
+    """
+    with user_errors():
+        from mlp_lab.tracking.workflows import export_targets
+
+        for line in export_targets(targets):  # each store reached (or reported) within seconds, before its exports
+            say(line)
+
+
+@app.command()
+def register(
+    target: TargetArg,
+    name: Annotated[str, typer.Option("--name", help="Registered model name, e.g. fashion-mlp.")],
+    alias: Annotated[Optional[str], typer.Option(help="Point this alias at the new version, e.g. champion.")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="For a study: the arm whose best seed (by val/acc) to register.")] = None,
+) -> None:
+    """Register a finished run's model (exported to MLflow first if needed) and set an alias.
+
+    Example: mlp-lab register runs/baseline --name fashion-mlp --alias champion
+    """
+    with user_errors():
+        from mlp_lab.tracking.workflows import register_target
+
+        made = register_target(target, name, alias, arm)
+    acc = f"test/acc {made.test_acc:.4f}" if made.test_acc is not None else "no test/acc"
+    aliased = f", alias {made.alias}" if made.alias else ""
+    out.print(f"{made.run_dir} -> models:/{made.name}/{made.version}{aliased} ({acc})", highlight=False)
+
+
+@app.command()
+def models(output_dir: OutputDirOpt = Path("runs")) -> None:
+    """List registered models: versions, aliases, test accuracy and the run each came from.
+
+    Example: mlp-lab models
+    """
+    from rich.table import Table
+
+    with user_errors():
+        from mlp_lab.tracking.registry import list_models
+
+        rows = list_models(output_dir)
+    if not rows:
+        out.print("no registered models yet; register one: mlp-lab register RUN_DIR --name NAME --alias champion",
+                  highlight=False)
+        return
+    table = Table("model", "version", "aliases", "test/acc", "run directory")
+    for row in rows:
+        acc = f"{row['test/acc']:.4f}" if row["test/acc"] is not None else "-"
+        table.add_row(row["name"], row["version"], ", ".join(row["aliases"]), acc, row["run_dir"] or "-")
+    out.print(table)
