@@ -17,12 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from mlp_lab.config import Config, config_to_dict, flatten
+from mlp_lab.metrics import EPOCH_METRICS, SCORE_METRICS
 from mlp_lab.tracking.logger import MLflowLogger
-
-# The per-epoch scalars every logger receives, in this order.
-EPOCH_SCALARS = ("train/loss", "val/loss", "train/acc", "val/acc", "lr")
-# The summary metrics logged at the end of a completed run.
-SUMMARY_METRICS = ("test/acc", "test/loss", "best/val_acc", "best/val_loss")
 
 
 @runtime_checkable
@@ -33,7 +29,7 @@ class MetricLogger(Protocol):
         """The resolved config, once, before the first epoch (again on each resume)."""
 
     def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
-        """One epoch's record (`EPOCH_SCALARS` and more), `epoch` counted from 1."""
+        """One epoch's record (`metrics.EPOCH_METRICS` and more), `epoch` counted from 1."""
 
     def log_summary(self, summary: dict[str, Any]) -> None:
         """The run's final summary.json content (completed or failed)."""
@@ -60,7 +56,7 @@ class TensorBoardLogger:
         self.config = config
 
     def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
-        for key in EPOCH_SCALARS:
+        for key in EPOCH_METRICS:
             self.writer.add_scalar(key, record[key], epoch)
         if self.histograms:
             # Gradients are those of the epoch's last step: zero_grad runs before each backward.
@@ -76,7 +72,7 @@ class TensorBoardLogger:
         from torch.utils.tensorboard.summary import hparams
 
         step = summary["epochs_run"]
-        metrics = {k: summary[k] for k in SUMMARY_METRICS}
+        metrics = {k: summary[k] for k in SCORE_METRICS}
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
         flat = {k: _hparam_value(v) for k, v in flatten(config_to_dict(self.config)).items()

@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from mlp_lab.loggers import EPOCH_SCALARS, MetricLogger, TensorBoardLogger, loggers_for
+from mlp_lab.metrics import EPOCH_METRICS
+from mlp_lab.loggers import MetricLogger, TensorBoardLogger, loggers_for
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import TrainingDiverged, TrainingInterrupted, train
 
@@ -19,7 +20,7 @@ class RecordingLogger:
         self.calls.append(("config", config.name))
 
     def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
-        assert set(EPOCH_SCALARS) <= set(record) and record["epoch"] == epoch
+        assert set(EPOCH_METRICS) <= set(record) and record["epoch"] == epoch
         self.calls.append(("epoch", epoch))
 
     def log_summary(self, summary: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from typing import get_args
 
 from mlp_lab import metrics, rundir
 from mlp_lab.config import EarlyStoppingConfig
-from mlp_lab.train import start_run
+from mlp_lab.execute import start_run
 
 
 def test_a_run_writes_the_named_metrics_and_summary_keys(tiny_config):

@@ -48,7 +48,7 @@ def launch_run(config: Config, data_dirs: Sequence[str] = (), threads: int | Non
 
     The directory (``<output.dir>/<name>``, else ``<name>-2``, ...) is made here, so the caller
     knows it before the process starts; the process is ``python -m mlp_lab run CONFIG --run-dir DIR``,
-    i.e. `train.start_run` behind the CLI's signal handling (SIGINT saves last.pt).
+    i.e. `execute.start_run` behind the CLI's signal handling (SIGINT saves last.pt).
     """
     run_dir, _ = rundir.fresh_run_dir(config.output.dir, config.name)
     config_path = sidecar(run_dir, ".yaml")

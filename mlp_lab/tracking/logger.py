@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mlp_lab import rundir
 from mlp_lab.config import Config, MLPLabError, config_hash, config_to_dict, flatten
 from mlp_lab.environ import env_defaults
+from mlp_lab.metrics import SUMMARY_METRICS, TIMED_EPOCH_METRICS
 from mlp_lab.tracking.store import Store, client_for, errors, experiment_id, require_mlflow, store_for
 
 if TYPE_CHECKING:
@@ -28,9 +29,6 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run (a search
 RUN_FILE = "mlflow.json"  # in a run (or study) directory: its MLflow run per store
 # The pyfunc's code, logged with each model (models-from-code); it stays at mlp_lab/mlflow_model.py.
 MODEL_CODE = Path(__file__).resolve().parents[1] / "mlflow_model.py"
-EPOCH_METRICS = ("train/loss", "val/loss", "train/acc", "val/acc", "lr", "seconds")
-SUMMARY_METRICS = ("test/acc", "test/loss", "best/val_acc", "best/val_loss", "best_epoch", "epochs_run",
-                   "wall_time_s", "num_parameters")
 # A live run must not wait minutes on a dead server: MLflow's defaults are 7 retries, 120 s each.
 LIVE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
              "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -158,13 +156,13 @@ class MLflowLogger:
         metrics = []
         for row in rundir.read_metrics(self.run_dir):
             if row["epoch"] <= upto and row["epoch"] not in logged:
-                metrics += _metrics({k: row[k] for k in EPOCH_METRICS if k in row}, row["epoch"])
+                metrics += _metrics({k: row[k] for k in TIMED_EPOCH_METRICS if k in row}, row["epoch"])
         for start in range(0, len(metrics), 1000):  # MLflow's batch limit
             self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
 
     def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
         self._guard(lambda: self.client.log_batch(
-            self.run_id, metrics=_metrics({k: record[k] for k in EPOCH_METRICS if k in record}, epoch)))
+            self.run_id, metrics=_metrics({k: record[k] for k in TIMED_EPOCH_METRICS if k in record}, epoch)))
 
     def log_summary(self, summary: dict[str, Any]) -> None:
         self._guard(lambda: self._finish(summary))
