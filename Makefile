@@ -1,4 +1,5 @@
 # make run  : create .venv, install mlp-lab, train the baseline on FashionMNIST
+# make lint : ruff check and ruff format --check (CI runs it before the tests)
 # make test : create .venv, install mlp-lab with its dev, track (MLflow), search (Optuna), app (Streamlit) and ray extras, run the whole test suite
 # make app  : the same install, train the baseline and MNIST models if they are not there yet, then serve the web app
 VENV ?= .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 
 MNIST_DIR ?= ../shared/data/mnist
 
-.PHONY: install run test test-fast app clean
+.PHONY: install run test test-fast lint app clean
 
 $(BIN)/mlp-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

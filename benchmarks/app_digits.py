@@ -29,8 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the served-app and drawing helpers the browser test uses
 
-from app_helpers import (canvas_caption, launch_chromium, served_app, wait_for_empty_canvas,  # noqa: E402
-                         wait_for_new_answer)
+from app_helpers import canvas_caption, launch_chromium, served_app, wait_for_empty_canvas, wait_for_new_answer  # noqa: E402
 
 Stroke = list[tuple[float, float]]
 
@@ -163,26 +162,38 @@ def main() -> int:
                         choose_preprocessing(page, "plain resize")
                         plain = predicted(page)
                         choose_preprocessing(page, "the dataset's own (MNIST-style for digits)")
-                        results["digits"].setdefault(placement, {})[digit] = {"mnist_style": mnist_style, "plain": plain}
-                        print(f"{placement}: drew {digit}: MNIST-style -> {mnist_style}, plain resize -> {plain}",
-                              flush=True)
+                        results["digits"].setdefault(placement, {})[digit] = {
+                            "mnist_style": mnist_style,
+                            "plain": plain,
+                        }
+                        print(
+                            f"{placement}: drew {digit}: MNIST-style -> {mnist_style}, plain resize -> {plain}",
+                            flush=True,
+                        )
             except Exception:
                 page.screenshot(path=str(Path(tempfile.gettempdir()) / "app_digits_failure.png"), full_page=True)
-                print(f"failed; screenshot in {tempfile.gettempdir()}/app_digits_failure.png; app log:\n"
-                      f"{(tmp / 'app.log').read_text()[-2000:]}")
+                print(
+                    f"failed; screenshot in {tempfile.gettempdir()}/app_digits_failure.png; app log:\n"
+                    f"{(tmp / 'app.log').read_text()[-2000:]}"
+                )
                 raise
             finally:
                 browser.close()
     results["in_process_ms"] = in_process_ms(args.run_dir)
-    results["recognised"] = {placement: {way: sum(str(d) == r[way] for d, r in digits.items())
-                                         for way in ("mnist_style", "plain")}
-                             for placement, digits in results["digits"].items()}
+    results["recognised"] = {
+        placement: {way: sum(str(d) == r[way] for d, r in digits.items()) for way in ("mnist_style", "plain")}
+        for placement, digits in results["digits"].items()
+    }
     for placement, counts in results["recognised"].items():
-        print(f"{placement}: recognised with MNIST-style normalisation {counts['mnist_style']}/10, "
-              f"with plain resize {counts['plain']}/10")
+        print(
+            f"{placement}: recognised with MNIST-style normalisation {counts['mnist_style']}/10, "
+            f"with plain resize {counts['plain']}/10"
+        )
     times = results["round_trip_ms"]
-    print(f"stroke -> updated answer in the browser: median {statistics.median(times):.0f} ms "
-          f"(min {min(times):.0f}, max {max(times):.0f}, {len(times)} strokes)")
+    print(
+        f"stroke -> updated answer in the browser: median {statistics.median(times):.0f} ms "
+        f"(min {min(times):.0f}, max {max(times):.0f}, {len(times)} strokes)"
+    )
     print(f"in-process preprocessing + prediction: median {results['in_process_ms']:.1f} ms")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

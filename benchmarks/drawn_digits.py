@@ -38,15 +38,16 @@ METHODS = {
 }
 
 
-def render_drawing(digit: np.ndarray, rng: np.random.Generator, canvas: int = CANVAS,
-                   stroke_change: float = 0.0) -> np.ndarray:
+def render_drawing(
+    digit: np.ndarray, rng: np.random.Generator, canvas: int = CANVAS, stroke_change: float = 0.0
+) -> np.ndarray:
     """A 28 x 28 uint8 MNIST digit -> a (canvas, canvas) uint8 gray drawing, dark on light.
 
     `stroke_change` widens (> 0) or narrows (< 0) the stroke's edge by that many canvas pixels:
     a user's brush is not as wide as the writer's pen was.
     """
     rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
-    crop = np.pad(digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32), 2)
+    crop = np.pad(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32), 2)
     longer = rng.uniform(0.4, 0.6) * canvas
     scale = longer / (max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
     h, w = round(crop.shape[0] * scale), round(crop.shape[1] * scale)
@@ -60,16 +61,18 @@ def render_drawing(digit: np.ndarray, rng: np.random.Generator, canvas: int = CA
     stroke = ndimage.gaussian_filter(shape.astype(np.float64), sigma=rng.uniform(0.8, 2.0)) * 255.0
     ink = np.zeros((canvas, canvas))
     top, left = rng.integers(0, canvas - h + 1), rng.integers(0, canvas - w + 1)
-    ink[top:top + h, left:left + w] = stroke
+    ink[top : top + h, left : left + w] = stroke
     return np.clip(np.rint(255.0 - ink), 0, 255).astype(np.uint8)
 
 
 def accuracy(model: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
-    predicted = torch.cat([predict(model, features[i:i + batch]).argmax(1) for i in range(0, len(features), batch)])
+    predicted = torch.cat([predict(model, features[i : i + batch]).argmax(1) for i in range(0, len(features), batch)])
     return float((predicted == labels).float().mean())
 
 
-def save_examples(path: Path, drawings: list[np.ndarray], labels: list[int], meta: dict, model: torch.nn.Module) -> None:
+def save_examples(
+    path: Path, drawings: list[np.ndarray], labels: list[int], meta: dict, model: torch.nn.Module
+) -> None:
     """A grid: each drawing, then what the model sees under each method, with its prediction."""
     import matplotlib
 
@@ -77,8 +80,9 @@ def save_examples(path: Path, drawings: list[np.ndarray], labels: list[int], met
     import matplotlib.pyplot as plt
 
     shown = {name: METHODS[name] for name in list(METHODS)[1:]}
-    fig, axes = plt.subplots(1 + len(shown), len(drawings), figsize=(1.7 * len(drawings), 1.9 * (1 + len(shown))),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1 + len(shown), len(drawings), figsize=(1.7 * len(drawings), 1.9 * (1 + len(shown))), squeeze=False
+    )
     for j, (drawing, label) in enumerate(zip(drawings, labels)):
         axes[0, j].imshow(drawing, cmap="gray", vmin=0, vmax=255)
         axes[0, j].set_title(f"drawn {label}", fontsize=8)
@@ -86,8 +90,9 @@ def save_examples(path: Path, drawings: list[np.ndarray], labels: list[int], met
             view = prepare_image(drawing, meta, **method)[0]
             guess = int(predict(model, images_to_features([drawing], meta, **method)).argmax())
             axes[i, j].imshow(view, cmap="gray", vmin=0, vmax=255)
-            axes[i, j].set_title(f"{name.split(',')[0]}: {guess}", fontsize=7,
-                                 color="black" if guess == label else "crimson")
+            axes[i, j].set_title(
+                f"{name.split(',')[0]}: {guess}", fontsize=7, color="black" if guess == label else "crimson"
+            )
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -103,8 +108,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=2000, help="how many test digits to draw")
     parser.add_argument("--data-dir", action="append", default=[], help="where the MNIST files are")
     parser.add_argument("--seed", type=int, default=0, help="seeds which digits, their size and place")
-    parser.add_argument("--stroke-change", type=float, default=0.0,
-                        help="widen (> 0) or narrow (< 0) every stroke by this many canvas pixels")
+    parser.add_argument(
+        "--stroke-change",
+        type=float,
+        default=0.0,
+        help="widen (> 0) or narrow (< 0) every stroke by this many canvas pixels",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--png", type=Path, help="save example drawings and the model's view here")
     args = parser.parse_args(argv)
@@ -121,14 +130,21 @@ def main(argv: list[str] | None = None) -> dict:
     labels = test.y[chosen]
     drawings = [render_drawing(d, rng, stroke_change=args.stroke_change) for d in digits]
 
-    result = {"run_dir": str(args.run_dir), "n": len(chosen), "seed": args.seed, "stroke_change": args.stroke_change,
-              "test/acc (all 10000)": accuracy(run.model, test.x, test.y),
-              "test/acc (same digits, real images)": accuracy(run.model, test.x[chosen], labels)}
+    result = {
+        "run_dir": str(args.run_dir),
+        "n": len(chosen),
+        "seed": args.seed,
+        "stroke_change": args.stroke_change,
+        "test/acc (all 10000)": accuracy(run.model, test.x, test.y),
+        "test/acc (same digits, real images)": accuracy(run.model, test.x[chosen], labels),
+    }
     for name, method in METHODS.items():
         result[f"drawn/acc ({name})"] = accuracy(run.model, images_to_features(drawings, meta, **method), labels)
 
     width = max(len(k) for k in result if "acc" in k) + 2
-    print(f"{args.run_dir}: {len(chosen)} drawn test digits (seed {args.seed}, stroke change {args.stroke_change:+g} px)")
+    print(
+        f"{args.run_dir}: {len(chosen)} drawn test digits (seed {args.seed}, stroke change {args.stroke_change:+g} px)"
+    )
     for key, value in result.items():
         if "acc" in key:
             print(f"{key:<{width}}{100 * value:>8.2f} %")

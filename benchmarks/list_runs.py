@@ -44,9 +44,25 @@ PER_GROUP = 100  # trials per search directory
 
 def train_source(workdir: Path) -> Path:
     """One small real run (1 epoch of FashionMNIST, one hidden layer of 32) through the CLI."""
-    command = [sys.executable, "-m", "mlp_lab", "run", str(REPO / "configs" / "baseline.yaml"),
-               "--set", "train.epochs=1", "--set", "model.hidden_sizes=[32]", "--set", f"output.dir={workdir}",
-               "--set", f"data.root={workdir / 'data'}", "--set", "name=source", "--threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlp_lab",
+        "run",
+        str(REPO / "configs" / "baseline.yaml"),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.hidden_sizes=[32]",
+        "--set",
+        f"output.dir={workdir}",
+        "--set",
+        f"data.root={workdir / 'data'}",
+        "--set",
+        "name=source",
+        "--threads",
+        "1",
+    ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return workdir / "source"
 
@@ -95,8 +111,10 @@ def main() -> None:
         source = args.run_dir.resolve() if args.run_dir else train_source(workdir / "source-runs")
         runs = workdir / "runs"
         rows = []
-        print(f"mlp_lab from {Path(mlp_lab.__file__).parent}; runs index: {INDEX_FILE or 'none'}; "
-              f"{os.cpu_count()} CPUs; median of {args.repeats}")
+        print(
+            f"mlp_lab from {Path(mlp_lab.__file__).parent}; runs index: {INDEX_FILE or 'none'}; "
+            f"{os.cpu_count()} CPUs; median of {args.repeats}"
+        )
         print(f"{'runs':>6} {'finished_runs cold':>19} {'warm':>8} {'list_runs cold':>15} {'warm':>8}  load (1 min)")
         for size in sorted(args.sizes):
             grow(source, runs, size)
@@ -109,12 +127,24 @@ def main() -> None:
                 row[f"{name} warm s"] = timed(call, runs, False, args.repeats)
             row["load"] = os.getloadavg()[0]
             rows.append(row)
-            print(f"{size:>6} {row['finished_runs cold s']:>18.3f}s {row['finished_runs warm s']:>7.3f}s "
-                  f"{row['list_runs cold s']:>14.3f}s {row['list_runs warm s']:>7.3f}s  {row['load']:.2f}")
+            print(
+                f"{size:>6} {row['finished_runs cold s']:>18.3f}s {row['finished_runs warm s']:>7.3f}s "
+                f"{row['list_runs cold s']:>14.3f}s {row['list_runs warm s']:>7.3f}s  {row['load']:.2f}"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"code": str(Path(mlp_lab.__file__).parent), "machine": platform.processor()
-                                         or platform.machine(), "cpus": os.cpu_count(), "repeats": args.repeats,
-                                         "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "code": str(Path(mlp_lab.__file__).parent),
+                    "machine": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(),
+                    "repeats": args.repeats,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

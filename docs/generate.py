@@ -57,8 +57,9 @@ def cli_markdown() -> str:
 def _context(command: Any, name: str, parent: typer.Context | None) -> typer.Context:
     # typer (0.29) carries its own copy of click: its commands go with typer's Context, and
     # click's names (click.Group, ...) do not match them, so groups are told by list_commands.
-    return typer.Context(command, info_name=name, parent=parent, terminal_width=WIDTH,
-                         max_content_width=WIDTH, color=False)
+    return typer.Context(
+        command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH, color=False
+    )
 
 
 def _subcommands(group: Any, ctx: typer.Context):
@@ -104,16 +105,24 @@ def config_markdown() -> str:
     comments = _baseline_comments()
     for section, model in _sections(Config):
         title = f"`{section}`" if section else "top level"
-        lines += ["", f"## {title}", "", _docstring(model), "",
-                  "| key | type | default | choices / range | description |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            _docstring(model),
+            "",
+            "| key | type | default | choices / range | description |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for name, field in model.model_fields.items():
             if _submodel(field.annotation):
                 continue
             key = f"{section}.{name}" if section else name
             description = field.description or comments.get(key, "")
-            lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
-                         f"{_choices(field)} | {_cell(description)} |")
+            lines.append(
+                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
+                f"{_choices(field)} | {_cell(description)} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,7 +36,7 @@ class ExperimentFile(BaseModel):
     reference: str
     seeds: list[int] = Field(min_length=1)
     overrides: dict[str, Any] = {}  # applied to every arm before its own changes
-    arms: dict[str, Optional[dict[str, Any]]] = Field(min_length=2)
+    arms: dict[str, dict[str, Any] | None] = Field(min_length=2)
 
     @field_validator("factor", mode="before")
     @classmethod
@@ -84,12 +84,18 @@ def _reference_errors(path: Path, raw: dict[str, Any]) -> list[str]:
     # Checked on the raw file too, so a file with a schema error still reports a bad reference.
     reference, arms = raw.get("reference"), raw.get("arms")
     if isinstance(reference, str) and isinstance(arms, dict) and reference not in arms:
-        return [f"{path}: reference: {clip(repr(reference))} is not one of the arms ({clip(', '.join(map(str, arms)))})"]
+        return [
+            f"{path}: reference: {clip(repr(reference))} is not one of the arms ({clip(', '.join(map(str, arms)))})"
+        ]
     return []
 
 
-def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None,
-                    experiments_dir: str | Path = EXPERIMENTS_DIR, overrides: Sequence[str] = ()) -> Experiment:
+def load_experiment(
+    name_or_path: str | Path,
+    seeds: Sequence[int] | None = None,
+    experiments_dir: str | Path = EXPERIMENTS_DIR,
+    overrides: Sequence[str] = (),
+) -> Experiment:
     """Load and check an experiment: arms change only factor keys (with `one_factor_per_arm`, keys
     of one factor each), and every arm's config validates. `overrides` are ``--set KEY=VALUE``
     texts applied to every arm after the file's overrides; they may not touch the factor.
@@ -108,12 +114,15 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
         flat = flatten(changes or {})
         stray = [k for k in flat if not _under_factor(k, spec.factor)]
         for key in stray:
-            errors.append(f"{path}: arms.{arm_name}: key {clip(repr(key))} is outside the factor "
-                          f"({', '.join(spec.factor)})")
+            errors.append(
+                f"{path}: arms.{arm_name}: key {clip(repr(key))} is outside the factor ({', '.join(spec.factor)})"
+            )
         touched = sorted({_factor_of(k, spec.factor) for k in flat})
         if spec.one_factor_per_arm and len(touched) > 1:
-            errors.append(f"{path}: arms.{arm_name}: changes {len(touched)} factors ({', '.join(touched)}); "
-                          f"one_factor_per_arm allows one")
+            errors.append(
+                f"{path}: arms.{arm_name}: changes {len(touched)} factors ({', '.join(touched)}); "
+                f"one_factor_per_arm allows one"
+            )
         if stray or (spec.one_factor_per_arm and len(touched) > 1):
             continue
         merged = copy.deepcopy(base)
@@ -132,8 +141,17 @@ def load_experiment(name_or_path: str | Path, seeds: Sequence[int] | None = None
     if errors:
         raise ConfigError(errors)
     output_dir = Path(arms[0].config.output.dir) / path.stem
-    return Experiment(path.stem, path, spec.description.strip(), spec.factor, spec.reference,
-                      list(seeds) if seeds else spec.seeds, arms, output_dir, tuple(overrides))
+    return Experiment(
+        path.stem,
+        path,
+        spec.description.strip(),
+        spec.factor,
+        spec.reference,
+        list(seeds) if seeds else spec.seeds,
+        arms,
+        output_dir,
+        tuple(overrides),
+    )
 
 
 def plan(experiment: Experiment) -> list[RunSpec]:
@@ -142,8 +160,14 @@ def plan(experiment: Experiment) -> list[RunSpec]:
     for arm in experiment.arms:
         for seed in experiment.seeds:
             config = arm.config.model_copy(update={"seed": seed})
-            specs.append(RunSpec(f"{arm.name} seed {seed}", config, experiment.output_dir / arm.name / f"seed-{seed}",
-                                 {"study": experiment.name, "arm": arm.name, "seed": str(seed)}))
+            specs.append(
+                RunSpec(
+                    f"{arm.name} seed {seed}",
+                    config,
+                    experiment.output_dir / arm.name / f"seed-{seed}",
+                    {"study": experiment.name, "arm": arm.name, "seed": str(seed)},
+                )
+            )
     return specs
 
 
@@ -164,9 +188,16 @@ class CompareResult:
         return [o for o in self.outcomes if o.status == RunStatus.BUSY]
 
 
-def compare(experiment: Experiment, jobs: int = 1, force: bool = False, data_dirs: Sequence[str] = (),
-            threads: int | None = None, stop: Callable[[], bool] | None = None,
-            log: Callable[[str], None] = print, executor: Executor | None = None) -> CompareResult:
+def compare(
+    experiment: Experiment,
+    jobs: int = 1,
+    force: bool = False,
+    data_dirs: Sequence[str] = (),
+    threads: int | None = None,
+    stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+) -> CompareResult:
     """Run every arm x seed of `experiment`; failed runs are reported and do not stop the others.
 
     The runs go to `executor`, by default this machine's (`jobs` processes, `threads` torch

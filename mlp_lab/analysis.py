@@ -16,7 +16,9 @@ from mlp_lab.model import ParameterizedMLP, macs_per_example
 from mlp_lab.plots import image_grid
 
 
-def unnormalize(x: torch.Tensor, image_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def unnormalize(
+    x: torch.Tensor, image_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
     """Normalized feature rows (N, C*H*W) back to images (N, C, H, W) in [0, 1]."""
     c, h, w = image_shape
     images = x.detach().cpu().float().view(-1, c, h, w)
@@ -91,8 +93,14 @@ def model_summary(config: Config) -> dict[str, Any]:
         elif isinstance(layer, nn.Linear):
             shape = (layer.out_features,)
         params = sum(p.numel() for p in layer.parameters())
-        rows.append({"layer": f"{index}: {type(layer).__name__}", "detail": _detail(layer),
-                     "output_shape": ["batch", *shape], "parameters": params})
+        rows.append(
+            {
+                "layer": f"{index}: {type(layer).__name__}",
+                "detail": _detail(layer),
+                "output_shape": ["batch", *shape],
+                "parameters": params,
+            }
+        )
     return {
         "input_shape": ["batch", c, h, w],
         "layers": rows,

@@ -61,8 +61,14 @@ def _trainer_epoch(config: Config, data_dirs=()) -> tuple[Trainer, Callable[[], 
 
 
 def _mlp_lab_result(trainer: Trainer, median: float, times: list[float]) -> dict[str, Any]:
-    return {"seconds": median, "all": times, "peak_rss_mb": _peak_rss_mb(), "device": str(trainer.device),
-            "steps": trainer.steps_per_epoch, "data": trainer.data}
+    return {
+        "seconds": median,
+        "all": times,
+        "peak_rss_mb": _peak_rss_mb(),
+        "device": str(trainer.device),
+        "steps": trainer.steps_per_epoch,
+        "data": trainer.data,
+    }
 
 
 def time_mlp_lab(config: Config, repeats: int, data_dirs=()) -> dict[str, Any]:
@@ -190,9 +196,11 @@ def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
     """Wall time of `python -m mlp_lab --help` in a fresh interpreter, and whether torch got imported."""
     import subprocess
 
-    code = ("import sys, time; t = time.perf_counter()\nfrom mlp_lab.cli import app\n"
-            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    code = (
+        "import sys, time; t = time.perf_counter()\nfrom mlp_lab.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
     times = []
     torch_imported = False
     for _ in range(repeats):
@@ -211,8 +219,9 @@ def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[
     trainer, trainer_epoch = _trainer_epoch(cpu_config, data_dirs)
     info = trainer.data.info
     widths = [info.in_features, *cpu_config.model.hidden_sizes, info.num_classes]
-    roof_epoch, flops = roofline_epoch(widths, cpu_config.train.batch_size, len(trainer.data.train),
-                                       len(trainer.data.val))
+    roof_epoch, flops = roofline_epoch(
+        widths, cpu_config.train.batch_size, len(trainer.data.train), len(trainer.data.val)
+    )
     (a_median, a_times), (r_median, r_times) = _interleaved_medians([trainer_epoch, roof_epoch], repeats)
     a = _mlp_lab_result(trainer, a_median, a_times)
     r = {"seconds": r_median, "all": r_times, "gflops": flops / r_median / 1e9}
@@ -223,19 +232,34 @@ def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[
     log(f"(c) floor, fixed batch + val matmuls:       {c['seconds']:.3f} s/epoch")
     b = time_tutorial(cpu_config, repeats, data, data_dirs)
     log(f"(b) tutorial DataLoader pipeline + val:     {b['seconds']:.3f} s/epoch")
-    results.update({"a": a, "b": b, "c": c, "roofline": r, "a_over_c": a["seconds"] / c["seconds"],
-                    "b_over_a": b["seconds"] / a["seconds"], "trainer_over_roofline": a["seconds"] / r["seconds"]})
-    log(f"trainer/roofline = {results['trainer_over_roofline']:.2f}  (target <= 2.0)    "
+    results.update(
+        {
+            "a": a,
+            "b": b,
+            "c": c,
+            "roofline": r,
+            "a_over_c": a["seconds"] / c["seconds"],
+            "b_over_a": b["seconds"] / a["seconds"],
+            "trainer_over_roofline": a["seconds"] / r["seconds"],
+        }
+    )
+    log(
+        f"trainer/roofline = {results['trainer_over_roofline']:.2f}  (target <= 2.0)    "
         f"a/c = {results['a_over_c']:.2f}  (target <= 1.2)    b/a = {results['b_over_a']:.2f}  (target >= 4)    "
-        f"peak RSS of (a) {a['peak_rss_mb']:.0f} MB (target <= 1536)    torch threads {results['threads']}")
+        f"peak RSS of (a) {a['peak_rss_mb']:.0f} MB (target <= 1536)    torch threads {results['threads']}"
+    )
     startup = time_cli_startup()
     results["help_startup"] = startup
-    log(f"mlp-lab --help: {startup['seconds']:.2f} s in a fresh interpreter (target <= 0.5), "
-        f"torch imported: {'yes' if startup['torch_imported'] else 'no'}")
+    log(
+        f"mlp-lab --help: {startup['seconds']:.2f} s in a fresh interpreter (target <= 0.5), "
+        f"torch imported: {'yes' if startup['torch_imported'] else 'no'}"
+    )
     if torch.cuda.is_available():
         results["cuda"] = {}
         for label, update in (("cuda", {}), ("cuda+bf16", {"amp": True}), ("cuda+compile", {"compile": True})):
-            cfg = config.model_copy(update={"train": config.train.model_copy(update={"device": "cuda", **update})}, deep=True)
+            cfg = config.model_copy(
+                update={"train": config.train.model_copy(update={"device": "cuda", **update})}, deep=True
+            )
             r = time_mlp_lab(cfg, repeats, data_dirs)
             r.pop("data")
             results["cuda"][label] = r

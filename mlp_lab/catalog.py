@@ -42,8 +42,10 @@ def _describe_experiment(path: Path) -> tuple[RunStatus, str]:
     finished = sum(s in (RunStatus.DONE, RunStatus.FAILED) for s in statuses)
     started = finished + statuses.count(RunStatus.PARTIAL)
     state = RunStatus.DONE if finished == len(statuses) else RunStatus.PARTIAL if started else RunStatus.NEW
-    detail = (f"{finished}/{len(statuses)} runs done, {len(experiment.arms)} arms x {len(experiment.seeds)} seeds, "
-              f"{experiment.arms[0].config.data.dataset}")
+    detail = (
+        f"{finished}/{len(statuses)} runs done, {len(experiment.arms)} arms x {len(experiment.seeds)} seeds, "
+        f"{experiment.arms[0].config.data.dataset}"
+    )
     if RunStatus.FAILED in statuses:
         detail += f", {statuses.count(RunStatus.FAILED)} failed"
     return state, detail

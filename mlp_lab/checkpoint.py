@@ -31,18 +31,30 @@ class CheckpointError(MLPLabError):
 
 def data_meta(info: DatasetInfo) -> dict[str, Any]:
     """What a checkpoint records about its data: enough to preprocess a new image the same way."""
-    return {"dataset": info.name, "classes": list(info.classes), "image_shape": list(info.image_shape),
-            "mean": list(info.mean), "std": list(info.std)}
+    return {
+        "dataset": info.name,
+        "classes": list(info.classes),
+        "image_shape": list(info.image_shape),
+        "mean": list(info.mean),
+        "std": list(info.std),
+    }
 
 
-def checkpoint_header(kind: str, config: Config, config_hash: str, model: ParameterizedMLP,
-                      meta: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_header(
+    kind: str, config: Config, config_hash: str, model: ParameterizedMLP, meta: dict[str, Any]
+) -> dict[str, Any]:
     """What both checkpoint kinds hold: identity, config, data facts and the model's weights."""
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}")
-    return {"kind": f"mlp-lab/{kind}", "version": CHECKPOINT_VERSION, "config_hash": config_hash,
-            "config": config_to_dict(config), "model_args": model.model_args, "data": meta,
-            "model": model.state_dict()}
+    return {
+        "kind": f"mlp-lab/{kind}",
+        "version": CHECKPOINT_VERSION,
+        "config_hash": config_hash,
+        "config": config_to_dict(config),
+        "model_args": model.model_args,
+        "data": meta,
+        "model": model.state_dict(),
+    }
 
 
 def save_checkpoint(checkpoint: dict[str, Any], run_dir: str | Path) -> Path:
@@ -115,11 +127,15 @@ def load_model(run_dir: str | Path, which: str | None = None) -> LoadedRun:
     try:
         summary = rundir.read_json(summary_path) if summary_path.exists() else {}
     except (OSError, ValueError):
-        raise MLPLabError(f"{summary_path}: not readable JSON; rebuild it with mlp-lab run --resume {run_dir}") from None
+        raise MLPLabError(
+            f"{summary_path}: not readable JSON; rebuild it with mlp-lab run --resume {run_dir}"
+        ) from None
     if summary.get("status") == "diverged":
         # Its weights are whatever the last good epoch left, not a result: say why, not "best.pt not found".
-        raise MLPLabError(f"{run_dir}: this run diverged, so it has no model to use "
-                          f"({summary.get('error', 'loss became NaN or infinite')})")
+        raise MLPLabError(
+            f"{run_dir}: this run diverged, so it has no model to use "
+            f"({summary.get('error', 'loss became NaN or infinite')})"
+        )
     if which is None:
         which = summary.get("test_weights", "best")
     if which not in KINDS:
@@ -127,6 +143,7 @@ def load_model(run_dir: str | Path, which: str | None = None) -> LoadedRun:
     path = run_dir / f"{rundir.CHECKPOINT_DIR}/{which}.pt"
     ckpt = load_checkpoint(path, which)
     if not isinstance(ckpt.get("data"), dict):
-        raise CheckpointError(f"{path}: holds no data description (written by an older mlp-lab); "
-                              f"use the other checkpoint or retrain")
+        raise CheckpointError(
+            f"{path}: holds no data description (written by an older mlp-lab); use the other checkpoint or retrain"
+        )
     return LoadedRun(run_dir, config, model_from_checkpoint(ckpt, path), which, ckpt["data"])

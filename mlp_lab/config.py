@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
@@ -60,14 +60,18 @@ def memory_fault(exc: BaseException, then: str = "") -> MachineFault | None:
     """A MachineFault for running out of memory (MemoryError, torch's CPU allocator refusing, a
     CUDA OutOfMemoryError), or None for any other error."""
     text = str(exc)
-    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
-            or (isinstance(exc, RuntimeError) and "can't allocate memory" in text)):
+    if not (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or (isinstance(exc, RuntimeError) and "can't allocate memory" in text)
+    ):
         return None
     asked = ""
     if "tried to allocate" in text:
         asked = " (" + text.split("tried to allocate", 1)[1].split(".")[0].strip() + " asked for)"
-    return MachineFault(f"out of memory{asked}; use a smaller model or train.batch_size, or free memory"
-                        + (f", {then}" if then else ""))
+    return MachineFault(
+        f"out of memory{asked}; use a smaller model or train.batch_size, or free memory" + (f", {then}" if then else "")
+    )
 
 
 # A value echoed in a message is cut to about this many characters: a 100 KB --set value must
@@ -145,7 +149,7 @@ class SchedulerConfig(_Section):
 class EarlyStoppingConfig(_Section):
     """Stop after `patience` epochs without an improvement larger than `min_delta`."""
 
-    patience: Optional[PositiveInt] = None
+    patience: PositiveInt | None = None
     min_delta: float = Field(0.0, ge=0)
     monitor: Literal["val/loss", "val/acc"] = "val/loss"
 
@@ -208,8 +212,9 @@ class _StrictLoader(yaml.SafeLoader):
                 except TypeError:  # an unhashable key: the base constructor reports it
                     continue
                 if first != line:
-                    self.duplicates.append(f"line {line}: key {clip_repr(key)} is written twice (first at line "
-                                           f"{first}); remove one")
+                    self.duplicates.append(
+                        f"line {line}: key {clip_repr(key)} is written twice (first at line {first}); remove one"
+                    )
         return super().construct_mapping(node, deep)
 
 
@@ -434,8 +439,9 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
     return msg
 
 
-def schema_errors(where: str | Path | Callable[[str], str], exc: ValidationError,
-                  root: type[BaseModel] = Config) -> list[str]:
+def schema_errors(
+    where: str | Path | Callable[[str], str], exc: ValidationError, root: type[BaseModel] = Config
+) -> list[str]:
     """Schema errors as `where: dotted.key: what` lines, one per problem: the one formatter for
     configs and for experiment and search files. `where` names the file, or is a function of the
     dotted key (so a value set by --set names that --set)."""
@@ -487,9 +493,14 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
     memory = physical_memory() if machine else None
     if memory is not None and training_bytes(cfg) > memory:
         count = parameter_count(cfg.model, *DATASET_SHAPES[cfg.data.dataset])
-        errors.append(("model.hidden_sizes", f"{count:,} parameters need at least {_gib(training_bytes(cfg))} "
-                                             f"to train (weights, gradients, optimizer state); this machine has "
-                                             f"{_gib(memory)}"))
+        errors.append(
+            (
+                "model.hidden_sizes",
+                f"{count:,} parameters need at least {_gib(training_bytes(cfg))} "
+                f"to train (weights, gradients, optimizer state); this machine has "
+                f"{_gib(memory)}",
+            )
+        )
     train = cfg.train
     if train.scheduler.warmup_epochs >= train.epochs:
         errors.append(("train.scheduler.warmup_epochs", f"must be less than train.epochs ({train.epochs})"))
@@ -500,8 +511,9 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
     return errors
 
 
-def validate_config(data: Mapping[str, Any], source: str, override_sources: Mapping[str, str] | None = None,
-                    machine: bool = True) -> Config:
+def validate_config(
+    data: Mapping[str, Any], source: str, override_sources: Mapping[str, str] | None = None, machine: bool = True
+) -> Config:
     """Validate a raw mapping into a Config, raising one ConfigError listing every problem.
 
     `source` names where the mapping came from (a file path); `override_sources` maps dotted
@@ -513,7 +525,12 @@ def validate_config(data: Mapping[str, Any], source: str, override_sources: Mapp
 
     def where(dotted: str) -> str:
         for key, desc in override_sources.items():
-            if dotted == key or dotted.startswith(key + ".") or dotted.startswith(key + "[") or key.startswith(dotted + "."):
+            if (
+                dotted == key
+                or dotted.startswith(key + ".")
+                or dotted.startswith(key + "[")
+                or key.startswith(dotted + ".")
+            ):
                 return desc
         return source
 

@@ -143,7 +143,9 @@ def _open_maybe_gz(directory: Path, name: str):
 def _corrupt(source: Path, exc: BaseException) -> DataError:
     # gzip raises EOFError for a cut-off file, BadGzipFile (an OSError) or zlib.error for a damaged one.
     detail = str(exc).splitlines()[0] if str(exc) else "it ends early"
-    return DataError(f"{source}: truncated or corrupt ({type(exc).__name__}: {detail}); replace it with a complete copy")
+    return DataError(
+        f"{source}: truncated or corrupt ({type(exc).__name__}: {detail}); replace it with a complete copy"
+    )
 
 
 def _source(directory: Path, name: str) -> Path:
@@ -167,12 +169,14 @@ def check_idx_file(path: Path) -> None:
         with open(path, "rb") as f:
             header = f.read(4)
             if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] != 0x08 or not 1 <= header[3] <= 3:
-                raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number {header.hex() or 'empty'})")
+                raise DataError(
+                    f"{path}: not an IDX file of unsigned bytes (bad magic number {header.hex() or 'empty'})"
+                )
             ndim = header[3]
             dims_raw = f.read(4 * ndim)
             if len(dims_raw) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX header")
-            dims = [int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim)]
+            dims = [int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
         expected = 4 + 4 * ndim + math.prod(dims)
         actual = path.stat().st_size
         if actual != expected:

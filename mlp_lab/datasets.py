@@ -36,15 +36,24 @@ class DatasetFacts:
         return len(self.classes)
 
 
-DATASETS: dict[str, DatasetFacts] = {facts.name: facts for facts in (
-    DatasetFacts("fashion_mnist", "FashionMNIST", (1, 28, 28),
-                 ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
-    DatasetFacts("mnist", "MNIST", (1, 28, 28), tuple(str(digit) for digit in range(10))),
-    DatasetFacts("cifar10", "CIFAR-10", (3, 32, 32),
-                 ("airplane", "automobile", "bird", "cat", "deer",
-                  "dog", "frog", "horse", "ship", "truck")),
-)}
+DATASETS: dict[str, DatasetFacts] = {
+    facts.name: facts
+    for facts in (
+        DatasetFacts(
+            "fashion_mnist",
+            "FashionMNIST",
+            (1, 28, 28),
+            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ),
+        DatasetFacts("mnist", "MNIST", (1, 28, 28), tuple(str(digit) for digit in range(10))),
+        DatasetFacts(
+            "cifar10",
+            "CIFAR-10",
+            (3, 32, 32),
+            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        ),
+    )
+}
 
 
 def display_name(name: str) -> str:

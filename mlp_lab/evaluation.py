@@ -42,25 +42,34 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 def _report_text(rows: list[dict[str, Any]], accuracy: float, loss: float, split: str, n: int) -> str:
     width = max(12, max(len(r["class"]) for r in rows) + 2)
-    lines = [f"{split} split: {n} examples, accuracy {accuracy:.4f}, loss {loss:.4f}", "",
-             f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    lines = [
+        f"{split} split: {n} examples, accuracy {accuracy:.4f}, loss {loss:.4f}",
+        "",
+        f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
     for r in rows:
-        lines.append(f"{r['class']:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
+        lines.append(
+            f"{r['class']:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}"
+        )
     macro = {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "recall", "f1")}
-    lines.append(f"{'macro avg':<{width}}{macro['precision']:>10.4f}{macro['recall']:>10.4f}{macro['f1']:>10.4f}{n:>10}")
+    lines.append(
+        f"{'macro avg':<{width}}{macro['precision']:>10.4f}{macro['recall']:>10.4f}{macro['f1']:>10.4f}{n:>10}"
+    )
     return "\n".join(lines) + "\n"
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", data_dirs: Sequence[str] = (),
-                 grid_size: int = 32, seed: int = 0) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, split: str = "test", data_dirs: Sequence[str] = (), grid_size: int = 32, seed: int = 0
+) -> dict[str, Any]:
     """Evaluate a run's weights on a split; write report, CSV, confusion matrix and grids to eval/."""
     run = load_model(run_dir)
     data = load_data(run.config.data, "cpu", data_dirs)
     part = getattr(data, split)
     loss, accuracy = evaluate(run.model, part)
     with torch.inference_mode():
-        probs = torch.cat([torch.softmax(run.model(part.x[i:i + EVAL_BATCH_SIZE]), 1)
-                           for i in range(0, len(part), EVAL_BATCH_SIZE)])
+        probs = torch.cat(
+            [torch.softmax(run.model(part.x[i : i + EVAL_BATCH_SIZE]), 1) for i in range(0, len(part), EVAL_BATCH_SIZE)]
+        )
     confidence, predicted = probs.max(1)
     y_true, y_pred = part.y.numpy(), predicted.numpy()
     classes = list(data.info.classes)
@@ -90,12 +99,22 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_dirs: Sequence[s
     # The most confident mistakes are the most instructive ones.
     worst = wrong[np.argsort(-confidence.numpy()[wrong])][:grid_size].tolist()
     if worst:
-        grid(worst, out / f"{tag}misclassified.png", f"most confident mistakes on {split} (true, predicted, confidence)")
+        grid(
+            worst, out / f"{tag}misclassified.png", f"most confident mistakes on {split} (true, predicted, confidence)"
+        )
     sample = generator.choice(len(part), size=min(grid_size, len(part)), replace=False).tolist()
     grid(sample, out / f"{tag}predictions.png", f"random {split} predictions (mistakes in red)")
 
-    result = {"run_dir": str(run.run_dir), "split": split, "weights": run.checkpoint, "examples": len(part),
-              "accuracy": accuracy, "loss": loss, "per_class": rows, "confusion_matrix": matrix.tolist(),
-              "files": sorted(p.name for p in out.glob(f"{tag}*"))}
+    result = {
+        "run_dir": str(run.run_dir),
+        "split": split,
+        "weights": run.checkpoint,
+        "examples": len(part),
+        "accuracy": accuracy,
+        "loss": loss,
+        "per_class": rows,
+        "confusion_matrix": matrix.tolist(),
+        "files": sorted(p.name for p in out.glob(f"{tag}*")),
+    }
     rundir.write_json(out / f"{tag}metrics.json", result)
     return result

@@ -92,7 +92,9 @@ class RunOutcome:
 
     def describe(self) -> str:
         """One line for a progress log: status, action and the test accuracy or the error."""
-        detail = f"test/acc {self.summary['test/acc']:.4f}" if self.summary and "test/acc" in self.summary else self.error
+        detail = (
+            f"test/acc {self.summary['test/acc']:.4f}" if self.summary and "test/acc" in self.summary else self.error
+        )
         return f"{self.label}: {self.status} ({self.action}{f'; {detail}' if detail else ''})"
 
 
@@ -122,15 +124,25 @@ class RunResult:
 def _is_bug(exc: BaseException) -> bool:
     """A failure that is neither the run's own (an MLPLabError: bad input, divergence) nor the
     machine's (a file-system error, memory): a bug, whose trace the run directory keeps."""
-    return (isinstance(exc, Exception) and not isinstance(exc, (MLPLabError, OSError))
-            and memory_fault(exc) is None)
+    return isinstance(exc, Exception) and not isinstance(exc, (MLPLabError, OSError)) and memory_fault(exc) is None
 
 
-def run_locked(config: Config, run_dir: str | Path, *, existing: Existing, force: bool = False,
-               data_dirs: Sequence[str] = (), threads: int | None = None, lock_note: str = "",
-               on_start: Callable[[], None] | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-               should_stop: Callable[[], bool] | None = None, loggers: Sequence[MetricLogger] = (),
-               tags: Mapping[str, str] | None = None, log: Callable[[str], None] = print) -> RunResult:
+def run_locked(
+    config: Config,
+    run_dir: str | Path,
+    *,
+    existing: Existing,
+    force: bool = False,
+    data_dirs: Sequence[str] = (),
+    threads: int | None = None,
+    lock_note: str = "",
+    on_start: Callable[[], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    loggers: Sequence[MetricLogger] = (),
+    tags: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
     """The one procedure that runs a run, behind `mlp-lab run` (`start_run`, `resume_run`), the
     app's Train form (which runs `mlp-lab run`), and compare, search and Ray (`run_one`).
 
@@ -180,8 +192,16 @@ def run_locked(config: Config, run_dir: str | Path, *, existing: Existing, force
                 resuming = status == RunStatus.PARTIAL
             device = resolve_device(config.train.device)
             data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, data_dirs)))
-            summary = train(config, run_dir, resume=resuming, data=data, on_epoch=on_epoch, should_stop=should_stop,
-                            loggers=loggers, tags=tags)
+            summary = train(
+                config,
+                run_dir,
+                resume=resuming,
+                data=data,
+                on_epoch=on_epoch,
+                should_stop=should_stop,
+                loggers=loggers,
+                tags=tags,
+            )
             failed = False
             return RunResult(run_dir, summary, "resumed" if resuming else "trained")
     except TrainingInterrupted:
@@ -238,8 +258,17 @@ def start_run(
         except OSError as exc:
             raise os_fault(exc, key="run directory") from None
     announce = None if on_start is None else functools.partial(on_start, run_dir, renamed)
-    return run_locked(config, run_dir, existing="refuse", data_dirs=data_dirs, threads=threads or available_cores(),
-                      on_start=announce, on_epoch=on_epoch, should_stop=should_stop, loggers=loggers)
+    return run_locked(
+        config,
+        run_dir,
+        existing="refuse",
+        data_dirs=data_dirs,
+        threads=threads or available_cores(),
+        on_start=announce,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        loggers=loggers,
+    )
 
 
 def resume_run(
@@ -262,13 +291,27 @@ def resume_run(
         raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
     config = load_config(config_path)
     check_runtime(config, str(config_path))
-    return run_locked(config, run_dir, existing="resume", data_dirs=data_dirs, threads=threads or available_cores(),
-                      on_epoch=on_epoch, should_stop=should_stop, loggers=loggers)
+    return run_locked(
+        config,
+        run_dir,
+        existing="resume",
+        data_dirs=data_dirs,
+        threads=threads or available_cores(),
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        loggers=loggers,
+    )
 
 
-def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False,
-            stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print,
-            lock_note: str = "") -> RunOutcome:
+def run_one(
+    spec: RunSpec,
+    *,
+    data_dirs: Sequence[str] = (),
+    force: bool = False,
+    stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    lock_note: str = "",
+) -> RunOutcome:
     """One spec through `run_locked` (a study's run: skipped, continued, or trained), its
     failures told as a `RunOutcome`; never raises for a failed run, so one run cannot take a
     study down. `lock_note` is written into the lock file beside the pid (see `rundir.RunLock`).
@@ -277,27 +320,44 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
 
     started = time.perf_counter()
 
-    def outcome(status: RunStatus, action: Action, summary: dict[str, Any] | None = None,
-                error: str | None = None, fault: bool = False) -> RunOutcome:
+    def outcome(
+        status: RunStatus,
+        action: Action,
+        summary: dict[str, Any] | None = None,
+        error: str | None = None,
+        fault: bool = False,
+    ) -> RunOutcome:
         return RunOutcome(spec.label, status, action, summary, error, time.perf_counter() - started, fault)
 
     hook = spec.hook
 
     def report(record: dict[str, Any]) -> None:
-        log(f"{spec.label}  epoch {record['epoch']}/{record['epochs']}  val/acc {record['val/acc']:.4f}  "
-            f"val/loss {record['val/loss']:.4f}")
+        log(
+            f"{spec.label}  epoch {record['epoch']}/{record['epochs']}  val/acc {record['val/acc']:.4f}  "
+            f"val/loss {record['val/loss']:.4f}"
+        )
         if hook is not None:
             hook.on_epoch(record)
 
     should_stop = stop
     if hook is not None:
+
         def should_stop() -> bool:
             return bool(stop is not None and stop()) or hook.should_stop()
 
     try:
-        result = run_locked(spec.config, spec.run_dir, existing="reuse", force=force, data_dirs=data_dirs,
-                            lock_note=lock_note, on_epoch=report, should_stop=should_stop, tags=spec.tags,
-                            log=lambda line: log(f"{spec.label}: {line}"))
+        result = run_locked(
+            spec.config,
+            spec.run_dir,
+            existing="reuse",
+            force=force,
+            data_dirs=data_dirs,
+            lock_note=lock_note,
+            on_epoch=report,
+            should_stop=should_stop,
+            tags=spec.tags,
+            log=lambda line: log(f"{spec.label}: {line}"),
+        )
     except rundir.RunLocked as exc:
         return outcome(RunStatus.BUSY, "none", error=f"being trained by process {exc.pid}")
     except TrainingInterrupted:
@@ -316,8 +376,9 @@ def run_one(spec: RunSpec, *, data_dirs: Sequence[str] = (), force: bool = False
         fault = memory_fault(exc)
         if fault is not None:
             return outcome(RunStatus.FAILED, "trained", error=str(fault), fault=True)
-        return outcome(RunStatus.FAILED, "trained",
-                       error=f"{type(exc).__name__}: {exc} (traceback in {spec.run_dir / ERROR_FILE})")
+        return outcome(
+            RunStatus.FAILED, "trained", error=f"{type(exc).__name__}: {exc} (traceback in {spec.run_dir / ERROR_FILE})"
+        )
     if result.action == "skipped":
         status = RunStatus.DONE if result.summary.get("status") == "completed" else RunStatus.FAILED
         return outcome(status, "skipped", result.summary, result.summary.get("error"))
@@ -355,8 +416,15 @@ class Executor(Protocol):
 
     threads: int  # torch threads each run uses: CPU results are bit-identical for equal counts
 
-    def run(self, specs: Sequence[RunSpec], on_outcome: OnOutcome, *, data_dirs: Sequence[str] = (),
-            force: bool = False, stop: Callable[[], bool] | None = None) -> None: ...
+    def run(
+        self,
+        specs: Sequence[RunSpec],
+        on_outcome: OnOutcome,
+        *,
+        data_dirs: Sequence[str] = (),
+        force: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> None: ...
 
 
 class SerialExecutor:
@@ -368,8 +436,15 @@ class SerialExecutor:
         self.threads = threads or available_cores()
         self.log = log
 
-    def run(self, specs: Sequence[RunSpec], on_outcome: OnOutcome, *, data_dirs: Sequence[str] = (),
-            force: bool = False, stop: Callable[[], bool] | None = None) -> None:
+    def run(
+        self,
+        specs: Sequence[RunSpec],
+        on_outcome: OnOutcome,
+        *,
+        data_dirs: Sequence[str] = (),
+        force: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         from mlp_lab.runtime import torch_threads
 
         with torch_threads(self.threads):
@@ -435,8 +510,15 @@ class ProcessPoolExecutor:
         self.jobs = max(1, jobs)
         self.threads = threads or max(1, available_cores() // self.jobs)
 
-    def run(self, specs: Sequence[RunSpec], on_outcome: OnOutcome, *, data_dirs: Sequence[str] = (),
-            force: bool = False, stop: Callable[[], bool] | None = None) -> None:
+    def run(
+        self,
+        specs: Sequence[RunSpec],
+        on_outcome: OnOutcome,
+        *,
+        data_dirs: Sequence[str] = (),
+        force: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures import ProcessPoolExecutor as Pool
@@ -471,8 +553,9 @@ class ProcessPoolExecutor:
                         try:
                             outcome = future.result()
                         except Exception as exc:  # the worker process itself died
-                            outcome = RunOutcome(specs[index].label, RunStatus.FAILED, "trained",
-                                                 error=f"worker died: {exc}")
+                            outcome = RunOutcome(
+                                specs[index].label, RunStatus.FAILED, "trained", error=f"worker died: {exc}"
+                            )
                         on_outcome(index, outcome)
         finally:
             manager.shutdown()

@@ -99,8 +99,12 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
             else:
                 from mlp_lab.runtime import available_cores
 
-                ray.init(address="local", num_cpus=num_cpus or available_cores(), include_dashboard=False,
-                         _node_ip_address="127.0.0.1")
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus or available_cores(),
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
@@ -134,15 +138,21 @@ def _auth_hint() -> str:
     """What to check when joining failed: usually the cluster's token authentication."""
     mode = os.environ.get("RAY_AUTH_MODE")
     if mode == "disabled":
-        return ("; RAY_AUTH_MODE=disabled is set here: if the cluster uses token authentication, "
-                "unset it and put the cluster's token here")
+        return (
+            "; RAY_AUTH_MODE=disabled is set here: if the cluster uses token authentication, "
+            "unset it and put the cluster's token here"
+        )
     source = token_source()
     if source:
-        return (f"; if the cluster uses token authentication, it refused the token in {source}: put the "
-                f"head node's token (`ray get-auth-token` there) in ~/.ray/auth_token or RAY_AUTH_TOKEN")
-    return ("; if the cluster uses token authentication (`ray start` said \"Token authentication is enabled\"), "
-            "this machine needs its token: copy the output of `ray get-auth-token` on the head node to "
-            "~/.ray/auth_token here, or set RAY_AUTH_TOKEN")
+        return (
+            f"; if the cluster uses token authentication, it refused the token in {source}: put the "
+            f"head node's token (`ray get-auth-token` there) in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+        )
+    return (
+        '; if the cluster uses token authentication (`ray start` said "Token authentication is enabled"), '
+        "this machine needs its token: copy the output of `ray get-auth-token` on the head node to "
+        "~/.ray/auth_token here, or set RAY_AUTH_TOKEN"
+    )
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -155,8 +165,10 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise MLPLabError(f"could not connect to the Ray cluster at {address}: {exc.strerror or exc} "
-                          f"(is `ray start --head` running there?)") from None
+        raise MLPLabError(
+            f"could not connect to the Ray cluster at {address}: {exc.strerror or exc} "
+            f"(is `ray start --head` running there?)"
+        ) from None
 
 
 def _probe_storage(token_path: str, token: str) -> str | None:
@@ -195,8 +207,12 @@ def check_shared_storage(directory: str | Path, timeout: float = STORAGE_CHECK_T
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
     probe = ray.remote(_probe_storage)
     try:
-        refs = {probe.options(num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-            n["NodeID"], soft=False)).remote(str(token_path), token): n for n in nodes}
+        refs = {
+            probe.options(
+                num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(token_path), token): n
+            for n in nodes
+        }
         ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
         problems = []
         for ref in late:
@@ -215,15 +231,18 @@ def check_shared_storage(directory: str | Path, timeout: float = STORAGE_CHECK_T
                 problems.append(f"node {node['NodeManagerAddress']} ({node['NodeID'][:8]}): {problem}")
         if problems:
             more = f" (and {len(problems) - 1} more node(s))" if len(problems) > 1 else ""
-            raise MLPLabError(f"{directory} is not shared between this driver and the Ray workers: {problems[0]}{more}; "
-                              f"put output.dir on a file system every node mounts at the same path")
+            raise MLPLabError(
+                f"{directory} is not shared between this driver and the Ray workers: {problems[0]}{more}; "
+                f"put output.dir on a file system every node mounts at the same path"
+            )
     finally:
         for path in directory.glob(f"{token_path.name}*"):
             path.unlink(missing_ok=True)
 
 
-def _ray_task(spec: RunSpec, data_dirs: tuple[str, ...], force: bool, threads: int, stop_path: str,
-              task_key: str) -> RunOutcome | None:
+def _ray_task(
+    spec: RunSpec, data_dirs: tuple[str, ...], force: bool, threads: int, stop_path: str, task_key: str
+) -> RunOutcome | None:
     """One run inside a Ray worker: `run_one` with `threads` torch threads; None if stopped before it began."""
     from mlp_lab.runtime import torch_threads
 
@@ -241,8 +260,14 @@ def _ray_task(spec: RunSpec, data_dirs: tuple[str, ...], force: bool, threads: i
         held, _ = lock.peek()
     with torch_threads(threads):
         # A retry never deletes what its dead attempt trained, even under --force: it continues it.
-        return run_one(spec, data_dirs=data_dirs, force=force and not retry, stop=stop,
-                       log=functools.partial(print, flush=True), lock_note=task_key)
+        return run_one(
+            spec,
+            data_dirs=data_dirs,
+            force=force and not retry,
+            stop=stop,
+            log=functools.partial(print, flush=True),
+            lock_note=task_key,
+        )
 
 
 def _absolute(spec: RunSpec) -> RunSpec:
@@ -261,8 +286,15 @@ class RayExecutor:
     node) is re-run up to `max_retries` times and continues from last.pt.
     """
 
-    def __init__(self, threads: int | None = None, jobs: int | None = None, *, address: str | None = None,
-                 max_retries: int = 5, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        threads: int | None = None,
+        jobs: int | None = None,
+        *,
+        address: str | None = None,
+        max_retries: int = 5,
+        log: Callable[[str], None] = print,
+    ):
         self.threads = threads or 1
         self._jobs = jobs
         self.address, self.max_retries, self.log = address, max_retries, log
@@ -282,8 +314,15 @@ class RayExecutor:
             raise MLPLabError(f"{spec.label}: train.device is 'cuda' but the Ray cluster has no GPU")
         return 1 if device == "cuda" or (device == "auto" and cluster_gpus >= 1) else 0
 
-    def run(self, specs: Sequence[RunSpec], on_outcome: OnOutcome, *, data_dirs: Sequence[str] = (),
-            force: bool = False, stop: Callable[[], bool] | None = None) -> None:
+    def run(
+        self,
+        specs: Sequence[RunSpec],
+        on_outcome: OnOutcome,
+        *,
+        data_dirs: Sequence[str] = (),
+        force: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         """Run `specs` as Ray tasks and report each outcome as it arrives (see `Executor`)."""
         ray = require_ray()
         if not specs:
@@ -291,8 +330,15 @@ class RayExecutor:
         with contextlib.nullcontext() if ray.is_initialized() else ray_session(self.address):
             self._run(ray, [_absolute(s) for s in specs], on_outcome, data_dirs, force, stop)
 
-    def _run(self, ray, specs: list[RunSpec], on_outcome: OnOutcome, data_dirs: Sequence[str], force: bool,
-             stop: Callable[[], bool] | None) -> None:
+    def _run(
+        self,
+        ray,
+        specs: list[RunSpec],
+        on_outcome: OnOutcome,
+        data_dirs: Sequence[str],
+        force: bool,
+        stop: Callable[[], bool] | None,
+    ) -> None:
         from mlp_lab.data import DATA_ENV
 
         # The driver's $MLP_LAB_DATA travels with the tasks, as data dirs: a worker started by a
@@ -302,8 +348,10 @@ class RayExecutor:
         resources = ray.cluster_resources()
         widest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
         if widest < self.threads:
-            raise MLPLabError(f"no Ray node has {self.threads} CPUs for a run's --threads {self.threads} "
-                              f"(the largest has {widest:g}); lower --threads")
+            raise MLPLabError(
+                f"no Ray node has {self.threads} CPUs for a run's --threads {self.threads} "
+                f"(the largest has {widest:g}); lower --threads"
+            )
         gpus = [self._gpus_for(s, resources.get("GPU", 0)) for s in specs]
         root = Path(os.path.commonpath([str(s.run_dir.parent) for s in specs]))
         if str(root) not in self._checked:
@@ -325,9 +373,13 @@ class RayExecutor:
                     rundir.atomic_write_text(stop_path, "stop\n")
                 while queue and len(pending) < self.jobs:
                     index = queue.pop(0)
-                    ref = task.options(num_cpus=self.threads, num_gpus=gpus[index], max_retries=self.max_retries,
-                                       retry_exceptions=False, name=f"mlp-lab {specs[index].label}").remote(
-                        specs[index], dirs, force, self.threads, str(stop_path), uuid.uuid4().hex)
+                    ref = task.options(
+                        num_cpus=self.threads,
+                        num_gpus=gpus[index],
+                        max_retries=self.max_retries,
+                        retry_exceptions=False,
+                        name=f"mlp-lab {specs[index].label}",
+                    ).remote(specs[index], dirs, force, self.threads, str(stop_path), uuid.uuid4().hex)
                     pending[ref] = index
                 if not pending:
                     break
@@ -341,9 +393,13 @@ class RayExecutor:
                         if stopping:  # e.g. a terminal's Ctrl-C reached the worker too: last.pt is kept
                             outcome = RunOutcome(spec.label, spec.status(), "interrupted", error="interrupted")
                         else:  # retries used up: a worker died each time
-                            outcome = RunOutcome(spec.label, RunStatus.FAILED, "trained",
-                                                 error=f"lost its Ray worker {self.max_retries + 1} times "
-                                                       f"({type(exc).__name__}); now {spec.status()}: run the command again")
+                            outcome = RunOutcome(
+                                spec.label,
+                                RunStatus.FAILED,
+                                "trained",
+                                error=f"lost its Ray worker {self.max_retries + 1} times "
+                                f"({type(exc).__name__}); now {spec.status()}: run the command again",
+                            )
                     if outcome is not None:
                         on_outcome(index, outcome)
         finally:

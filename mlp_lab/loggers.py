@@ -42,8 +42,9 @@ class TensorBoardLogger:
     """Scalars per epoch, optional weight/gradient histograms, and HParams with the real final
     metrics, written into the run directory itself so `tensorboard --logdir runs` finds it."""
 
-    def __init__(self, run_dir: str | Path, model: torch.nn.Module | None = None, histograms: bool = False,
-                 start_epoch: int = 0):
+    def __init__(
+        self, run_dir: str | Path, model: torch.nn.Module | None = None, histograms: bool = False, start_epoch: int = 0
+    ):
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events a crashed attempt wrote past the resumed epoch.
@@ -75,8 +76,9 @@ class TensorBoardLogger:
         metrics = {k: summary[k] for k in SCORE_METRICS}
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
-        flat = {k: _hparam_value(v) for k, v in flatten(config_to_dict(self.config)).items()
-                if not k.startswith("output.")}
+        flat = {
+            k: _hparam_value(v) for k, v in flatten(config_to_dict(self.config)).items() if not k.startswith("output.")
+        }
         flat["epochs_run"] = summary["epochs_run"]
         # Written into this run's own event file (not add_hparams' extra sub-run), so the HParams
         # tab links each row to this run's scalars.
@@ -92,8 +94,13 @@ def _hparam_value(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def loggers_for(config: Config, run_dir: str | Path, model: torch.nn.Module, start_epoch: int = 0,
-                tags: Mapping[str, str] | None = None) -> list[MetricLogger]:
+def loggers_for(
+    config: Config,
+    run_dir: str | Path,
+    model: torch.nn.Module,
+    start_epoch: int = 0,
+    tags: Mapping[str, str] | None = None,
+) -> list[MetricLogger]:
     """The loggers a config asks for (`output.*`), opened for a run starting after `start_epoch`;
     `tags` say where the run belongs (a study's name and arm)."""
     loggers: list[MetricLogger] = []

@@ -40,11 +40,14 @@ class MLPLabModel(PythonModel):
         c, h, w = self.meta["image_shape"]
         size = c * h * w
         if batch.ndim == 0 or batch.size % size:
-            raise ValueError(f"expected images of {c}x{h}x{w} pixels or rows of {size} features, got shape {batch.shape}")
+            raise ValueError(
+                f"expected images of {c}x{h}x{w} pixels or rows of {size} features, got shape {batch.shape}"
+            )
         if batch.dtype.kind in "ui":  # raw pixels; JSON from `mlflow models serve` arrives as int64
             if batch.size and (batch.min() < 0 or batch.max() > 255):
-                raise ValueError("integer input is read as raw pixels and must lie in 0-255; "
-                                 "pass normalised rows as floats")
+                raise ValueError(
+                    "integer input is read as raw pixels and must lie in 0-255; pass normalised rows as floats"
+                )
             images = torch.from_numpy(batch.astype(np.uint8)).reshape(-1, c, h, w)  # a writable copy
             features = to_features(images, self.meta["mean"], self.meta["std"])
         elif batch.dtype.kind == "f":

@@ -99,10 +99,11 @@ class ParameterizedMLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, in_features: int, num_classes: int) -> "ParameterizedMLP":
+    def from_config(cls, cfg: ModelConfig, in_features: int, num_classes: int) -> ParameterizedMLP:
         """Build the model a config describes for a dataset of the given shape."""
-        return cls(in_features, cfg.hidden_sizes, num_classes, cfg.activation, cfg.batch_norm, cfg.dropout,
-                   cfg.input_dropout)
+        return cls(
+            in_features, cfg.hidden_sizes, num_classes, cfg.activation, cfg.batch_norm, cfg.dropout, cfg.input_dropout
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)

@@ -51,8 +51,12 @@ def study_names(experiments_dir: str | Path = EXPERIMENTS_DIR) -> list[str]:
     return [n for n in LEAD_STUDIES if n in names] + [n for n in names if n not in LEAD_STUDIES]
 
 
-def load_studies(names: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-                 experiments_dir: str | Path = EXPERIMENTS_DIR, overrides: Sequence[str] = ()) -> list[Experiment]:
+def load_studies(
+    names: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    experiments_dir: str | Path = EXPERIMENTS_DIR,
+    overrides: Sequence[str] = (),
+) -> list[Experiment]:
     """Load the named studies (default: all in `experiments_dir`), `overrides` (--set texts) applied
     to every arm of each; every file's errors reported together (a bad --set once)."""
     names = list(names) if names else study_names(experiments_dir)
@@ -132,7 +136,7 @@ def _change(study: StudyResult, arm: str) -> str:
         common.append(parts[0])
     if len(changes) == 1 or not common:
         return f"{arm} ({', '.join(f'{k}={v}' for k, v in changes.items())})"
-    rest = ", ".join(".".join(k[len(common):]) + f"={v}" for k, v in zip(keys, changes.values()))
+    rest = ", ".join(".".join(k[len(common) :]) + f"={v}" for k, v in zip(keys, changes.values()))
     return f"{arm} ({'.'.join(common)}: {rest})"
 
 
@@ -144,16 +148,18 @@ def summary_rows(studies: Sequence[StudyResult]) -> list[dict[str, str]]:
         for row in study.rows:
             if row["arm"] == study.experiment.reference:
                 continue
-            rows.append({
-                "study": study.experiment.name,
-                "change": _change(study, row["arm"]),
-                "reference": f"{study.experiment.reference} ({_acc(reference)} %)",
-                "test_acc": _acc(row),
-                "effect": _effect(row),
-                "verdict": row["verdict"],
-                "time": _time_ratio(row, reference),
-                "compute": _compute_ratio(study, row),
-            })
+            rows.append(
+                {
+                    "study": study.experiment.name,
+                    "change": _change(study, row["arm"]),
+                    "reference": f"{study.experiment.reference} ({_acc(reference)} %)",
+                    "test_acc": _acc(row),
+                    "effect": _effect(row),
+                    "verdict": row["verdict"],
+                    "time": _time_ratio(row, reference),
+                    "compute": _compute_ratio(study, row),
+                }
+            )
     return rows
 
 
@@ -164,25 +170,37 @@ def _effects_figure(studies: Sequence[StudyResult], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    entries = [(s.experiment.name, r) for s in studies for r in s.rows
-               if r["arm"] != s.experiment.reference and r["diff_vs_reference"] is not None]
+    entries = [
+        (s.experiment.name, r)
+        for s in studies
+        for r in s.rows
+        if r["arm"] != s.experiment.reference and r["diff_vs_reference"] is not None
+    ]
     if not entries:
         return False
     colors = {"helps": "tab:green", "hurts": "tab:red"}
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(entries) + 1.4))
-    for y, (study, row) in enumerate(entries):
+    for y, (_study, row) in enumerate(entries):
         mean = row["diff_vs_reference"] * 100
         color = colors.get(row["verdict"], "tab:gray")
         if row["ci_low"] is not None:
-            ax.errorbar(mean, y, xerr=[[mean - row["ci_low"] * 100], [row["ci_high"] * 100 - mean]],
-                        fmt="o", color=color, capsize=3)
+            ax.errorbar(
+                mean,
+                y,
+                xerr=[[mean - row["ci_low"] * 100], [row["ci_high"] * 100 - mean]],
+                fmt="o",
+                color=color,
+                capsize=3,
+            )
         else:
             ax.plot(mean, y, "o", color=color, fillstyle="none")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(entries)), [f"{study}: {row['arm']}" for study, row in entries])
     ax.invert_yaxis()  # first study on top, as in the table
-    ax.set(xlabel=f"effect on test accuracy vs the study's reference (points, {int(CONFIDENCE * 100)}% CI)",
-           title="Every change, every study (green: helps, red: hurts, grey: no clear effect)")
+    ax.set(
+        xlabel=f"effect on test accuracy vs the study's reference (points, {int(CONFIDENCE * 100)}% CI)",
+        title="Every change, every study (green: helps, red: hurts, grey: no clear effect)",
+    )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -191,21 +209,41 @@ def _effects_figure(studies: Sequence[StudyResult], path: Path) -> bool:
 
 
 def _study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
-    head = ["arm", "changes", "seeds", "test acc % (mean ± std)",
-            f"vs {study.experiment.reference} (pp) [{int(CONFIDENCE * 100)}% CI]", "verdict", "epochs run", "wall s / run"]
+    head = [
+        "arm",
+        "changes",
+        "seeds",
+        "test acc % (mean ± std)",
+        f"vs {study.experiment.reference} (pp) [{int(CONFIDENCE * 100)}% CI]",
+        "verdict",
+        "epochs run",
+        "wall s / run",
+    ]
     body = []
     for r in study.rows:
-        fmt = (lambda v, spec: "–" if v is None else format(v, spec))  # noqa: E731
-        body.append([r["arm"], r["changes"], str(r["seeds"]), _acc(r), _effect(r), r["verdict"],
-                     fmt(r["epochs_run_mean"], ".1f"), fmt(r["wall_time_s_mean"], ".1f")])
+        fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
+        body.append(
+            [
+                r["arm"],
+                r["changes"],
+                str(r["seeds"]),
+                _acc(r),
+                _effect(r),
+                r["verdict"],
+                fmt(r["epochs_run_mean"], ".1f"),
+                fmt(r["wall_time_s_mean"], ".1f"),
+            ]
+        )
     return head, body
 
 
 def _study_meta(study: StudyResult) -> str:
     exp = study.experiment
     dataset = exp.arms[0].config.data.dataset
-    return (f"{display_name(dataset)} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
-            f"seeds {', '.join(map(str, exp.seeds))}")
+    return (
+        f"{display_name(dataset)} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
+        f"seeds {', '.join(map(str, exp.seeds))}"
+    )
 
 
 def finding(study: StudyResult) -> str:
@@ -221,27 +259,42 @@ def finding(study: StudyResult) -> str:
 
 
 def _incomplete(study: StudyResult) -> list[str]:
-    notes = [f"{r['arm']}: seeds {', '.join(map(str, r['missing_seeds']))} not run yet"
-             for r in study.rows if r["missing_seeds"]]
-    return notes + [f"{r['arm']}: seeds {', '.join(map(str, r['failed_seeds']))} failed"
-                    for r in study.rows if r["failed_seeds"]]
+    notes = [
+        f"{r['arm']}: seeds {', '.join(map(str, r['missing_seeds']))} not run yet"
+        for r in study.rows
+        if r["missing_seeds"]
+    ]
+    return notes + [
+        f"{r['arm']}: seeds {', '.join(map(str, r['failed_seeds']))} failed" for r in study.rows if r["failed_seeds"]
+    ]
 
 
-SUMMARY_HEAD = ["study", "change (arm)", "reference (test acc %)", "test acc %", "effect (pp) [95% CI]", "verdict",
-                "wall time per run vs reference", "compute vs reference"]
+SUMMARY_HEAD = [
+    "study",
+    "change (arm)",
+    "reference (test acc %)",
+    "test acc %",
+    "effect (pp) [95% CI]",
+    "verdict",
+    "wall time per run vs reference",
+    "compute vs reference",
+]
 SUMMARY_KEYS = ["study", "change", "reference", "test_acc", "effect", "verdict", "time", "compute"]
-INTRO = (f"Each study changes one factor at a time against a reference arm, on the same train/val split "
-         f"and the same seeds. *effect*: the paired difference in test accuracy (arm − reference, "
-         f"percentage points) over the seeds both ran, with its {int(CONFIDENCE * 100)}% t-interval; "
-         f"*helps* / *hurts* when the interval lies above / below zero, otherwise *no clear effect*. "
-         f"*wall time*: mean wall time of one run, arm against reference (it moves with the machine's "
-         f"load); *compute*: multiply-accumulates per example x epochs run, arm against reference.")
+INTRO = (
+    f"Each study changes one factor at a time against a reference arm, on the same train/val split "
+    f"and the same seeds. *effect*: the paired difference in test accuracy (arm − reference, "
+    f"percentage points) over the seeds both ran, with its {int(CONFIDENCE * 100)}% t-interval; "
+    f"*helps* / *hurts* when the interval lies above / below zero, otherwise *no clear effect*. "
+    f"*wall time*: mean wall time of one run, arm against reference (it moves with the machine's "
+    f"load); *compute*: multiply-accumulates per example x epochs run, arm against reference."
+)
 
 
 def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    escape = (lambda cell: cell.replace("|", "\\|"))  # noqa: E731
-    return (["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-            + ["| " + " | ".join(escape(c) for c in row) + " |" for row in body])
+    escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
+    return ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)] + [
+        "| " + " | ".join(escape(c) for c in row) + " |" for row in body
+    ]
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -259,8 +312,17 @@ def _markdown(studies: Sequence[StudyResult], skipped: Sequence[str], effects: b
         lines += ["", f"Not run yet (no finished runs): {', '.join(skipped)}."]
     for study in studies:
         exp = study.experiment
-        lines += ["", f"## {exp.name}", "", _study_meta(study), "", f"**Question.** {exp.description}", "",
-                  f"**Finding.** {finding(study)}", ""]
+        lines += [
+            "",
+            f"## {exp.name}",
+            "",
+            _study_meta(study),
+            "",
+            f"**Question.** {exp.description}",
+            "",
+            f"**Finding.** {finding(study)}",
+            "",
+        ]
         head, body = _study_table(study)
         lines += _md_table(head, [[f"`{c}`" if i == 1 else c for i, c in enumerate(row)] for row in body])
         notes = _incomplete(study)
@@ -291,8 +353,14 @@ code { background: #f6f6f6; padding: 0 0.2em; } .note { color: #8a5a00; }
 """
 
 
-def _html_table(head: list[str], body: list[list[str]], verdict_col: int, num_cols: set[int],
-                code_col: int | None = None, html_col: int | None = None) -> str:
+def _html_table(
+    head: list[str],
+    body: list[list[str]],
+    verdict_col: int,
+    num_cols: set[int],
+    code_col: int | None = None,
+    html_col: int | None = None,
+) -> str:
     """A table of escaped text; `html_col` holds ready-made markup (a link)."""
     cells = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for row in body:
@@ -310,37 +378,46 @@ def _html_table(head: list[str], body: list[list[str]], verdict_col: int, num_co
 
 
 def _html(studies: Sequence[StudyResult], skipped: Sequence[str], effects_path: Path | None, out: Path) -> str:
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mlp-lab: findings</title>"
-             f"<style>{CSS}</style></head><body>",
-             "<h1>Findings: every study</h1>",
-             "<p>" + re.sub(r"[*]([^*]+)[*]", r"<em>\1</em>", html.escape(INTRO)) + "</p>",
-             "<h2>Summary: what each change does to test accuracy</h2>"]
+    parts = [
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>mlp-lab: findings</title>'
+        f"<style>{CSS}</style></head><body>",
+        "<h1>Findings: every study</h1>",
+        "<p>" + re.sub(r"[*]([^*]+)[*]", r"<em>\1</em>", html.escape(INTRO)) + "</p>",
+        "<h2>Summary: what each change does to test accuracy</h2>",
+    ]
     summary = summary_rows(studies)
-    body = [[f'<a href="#{html.escape(r["study"])}">{html.escape(r["study"])}</a>'] + [r[k] for k in SUMMARY_KEYS[1:]]
-            for r in summary]
+    body = [
+        [f'<a href="#{html.escape(r["study"])}">{html.escape(r["study"])}</a>'] + [r[k] for k in SUMMARY_KEYS[1:]]
+        for r in summary
+    ]
     parts.append(_html_table(SUMMARY_HEAD, body, verdict_col=5, num_cols={3, 4, 7}, html_col=0))
     if effects_path is not None:
         parts.append(f'<p><img alt="effects of every change" src="{_data_uri(effects_path)}"></p>')
     if skipped:
-        parts.append(f"<p class=\"note\">Not run yet (no finished runs): {html.escape(', '.join(skipped))}.</p>")
+        parts.append(f'<p class="note">Not run yet (no finished runs): {html.escape(", ".join(skipped))}.</p>')
     for study in studies:
         exp = study.experiment
         meta = html.escape(_study_meta(study)).replace("`", "")
-        parts += [f'<h2 id="{html.escape(exp.name)}">{html.escape(exp.name)}</h2>', f'<p class="meta">{meta}</p>',
-                  f"<p><b>Question.</b> {html.escape(exp.description)}</p>",
-                  f"<p><b>Finding.</b> {html.escape(finding(study))}</p>"]
+        parts += [
+            f'<h2 id="{html.escape(exp.name)}">{html.escape(exp.name)}</h2>',
+            f'<p class="meta">{meta}</p>',
+            f"<p><b>Question.</b> {html.escape(exp.description)}</p>",
+            f"<p><b>Finding.</b> {html.escape(finding(study))}</p>",
+        ]
         head, rows = _study_table(study)
         parts.append(_html_table(head, rows, verdict_col=5, num_cols={2, 3, 4, 6, 7}, code_col=1))
         notes = _incomplete(study)
         if notes:
-            parts.append("<ul class=\"note\">" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+            parts.append('<ul class="note">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
         figure = exp.output_dir / MAIN_FIGURE
         if figure.exists():
             parts.append(f'<p><img alt="{html.escape(exp.name)}: validation curves" src="{_data_uri(figure)}"></p>')
         folder = html.escape(_relative(exp.output_dir, out))
-        parts.append(f'<p>Full report: <a href="{folder}/report.md">{folder}/report.md</a> '
-                     f"(all plots in <code>{folder}/</code>)</p>")
-    parts.append("<p class=\"meta\">Rebuilt from the run directories with <code>mlp-lab report --all</code>.</p>")
+        parts.append(
+            f'<p>Full report: <a href="{folder}/report.md">{folder}/report.md</a> '
+            f"(all plots in <code>{folder}/</code>)</p>"
+        )
+    parts.append('<p class="meta">Rebuilt from the run directories with <code>mlp-lab report --all</code>.</p>')
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -365,6 +442,11 @@ def build_overview(experiments: Sequence[Experiment], out_dir: str | Path | None
     effects = _effects_figure(studies, effects_path)
     rundir.atomic_write_text(out / "index.md", _markdown(studies, skipped, effects, out))
     rundir.atomic_write_text(out / "index.html", _html(studies, skipped, effects_path if effects else None, out))
-    return {"studies": [s.experiment.name for s in studies], "skipped": list(skipped),
-            "summary": summary_rows(studies), "index_md": out / "index.md", "index_html": out / "index.html",
-            "arms": sum(len(s.rows) for s in studies)}
+    return {
+        "studies": [s.experiment.name for s in studies],
+        "skipped": list(skipped),
+        "summary": summary_rows(studies),
+        "index_md": out / "index.md",
+        "index_html": out / "index.html",
+        "arms": sum(len(s.rows) for s in studies),
+    }

@@ -26,8 +26,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str)
     for ax, metric in ((axes[0], "loss"), (axes[1], "acc")):
         ax.plot(epochs, [r[f"train/{metric}"] for r in history], "--", label=f"train/{metric}")
         ax.plot(epochs, [r[f"val/{metric}"] for r in history], "-", label=f"val/{metric}")
-        ax.set(xlabel="epoch", ylabel="accuracy" if metric == "acc" else "cross-entropy loss",
-               title=f"{'accuracy' if metric == 'acc' else 'loss'}: train vs val")
+        ax.set(
+            xlabel="epoch",
+            ylabel="accuracy" if metric == "acc" else "cross-entropy loss",
+            title=f"{'accuracy' if metric == 'acc' else 'loss'}: train vs val",
+        )
         ax.grid(alpha=0.3)
         ax.legend()
     axes[2].plot(epochs, [r["lr"] for r in history], marker=".")
@@ -46,8 +49,14 @@ def to_display(images: np.ndarray) -> tuple[np.ndarray, str | None]:
     return images.transpose(0, 2, 3, 1), None
 
 
-def image_grid(images: np.ndarray, titles: Sequence[str], path: str | Path, title: str,
-               cols: int = 8, title_colors: Sequence[str] | None = None) -> None:
+def image_grid(
+    images: np.ndarray,
+    titles: Sequence[str],
+    path: str | Path,
+    title: str,
+    cols: int = 8,
+    title_colors: Sequence[str] | None = None,
+) -> None:
     """A grid of images (N, C, H, W in [0, 1]) with a caption over each."""
     plt = _pyplot()
     n = len(images)
@@ -81,8 +90,15 @@ def confusion_matrix_plot(matrix: np.ndarray, classes: Sequence[str], path: str 
         threshold = values.max() / 2 if values.max() > 0 else 1
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=6.5,
-                        color="white" if values[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    format(values[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if values[i, j] > threshold else "black",
+                )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(title)
     fig.tight_layout()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ from mlp_lab.data import to_features
 if TYPE_CHECKING:
     from mlp_lab.checkpoint import LoadedRun
 
-ImageInput = Union[str, Path, np.ndarray, Image.Image]
-Invert = Union[bool, Literal["auto"]]
+ImageInput = str | Path | np.ndarray | Image.Image
+Invert = bool | Literal["auto"]
 
 NORMALISATIONS = ("auto", "plain", "digit", "fashion")
 # What "auto" means per dataset; any other dataset (CIFAR-10's photos) is resized plainly.
@@ -153,13 +153,16 @@ def _should_invert(pixels: np.ndarray, invert: Invert, channels: int) -> bool:
     return channels == 1 and is_dark_on_light(pixels)
 
 
-def _resize(pixels: np.ndarray, height: int, width: int,
-            resample: Image.Resampling = Image.Resampling.LANCZOS) -> np.ndarray:
+def _resize(
+    pixels: np.ndarray, height: int, width: int, resample: Image.Resampling = Image.Resampling.LANCZOS
+) -> np.ndarray:
     """Pillow's anti-aliased resize of each channel, in float so nothing is rounded twice."""
     if pixels.shape[:2] == (height, width):
         return pixels.copy()
-    planes = [np.asarray(Image.fromarray(pixels[..., c].astype(np.float32)).resize((width, height), resample))
-              for c in range(pixels.shape[-1])]
+    planes = [
+        np.asarray(Image.fromarray(pixels[..., c].astype(np.float32)).resize((width, height), resample))
+        for c in range(pixels.shape[-1])
+    ]
     return np.stack(planes, axis=-1).astype(np.float64)
 
 
@@ -180,7 +183,7 @@ def _fit(crop: np.ndarray, longer: int) -> np.ndarray:
 def _paste_centred(patch: np.ndarray, height: int, width: int) -> np.ndarray:
     frame = np.zeros((height, width, patch.shape[-1]))
     top, left = (height - patch.shape[0]) // 2, (width - patch.shape[1]) // 2
-    frame[top:top + patch.shape[0], left:left + patch.shape[1]] = patch
+    frame[top : top + patch.shape[0], left : left + patch.shape[1]] = patch
     return frame
 
 
@@ -224,8 +227,9 @@ def _recipe(normalise: str, meta: Mapping[str, Any]) -> str:
     return normalise
 
 
-def prepare_image(image: ImageInput, meta: Mapping[str, Any], invert: Invert = "auto",
-                  normalise: str = "auto") -> np.ndarray:
+def prepare_image(
+    image: ImageInput, meta: Mapping[str, Any], invert: Invert = "auto", normalise: str = "auto"
+) -> np.ndarray:
     """What the model sees: uint8 (C, H, W) in the run's dataset format, before normalization.
 
     `invert` turns dark-on-light pictures into MNIST's light-on-dark ("auto": decided from the
@@ -247,15 +251,17 @@ def prepare_image(image: ImageInput, meta: Mapping[str, Any], invert: Invert = "
     return np.clip(np.rint(result), 0, 255).astype(np.uint8).transpose(2, 0, 1)
 
 
-def image_to_features(image: ImageInput, meta: Mapping[str, Any], invert: Invert = "auto",
-                      normalise: str = "auto") -> torch.Tensor:
+def image_to_features(
+    image: ImageInput, meta: Mapping[str, Any], invert: Invert = "auto", normalise: str = "auto"
+) -> torch.Tensor:
     """One picture -> a (1, C*H*W) float32 feature row, normalized exactly as the training data."""
     pixels = torch.from_numpy(prepare_image(image, meta, invert, normalise)).unsqueeze(0)
     return to_features(pixels, meta["mean"], meta["std"])
 
 
-def images_to_features(images: Sequence[ImageInput], meta: Mapping[str, Any], invert: Invert = "auto",
-                       normalise: str = "auto") -> torch.Tensor:
+def images_to_features(
+    images: Sequence[ImageInput], meta: Mapping[str, Any], invert: Invert = "auto", normalise: str = "auto"
+) -> torch.Tensor:
     """Several pictures -> (N, C*H*W) feature rows, one per picture."""
     if len(images) == 0:
         c, h, w = meta["image_shape"]
@@ -281,8 +287,10 @@ def top_classes(probabilities: torch.Tensor, classes: Sequence[str], k: int = 3)
     """The k most probable classes of each row: [{"class", "index", "probability"}, ...]."""
     k = max(1, min(k, len(classes)))
     values, indices = probabilities.topk(k, dim=1)
-    return [[{"class": classes[i], "index": int(i), "probability": float(v)} for v, i in zip(vs, ix)]
-            for vs, ix in zip(values.tolist(), indices.tolist())]
+    return [
+        [{"class": classes[i], "index": int(i), "probability": float(v)} for v, i in zip(vs, ix)]
+        for vs, ix in zip(values.tolist(), indices.tolist())
+    ]
 
 
 class Predictor:
@@ -315,8 +323,14 @@ class Predictor:
         return top_classes(self.probabilities([image]), self.classes, k)[0]
 
 
-def predict_files(run: LoadedRun, paths: Sequence[str | Path], top_k: int = 3, invert: Invert = "auto",
-                  normalise: str = "auto", keep_going: bool = False) -> list[dict[str, Any]]:
+def predict_files(
+    run: LoadedRun,
+    paths: Sequence[str | Path],
+    top_k: int = 3,
+    invert: Invert = "auto",
+    normalise: str = "auto",
+    keep_going: bool = False,
+) -> list[dict[str, Any]]:
     """Top-k classes for each image file: [{"image": path, "top": [{"class", "index", "probability"}]}].
 
     A file that cannot be read raises MLPLabError; with `keep_going`, its entry is

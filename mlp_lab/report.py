@@ -71,8 +71,10 @@ def collect(experiment: Experiment) -> dict[str, Any]:
     """Read every planned run directory; the numbers a report shows, per arm and per seed."""
     arms: dict[str, Any] = {}
     for spec in plan(experiment):
-        arm = arms.setdefault(spec.arm, {"runs": {}, "missing": [], "failed": {}, "history": {},
-                                         "changes": experiment.arm(spec.arm).changes})
+        arm = arms.setdefault(
+            spec.arm,
+            {"runs": {}, "missing": [], "failed": {}, "history": {}, "changes": experiment.arm(spec.arm).changes},
+        )
         summary_path = spec.run_dir / rundir.SUMMARY_FILE
         if not summary_path.exists():
             arm["missing"].append(spec.seed)
@@ -99,23 +101,44 @@ def build_rows(experiment: Experiment, arms: dict[str, Any]) -> list[dict[str, A
             "arm": arm.name,
             "changes": ", ".join(f"{k}={v}" for k, v in arm.changes.items()) or "(base)",
             "seeds": len(runs),
-            "test_acc_mean": acc_mean, "test_acc_std": acc_std,
-            "test_loss_mean": loss_mean, "test_loss_std": loss_std,
+            "test_acc_mean": acc_mean,
+            "test_acc_std": acc_std,
+            "test_loss_mean": loss_mean,
+            "test_loss_std": loss_std,
             "best_epoch_mean": mean_std([r["best_epoch"] for r in runs])[0],
             "epochs_run_mean": mean_std([r["epochs_run"] for r in runs])[0],
             "num_parameters": runs[0]["num_parameters"] if runs else None,
             "wall_time_s_mean": mean_std([r["wall_time_s"] for r in runs])[0],
-            "failed_seeds": sorted(data["failed"]), "missing_seeds": sorted(data["missing"]),
+            "failed_seeds": sorted(data["failed"]),
+            "missing_seeds": sorted(data["missing"]),
         }
         if arm.name != experiment.reference:
             diff = paired_difference({s: r["test/acc"] for s, r in data["runs"].items()}, reference)
-            row.update({"diff_vs_reference": diff.mean, "ci_low": diff.low, "ci_high": diff.high,
-                        "paired_seeds": diff.n, "verdict": diff.verdict})
+            row.update(
+                {
+                    "diff_vs_reference": diff.mean,
+                    "ci_low": diff.low,
+                    "ci_high": diff.high,
+                    "paired_seeds": diff.n,
+                    "verdict": diff.verdict,
+                }
+            )
         else:
-            row.update({"diff_vs_reference": None, "ci_low": None, "ci_high": None, "paired_seeds": None,
-                        "verdict": "reference"})
+            row.update(
+                {
+                    "diff_vs_reference": None,
+                    "ci_low": None,
+                    "ci_high": None,
+                    "paired_seeds": None,
+                    "verdict": "reference",
+                }
+            )
         rows.append(row)
     return rows
+
+
+def _or_dash(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
 
 
 def _pct(value: float | None, signed: bool = False) -> str:
@@ -132,8 +155,11 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
         f"Factor: `{', '.join(experiment.factor)}` · reference arm: `{experiment.reference}` · "
         f"seeds: {', '.join(map(str, experiment.seeds))} · dataset: {experiment.arms[0].config.data.dataset}",
         "",
-        *([f"Every arm with {', '.join(f'`{o}`' for o in experiment.overrides)} (--set).", ""]
-          if experiment.overrides else []),
+        *(
+            [f"Every arm with {', '.join(f'`{o}`' for o in experiment.overrides)} (--set).", ""]
+            if experiment.overrides
+            else []
+        ),
         "## Arms",
         "",
         "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
@@ -143,10 +169,11 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
         std = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
         loss_std = f" ± {r['test_loss_std']:.4f}" if r["test_loss_std"] is not None else ""
         loss = f"{r['test_loss_mean']:.4f}{loss_std}" if r["test_loss_mean"] is not None else "–"
-        fmt = (lambda v, spec: "–" if v is None else format(v, spec))
-        lines.append(f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} | {loss} | "
-                     f"{fmt(r['best_epoch_mean'], '.1f')} | {fmt(r['epochs_run_mean'], '.1f')} | "
-                     f"{fmt(r['num_parameters'], ',')} | {fmt(r['wall_time_s_mean'], '.1f')} |")
+        lines.append(
+            f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} | {loss} | "
+            f"{_or_dash(r['best_epoch_mean'], '.1f')} | {_or_dash(r['epochs_run_mean'], '.1f')} | "
+            f"{_or_dash(r['num_parameters'], ',')} | {_or_dash(r['wall_time_s_mean'], '.1f')} |"
+        )
     lines += [
         "",
         f"## Against the reference (`{experiment.reference}`)",
@@ -162,8 +189,9 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
         if r["arm"] == experiment.reference:
             continue
         ci = f"[{_pct(r['ci_low'], True)}, {_pct(r['ci_high'], True)}]" if r["ci_low"] is not None else "–"
-        lines.append(f"| {r['arm']} | {r['paired_seeds']} | {_pct(r['diff_vs_reference'], True)} | {ci} | "
-                     f"**{r['verdict']}** |")
+        lines.append(
+            f"| {r['arm']} | {r['paired_seeds']} | {_pct(r['diff_vs_reference'], True)} | {ci} | **{r['verdict']}** |"
+        )
     problems = [(r["arm"], "failed", r["failed_seeds"]) for r in rows if r["failed_seeds"]]
     problems += [(r["arm"], "not run yet", r["missing_seeds"]) for r in rows if r["missing_seeds"]]
     if problems:
@@ -173,17 +201,23 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
         lines += ["", "## Plots", ""]
         for title, name in plots.items():
             lines += [f"### {title}", "", f"![{title}]({name})", ""]
-    lines += ["", f"Rebuild with `mlp-lab report {experiment.name}`; curves in TensorBoard: "
-                  f"`tensorboard --logdir {experiment.output_dir}`.", ""]
+    lines += [
+        "",
+        f"Rebuild with `mlp-lab report {experiment.name}`; curves in TensorBoard: "
+        f"`tensorboard --logdir {experiment.output_dir}`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def _curve(histories: dict[int, list[dict[str, float]]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _curve(
+    histories: dict[int, list[dict[str, float]]], key: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Epochs, mean, min and max over seeds of one metric (seeds may have run different lengths)."""
     longest = max(len(h) for h in histories.values())
     table = np.full((len(histories), longest), np.nan)
     for i, history in enumerate(histories.values()):
-        table[i, :len(history)] = [row[key] for row in history]
+        table[i, : len(history)] = [row[key] for row in history]
     # Every column holds at least the longest run's value, so the nan-reductions are well defined.
     return np.arange(1, longest + 1), np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
@@ -230,7 +264,7 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
         ax.set(title=name, xlabel="epoch", ylabel="loss")
         ax.grid(alpha=0.3)
         ax.legend()
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     fig.suptitle(f"{experiment.name}: train vs validation loss per arm (the gap is overfitting)")
     fig.tight_layout()
@@ -242,7 +276,11 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
     for name in names:
         x, mean, _, _ = _curve(arms[name]["history"], "lr")
         ax.plot(x, mean, color=colors[name], label=name, marker=".")
-    ax.set(xlabel="epoch", ylabel="learning rate (at the epoch's first step)", title=f"{experiment.name}: learning rate per epoch")
+    ax.set(
+        xlabel="epoch",
+        ylabel="learning rate (at the epoch's first step)",
+        title=f"{experiment.name}: learning rate per epoch",
+    )
     ax.grid(alpha=0.3)
     ax.legend(title="arm")
     fig.tight_layout()
@@ -256,8 +294,15 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
         mean = float(np.mean(accs))
         interval = t_interval(accs)
         if interval is not None:
-            ax.errorbar(i, mean, yerr=[[mean - interval[0]], [interval[1] - mean]], fmt="o", color=colors[name],
-                        capsize=6, markersize=8)
+            ax.errorbar(
+                i,
+                mean,
+                yerr=[[mean - interval[0]], [interval[1] - mean]],
+                fmt="o",
+                color=colors[name],
+                capsize=6,
+                markersize=8,
+            )
         else:
             ax.plot(i, mean, "o", color=colors[name], markersize=8)
         ax.scatter([i + 0.12] * len(accs), accs, color=colors[name], s=12, alpha=0.6)
@@ -286,8 +331,13 @@ def build_report(experiment: Experiment) -> dict[str, Any]:
         writer.writerow({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
     rundir.atomic_write_text(out / "report.csv", buffer.getvalue())
     report = {
-        "experiment": experiment.name, "factor": experiment.factor, "reference": experiment.reference,
-        "seeds": experiment.seeds, "overrides": list(experiment.overrides), "confidence": CONFIDENCE, "arms": rows,
+        "experiment": experiment.name,
+        "factor": experiment.factor,
+        "reference": experiment.reference,
+        "seeds": experiment.seeds,
+        "overrides": list(experiment.overrides),
+        "confidence": CONFIDENCE,
+        "arms": rows,
         "runs": {name: {str(s): r for s, r in data["runs"].items()} for name, data in arms.items()},
         "plots": plots,
     }

@@ -16,8 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.config import ConfigError, MLPLabError, config_hash, os_fault, read_yaml_mapping, validate_config
+from mlp_lab.metrics import METRICS_CSV_COLUMNS
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -243,7 +243,7 @@ class RunLock:
         finally:
             os.close(fd)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,7 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

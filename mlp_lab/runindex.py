@@ -26,8 +26,16 @@ INDEX_FILE = ".index.json"
 INDEX_VERSION = 1
 # The files a run's facts are read from; a change to any of them (or its appearing or going) re-reads the run.
 STAMPED_FILES = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.SUMMARY_FILE, rundir.LAST_CHECKPOINT)
-FACT_KEYS = ("status", "dataset", "hidden_sizes", "epochs_planned", "epochs_run", "parameters", "test_acc",
-             "wall_time_s")
+FACT_KEYS = (
+    "status",
+    "dataset",
+    "hidden_sizes",
+    "epochs_planned",
+    "epochs_run",
+    "parameters",
+    "test_acc",
+    "wall_time_s",
+)
 
 
 class IndexedRun(NamedTuple):
@@ -71,9 +79,16 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     and run, parameters, test accuracy and wall time; a missing or unreadable file leaves its
     facts at their defaults ('?', [], None, 0)."""
     run_dir = Path(run_dir)
-    facts: dict[str, Any] = {"status": str(rundir.run_status(run_dir)), "dataset": "?", "hidden_sizes": [],
-                             "epochs_planned": None, "epochs_run": 0, "parameters": None, "test_acc": None,
-                             "wall_time_s": None}
+    facts: dict[str, Any] = {
+        "status": str(rundir.run_status(run_dir)),
+        "dataset": "?",
+        "hidden_sizes": [],
+        "epochs_planned": None,
+        "epochs_run": 0,
+        "parameters": None,
+        "test_acc": None,
+        "wall_time_s": None,
+    }
     try:
         config = read_yaml_mapping(run_dir / rundir.CONFIG_FILE)
         facts["dataset"] = config.get("data", {}).get("dataset", "?")

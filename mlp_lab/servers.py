@@ -37,8 +37,9 @@ def check_port_free(host: str, port: int, flag: str = "--port") -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortTaken(f"{flag} {port}: {host}:{port} is already in use; stop what serves it or "
-                                f"choose another {flag}") from None
+                raise PortTaken(
+                    f"{flag} {port}: {host}:{port} is already in use; stop what serves it or choose another {flag}"
+                ) from None
             raise MLPLabError(f"{flag} {port}: cannot bind {host}:{port} ({exc.strerror or exc})") from None
 
 
@@ -98,12 +99,16 @@ def serve(servers: Sequence[Server]) -> int:
         for server in servers:
             if received:
                 break
-            processes.append(subprocess.Popen(
-                list(server.command), env=None if server.env is None else dict(server.env),
-                stdout=subprocess.DEVNULL if server.quiet else None,
-                # its own session and process group: stopped as a whole, and a Ctrl-C at the
-                # terminal reaches it only through us, once
-                start_new_session=True))
+            processes.append(
+                subprocess.Popen(
+                    list(server.command),
+                    env=None if server.env is None else dict(server.env),
+                    stdout=subprocess.DEVNULL if server.quiet else None,
+                    # its own session and process group: stopped as a whole, and a Ctrl-C at the
+                    # terminal reaches it only through us, once
+                    start_new_session=True,
+                )
+            )
         while not received and processes:
             # Short waits so that a signal handled in Python is acted on promptly.
             try:

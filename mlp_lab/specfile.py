@@ -69,9 +69,14 @@ class SpecFile(Generic[Schema]):
     errors: list[str]
 
 
-def read_spec_file(name_or_path: str | Path, directory: str | Path, kind: str, schema: type[Schema],
-                   set_options: Sequence[str] = (),
-                   raw_checks: Callable[[Path, dict[str, Any]], list[str]] | None = None) -> SpecFile[Schema]:
+def read_spec_file(
+    name_or_path: str | Path,
+    directory: str | Path,
+    kind: str,
+    schema: type[Schema],
+    set_options: Sequence[str] = (),
+    raw_checks: Callable[[Path, dict[str, Any]], list[str]] | None = None,
+) -> SpecFile[Schema]:
     """Resolve, read and validate a `kind` file against `schema` (which has `base` and `overrides`
     fields), then read its base config and apply the file's overrides and `set_options`.
 

@@ -30,9 +30,16 @@ class SuiteResult:
         return [b for result in self.results.values() for b in result.busy]
 
 
-def run_suite(experiments: Sequence[Experiment], jobs: int = 1, force: bool = False, data_dirs: Sequence[str] = (),
-              threads: int | None = None, stop: Callable[[], bool] | None = None,
-              log: Callable[[str], None] = print, executor: Executor | None = None) -> SuiteResult:
+def run_suite(
+    experiments: Sequence[Experiment],
+    jobs: int = 1,
+    force: bool = False,
+    data_dirs: Sequence[str] = (),
+    threads: int | None = None,
+    stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+) -> SuiteResult:
     """Compare every study in turn, then build the overview; an interruption skips the overview.
 
     Failed runs do not stop the suite (each study's report shows them), as in `compare`. The
@@ -41,10 +48,20 @@ def run_suite(experiments: Sequence[Experiment], jobs: int = 1, force: bool = Fa
     suite = SuiteResult()
     for index, experiment in enumerate(experiments, 1):
         runs = len(experiment.arms) * len(experiment.seeds)
-        log(f"study {index}/{len(experiments)} {experiment.name}: {len(experiment.arms)} arms x "
-            f"{len(experiment.seeds)} seeds = {runs} runs -> {experiment.output_dir}")
-        result = compare(experiment, jobs=jobs, force=force, data_dirs=data_dirs, threads=threads, stop=stop, log=log,
-                         executor=executor)
+        log(
+            f"study {index}/{len(experiments)} {experiment.name}: {len(experiment.arms)} arms x "
+            f"{len(experiment.seeds)} seeds = {runs} runs -> {experiment.output_dir}"
+        )
+        result = compare(
+            experiment,
+            jobs=jobs,
+            force=force,
+            data_dirs=data_dirs,
+            threads=threads,
+            stop=stop,
+            log=log,
+            executor=executor,
+        )
         suite.results[experiment.name] = result
         if result.interrupted:
             suite.interrupted = True

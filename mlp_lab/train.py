@@ -109,7 +109,7 @@ class EarlyStopping:
     epochs_without_improvement: int = 0
 
     @classmethod
-    def from_config(cls, cfg: EarlyStoppingConfig) -> "EarlyStopping":
+    def from_config(cls, cfg: EarlyStoppingConfig) -> EarlyStopping:
         return cls(cfg.patience, cfg.min_delta, "min" if cfg.monitor == "val/loss" else "max")
 
     def update(self, value: float, epoch: int) -> bool:
@@ -125,8 +125,11 @@ class EarlyStopping:
         return self.patience is not None and self.epochs_without_improvement >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch,
-                "epochs_without_improvement": self.epochs_without_improvement}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "epochs_without_improvement": self.epochs_without_improvement,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
@@ -171,8 +174,9 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim
     """
     params = model.parameters()
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, fused=True
+        )
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
@@ -196,8 +200,8 @@ def evaluate(model: torch.nn.Module, split: Split, batch_size: int = EVAL_BATCH_
     loss_sum = torch.zeros((), device=split.x.device, dtype=torch.float64)
     correct = torch.zeros((), device=split.x.device, dtype=torch.long)
     for start in range(0, len(split), batch_size):
-        logits = model(split.x[start:start + batch_size])
-        y = split.y[start:start + batch_size]
+        logits = model(split.x[start : start + batch_size])
+        y = split.y[start : start + batch_size]
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
@@ -221,8 +225,7 @@ class _Progress:
 class Trainer:
     """Trains one config into one run directory. Use `train()` unless you need the pieces."""
 
-    def __init__(self, config: Config, run_dir: str | Path, data: Data | None = None,
-                 data_dirs: tuple[str, ...] = ()):
+    def __init__(self, config: Config, run_dir: str | Path, data: Data | None = None, data_dirs: tuple[str, ...] = ()):
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.train.device)
@@ -249,19 +252,31 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def _checkpoint(self, kind: str) -> dict[str, Any]:
-        return {**checkpoint_header(kind, self.config, self.hash, self.model, data_meta(self.data.info)),
-                "numerics_version": NUMERICS_VERSION}
+        return {
+            **checkpoint_header(kind, self.config, self.hash, self.model, data_meta(self.data.info)),
+            "numerics_version": NUMERICS_VERSION,
+        }
 
     def save_last(self) -> None:
         """checkpoints/last.pt: the weights plus everything a bit-exact resume needs."""
         p = self.progress
-        save_checkpoint({
-            **self._checkpoint("last"), "optimizer": self.optimizer.state_dict(),
-            "plateau": self.plateau.state_dict() if self.plateau else None,
-            "early_stopping": self.stopper.state_dict(), "rng": rng_state(),
-            "epoch": p.epoch, "step": p.step, "history": p.history, "elapsed": p.elapsed,
-            "finished": p.finished, "stopped_early": p.stopped_early, "partial": p.partial,
-        }, self.run_dir)
+        save_checkpoint(
+            {
+                **self._checkpoint("last"),
+                "optimizer": self.optimizer.state_dict(),
+                "plateau": self.plateau.state_dict() if self.plateau else None,
+                "early_stopping": self.stopper.state_dict(),
+                "rng": rng_state(),
+                "epoch": p.epoch,
+                "step": p.step,
+                "history": p.history,
+                "elapsed": p.elapsed,
+                "finished": p.finished,
+                "stopped_early": p.stopped_early,
+                "partial": p.partial,
+            },
+            self.run_dir,
+        )
 
     def save_best(self, epoch: int, metrics: dict[str, float]) -> None:
         """checkpoints/best.pt: the weights of the best epoch so far and its metrics."""
@@ -275,7 +290,8 @@ class Trainer:
             if ckpt.get("config") == config_to_dict(self.config):
                 raise CheckpointError(
                     f"{path}: was written under numerics version {ckpt.get('numerics_version', 1)}, this mlp-lab "
-                    f"trains under version {NUMERICS_VERSION}; resuming would mix the two: start a new run instead")
+                    f"trains under version {NUMERICS_VERSION}; resuming would mix the two: start a new run instead"
+                )
             raise CheckpointError(f"{path}: was written for a different config; start a new run instead")
         load_weights(self.model, ckpt["model"], path)
         try:
@@ -285,8 +301,12 @@ class Trainer:
                 self.plateau.load_state_dict(ckpt["plateau"])
             set_rng_state(ckpt["rng"])
             self.progress = _Progress(
-                epoch=ckpt["epoch"], step=ckpt["step"], history=list(ckpt["history"]),
-                elapsed=ckpt["elapsed"], finished=ckpt["finished"], stopped_early=ckpt["stopped_early"],
+                epoch=ckpt["epoch"],
+                step=ckpt["step"],
+                history=list(ckpt["history"]),
+                elapsed=ckpt["elapsed"],
+                finished=ckpt["finished"],
+                stopped_early=ckpt["stopped_early"],
                 partial=ckpt["partial"],
             )
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
@@ -310,8 +330,12 @@ class Trainer:
         perm = epoch_permutation(len(train), self.config.seed, p.epoch, self.device)
         weights = self.model.penalized_weights()
         if p.partial is not None:
-            loss_sum, correct, seen, lr0 = (p.partial["loss_sum"].to(self.device), p.partial["correct"].to(self.device),
-                                            p.partial["seen"], p.partial["lr"])
+            loss_sum, correct, seen, lr0 = (
+                p.partial["loss_sum"].to(self.device),
+                p.partial["correct"].to(self.device),
+                p.partial["seen"],
+                p.partial["lr"],
+            )
         else:
             loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
             correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -329,8 +353,10 @@ class Trainer:
 
         for step in range(p.step, self.steps_per_epoch):
             if should_stop is not None and should_stop():
-                p.step, p.partial = step, {"loss_sum": loss_sum.cpu(), "correct": correct_so_far(step * bs).cpu(),
-                                           "seen": seen, "lr": lr0}
+                p.step, p.partial = (
+                    step,
+                    {"loss_sum": loss_sum.cpu(), "correct": correct_so_far(step * bs).cpu(), "seen": seen, "lr": lr0},
+                )
                 raise TrainingInterrupted(self.run_dir)
             lr = self._set_lr(p.epoch * self.steps_per_epoch + step)
             lr0 = lr if lr0 is None else lr0
@@ -359,8 +385,12 @@ class Trainer:
         p.step, p.partial = 0, None
         return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen), "lr": lr0}
 
-    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-            should_stop: Callable[[], bool] | None = None, loggers: Sequence[MetricLogger] = ()) -> None:
+    def fit(
+        self,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        loggers: Sequence[MetricLogger] = (),
+    ) -> None:
         """Train until the epochs run out or early stopping fires; checkpoint every epoch."""
         cfg, p = self.config.train, self.progress
         while not p.finished:
@@ -402,11 +432,20 @@ class Trainer:
         """Record a diverged run in summary.json and stop; best.pt and last.pt stay as they were."""
         epoch = record["epoch"]
         split, value = next((k, record[k]) for k in ("train/loss", "val/loss") if not math.isfinite(record[k]))
-        message = (f"{split} became {value} in epoch {epoch}: training diverged "
-                   f"(try a lower train.optimizer.lr, now {self.config.train.optimizer.lr})")
+        message = (
+            f"{split} became {value} in epoch {epoch}: training diverged "
+            f"(try a lower train.optimizer.lr, now {self.config.train.optimizer.lr})"
+        )
         summary = self._summary_base()
-        summary.update({"status": "diverged", "error": message, "failed_epoch": epoch,
-                        "epochs_run": self.progress.epoch, "best_epoch": self.stopper.best_epoch or None})
+        summary.update(
+            {
+                "status": "diverged",
+                "error": message,
+                "failed_epoch": epoch,
+                "epochs_run": self.progress.epoch,
+                "best_epoch": self.stopper.best_epoch or None,
+            }
+        )
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
         self.write_curves()
         for logger in loggers:
@@ -415,11 +454,17 @@ class Trainer:
 
     def _summary_base(self) -> dict[str, Any]:
         return {
-            "name": self.config.name, "seed": self.config.seed, "config_hash": self.hash,
+            "name": self.config.name,
+            "seed": self.config.seed,
+            "config_hash": self.hash,
             "numerics_version": NUMERICS_VERSION,
-            "dataset": self.data.info.name, "data_source": self.data.info.source,
-            "num_parameters": self.model.num_parameters(), "device": str(self.device),
-            "torch_version": torch.__version__, "threads": torch.get_num_threads(), "monitor": self.config.train.early_stopping.monitor,
+            "dataset": self.data.info.name,
+            "data_source": self.data.info.source,
+            "num_parameters": self.model.num_parameters(),
+            "device": str(self.device),
+            "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "monitor": self.config.train.early_stopping.monitor,
         }
 
     def finish(self, loggers: Sequence[MetricLogger] = ()) -> dict[str, Any]:
@@ -433,19 +478,21 @@ class Trainer:
         test_loss, test_acc = evaluate(self.model, self.data.test)
         best = p.history[self.stopper.best_epoch - 1] if self.stopper.best_epoch else p.history[-1]
         summary = self._summary_base()
-        summary.update({
-            "status": "completed",
-            "best_epoch": best["epoch"],
-            "best/val_loss": best["val/loss"],
-            "best/val_acc": best["val/acc"],
-            "test/loss": test_loss,
-            "test/acc": test_acc,
-            "test_weights": "best" if restored else "last",
-            "epochs_run": p.epoch,
-            "epochs_planned": self.config.train.epochs,
-            "stopped_early": p.stopped_early,
-            "wall_time_s": round(p.elapsed, 3),
-        })
+        summary.update(
+            {
+                "status": "completed",
+                "best_epoch": best["epoch"],
+                "best/val_loss": best["val/loss"],
+                "best/val_acc": best["val/acc"],
+                "test/loss": test_loss,
+                "test/acc": test_acc,
+                "test_weights": "best" if restored else "last",
+                "epochs_run": p.epoch,
+                "epochs_planned": self.config.train.epochs,
+                "stopped_early": p.stopped_early,
+                "wall_time_s": round(p.elapsed, 3),
+            }
+        )
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
         self.write_curves()
         for logger in loggers:

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from conftest import free_port, wait_for_health
 from PIL import Image, ImageDraw
 
-from conftest import free_port, wait_for_health
 from mlp_lab.predict import prepare_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,10 @@ def shape_strokes(shape: str, cx: float, cy: float, r: float) -> list[list[tuple
         return [[(cx + 0.7 * r * np.cos(a), cy + r * np.sin(a)) for a in angles]]
     if shape == "eight":
         angles = np.linspace(0, 2 * np.pi, 25)
-        return [[(cx + 0.45 * r * np.cos(a), cy - r / 2 + 0.5 * r * np.sin(a)) for a in angles],
-                [(cx + 0.5 * r * np.cos(a), cy + r / 2 + 0.5 * r * np.sin(a)) for a in angles]]
+        return [
+            [(cx + 0.45 * r * np.cos(a), cy - r / 2 + 0.5 * r * np.sin(a)) for a in angles],
+            [(cx + 0.5 * r * np.cos(a), cy + r / 2 + 0.5 * r * np.sin(a)) for a in angles],
+        ]
     lines = {
         "vertical": [[(cx, cy - r), (cx, cy + r)]],
         "horizontal": [[(cx - r, cy), (cx + r, cy)]],
@@ -94,12 +96,20 @@ def served_app(runs: Path, cwd: Path, log: Path, env: dict[str, str] | None = No
     """`mlp-lab app` on a free 127.0.0.1 port; yields (address, process) once /_stcore/health
     answers; stopped by its pid (its process group) afterwards."""
     port = free_port()
-    environment = {**os.environ, **(env or {}),
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    environment = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "mlp_lab", "app", "--port", str(port), "--runs", str(runs)],
-                                   cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlp_lab", "app", "--port", str(port), "--runs", str(runs)],
+            cwd=cwd,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     address = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(f"{address}/_stcore/health", process, log, "mlp-lab app", timeout)
@@ -135,14 +145,20 @@ def canvas_caption(page) -> str:
     return page.evaluate(CAPTION_JS)
 
 
-CAPTION_JS = ("() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-              ".map(e => e.innerText).find(t => t.startsWith('canvas ink')) || ''")
+CAPTION_JS = (
+    "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+    ".map(e => e.innerText).find(t => t.startsWith('canvas ink')) || ''"
+)
 
 
 def wait_for_new_answer(page, before: str, timeout_ms: float) -> None:
     """Wait until the canvas's caption differs from `before`: the page shows the answer to the last stroke."""
-    page.wait_for_function(f"([before]) => {{ const c = ({CAPTION_JS})(); return c && c !== before; }}",
-                           arg=[before], polling="raf", timeout=timeout_ms)
+    page.wait_for_function(
+        f"([before]) => {{ const c = ({CAPTION_JS})(); return c && c !== before; }}",
+        arg=[before],
+        polling="raf",
+        timeout=timeout_ms,
+    )
 
 
 # The app's canvas once its script has sized it and listens for the pointer, with nothing drawn yet.
@@ -155,8 +171,12 @@ def wait_for_empty_canvas(page, timeout_s: float = 60.0) -> None:
     The canvas marks itself `data-ready` once its script has sized it and listens for the pointer."""
     deadline = time.monotonic() + timeout_s
     while True:
-        if (page.locator("canvas.mlp-canvas").count() == 1 and page.locator(READY).count() == 1
-                and not canvas_caption(page) and page.get_by_text("draw a digit on the canvas").count()):
+        if (
+            page.locator("canvas.mlp-canvas").count() == 1
+            and page.locator(READY).count() == 1
+            and not canvas_caption(page)
+            and page.get_by_text("draw a digit on the canvas").count()
+        ):
             return
         if time.monotonic() > deadline:
             raise TimeoutError("no fresh empty canvas on the page")

@@ -38,12 +38,13 @@ def synthetic_images(n: int, rng: np.random.Generator, channels: int = 1, size: 
     images = rng.integers(0, 60, (n, channels, size, size)).astype(np.uint8)
     band = size // classes
     for i, k in enumerate(labels):
-        images[i, :, k * band:(k + 1) * band, :] = rng.integers(150, 256, (channels, band, size))
+        images[i, :, k * band : (k + 1) * band, :] = rng.integers(150, 256, (channels, band, size))
     return images, labels
 
 
-def write_idx_dataset(directory: Path, n_train: int = 600, n_test: int = 200, seed: int = 0,
-                      compress: bool = True) -> Path:
+def write_idx_dataset(
+    directory: Path, n_train: int = 600, n_test: int = 200, seed: int = 0, compress: bool = True
+) -> Path:
     """The four MNIST-style IDX files, flat in `directory` (Debian's layout)."""
     rng = np.random.default_rng(seed)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
@@ -61,12 +62,19 @@ def write_cifar_dataset(root: Path, per_batch: int = 60, n_test: int = 100, seed
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
         images, labels = synthetic_images(n_test if name == "test_batch" else per_batch, rng, channels=3, size=32)
-        batch = {"batch_label": name, "labels": [int(v) for v in labels], "data": images.reshape(len(labels), -1),
-                 "filenames": [f"{name}_{i}.png" for i in range(len(labels))]}
+        batch = {
+            "batch_label": name,
+            "labels": [int(v) for v in labels],
+            "data": images.reshape(len(labels), -1),
+            "filenames": [f"{name}_{i}.png" for i in range(len(labels))],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-            "num_cases_per_batch": per_batch, "num_vis": 3072}
+    meta = {
+        "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+        "num_cases_per_batch": per_batch,
+        "num_vis": 3072,
+    }
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump(meta, f)
     return root
@@ -141,8 +149,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_health(url: str, process: subprocess.Popen, log: Path, what: str, timeout: float = 120.0,
-                    poll: float = 0.2) -> None:
+def wait_for_health(
+    url: str, process: subprocess.Popen, log: Path, what: str, timeout: float = 120.0, poll: float = 0.2
+) -> None:
     """Poll `url` until it answers 200; fail with the tail of the server's `log` if `process`
     exits first or `timeout` seconds pass (readiness, never a fixed sleep)."""
     deadline = time.monotonic() + timeout

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import metrics_without_timing, write_study
+
 from mlp_lab.ablation import compare, load_experiment, plan
 from mlp_lab.config import ConfigError, MLPLabError
 from mlp_lab.execute import run_one
@@ -115,12 +115,18 @@ def test_parallel_jobs_give_the_same_results_as_serial(tiny_config, tmp_path):
     runs = lambda root: sorted(p.relative_to(root) for p in root.glob("study/*/seed-*"))  # noqa: E731
     assert runs(tmp_path / "runs") == runs(tmp_path / "runs-parallel")
     for run in runs(tmp_path / "runs"):
-        assert metrics_without_timing(tmp_path / "runs" / run) == metrics_without_timing(tmp_path / "runs-parallel" / run)
+        assert metrics_without_timing(tmp_path / "runs" / run) == metrics_without_timing(
+            tmp_path / "runs-parallel" / run
+        )
 
 
 def test_failed_run_is_reported_and_others_continue(tiny_config, tmp_path):
-    path = write_study(tmp_path, tiny_config, factor="train.optimizer",
-                       arms={"none": {}, "explode": {"train.optimizer": {"name": "sgd", "lr": 1.0e6}}})
+    path = write_study(
+        tmp_path,
+        tiny_config,
+        factor="train.optimizer",
+        arms={"none": {}, "explode": {"train.optimizer": {"name": "sgd", "lr": 1.0e6}}},
+    )
     result = compare(load_experiment(path), log=lambda _: None)
     assert [o.status for o in result.outcomes] == [RunStatus.DONE] * 2 + [RunStatus.FAILED] * 2
     assert "diverged" in result.failures[0].error and result.failures[0].summary["status"] == "diverged"

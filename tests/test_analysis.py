@@ -5,17 +5,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import write_config
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import write_config
 from mlp_lab.analysis import describe_data, model_summary, unnormalize
 from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
 from mlp_lab.data import load_data
 from mlp_lab.evaluation import evaluate_run, per_class_report
-from mlp_lab.predict import predict_files
 from mlp_lab.model import ParameterizedMLP
+from mlp_lab.predict import predict_files
 from mlp_lab.train import train
 
 runner = CliRunner()
@@ -44,8 +44,13 @@ def test_evaluate_matches_summary_and_confusion_matrix_sums_to_split(trained_run
     assert matrix.sum() == result["examples"] == 200
     assert np.trace(matrix) / matrix.sum() == pytest.approx(result["accuracy"])
     assert sum(r["support"] for r in result["per_class"]) == 200
-    for name in ("test_report.txt", "test_per_class.csv", "test_confusion_matrix.png", "test_predictions.png",
-                 "test_metrics.json"):
+    for name in (
+        "test_report.txt",
+        "test_per_class.csv",
+        "test_confusion_matrix.png",
+        "test_predictions.png",
+        "test_metrics.json",
+    ):
         path = run_dir / "eval" / name
         assert path.is_file() and path.stat().st_size > 0, name
     val = evaluate_run(run_dir, "val")
@@ -136,8 +141,10 @@ def test_summary_and_evaluate_cli(trained_run, tmp_path):
 def test_histograms_are_logged_when_asked(tiny_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"},
-                      output={"dir": str(tmp_path / "runs"), "tensorboard": True, "histograms": True})
+    cfg = tiny_config(
+        train={"epochs": 2, "batch_size": 32, "device": "cpu"},
+        output={"dir": str(tmp_path / "runs"), "tensorboard": True, "histograms": True},
+    )
     train(cfg, tmp_path / "runs" / "h")
     events = EventAccumulator(str(tmp_path / "runs" / "h"), size_guidance={"histograms": 0})
     events.Reload()

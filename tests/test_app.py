@@ -14,11 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import (
+    CANVAS,
+    CHROMIUM,
+    SHAPES,
+    draw_and_wait,
+    draw_shape,
+    launch_chromium,
+    served_app,
+    shape_strokes,
+    wait_for_empty_canvas,
+    write_shapes_dataset,
+)
 from PIL import Image
 from typer.testing import CliRunner
 
-from app_helpers import (CANVAS, CHROMIUM, SHAPES, draw_and_wait, draw_shape, launch_chromium, served_app, shape_strokes,
-                         wait_for_empty_canvas, write_shapes_dataset)
 from mlp_lab import rundir
 from mlp_lab.app import drawing, form, launched, models, serve, studies, training
 from mlp_lab.app import runs as app_runs
@@ -35,13 +45,16 @@ MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
 
 def shapes_config(root: Path, **train):
     """A small MNIST-format run over the drawn-shapes data: seconds to train, 100% on its test split."""
-    return validate_config({
-        "name": "shapes", "data": {"dataset": "mnist", "root": str(root / "data"), "download": False,
-                                   "val_fraction": 0.2},
-        "model": {"hidden_sizes": [64]},
-        "train": {"epochs": 10, "batch_size": 32, "device": "cpu", **train},
-        "output": {"dir": str(root / "runs"), "tensorboard": False},
-    }, "shapes.yaml")
+    return validate_config(
+        {
+            "name": "shapes",
+            "data": {"dataset": "mnist", "root": str(root / "data"), "download": False, "val_fraction": 0.2},
+            "model": {"hidden_sizes": [64]},
+            "train": {"epochs": 10, "batch_size": 32, "device": "cpu", **train},
+            "output": {"dir": str(root / "runs"), "tensorboard": False},
+        },
+        "shapes.yaml",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +119,14 @@ def test_the_canvas_drawing_it_sends_is_read_and_recognised(predictor, dark_on_l
 
 def test_a_canvas_message_that_is_not_a_png_drawing_is_one_message():
     good = canvas_data_url("ring")
-    for bad, match in [("data:image/jpeg;base64,AAAA", "not a PNG drawing"), (42, "not a PNG drawing"),
-                       (drawing.CANVAS_PREFIX + "!!not base64!!", "could not be read"),
-                       (drawing.CANVAS_PREFIX + base64.b64encode(b"text, not a picture").decode(), "could not be read"),
-                       (good[:200], "could not be read"),
-                       (drawing.CANVAS_PREFIX + "A" * drawing.MAX_CANVAS_BYTES, "too large for a drawing")]:
+    for bad, match in [
+        ("data:image/jpeg;base64,AAAA", "not a PNG drawing"),
+        (42, "not a PNG drawing"),
+        (drawing.CANVAS_PREFIX + "!!not base64!!", "could not be read"),
+        (drawing.CANVAS_PREFIX + base64.b64encode(b"text, not a picture").decode(), "could not be read"),
+        (good[:200], "could not be read"),
+        (drawing.CANVAS_PREFIX + "A" * drawing.MAX_CANVAS_BYTES, "too large for a drawing"),
+    ]:
         with pytest.raises(MLPLabError, match=match):
             drawing.canvas_image(bad)
 
@@ -173,21 +189,55 @@ def test_form_defaults_give_back_the_base_config(tmp_path):
 
 def test_form_values_become_a_config(tmp_path):
     base = validate_config({}, "base")
-    values = {**form.form_defaults(base), "name": " mine ", "dataset": "mnist", "hidden_sizes": "512-256, 64",
-              "batch_norm": True, "dropout": 0.3, "optimizer": "sgd", "lr": "5e-2", "scheduler": "cosine",
-              "epochs": 7, "patience": 0, "l1": "1e-5", "l2": "0", "seed": 3}
+    values = {
+        **form.form_defaults(base),
+        "name": " mine ",
+        "dataset": "mnist",
+        "hidden_sizes": "512-256, 64",
+        "batch_norm": True,
+        "dropout": 0.3,
+        "optimizer": "sgd",
+        "lr": "5e-2",
+        "scheduler": "cosine",
+        "epochs": 7,
+        "patience": 0,
+        "l1": "1e-5",
+        "l2": "0",
+        "seed": 3,
+    }
     config, errors = form.form_to_config(values, base, tmp_path)
     assert errors == {}
     assert (config.name, config.data.dataset, config.model.hidden_sizes, config.model.batch_norm) == (
-        "mine", "mnist", [512, 256, 64], True)
-    assert (config.train.optimizer.name, config.train.optimizer.lr, config.train.scheduler.name) == ("sgd", 0.05, "cosine")
-    assert (config.train.epochs, config.train.early_stopping.patience, config.train.l1, config.seed) == (7, None, 1e-5, 3)
+        "mine",
+        "mnist",
+        [512, 256, 64],
+        True,
+    )
+    assert (config.train.optimizer.name, config.train.optimizer.lr, config.train.scheduler.name) == (
+        "sgd",
+        0.05,
+        "cosine",
+    )
+    assert (config.train.epochs, config.train.early_stopping.patience, config.train.l1, config.seed) == (
+        7,
+        None,
+        1e-5,
+        3,
+    )
 
 
 def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
     base = validate_config({}, "base")
-    values = {**form.form_defaults(base), "name": "no spaces allowed", "hidden_sizes": "256, 0", "dropout": 1.5,
-              "lr": "fast", "epochs": 0, "patience": -1, "l2": "-1"}
+    values = {
+        **form.form_defaults(base),
+        "name": "no spaces allowed",
+        "hidden_sizes": "256, 0",
+        "dropout": 1.5,
+        "lr": "fast",
+        "epochs": 0,
+        "patience": -1,
+        "l2": "-1",
+    }
     config, errors = form.form_to_config(values, base, tmp_path)
     assert config is None
     assert set(errors) == {"lr"}  # a value that is not even a number is reported first, alone
@@ -200,7 +250,9 @@ def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
     bad_sizes = form.form_to_config({**form.form_defaults(base), "hidden_sizes": "wide"}, base, tmp_path)[1]
     assert "whole numbers" in bad_sizes["hidden_sizes"]
     # A rule on a key the form does not show is still reported, under the form as a whole.
-    cosine = validate_config({"train": {"optimizer": {"lr": 0.1}, "scheduler": {"name": "cosine", "min_lr": 0.01}}}, "base")
+    cosine = validate_config(
+        {"train": {"optimizer": {"lr": 0.1}, "scheduler": {"name": "cosine", "min_lr": 0.01}}}, "base"
+    )
     errors = form.form_to_config({**form.form_defaults(cosine), "lr": "0.001"}, cosine, tmp_path)[1]
     assert list(errors) == [form.FORM_ERRORS] and errors[form.FORM_ERRORS].startswith("train.scheduler.min_lr")
     assert not (tmp_path / launched.APP_DIR).exists()  # nothing was started
@@ -221,8 +273,10 @@ def test_runs_are_listed_with_their_facts_and_a_deleted_run_is_one_message(shape
     assert app_runs.list_runs(tmp_path / "nothing") == [] and studies.list_studies(tmp_path) == []
 
 
-LOCK_HOLDER = ("import sys; from mlp_lab.rundir import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
-               "print('locked', flush=True); sys.stdin.read()")
+LOCK_HOLDER = (
+    "import sys; from mlp_lab.rundir import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+    "print('locked', flush=True); sys.stdin.read()"
+)
 
 
 def test_a_run_is_live_while_a_process_holds_its_lock(tmp_path):
@@ -236,8 +290,13 @@ def test_a_run_is_live_while_a_process_holds_its_lock(tmp_path):
     (runs / ".held.lock").write_text(str(os.getpid()))
     assert app_runs.running_pid(run_dir) is None and app_runs.list_runs(runs)[0].status != "running"
     env = {**os.environ, "PYTHONPATH": str(MAIN.parents[2])}
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(run_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert app_runs.running_pid(run_dir) == holder.pid
@@ -285,7 +344,9 @@ def test_app_without_the_extra_exits_2_naming_it(monkeypatch):
     monkeypatch.setattr(serve.importlib.util, "find_spec", lambda name: None if name == "streamlit" else real(name))
     result = runner.invoke(app, ["app"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: mlp-lab app needs the [app] extra (streamlit missing): pip install -e '.[app]'"
+    assert (
+        result.stderr.strip() == "error: mlp-lab app needs the [app] extra (streamlit missing): pip install -e '.[app]'"
+    )
 
 
 def test_the_app_is_served_on_loopback_without_a_full_gc_after_every_rerun():
@@ -299,11 +360,13 @@ def test_the_app_is_served_on_loopback_without_a_full_gc_after_every_rerun():
 
 
 def test_help_and_the_core_do_not_import_streamlit():
-    code = ("import sys; from typer.testing import CliRunner; from mlp_lab.cli import app; "
-            "import mlp_lab.app.drawing, mlp_lab.app.form, mlp_lab.app.launched, mlp_lab.app.models, "
-            "mlp_lab.app.runs, mlp_lab.app.serve, mlp_lab.app.studies, mlp_lab.app.training; "
-            "CliRunner().invoke(app, ['--help']); "
-            "print(sorted(m for m in ('streamlit', 'torch') if m in sys.modules))")
+    code = (
+        "import sys; from typer.testing import CliRunner; from mlp_lab.cli import app; "
+        "import mlp_lab.app.drawing, mlp_lab.app.form, mlp_lab.app.launched, mlp_lab.app.models, "
+        "mlp_lab.app.runs, mlp_lab.app.serve, mlp_lab.app.studies, mlp_lab.app.training; "
+        "CliRunner().invoke(app, ['--help']); "
+        "print(sorted(m for m in ('streamlit', 'torch') if m in sys.modules))"
+    )
     env = {**os.environ, "PYTHONPATH": str(MAIN.parents[2])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
@@ -351,9 +414,14 @@ def test_a_launched_run_is_watched_stopped_and_resumed_from_its_directory(shapes
 @pytest.mark.slow
 def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MLP_LAB_DATA", raising=False)
-    config = validate_config({"name": "nodata", "data": {"dataset": "mnist", "root": str(tmp_path / "empty"),
-                                                         "download": False},
-                              "output": {"dir": str(tmp_path / "runs")}}, "x")
+    config = validate_config(
+        {
+            "name": "nodata",
+            "data": {"dataset": "mnist", "root": str(tmp_path / "empty"), "download": False},
+            "output": {"dir": str(tmp_path / "runs")},
+        },
+        "x",
+    )
     run_dir = training.launch_run(config)
     wait_for(lambda: app_runs.running_pid(run_dir) is None, what="the run to give up")
     progress = training.run_progress(run_dir)
@@ -441,9 +509,11 @@ def test_train_form_offers_the_schemas_choices(app_test, tmp_path):
     page = app_test(tmp_path / "runs", "Train")
     assert not page.exception
     offered = {box.label: tuple(box.options) for box in page.selectbox}
-    assert offered == {"Dataset": get_args(DataConfig.model_fields["dataset"].annotation),
-                       "Optimizer": get_args(OptimizerConfig.model_fields["name"].annotation),
-                       "LR schedule": get_args(SchedulerConfig.model_fields["name"].annotation)}
+    assert offered == {
+        "Dataset": get_args(DataConfig.model_fields["dataset"].annotation),
+        "Optimizer": get_args(OptimizerConfig.model_fields["name"].annotation),
+        "LR schedule": get_args(SchedulerConfig.model_fields["name"].annotation),
+    }
     assert form.schema_choices("model.activation") == ("relu", "tanh", "sigmoid", "gelu", "leaky_relu")
     assert form.schema_choices("train.epochs") is None and set(form.CHOICES) == {"dataset", "optimizer", "scheduler"}
 
@@ -454,7 +524,9 @@ def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkey
     shutil.copytree(shapes_run[1], runs / "shapes")
     study = runs / "dropout"
     study.mkdir()
-    (study / "report.md").write_text("# dropout\n\n| arm | verdict |\n| --- | --- |\n| p0.5 | hurts |\n\n![curves](val.png)\n")
+    (study / "report.md").write_text(
+        "# dropout\n\n| arm | verdict |\n| --- | --- |\n| p0.5 | hurts |\n\n![curves](val.png)\n"
+    )
     Image.new("RGB", (20, 20), "white").save(study / "val.png")
     page = app_test(runs, "Runs")
     assert not page.exception
@@ -492,8 +564,10 @@ def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
     shutil.copytree(trained, runs / "shapes")
     upload = tmp_path / "bar.png"
     draw_shape("horizontal", np.random.default_rng(5), dark_on_light=True).save(upload)
-    with served_app(runs, tmp_path, tmp_path / "app.log", {"MLP_LAB_DATA": str(data)}) as (address, _), \
-            sync_playwright() as playwright:
+    with (
+        served_app(runs, tmp_path, tmp_path / "app.log", {"MLP_LAB_DATA": str(data)}) as (address, _),
+        sync_playwright() as playwright,
+    ):
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(60_000)

@@ -5,12 +5,12 @@ import json
 import subprocess
 import sys
 
+from conftest import write_config
 from typer.testing import CliRunner
 
-from conftest import write_config
 from mlp_lab.bench import roofline_flops, roofline_shapes, run_benchmark
-from mlp_lab.train import num_batches
 from mlp_lab.cli import app
+from mlp_lab.train import num_batches
 
 
 def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
@@ -50,8 +50,10 @@ def test_bench_cli_writes_json(tiny_config, tmp_path):
 def test_validate_does_not_import_torch(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: x\n")
-    code = ("import sys\nfrom mlp_lab.cli import app\n"
-            f"try:\n    app(['validate', {str(path)!r}])\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    code = (
+        "import sys\nfrom mlp_lab.cli import app\n"
+        f"try:\n    app(['validate', {str(path)!r}])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("NO-TORCH") and "name: x" in out

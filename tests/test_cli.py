@@ -2,10 +2,11 @@
 
 import subprocess
 import sys
+
 import yaml
+from conftest import write_config
 from typer.testing import CliRunner
 
-from conftest import write_config
 from mlp_lab.cli import app
 
 runner = CliRunner()
@@ -61,7 +62,10 @@ def test_tensorboard_events_hold_scalars_and_hparams(tiny_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"}, output={"dir": str(tmp_path / "runs"), "tensorboard": True})
+    cfg = tiny_config(
+        train={"epochs": 3, "batch_size": 32, "device": "cpu"},
+        output={"dir": str(tmp_path / "runs"), "tensorboard": True},
+    )
     path = write_config(tmp_path, cfg)
     assert runner.invoke(app, ["run", str(path)]).exit_code == 0
     events = EventAccumulator(str(tmp_path / "runs" / "tiny"))
@@ -71,8 +75,10 @@ def test_tensorboard_events_hold_scalars_and_hparams(tiny_config, tmp_path):
         assert tag in scalars, tag
     assert [e.step for e in events.Scalars("val/acc")] == [1, 2, 3]
     summary = yaml.safe_load((tmp_path / "runs" / "tiny" / "summary.json").read_text())
-    assert events.Scalars("test/acc")[-1].value == summary["test/acc"].__float__() or abs(
-        events.Scalars("test/acc")[-1].value - summary["test/acc"]) < 1e-6
+    assert (
+        events.Scalars("test/acc")[-1].value == summary["test/acc"].__float__()
+        or abs(events.Scalars("test/acc")[-1].value - summary["test/acc"]) < 1e-6
+    )
     content = events.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in content and "_hparams_/session_start_info" in content
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
@@ -86,14 +92,32 @@ def test_help_lists_the_verbs_in_their_order():
     from typer.main import get_command
 
     assert list(get_command(app).list_commands(None)) == [
-        "run", "validate", "compare", "report", "suite", "search", "list", "data", "summary", "evaluate", "predict",
-        "track", "register", "models", "ui", "app", "bench"]
+        "run",
+        "validate",
+        "compare",
+        "report",
+        "suite",
+        "search",
+        "list",
+        "data",
+        "summary",
+        "evaluate",
+        "predict",
+        "track",
+        "register",
+        "models",
+        "ui",
+        "app",
+        "bench",
+    ]
 
 
 def test_help_does_not_import_torch_and_python_m_works():
-    code = ("import sys\nfrom mlp_lab.cli import app\n"
-            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    code = (
+        "import sys\nfrom mlp_lab.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "run" in result.stdout and result.stdout.strip().endswith("NO-TORCH")
     module = subprocess.run([sys.executable, "-m", "mlp_lab", "--help"], capture_output=True, text=True)

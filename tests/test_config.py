@@ -55,8 +55,15 @@ def test_reference_configs_spell_out_every_field(name):
 
 def test_overrides_parse_yaml_values_and_create_sections(tmp_path):
     path = write(tmp_path, "name: x\n")
-    cfg = load_config(path, ["train.optimizer.lr=0.01", "model.hidden_sizes=[512,256]",
-                             "train.early_stopping.patience=3", "model.batch_norm=true"])
+    cfg = load_config(
+        path,
+        [
+            "train.optimizer.lr=0.01",
+            "model.hidden_sizes=[512,256]",
+            "train.early_stopping.patience=3",
+            "model.batch_norm=true",
+        ],
+    )
     assert cfg.train.optimizer.lr == 0.01
     assert cfg.model.hidden_sizes == [512, 256]
     assert cfg.train.early_stopping.patience == 3
@@ -64,7 +71,9 @@ def test_overrides_parse_yaml_values_and_create_sections(tmp_path):
 
 
 def test_all_errors_are_reported_at_once_with_file_and_key(tmp_path):
-    path = write(tmp_path, "model:\n  dropout: 1.0\n  hidden_sizes: [0]\ntrain:\n  epochs: 0\n  optimizer:\n    lr: -1\n")
+    path = write(
+        tmp_path, "model:\n  dropout: 1.0\n  hidden_sizes: [0]\ntrain:\n  epochs: 0\n  optimizer:\n    lr: -1\n"
+    )
     errors = errors_of(path)
     keys = ["model.dropout", "model.hidden_sizes[0]", "train.epochs", "train.optimizer.lr"]
     assert len(errors) == len(keys)
@@ -111,8 +120,11 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_cross_field_checks(tmp_path):
-    path = write(tmp_path, "train:\n  epochs: 3\n  scheduler: {name: cosine, warmup_epochs: 3}\n"
-                           "  optimizer: {name: adam, nesterov: true}\n")
+    path = write(
+        tmp_path,
+        "train:\n  epochs: 3\n  scheduler: {name: cosine, warmup_epochs: 3}\n"
+        "  optimizer: {name: adam, nesterov: true}\n",
+    )
     errors = errors_of(path)
     assert any("train.scheduler.warmup_epochs" in e for e in errors)
     assert any("train.optimizer.nesterov" in e for e in errors)

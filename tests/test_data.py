@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_cifar_dataset, write_idx_dataset
+
 from mlp_lab import data as data_mod
 from mlp_lab.config import DataConfig
 from mlp_lab.data import DataError, load_data, split_indices
@@ -113,6 +113,5 @@ def test_cifar10_batches_in_the_real_pickled_format(tmp_path):
 
 def test_cifar10_found_through_data_dir(tmp_path):
     found = write_cifar_dataset(tmp_path / "elsewhere")
-    data = load_data(DataConfig(dataset="cifar10", root=str(tmp_path / "root"), download=False),
-                     extra_dirs=[found])
+    data = load_data(DataConfig(dataset="cifar10", root=str(tmp_path / "root"), download=False), extra_dirs=[found])
     assert len(data.test) == 100

@@ -24,8 +24,13 @@ def test_the_facts_are_those_of_the_real_datasets():
 
 
 def test_a_loaded_dataset_is_described_by_its_facts(idx_dir, tmp_path):
-    info = data.load_data(DataConfig(dataset="mnist", root=str(tmp_path / "data"), download=False),
-                          extra_dirs=[idx_dir]).info
+    info = data.load_data(
+        DataConfig(dataset="mnist", root=str(tmp_path / "data"), download=False), extra_dirs=[idx_dir]
+    ).info
     facts = DATASETS["mnist"]
     assert (info.classes, info.image_shape, info.in_features, info.num_classes) == (
-        facts.classes, facts.image_shape, facts.in_features, facts.num_classes)
+        facts.classes,
+        facts.image_shape,
+        facts.in_features,
+        facts.num_classes,
+    )

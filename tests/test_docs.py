@@ -41,7 +41,8 @@ def test_reference_page_is_current(name):
     assert path.exists(), f"{path.relative_to(REPO)} is missing: run `{generate.HOW_TO_UPDATE}`"
     assert path.read_text() == expected, (
         f"{path.relative_to(REPO)} is out of date with the code: run `{generate.HOW_TO_UPDATE}` "
-        "(or MLP_LAB_WRITE_DOCS=1 pytest tests/test_docs.py) and commit the result")
+        "(or MLP_LAB_WRITE_DOCS=1 pytest tests/test_docs.py) and commit the result"
+    )
 
 
 def test_cli_reference_lists_every_command():
@@ -116,9 +117,11 @@ def anchors(text: str) -> set[str]:
 
 
 def test_relative_links_finder():
-    text = ("# A title, with `code`\n"
-            "[ok](docs/a.md) and ![img](b.png \"title\") and [web](https://x.org) [here](#top)\n"
-            "`[not a link](c.md)`\n```\n[in a fence](d.md)\n# not a heading\n```\n[anchored](e.md#part)\n")
+    text = (
+        "# A title, with `code`\n"
+        '[ok](docs/a.md) and ![img](b.png "title") and [web](https://x.org) [here](#top)\n'
+        "`[not a link](c.md)`\n```\n[in a fence](d.md)\n# not a heading\n```\n[anchored](e.md#part)\n"
+    )
     assert relative_links(text) == [(2, "docs/a.md", ""), (2, "b.png", ""), (2, "", "top"), (8, "e.md", "part")]
     assert anchors(text) == {"a-title-with-code"}
 
@@ -145,4 +148,5 @@ def test_readme_is_a_front_door():
     lines = (REPO / "README.md").read_text().splitlines()
     assert len(lines) <= README_MAX_LINES, (
         f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): move how-to text to "
-        "docs/guide/, figures to docs/results/")
+        "docs/guide/, figures to docs/results/"
+    )

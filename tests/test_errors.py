@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_idx_dataset
 from typer.testing import CliRunner
 
-from conftest import write_idx_dataset
 from mlp_lab import rundir
 from mlp_lab.cli import app
 from mlp_lab.config import validate_config
@@ -43,13 +43,16 @@ MAX_LINE = 400  # characters: an error line is read, not scrolled
 
 GOOD = "name: ok\ntrain:\n  epochs: 2\n  device: cpu\n"
 # A tiny config over the synthetic IDX files in ./idx (or wherever --data-dir points).
-TINY = ("name: tiny\ndata: {dataset: mnist, root: data, download: false, val_fraction: 0.2}\n"
-        "model: {hidden_sizes: [16]}\ntrain: {epochs: 1, batch_size: 64, device: cpu}\n"
-        "output: {dir: runs, tensorboard: false}\n")
-EXP = ("base: ../base.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\n"
-       "arms:\n  a: {}\n  b: {model.dropout: 0.1}\n")
-SEARCH = ("base: ../base.yaml\nsampler: random\ntrials: 2\n"
-          "params:\n  train.optimizer.lr: {type: float, low: 0.0001, high: 0.1, log: true}\n")
+TINY = (
+    "name: tiny\ndata: {dataset: mnist, root: data, download: false, val_fraction: 0.2}\n"
+    "model: {hidden_sizes: [16]}\ntrain: {epochs: 1, batch_size: 64, device: cpu}\n"
+    "output: {dir: runs, tensorboard: false}\n"
+)
+EXP = "base: ../base.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\narms:\n  a: {}\n  b: {model.dropout: 0.1}\n"
+SEARCH = (
+    "base: ../base.yaml\nsampler: random\ntrials: 2\n"
+    "params:\n  train.optimizer.lr: {type: float, low: 0.0001, high: 0.1, log: true}\n"
+)
 
 
 @dataclass
@@ -81,15 +84,18 @@ class Case:
 def _copy_run(source: str) -> Callable[[Path, dict[str, Path]], None]:
     def setup(tmp: Path, runs: dict[str, Path]) -> None:
         shutil.copytree(runs[source], tmp / "copy")
+
     return setup
 
 
 def _cut(relative: str, keep: float = 0.5) -> Callable[[Path, dict[str, Path]], None]:
     """Copy the finished run and cut one of its files short (a crash mid-copy, a torn download)."""
+
     def setup(tmp: Path, runs: dict[str, Path]) -> None:
         shutil.copytree(runs["run"], tmp / "copy")
         path = tmp / "copy" / relative
         path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
     return setup
 
 
@@ -97,6 +103,7 @@ def _replace(relative: str, text: str) -> Callable[[Path, dict[str, Path]], None
     def setup(tmp: Path, runs: dict[str, Path]) -> None:
         shutil.copytree(runs["run"], tmp / "copy")
         (tmp / "copy" / relative).write_text(text)
+
     return setup
 
 
@@ -104,14 +111,17 @@ def _remove(relative: str) -> Callable[[Path, dict[str, Path]], None]:
     def setup(tmp: Path, runs: dict[str, Path]) -> None:
         shutil.copytree(runs["run"], tmp / "copy")
         (tmp / "copy" / relative).unlink()
+
     return setup
 
 
 def _dataset(change: Callable[[Path], None], compress: bool = True) -> Callable[[Path, dict[str, Path]], None]:
     """Synthetic IDX files in ./bad with one of them damaged by `change`."""
+
     def setup(tmp: Path, runs: dict[str, Path]) -> None:
         write_idx_dataset(tmp / "bad", n_train=100, n_test=50, compress=compress)
         change(tmp / "bad")
+
     return setup
 
 
@@ -119,12 +129,14 @@ def _truncate(name: str, keep: float = 0.5) -> Callable[[Path], None]:
     def change(directory: Path) -> None:
         path = directory / name
         path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
     return change
 
 
 def _overwrite(name: str, data: bytes) -> Callable[[Path], None]:
     def change(directory: Path) -> None:
         (directory / name).write_bytes(data)
+
     return change
 
 
@@ -142,125 +154,429 @@ BIG = "[1000000000000]"
 
 CASES = [
     # -- config files -------------------------------------------------------------------------
-    Case("config", "unknown top-level key", ["validate", "c.yaml"], ["c.yaml", "trian", "did you mean 'train'"],
-         {"c.yaml": "trian: {}\n"}),
-    Case("config", "unknown nested key", ["run", "c.yaml"], ["c.yaml", "model.hiden_sizes", "did you mean 'model.hidden_sizes'"],
-         {"c.yaml": "model:\n  hiden_sizes: [3]\n"}),
-    Case("config", "wrong type", ["run", "c.yaml"], ["c.yaml", "train.epochs", "'many'"], {"c.yaml": "train:\n  epochs: many\n"}),
-    Case("config", "negative learning rate", ["run", "c.yaml"], ["c.yaml", "train.optimizer.lr", "greater than 0"],
-         {"c.yaml": "train:\n  optimizer: {lr: -0.1}\n"}),
-    Case("config", "zero epochs", ["run", "c.yaml"], ["c.yaml", "train.epochs", "greater than 0"], {"c.yaml": "train:\n  epochs: 0\n"}),
-    Case("config", "dropout 1.0", ["run", "c.yaml"], ["c.yaml", "model.dropout", "less than 1"], {"c.yaml": "model:\n  dropout: 1.0\n"}),
-    Case("config", "hidden size 0", ["run", "c.yaml"], ["c.yaml", "model.hidden_sizes[1]"], {"c.yaml": "model:\n  hidden_sizes: [8, 0]\n"}),
-    Case("config", "three problems at once", ["validate", "c.yaml", "--set", "train.optimizer.lr=0"],
-         ["c.yaml"], {"c.yaml": "model:\n  dropout: 1.0\ntrain:\n  epochs: 0\n"}, lines=3),
+    Case(
+        "config",
+        "unknown top-level key",
+        ["validate", "c.yaml"],
+        ["c.yaml", "trian", "did you mean 'train'"],
+        {"c.yaml": "trian: {}\n"},
+    ),
+    Case(
+        "config",
+        "unknown nested key",
+        ["run", "c.yaml"],
+        ["c.yaml", "model.hiden_sizes", "did you mean 'model.hidden_sizes'"],
+        {"c.yaml": "model:\n  hiden_sizes: [3]\n"},
+    ),
+    Case(
+        "config",
+        "wrong type",
+        ["run", "c.yaml"],
+        ["c.yaml", "train.epochs", "'many'"],
+        {"c.yaml": "train:\n  epochs: many\n"},
+    ),
+    Case(
+        "config",
+        "negative learning rate",
+        ["run", "c.yaml"],
+        ["c.yaml", "train.optimizer.lr", "greater than 0"],
+        {"c.yaml": "train:\n  optimizer: {lr: -0.1}\n"},
+    ),
+    Case(
+        "config",
+        "zero epochs",
+        ["run", "c.yaml"],
+        ["c.yaml", "train.epochs", "greater than 0"],
+        {"c.yaml": "train:\n  epochs: 0\n"},
+    ),
+    Case(
+        "config",
+        "dropout 1.0",
+        ["run", "c.yaml"],
+        ["c.yaml", "model.dropout", "less than 1"],
+        {"c.yaml": "model:\n  dropout: 1.0\n"},
+    ),
+    Case(
+        "config",
+        "hidden size 0",
+        ["run", "c.yaml"],
+        ["c.yaml", "model.hidden_sizes[1]"],
+        {"c.yaml": "model:\n  hidden_sizes: [8, 0]\n"},
+    ),
+    Case(
+        "config",
+        "three problems at once",
+        ["validate", "c.yaml", "--set", "train.optimizer.lr=0"],
+        ["c.yaml"],
+        {"c.yaml": "model:\n  dropout: 1.0\ntrain:\n  epochs: 0\n"},
+        lines=3,
+    ),
     Case("config", "empty file", ["run", "c.yaml"], ["c.yaml", "file is empty"], {"c.yaml": ""}),
-    Case("config", "YAML syntax error", ["run", "c.yaml"], ["c.yaml", "line 3", "YAML syntax error"],
-         {"c.yaml": "name: x\nmodel:\n  hidden_sizes: [1, 2\n"}),
-    Case("config", "a key written twice", ["validate", "c.yaml"], ["c.yaml", "line 2", "'name' is written twice", "line 1"],
-         {"c.yaml": "name: a\nname: b\n"}),
-    Case("config", "a tab in the indentation", ["run", "c.yaml"], ["c.yaml", "line 3", "tab in the indentation"],
-         {"c.yaml": "name: a\nmodel:\n\thidden_sizes: [8]\n"}),
+    Case(
+        "config",
+        "YAML syntax error",
+        ["run", "c.yaml"],
+        ["c.yaml", "line 3", "YAML syntax error"],
+        {"c.yaml": "name: x\nmodel:\n  hidden_sizes: [1, 2\n"},
+    ),
+    Case(
+        "config",
+        "a key written twice",
+        ["validate", "c.yaml"],
+        ["c.yaml", "line 2", "'name' is written twice", "line 1"],
+        {"c.yaml": "name: a\nname: b\n"},
+    ),
+    Case(
+        "config",
+        "a tab in the indentation",
+        ["run", "c.yaml"],
+        ["c.yaml", "line 3", "tab in the indentation"],
+        {"c.yaml": "name: a\nmodel:\n\thidden_sizes: [8]\n"},
+    ),
     Case("config", "not UTF-8", ["validate", "c.yaml"], ["c.yaml", "cannot read"], {"c.yaml": b"name: \xff\xfe\n"}),
-    Case("config", "top level is a list", ["validate", "c.yaml"], ["c.yaml", "expected a mapping"], {"c.yaml": "- 1\n- 2\n"}),
+    Case(
+        "config",
+        "top level is a list",
+        ["validate", "c.yaml"],
+        ["c.yaml", "expected a mapping"],
+        {"c.yaml": "- 1\n- 2\n"},
+    ),
     Case("config", "missing file", ["run", "nope.yaml"], ["nope.yaml", "file not found"]),
     Case("config", "directory as file", ["validate", "."], ["is a directory"]),
-    Case("config", "unknown dataset", ["run", "c.yaml"], ["c.yaml", "data.dataset", "'imagenet'"], {"c.yaml": "data:\n  dataset: imagenet\n"}),
-    Case("config", "unknown optimizer", ["run", "c.yaml"], ["c.yaml", "train.optimizer.name", "'rmsprop'"],
-         {"c.yaml": "train:\n  optimizer: {name: rmsprop}\n"}),
-    Case("config", "unknown scheduler", ["run", "c.yaml"], ["c.yaml", "train.scheduler.name", "'onecycle'"],
-         {"c.yaml": "train:\n  scheduler: {name: onecycle}\n"}),
-    Case("config", "unknown activation", ["summary", "c.yaml"], ["c.yaml", "model.activation", "'swish'"],
-         {"c.yaml": "model:\n  activation: swish\n"}),
-    Case("config", "val_fraction out of range", ["run", "c.yaml"], ["c.yaml", "data.val_fraction"], {"c.yaml": "data:\n  val_fraction: 1.5\n"}),
-    Case("config", "bad early-stopping monitor", ["run", "c.yaml"], ["c.yaml", "train.early_stopping.monitor"],
-         {"c.yaml": "train:\n  early_stopping: {monitor: val/f1}\n"}),
-    Case("config", "warmup longer than training", ["run", "c.yaml"], ["c.yaml", "train.scheduler.warmup_epochs"],
-         {"c.yaml": "train:\n  epochs: 2\n  scheduler: {name: cosine, warmup_epochs: 5}\n"}),
-    Case("config", "nesterov without SGD", ["validate", "c.yaml"], ["c.yaml", "train.optimizer.nesterov"],
-         {"c.yaml": "train:\n  optimizer: {nesterov: true}\n"}),
-    Case("config", "run name escaping the output dir", ["run", "c.yaml"], ["c.yaml", "name", "'../evil'"], {"c.yaml": "name: ../evil\n"}),
-    Case("config", "model too large for memory (summary)", ["summary", "c.yaml", "--set", f"model.hidden_sizes={BIG}"],
-         ["--set model.hidden_sizes", "795,000,000,000,010 parameters", "GiB", "this machine has"], {"c.yaml": GOOD}),
-    Case("config", "model too large for memory (run)", ["run", "c.yaml"], ["c.yaml", "model.hidden_sizes", "parameters need"],
-         {"c.yaml": "model:\n  hidden_sizes: [100000, 100000, 100000]\n"}),
-    Case("config", "bench with a bad config", ["bench", "c.yaml"], ["c.yaml", "train.batch_size"], {"c.yaml": "train:\n  batch_size: 0\n"}),
+    Case(
+        "config",
+        "unknown dataset",
+        ["run", "c.yaml"],
+        ["c.yaml", "data.dataset", "'imagenet'"],
+        {"c.yaml": "data:\n  dataset: imagenet\n"},
+    ),
+    Case(
+        "config",
+        "unknown optimizer",
+        ["run", "c.yaml"],
+        ["c.yaml", "train.optimizer.name", "'rmsprop'"],
+        {"c.yaml": "train:\n  optimizer: {name: rmsprop}\n"},
+    ),
+    Case(
+        "config",
+        "unknown scheduler",
+        ["run", "c.yaml"],
+        ["c.yaml", "train.scheduler.name", "'onecycle'"],
+        {"c.yaml": "train:\n  scheduler: {name: onecycle}\n"},
+    ),
+    Case(
+        "config",
+        "unknown activation",
+        ["summary", "c.yaml"],
+        ["c.yaml", "model.activation", "'swish'"],
+        {"c.yaml": "model:\n  activation: swish\n"},
+    ),
+    Case(
+        "config",
+        "val_fraction out of range",
+        ["run", "c.yaml"],
+        ["c.yaml", "data.val_fraction"],
+        {"c.yaml": "data:\n  val_fraction: 1.5\n"},
+    ),
+    Case(
+        "config",
+        "bad early-stopping monitor",
+        ["run", "c.yaml"],
+        ["c.yaml", "train.early_stopping.monitor"],
+        {"c.yaml": "train:\n  early_stopping: {monitor: val/f1}\n"},
+    ),
+    Case(
+        "config",
+        "warmup longer than training",
+        ["run", "c.yaml"],
+        ["c.yaml", "train.scheduler.warmup_epochs"],
+        {"c.yaml": "train:\n  epochs: 2\n  scheduler: {name: cosine, warmup_epochs: 5}\n"},
+    ),
+    Case(
+        "config",
+        "nesterov without SGD",
+        ["validate", "c.yaml"],
+        ["c.yaml", "train.optimizer.nesterov"],
+        {"c.yaml": "train:\n  optimizer: {nesterov: true}\n"},
+    ),
+    Case(
+        "config",
+        "run name escaping the output dir",
+        ["run", "c.yaml"],
+        ["c.yaml", "name", "'../evil'"],
+        {"c.yaml": "name: ../evil\n"},
+    ),
+    Case(
+        "config",
+        "model too large for memory (summary)",
+        ["summary", "c.yaml", "--set", f"model.hidden_sizes={BIG}"],
+        ["--set model.hidden_sizes", "795,000,000,000,010 parameters", "GiB", "this machine has"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "config",
+        "model too large for memory (run)",
+        ["run", "c.yaml"],
+        ["c.yaml", "model.hidden_sizes", "parameters need"],
+        {"c.yaml": "model:\n  hidden_sizes: [100000, 100000, 100000]\n"},
+    ),
+    Case(
+        "config",
+        "bench with a bad config",
+        ["bench", "c.yaml"],
+        ["c.yaml", "train.batch_size"],
+        {"c.yaml": "train:\n  batch_size: 0\n"},
+    ),
     # -- --set --------------------------------------------------------------------------------
-    Case("--set", "malformed --set", ["run", "c.yaml", "--set", "train.epochs"], ["--set train.epochs", "KEY=VALUE"], {"c.yaml": GOOD}),
-    Case("--set", "--set value that is not YAML", ["run", "c.yaml", "--set", "model.hidden_sizes=[1,"], ["--set", "not valid YAML"],
-         {"c.yaml": GOOD}),
-    Case("--set", "--set into a scalar", ["run", "c.yaml", "--set", "seed.x=1"], ["--set seed.x=1", "seed"], {"c.yaml": GOOD}),
-    Case("--set", "--set to an invalid value", ["run", "c.yaml", "--set", "train.batch_size=-3"],
-         ["--set train.batch_size=-3", "train.batch_size"], {"c.yaml": GOOD}),
-    Case("--set", "--set unknown key", ["validate", "c.yaml", "--set", "model.dropuot=0.1"],
-         ["--set model.dropuot=0.1", "did you mean 'model.dropout'"], {"c.yaml": GOOD}),
-    Case("--set", "--set a 100,000-character value", ["validate", "c.yaml", "--set", "name=" + "x" * 100_000],
-         ["--set name=xxx", "(100005 characters)", "at most 100 characters"], {"c.yaml": GOOD}),
-    Case("--set", "--set on compare, invalid for every arm", ["compare", "experiments/x.yaml", "--set", "train.epochs=0"],
-         ["--set train.epochs=0", "train.epochs", "greater than 0"], EXP_FILES),
-    Case("--set", "--set on compare, the study's factor", ["compare", "experiments/x.yaml", "--set", "model.dropout=0.3"],
-         ["--set model.dropout=0.3", "is this study's factor"], EXP_FILES),
-    Case("--set", "--set on compare, malformed", ["compare", "experiments/x.yaml", "--set", "epochs"],
-         ["--set epochs", "KEY=VALUE"], EXP_FILES),
-    Case("--set", "--set on suite, invalid", ["suite", "x", "--set", "train.batch_size=0"],
-         ["--set train.batch_size=0", "train.batch_size"], EXP_FILES),
-    Case("--set", "--set on search, a searched key", ["search", "searches/s.yaml", "--set", "train.optimizer.lr=0.1"],
-         ["--set train.optimizer.lr=0.1", "is searched", "params.train.optimizer.lr"], SEARCH_FILES),
-    Case("--set", "--set on search, invalid", ["search", "searches/s.yaml", "--set", "train.epochs=-1"],
-         ["--set train.epochs=-1", "train.epochs"], SEARCH_FILES),
+    Case(
+        "--set",
+        "malformed --set",
+        ["run", "c.yaml", "--set", "train.epochs"],
+        ["--set train.epochs", "KEY=VALUE"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set value that is not YAML",
+        ["run", "c.yaml", "--set", "model.hidden_sizes=[1,"],
+        ["--set", "not valid YAML"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set into a scalar",
+        ["run", "c.yaml", "--set", "seed.x=1"],
+        ["--set seed.x=1", "seed"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set to an invalid value",
+        ["run", "c.yaml", "--set", "train.batch_size=-3"],
+        ["--set train.batch_size=-3", "train.batch_size"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set unknown key",
+        ["validate", "c.yaml", "--set", "model.dropuot=0.1"],
+        ["--set model.dropuot=0.1", "did you mean 'model.dropout'"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set a 100,000-character value",
+        ["validate", "c.yaml", "--set", "name=" + "x" * 100_000],
+        ["--set name=xxx", "(100005 characters)", "at most 100 characters"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set on compare, invalid for every arm",
+        ["compare", "experiments/x.yaml", "--set", "train.epochs=0"],
+        ["--set train.epochs=0", "train.epochs", "greater than 0"],
+        EXP_FILES,
+    ),
+    Case(
+        "--set",
+        "--set on compare, the study's factor",
+        ["compare", "experiments/x.yaml", "--set", "model.dropout=0.3"],
+        ["--set model.dropout=0.3", "is this study's factor"],
+        EXP_FILES,
+    ),
+    Case(
+        "--set",
+        "--set on compare, malformed",
+        ["compare", "experiments/x.yaml", "--set", "epochs"],
+        ["--set epochs", "KEY=VALUE"],
+        EXP_FILES,
+    ),
+    Case(
+        "--set",
+        "--set on suite, invalid",
+        ["suite", "x", "--set", "train.batch_size=0"],
+        ["--set train.batch_size=0", "train.batch_size"],
+        EXP_FILES,
+    ),
+    Case(
+        "--set",
+        "--set on search, a searched key",
+        ["search", "searches/s.yaml", "--set", "train.optimizer.lr=0.1"],
+        ["--set train.optimizer.lr=0.1", "is searched", "params.train.optimizer.lr"],
+        SEARCH_FILES,
+    ),
+    Case(
+        "--set",
+        "--set on search, invalid",
+        ["search", "searches/s.yaml", "--set", "train.epochs=-1"],
+        ["--set train.epochs=-1", "train.epochs"],
+        SEARCH_FILES,
+    ),
     # -- experiment files ---------------------------------------------------------------------
     Case("experiment", "unknown experiment", ["compare", "nope"], ["no experiment named 'nope'"]),
-    Case("experiment", "arm outside its factor", ["compare", "experiments/x.yaml"], ["x.yaml", "arms.b", "'train.epochs'", "outside the factor"],
-         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("{model.dropout: 0.1}", "{train.epochs: 3}")}),
-    Case("experiment", "reference not an arm", ["compare", "experiments/x.yaml"], ["x.yaml", "reference", "'z'"],
-         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("reference: a", "reference: z")}),
-    Case("experiment", "missing base", ["compare", "experiments/x.yaml"], ["x.yaml", "base", "file not found"],
-         {"experiments/x.yaml": EXP.replace("../base.yaml", "../gone.yaml")}),
-    Case("experiment", "overrides with a bad dotted key", ["compare", "experiments/x.yaml"],
-         ["x.yaml", "overrides.name.x", "name: is a str, so it has no key 'x'"],
-         {"base.yaml": GOOD, "experiments/x.yaml": EXP + "overrides: {name.x: 3}\n"}),
-    Case("experiment", "arm setting into a scalar", ["compare", "experiments/x.yaml"],
-         ["x.yaml", "arms.b.model.dropout.p", "is a float"],
-         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("factor: model.dropout", "factor: model")
-          .replace("{model.dropout: 0.1}", "{model.dropout: 0.1, model.dropout.p: 2}")}),
-    Case("experiment", "typo'd key: did-you-mean", ["report", "experiments/x.yaml"],
-         ["x.yaml", "refrence", "did you mean 'reference'"], {"base.yaml": GOOD,
-          "experiments/x.yaml": EXP.replace("reference: a", "refrence: a")}, lines=2),
-    Case("experiment", "one arm and a missing base: both reported", ["compare", "experiments/x.yaml"], ["x.yaml"],
-         {"experiments/x.yaml": "base: ../gone.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\narms:\n  a: {}\n"},
-         lines=2),
-    Case("experiment", "base is a directory", ["compare", "experiments/x.yaml"], ["x.yaml", "base", "is a directory"],
-         {"base.yaml/.keep": "", "experiments/x.yaml": EXP}),
-    Case("experiment", "experiment file is a list", ["compare", "experiments/x.yaml"], ["x.yaml", "expected a mapping"],
-         {"experiments/x.yaml": "- a\n- b\n"}),
-    Case("experiment", "a key written twice", ["compare", "experiments/x.yaml"], ["x.yaml", "'seeds' is written twice"],
-         {"base.yaml": GOOD, "experiments/x.yaml": EXP + "seeds: [1]\n"}),
-    Case("experiment", "no seeds", ["compare", "experiments/x.yaml"], ["x.yaml", "seeds"],
-         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("seeds: [0]", "seeds: []")}),
-    Case("experiment", "bad --seeds", ["compare", "experiments/x.yaml", "--seeds", "1,two"], ["--seeds 1,two"], EXP_FILES),
-    Case("experiment", "empty --seeds", ["compare", "experiments/x.yaml", "--seeds", ","], ["--seeds", "at least one seed"], EXP_FILES),
+    Case(
+        "experiment",
+        "arm outside its factor",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "arms.b", "'train.epochs'", "outside the factor"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("{model.dropout: 0.1}", "{train.epochs: 3}")},
+    ),
+    Case(
+        "experiment",
+        "reference not an arm",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "reference", "'z'"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("reference: a", "reference: z")},
+    ),
+    Case(
+        "experiment",
+        "missing base",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "base", "file not found"],
+        {"experiments/x.yaml": EXP.replace("../base.yaml", "../gone.yaml")},
+    ),
+    Case(
+        "experiment",
+        "overrides with a bad dotted key",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "overrides.name.x", "name: is a str, so it has no key 'x'"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP + "overrides: {name.x: 3}\n"},
+    ),
+    Case(
+        "experiment",
+        "arm setting into a scalar",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "arms.b.model.dropout.p", "is a float"],
+        {
+            "base.yaml": GOOD,
+            "experiments/x.yaml": EXP.replace("factor: model.dropout", "factor: model").replace(
+                "{model.dropout: 0.1}", "{model.dropout: 0.1, model.dropout.p: 2}"
+            ),
+        },
+    ),
+    Case(
+        "experiment",
+        "typo'd key: did-you-mean",
+        ["report", "experiments/x.yaml"],
+        ["x.yaml", "refrence", "did you mean 'reference'"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("reference: a", "refrence: a")},
+        lines=2,
+    ),
+    Case(
+        "experiment",
+        "one arm and a missing base: both reported",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml"],
+        {"experiments/x.yaml": "base: ../gone.yaml\nfactor: model.dropout\nreference: a\nseeds: [0]\narms:\n  a: {}\n"},
+        lines=2,
+    ),
+    Case(
+        "experiment",
+        "base is a directory",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "base", "is a directory"],
+        {"base.yaml/.keep": "", "experiments/x.yaml": EXP},
+    ),
+    Case(
+        "experiment",
+        "experiment file is a list",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "expected a mapping"],
+        {"experiments/x.yaml": "- a\n- b\n"},
+    ),
+    Case(
+        "experiment",
+        "a key written twice",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "'seeds' is written twice"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP + "seeds: [1]\n"},
+    ),
+    Case(
+        "experiment",
+        "no seeds",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "seeds"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("seeds: [0]", "seeds: []")},
+    ),
+    Case(
+        "experiment", "bad --seeds", ["compare", "experiments/x.yaml", "--seeds", "1,two"], ["--seeds 1,two"], EXP_FILES
+    ),
+    Case(
+        "experiment",
+        "empty --seeds",
+        ["compare", "experiments/x.yaml", "--seeds", ","],
+        ["--seeds", "at least one seed"],
+        EXP_FILES,
+    ),
     Case("experiment", "suite with an unknown study", ["suite", "nope"], ["no experiment named 'nope'"]),
-    Case("experiment", "report with no runs yet", ["report", "experiments/x.yaml"], ["no runs yet", "mlp-lab compare"], EXP_FILES),
+    Case(
+        "experiment",
+        "report with no runs yet",
+        ["report", "experiments/x.yaml"],
+        ["no runs yet", "mlp-lab compare"],
+        EXP_FILES,
+    ),
     Case("experiment", "report --all with a name", ["report", "x", "--all"], ["--all covers every study"]),
     Case("experiment", "report without a name", ["report"], ["missing EXPERIMENT"]),
     # -- search files -------------------------------------------------------------------------
     Case("search", "unknown search", ["search", "nope"], ["no search named 'nope'"]),
-    Case("search", "trials 0 and metric test/acc: both reported", ["search", "searches/s.yaml"],
-         ["s.yaml"], {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("trials: 2", "trials: 0\nmetric: test/acc")}, lines=2),
-    Case("search", "typo'd key: did-you-mean", ["search", "searches/s.yaml"], ["s.yaml", "trails", "did you mean 'trials'"],
-         {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("trials: 2", "trails: 2")}),
-    Case("search", "typo'd key in a parameter", ["search", "searches/s.yaml"],
-         ["s.yaml", "params.train.optimizer.lr.lw", "did you mean 'params.train.optimizer.lr.low'"],
-         {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("low:", "lw:")}),
-    Case("search", "not a config key", ["search", "searches/s.yaml"], ["s.yaml", "params.train.optimizer.lrr", "did you mean"],
-         {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("train.optimizer.lr:", "train.optimizer.lrr:")}),
-    Case("search", "overrides with a bad dotted key", ["search", "searches/s.yaml"], ["s.yaml", "overrides.name.x", "is a str"],
-         {"base.yaml": GOOD, "searches/s.yaml": SEARCH + "overrides: {name.x: 1}\n"}),
-    Case("search", "empty search file", ["search", "searches/s.yaml"], ["s.yaml", "file is empty"], {"searches/s.yaml": ""}),
-    Case("search", "a tab in a search file", ["search", "searches/s.yaml"], ["s.yaml", "line 5", "tab in the indentation"],
-         {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("  train.optimizer.lr", "\ttrain.optimizer.lr")}),
-    Case("search", "--confirm before any trial", ["search", "searches/s.yaml", "--confirm"], ["best.yaml", "no best trial yet"],
-         SEARCH_FILES),
+    Case(
+        "search",
+        "trials 0 and metric test/acc: both reported",
+        ["search", "searches/s.yaml"],
+        ["s.yaml"],
+        {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("trials: 2", "trials: 0\nmetric: test/acc")},
+        lines=2,
+    ),
+    Case(
+        "search",
+        "typo'd key: did-you-mean",
+        ["search", "searches/s.yaml"],
+        ["s.yaml", "trails", "did you mean 'trials'"],
+        {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("trials: 2", "trails: 2")},
+    ),
+    Case(
+        "search",
+        "typo'd key in a parameter",
+        ["search", "searches/s.yaml"],
+        ["s.yaml", "params.train.optimizer.lr.lw", "did you mean 'params.train.optimizer.lr.low'"],
+        {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("low:", "lw:")},
+    ),
+    Case(
+        "search",
+        "not a config key",
+        ["search", "searches/s.yaml"],
+        ["s.yaml", "params.train.optimizer.lrr", "did you mean"],
+        {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("train.optimizer.lr:", "train.optimizer.lrr:")},
+    ),
+    Case(
+        "search",
+        "overrides with a bad dotted key",
+        ["search", "searches/s.yaml"],
+        ["s.yaml", "overrides.name.x", "is a str"],
+        {"base.yaml": GOOD, "searches/s.yaml": SEARCH + "overrides: {name.x: 1}\n"},
+    ),
+    Case(
+        "search",
+        "empty search file",
+        ["search", "searches/s.yaml"],
+        ["s.yaml", "file is empty"],
+        {"searches/s.yaml": ""},
+    ),
+    Case(
+        "search",
+        "a tab in a search file",
+        ["search", "searches/s.yaml"],
+        ["s.yaml", "line 5", "tab in the indentation"],
+        {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("  train.optimizer.lr", "\ttrain.optimizer.lr")},
+    ),
+    Case(
+        "search",
+        "--confirm before any trial",
+        ["search", "searches/s.yaml", "--confirm"],
+        ["best.yaml", "no best trial yet"],
+        SEARCH_FILES,
+    ),
     # -- CLI arguments ------------------------------------------------------------------------
     Case("cli", "unknown command", ["frobnicate"], ["No such command 'frobnicate'"]),
     Case("cli", "unknown option", ["run", "c.yaml", "--bogus"], ["mlp-lab run", "No such option: --bogus", "--help"]),
@@ -268,102 +584,285 @@ CASES = [
     Case("cli", "--threads 0", ["run", "c.yaml", "--threads", "0"], ["'--threads'", "greater than or equal to 1"]),
     Case("cli", "--jobs 0", ["compare", "x", "--jobs", "0"], ["'--jobs'"]),
     Case("cli", "--backend unknown", ["compare", "x", "--backend", "slurm"], ["'--backend'", "'slurm'"]),
-    Case("cli", "--address without ray", ["compare", "experiments/x.yaml", "--address", "auto"],
-         ["--address joins a Ray cluster"], EXP_FILES),
+    Case(
+        "cli",
+        "--address without ray",
+        ["compare", "experiments/x.yaml", "--address", "auto"],
+        ["--address joins a Ray cluster"],
+        EXP_FILES,
+    ),
     Case("cli", "--trials 0", ["search", "s", "--trials", "0"], ["'--trials'"]),
     Case("cli", "--top-k 0", ["predict", "{run}", "x.png", "--top-k", "0"], ["'--top-k'"]),
-    Case("cli", "--normalise unknown", ["predict", "{run}", "x.png", "--normalise", "blur"], ["'--normalise'", "'blur'", "plain"]),
+    Case(
+        "cli",
+        "--normalise unknown",
+        ["predict", "{run}", "x.png", "--normalise", "blur"],
+        ["'--normalise'", "'blur'", "plain"],
+    ),
     Case("cli", "--split unknown", ["evaluate", "{run}", "--split", "train"], ["--split train"]),
     Case("cli", "--repeats 0", ["bench", "--repeats", "0"], ["'--repeats'"]),
     Case("cli", "--port out of range", ["ui", "--port", "70000"], ["'--port'"]),
     Case("cli", "register without --name", ["register", "{run}"], ["Missing option '--name'"]),
     Case("cli", "run with no config", ["run"], ["missing CONFIG"]),
-    Case("cli", "run --resume with a config", ["run", "c.yaml", "--resume", "{run}"], ["--resume takes the config"], {"c.yaml": GOOD}),
+    Case(
+        "cli",
+        "run --resume with a config",
+        ["run", "c.yaml", "--resume", "{run}"],
+        ["--resume takes the config"],
+        {"c.yaml": GOOD},
+    ),
     Case("cli", "run --resume with --run-dir", ["run", "--resume", "{run}", "--run-dir", "x"], ["give no --run-dir"]),
-    Case("cli", "list --configs-dir at a file", ["list", "--configs-dir", "c.yaml"], ["--configs-dir c.yaml", "is a file"],
-         {"c.yaml": GOOD}),
+    Case(
+        "cli",
+        "list --configs-dir at a file",
+        ["list", "--configs-dir", "c.yaml"],
+        ["--configs-dir c.yaml", "is a file"],
+        {"c.yaml": GOOD},
+    ),
     Case("cli", "app --port 0", ["app", "--port", "0"], ["mlp-lab app", "'--port'"]),
     Case("cli", "models --output-dir at a file", ["models", "--output-dir", "c.yaml"], ["c.yaml"], {"c.yaml": GOOD}),
-    Case("cli", "--data-dir that does not exist", ["run", "c.yaml", "--data-dir", "nowhere"], ["--data-dir nowhere",
-         "no such directory"], {"c.yaml": TINY}),
-    Case("cli", "--data-dir at a file", ["compare", "experiments/x.yaml", "--data-dir", "base.yaml"],
-         ["--data-dir base.yaml", "is a file"], EXP_FILES),
+    Case(
+        "cli",
+        "--data-dir that does not exist",
+        ["run", "c.yaml", "--data-dir", "nowhere"],
+        ["--data-dir nowhere", "no such directory"],
+        {"c.yaml": TINY},
+    ),
+    Case(
+        "cli",
+        "--data-dir at a file",
+        ["compare", "experiments/x.yaml", "--data-dir", "base.yaml"],
+        ["--data-dir base.yaml", "is a file"],
+        EXP_FILES,
+    ),
     Case("cli", "data for an unknown dataset", ["data", "svhn"], ["'svhn'", "unknown", "fashion_mnist"]),
     Case("cli", "data with nothing to describe", ["data"], ["give a DATASET"]),
     # -- output locations ---------------------------------------------------------------------
-    Case("output", "run --run-dir at an existing file", ["run", "c.yaml", "--run-dir", "taken"], ["taken", "is a file"],
-         {"c.yaml": TINY, "taken": "a file"}),
-    Case("output", "run --run-dir at a non-empty directory", ["run", "c.yaml", "--run-dir", "full"], ["full", "not empty"],
-         {"c.yaml": TINY, "full/x": "x"}),
-    Case("output", "output.dir is a file", ["run", "c.yaml", "--set", "output.dir=taken"], ["output.dir", "taken", "is a file"],
-         {"c.yaml": TINY, "taken": "a file"}),
-    Case("output", "output.dir cannot be created", ["run", "c.yaml", "--set", "output.dir=/proc/nope"],
-         ["output.dir /proc/nope", "no such file or directory"], {"c.yaml": TINY}, code=3),
-    Case("output", "data.root cannot be created", ["run", "c.yaml", "--set", "data.root=/proc/nope"],
-         ["data.root /proc/nope", "no such file or directory"], {"c.yaml": TINY}, code=3, env={"MLP_LAB_DATA": "{idx}"}),
-    Case("output", "resume a directory that is not a run", ["run", "--resume", "empty"], ["empty", "not a run directory"],
-         {"empty/.keep": ""}),
-    Case("output", "data.root is a file", ["run", "c.yaml", "--set", "data.root=taken"], ["data.root taken", "is a file"],
-         {"c.yaml": TINY, "taken": "a file"}, env={"MLP_LAB_DATA": "{idx}"}),
+    Case(
+        "output",
+        "run --run-dir at an existing file",
+        ["run", "c.yaml", "--run-dir", "taken"],
+        ["taken", "is a file"],
+        {"c.yaml": TINY, "taken": "a file"},
+    ),
+    Case(
+        "output",
+        "run --run-dir at a non-empty directory",
+        ["run", "c.yaml", "--run-dir", "full"],
+        ["full", "not empty"],
+        {"c.yaml": TINY, "full/x": "x"},
+    ),
+    Case(
+        "output",
+        "output.dir is a file",
+        ["run", "c.yaml", "--set", "output.dir=taken"],
+        ["output.dir", "taken", "is a file"],
+        {"c.yaml": TINY, "taken": "a file"},
+    ),
+    Case(
+        "output",
+        "output.dir cannot be created",
+        ["run", "c.yaml", "--set", "output.dir=/proc/nope"],
+        ["output.dir /proc/nope", "no such file or directory"],
+        {"c.yaml": TINY},
+        code=3,
+    ),
+    Case(
+        "output",
+        "data.root cannot be created",
+        ["run", "c.yaml", "--set", "data.root=/proc/nope"],
+        ["data.root /proc/nope", "no such file or directory"],
+        {"c.yaml": TINY},
+        code=3,
+        env={"MLP_LAB_DATA": "{idx}"},
+    ),
+    Case(
+        "output",
+        "resume a directory that is not a run",
+        ["run", "--resume", "empty"],
+        ["empty", "not a run directory"],
+        {"empty/.keep": ""},
+    ),
+    Case(
+        "output",
+        "data.root is a file",
+        ["run", "c.yaml", "--set", "data.root=taken"],
+        ["data.root taken", "is a file"],
+        {"c.yaml": TINY, "taken": "a file"},
+        env={"MLP_LAB_DATA": "{idx}"},
+    ),
     # -- images -------------------------------------------------------------------------------
-    Case("image", "predict a missing image", ["predict", "{run}", "missing.png"], ["missing.png", "image file not found"]),
-    Case("image", "predict a directory", ["predict", "{run}", "imgs"], ["imgs", "is a directory", "imgs/*.png"], setup=_images),
-    Case("image", "predict a file that is not an image", ["predict", "{run}", "notes.txt"], ["notes.txt", "not a readable image"],
-         setup=_images),
-    Case("image", "predict an empty .png", ["predict", "{run}", "empty.png"], ["empty.png", "not a readable image"],
-         {"empty.png": b""}),
-    Case("image", "predict one good and one bad image", ["predict", "{run}", "imgs/good.png", "notes.txt"],
-         ["notes.txt", "not a readable image"], setup=_images, stdout="imgs/good.png: "),
+    Case(
+        "image", "predict a missing image", ["predict", "{run}", "missing.png"], ["missing.png", "image file not found"]
+    ),
+    Case(
+        "image",
+        "predict a directory",
+        ["predict", "{run}", "imgs"],
+        ["imgs", "is a directory", "imgs/*.png"],
+        setup=_images,
+    ),
+    Case(
+        "image",
+        "predict a file that is not an image",
+        ["predict", "{run}", "notes.txt"],
+        ["notes.txt", "not a readable image"],
+        setup=_images,
+    ),
+    Case(
+        "image",
+        "predict an empty .png",
+        ["predict", "{run}", "empty.png"],
+        ["empty.png", "not a readable image"],
+        {"empty.png": b""},
+    ),
+    Case(
+        "image",
+        "predict one good and one bad image",
+        ["predict", "{run}", "imgs/good.png", "notes.txt"],
+        ["notes.txt", "not a readable image"],
+        setup=_images,
+        stdout="imgs/good.png: ",
+    ),
     # -- run directories and checkpoints ------------------------------------------------------
-    Case("checkpoint", "evaluate a directory that is not a run", ["evaluate", "empty"], ["empty", "not a run directory"],
-         {"empty/.keep": ""}),
+    Case(
+        "checkpoint",
+        "evaluate a directory that is not a run",
+        ["evaluate", "empty"],
+        ["empty", "not a run directory"],
+        {"empty/.keep": ""},
+    ),
     Case("checkpoint", "evaluate a file", ["evaluate", "c.yaml"], ["c.yaml", "not a run directory"], {"c.yaml": GOOD}),
-    Case("checkpoint", "evaluate a diverged run", ["evaluate", "{diverged}"], ["this run diverged", "train/loss became"]),
-    Case("checkpoint", "predict with a diverged run", ["predict", "{diverged}", "imgs/good.png"], ["this run diverged"],
-         setup=_images),
-    Case("checkpoint", "evaluate with best.pt cut short", ["evaluate", "copy"], ["best.pt", "not a readable mlp-lab checkpoint"],
-         setup=_cut("checkpoints/best.pt")),
-    Case("checkpoint", "evaluate with best.pt missing", ["evaluate", "copy"], ["best.pt", "checkpoint not found"],
-         setup=_remove("checkpoints/best.pt")),
-    Case("checkpoint", "evaluate with summary.json torn", ["evaluate", "copy"], ["summary.json", "not readable JSON"],
-         setup=_cut("summary.json")),
-    Case("checkpoint", "evaluate with config.yaml torn", ["evaluate", "copy"], ["config.yaml", "YAML syntax error"],
-         setup=_replace("config.yaml", "name: tiny\nmodel: {hidden_sizes: [16\n")),
-    Case("checkpoint", "register a directory that is not a run", ["register", "empty", "--name", "m"],
-         ["empty", "not a run directory"], {"empty/.keep": ""}),
+    Case(
+        "checkpoint", "evaluate a diverged run", ["evaluate", "{diverged}"], ["this run diverged", "train/loss became"]
+    ),
+    Case(
+        "checkpoint",
+        "predict with a diverged run",
+        ["predict", "{diverged}", "imgs/good.png"],
+        ["this run diverged"],
+        setup=_images,
+    ),
+    Case(
+        "checkpoint",
+        "evaluate with best.pt cut short",
+        ["evaluate", "copy"],
+        ["best.pt", "not a readable mlp-lab checkpoint"],
+        setup=_cut("checkpoints/best.pt"),
+    ),
+    Case(
+        "checkpoint",
+        "evaluate with best.pt missing",
+        ["evaluate", "copy"],
+        ["best.pt", "checkpoint not found"],
+        setup=_remove("checkpoints/best.pt"),
+    ),
+    Case(
+        "checkpoint",
+        "evaluate with summary.json torn",
+        ["evaluate", "copy"],
+        ["summary.json", "not readable JSON"],
+        setup=_cut("summary.json"),
+    ),
+    Case(
+        "checkpoint",
+        "evaluate with config.yaml torn",
+        ["evaluate", "copy"],
+        ["config.yaml", "YAML syntax error"],
+        setup=_replace("config.yaml", "name: tiny\nmodel: {hidden_sizes: [16\n"),
+    ),
+    Case(
+        "checkpoint",
+        "register a directory that is not a run",
+        ["register", "empty", "--name", "m"],
+        ["empty", "not a run directory"],
+        {"empty/.keep": ""},
+    ),
     Case("checkpoint", "track an unknown target", ["track", "nope"], ["no experiment named 'nope'"]),
     # -- dataset files (through --data-dir) ---------------------------------------------------
-    Case("dataset", "a truncated .gz IDX file", ["run", "c.yaml", "--data-dir", "bad"],
-         ["bad/train-images-idx3-ubyte.gz", "truncated or corrupt", "complete copy"], {"c.yaml": TINY},
-         setup=_dataset(_truncate("train-images-idx3-ubyte.gz"))),
-    Case("dataset", "a truncated .gz labels file", ["run", "c.yaml", "--data-dir", "bad"],
-         ["bad/train-labels-idx1-ubyte.gz", "truncated or corrupt"], {"c.yaml": TINY},
-         setup=_dataset(_truncate("train-labels-idx1-ubyte.gz"))),
-    Case("dataset", "a .gz file that is not gzip", ["run", "c.yaml", "--data-dir", "bad"],
-         ["bad/t10k-images-idx3-ubyte.gz", "truncated or corrupt"], {"c.yaml": TINY},
-         setup=_dataset(_overwrite("t10k-images-idx3-ubyte.gz", b"not gzip at all"))),
-    Case("dataset", "an IDX file with a bad magic number", ["run", "c.yaml", "--data-dir", "bad"],
-         ["train-images-idx3-ubyte", "bad magic number"], {"c.yaml": TINY},
-         setup=_dataset(_overwrite("train-images-idx3-ubyte", b"\x01\x02\x03\x04rest"), compress=False)),
-    Case("dataset", "an IDX file shorter than its header says", ["run", "c.yaml", "--data-dir", "bad"],
-         ["train-images-idx3-ubyte", "IDX header says"], {"c.yaml": TINY},
-         setup=_dataset(_truncate("train-images-idx3-ubyte", 0.9), compress=False)),
-    Case("dataset", "data --config with a bad config", ["data", "--config", "c.yaml"], ["c.yaml", "data.dataset"],
-         {"c.yaml": "data: {dataset: svhn}\n"}),
+    Case(
+        "dataset",
+        "a truncated .gz IDX file",
+        ["run", "c.yaml", "--data-dir", "bad"],
+        ["bad/train-images-idx3-ubyte.gz", "truncated or corrupt", "complete copy"],
+        {"c.yaml": TINY},
+        setup=_dataset(_truncate("train-images-idx3-ubyte.gz")),
+    ),
+    Case(
+        "dataset",
+        "a truncated .gz labels file",
+        ["run", "c.yaml", "--data-dir", "bad"],
+        ["bad/train-labels-idx1-ubyte.gz", "truncated or corrupt"],
+        {"c.yaml": TINY},
+        setup=_dataset(_truncate("train-labels-idx1-ubyte.gz")),
+    ),
+    Case(
+        "dataset",
+        "a .gz file that is not gzip",
+        ["run", "c.yaml", "--data-dir", "bad"],
+        ["bad/t10k-images-idx3-ubyte.gz", "truncated or corrupt"],
+        {"c.yaml": TINY},
+        setup=_dataset(_overwrite("t10k-images-idx3-ubyte.gz", b"not gzip at all")),
+    ),
+    Case(
+        "dataset",
+        "an IDX file with a bad magic number",
+        ["run", "c.yaml", "--data-dir", "bad"],
+        ["train-images-idx3-ubyte", "bad magic number"],
+        {"c.yaml": TINY},
+        setup=_dataset(_overwrite("train-images-idx3-ubyte", b"\x01\x02\x03\x04rest"), compress=False),
+    ),
+    Case(
+        "dataset",
+        "an IDX file shorter than its header says",
+        ["run", "c.yaml", "--data-dir", "bad"],
+        ["train-images-idx3-ubyte", "IDX header says"],
+        {"c.yaml": TINY},
+        setup=_dataset(_truncate("train-images-idx3-ubyte", 0.9), compress=False),
+    ),
+    Case(
+        "dataset",
+        "data --config with a bad config",
+        ["data", "--config", "c.yaml"],
+        ["c.yaml", "data.dataset"],
+        {"c.yaml": "data: {dataset: svhn}\n"},
+    ),
     # -- environment variables ----------------------------------------------------------------
-    Case("env", "MLP_LAB_DATA at a missing directory", ["run", "c.yaml"], ["mnist", "no copy found", "/nonexistent/data"],
-         {"c.yaml": TINY}, env={"MLP_LAB_DATA": "/nonexistent/data"}),
-    Case("env", "MLP_LAB_DATA at a truncated dataset", ["run", "c.yaml"], ["train-images-idx3-ubyte.gz", "truncated or corrupt"],
-         {"c.yaml": TINY}, setup=_dataset(_truncate("train-images-idx3-ubyte.gz")), env={"MLP_LAB_DATA": "{tmp}/bad"}),
+    Case(
+        "env",
+        "MLP_LAB_DATA at a missing directory",
+        ["run", "c.yaml"],
+        ["mnist", "no copy found", "/nonexistent/data"],
+        {"c.yaml": TINY},
+        env={"MLP_LAB_DATA": "/nonexistent/data"},
+    ),
+    Case(
+        "env",
+        "MLP_LAB_DATA at a truncated dataset",
+        ["run", "c.yaml"],
+        ["train-images-idx3-ubyte.gz", "truncated or corrupt"],
+        {"c.yaml": TINY},
+        setup=_dataset(_truncate("train-images-idx3-ubyte.gz")),
+        env={"MLP_LAB_DATA": "{tmp}/bad"},
+    ),
 ]
 if not torch.cuda.is_available():
-    CASES.append(Case("config", "device cuda without a GPU", ["run", "c.yaml"], ["c.yaml", "train.device", "no CUDA GPU"],
-                      {"c.yaml": "train:\n  device: cuda\n"}))
+    CASES.append(
+        Case(
+            "config",
+            "device cuda without a GPU",
+            ["run", "c.yaml"],
+            ["c.yaml", "train.device", "no CUDA GPU"],
+            {"c.yaml": "train:\n  device: cuda\n"},
+        )
+    )
 # Refused before torch is imported: everything about config, --set, experiment and search files
 # and CLI arguments, except the checks that ask the machine (a GPU) or read a run's checkpoint.
 NEEDS_TORCH = {"device cuda without a GPU", "--confirm before any trial", "models --output-dir at a file"}
 for _case in CASES:
-    _case.torch_free = _case.kind in ("config", "--set", "experiment", "search", "cli") and _case.name not in NEEDS_TORCH
+    _case.torch_free = (
+        _case.kind in ("config", "--set", "experiment", "search", "cli") and _case.name not in NEEDS_TORCH
+    )
 
 
 @pytest.fixture(scope="module")
@@ -373,9 +872,13 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
     base = tmp_path_factory.mktemp("runs")
     idx = write_idx_dataset(base / "idx")
-    raw = {"name": "tiny", "data": {"dataset": "mnist", "root": str(base / "data"), "download": False},
-           "model": {"hidden_sizes": [16]}, "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
-           "output": {"dir": str(base), "tensorboard": False}}
+    raw = {
+        "name": "tiny",
+        "data": {"dataset": "mnist", "root": str(base / "data"), "download": False},
+        "model": {"hidden_sizes": [16]},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+        "output": {"dir": str(base), "tensorboard": False},
+    }
     train(validate_config(raw, "tiny"), base / "run", data_dirs=(str(idx),))
     raw["train"] = {"epochs": 2, "batch_size": 64, "device": "cpu", "optimizer": {"name": "sgd", "lr": 1e6}}
     with pytest.raises(TrainingDiverged):
@@ -414,8 +917,13 @@ def _docs_rows() -> dict[str, dict[str, str]]:
         for line in DOCS.read_text().splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
             if line.startswith("| ") and len(cells) == 5 and cells[0] not in ("kind", "---"):
-                rows[f"{cells[0]}: {cells[2]}"] = {"kind": cells[0], "name": cells[2], "command": cells[1],
-                                                   "code": cells[3], "message": cells[4]}
+                rows[f"{cells[0]}: {cells[2]}"] = {
+                    "kind": cells[0],
+                    "name": cells[2],
+                    "command": cells[1],
+                    "code": cells[3],
+                    "message": cells[4],
+                }
     return rows
 
 
@@ -468,8 +976,25 @@ def test_case_gives_clear_lines_and_writes_nothing(case, tmp_path, monkeypatch, 
 def test_case_names_are_unique_and_the_table_covers_every_verb():
     assert len({c.key for c in CASES}) == len(CASES)
     verbs = {c.verb for c in CASES}
-    for verb in ("run", "validate", "compare", "report", "suite", "search", "data", "summary", "evaluate", "predict",
-                 "track", "register", "bench", "ui", "list", "models", "app"):
+    for verb in (
+        "run",
+        "validate",
+        "compare",
+        "report",
+        "suite",
+        "search",
+        "data",
+        "summary",
+        "evaluate",
+        "predict",
+        "track",
+        "register",
+        "bench",
+        "ui",
+        "list",
+        "models",
+        "app",
+    ):
         assert verb in verbs, verb
     assert len(CASES) >= 90
 
@@ -494,13 +1019,16 @@ def test_checks_that_need_no_torch_run_before_torch_is_imported(tmp_path, runs):
         work = tmp_path / f"case-{i}"
         work.mkdir()
         plan.append({"name": case.name, "dir": str(work), "args": _prepare(case, work, runs), "code": case.code})
-    code = ("import json, os, sys\nfrom mlp_lab.cli import app\nplan = json.loads(sys.argv[1])\nout = []\n"
-            "for case in plan:\n    os.chdir(case['dir'])\n"
-            "    code = app(case['args'], prog_name='mlp-lab', standalone_mode=False)\n"
-            "    out.append([case['name'], code, 'torch' in sys.modules])\nprint(json.dumps(out))\n")
+    code = (
+        "import json, os, sys\nfrom mlp_lab.cli import app\nplan = json.loads(sys.argv[1])\nout = []\n"
+        "for case in plan:\n    os.chdir(case['dir'])\n"
+        "    code = app(case['args'], prog_name='mlp-lab', standalone_mode=False)\n"
+        "    out.append([case['name'], code, 'torch' in sys.modules])\nprint(json.dumps(out))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "MLP_LAB_DATA"}
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(plan)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(plan)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(results) == len(plan) >= 60
@@ -526,7 +1054,9 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
     """A small tmpfs at `path` (a disk that can fill up, or a read-only one), unmounted after."""
     path.mkdir(parents=True, exist_ok=True)
     options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
     try:
@@ -537,9 +1067,11 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
 
 def _fault_config(tmp: Path, out: Path, epochs: int = 3, hidden: int = 256) -> Path:
     path = tmp / "c.yaml"
-    path.write_text(f"name: full\ndata: {{dataset: mnist, root: {tmp}/data, download: false, val_fraction: 0.2}}\n"
-                    f"model: {{hidden_sizes: [{hidden}]}}\ntrain: {{epochs: {epochs}, batch_size: 64, device: cpu}}\n"
-                    f"output: {{dir: {out}, tensorboard: true}}\n")
+    path.write_text(
+        f"name: full\ndata: {{dataset: mnist, root: {tmp}/data, download: false, val_fraction: 0.2}}\n"
+        f"model: {{hidden_sizes: [{hidden}]}}\ntrain: {{epochs: {epochs}, batch_size: 64, device: cpu}}\n"
+        f"output: {{dir: {out}, tensorboard: true}}\n"
+    )
     return path
 
 
@@ -550,8 +1082,14 @@ def _one_error_line(stderr: str) -> str:
 
 
 def _record(name: str, command: str, code: int, line: str, tmp: Path) -> None:
-    FAULTS.append({"name": name, "command": command, "code": str(code),
-                   "message": line.replace(str(tmp) + "/", "").replace(str(tmp), ".")})
+    FAULTS.append(
+        {
+            "name": name,
+            "command": command,
+            "code": str(code),
+            "message": line.replace(str(tmp) + "/", "").replace(str(tmp), "."),
+        }
+    )
 
 
 @needs_root
@@ -575,8 +1113,14 @@ def test_disk_full_at_the_first_checkpoint_then_resume(tmp_path, monkeypatch, ru
 
 
 def _start(args: list[str], tmp: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mlp_lab", *args], cwd=tmp, env={**os.environ, **env,
-                            "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlp_lab", *args],
+        cwd=tmp,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_epoch(run_dir: Path, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -616,8 +1160,13 @@ def test_disk_filling_after_an_epoch_keeps_the_last_checkpoint_and_metrics(tmp_p
         assert load_checkpoint(run_dir / "checkpoints" / "last.pt", "last")["epoch"] == done
         _record("disk fills up after epoch 1", "`mlp-lab run c.yaml`", 3, line, tmp_path)
         (disk / "filler").unlink()
-        resumed = subprocess.run([sys.executable, "-m", "mlp_lab", "run", "--resume", str(run_dir)], cwd=tmp_path,
-                                 capture_output=True, text=True, env={**os.environ, "MLP_LAB_DATA": str(runs["idx"])})
+        resumed = subprocess.run(
+            [sys.executable, "-m", "mlp_lab", "run", "--resume", str(run_dir)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MLP_LAB_DATA": str(runs["idx"])},
+        )
         assert resumed.returncode == 0, resumed.stderr
         assert len(rundir.read_metrics(run_dir)) == 30
 
@@ -686,7 +1235,8 @@ def test_docs_table_is_true():
         DOCS.write_text(_render())
         return
     assert {k for k, row in documented.items() if row["kind"] != "fault"} == {c.key for c in CASES}, (
-        "run MLP_LAB_WRITE_DOCS=1 pytest tests/test_errors.py")
+        "run MLP_LAB_WRITE_DOCS=1 pytest tests/test_errors.py"
+    )
     # A fault's message depends on which write the full disk stopped: its row must exist.
     assert {f"fault: {f['name']}" for f in FAULTS} <= set(documented)
 
@@ -722,7 +1272,9 @@ def _render() -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for case in CASES:
-        lines.append(f"| {case.kind} | {_cell(_command(case))} | {case.name} | {case.code} | {_cell(OBSERVED[case.key])} |")
+        lines.append(
+            f"| {case.kind} | {_cell(_command(case))} | {case.name} | {case.code} | {_cell(OBSERVED[case.key])} |"
+        )
     for fault in _documented_faults():
         lines.append(f"| fault | {fault['command']} | {fault['name']} | {fault['code']} | {_cell(fault['message'])} |")
     return "\n".join(lines) + "\n"

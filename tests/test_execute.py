@@ -5,8 +5,8 @@ import threading
 
 import pytest
 import torch
-
 from conftest import metrics_without_timing, write_study
+
 from mlp_lab import rundir
 from mlp_lab.ablation import load_experiment, plan
 from mlp_lab.config import MLPLabError

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import metrics_without_timing, write_idx_dataset, write_study
 from typer.testing import CliRunner
 
-from conftest import metrics_without_timing, write_idx_dataset, write_study
 from mlp_lab import rundir
 from mlp_lab.ablation import compare, load_experiment, plan
 from mlp_lab.cli import app
@@ -64,10 +64,18 @@ def cluster(tmp_path_factory):
     here = os.getcwd()
     os.chdir(tmp_path_factory.mktemp("ray-workers-cwd"))
     try:
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 0, "include_dashboard": False,
-            "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 300,
-                               "health_check_failure_threshold": 3}})
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": False,
+                "_system_config": {
+                    "health_check_initial_delay_ms": 0,
+                    "health_check_period_ms": 300,
+                    "health_check_failure_threshold": 3,
+                },
+            },
+        )
         try:
             for _ in range(2):
                 cluster.add_node(num_cpus=1)
@@ -94,8 +102,12 @@ def _study(tmp_path: Path, tiny_config, where: str, epochs: int = 3, overrides=N
     """The conftest study (2 arms x 2 seeds) in its own directory, with its runs under `where`."""
     folder = tmp_path / where
     folder.mkdir()
-    return write_study(folder, tiny_config, overrides={"output.dir": str(tmp_path / where / "runs"),
-                                                       "train.epochs": epochs, **(overrides or {})}, **fields)
+    return write_study(
+        folder,
+        tiny_config,
+        overrides={"output.dir": str(tmp_path / where / "runs"), "train.epochs": epochs, **(overrides or {})},
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -119,11 +131,21 @@ def test_cli_ray_backend_stops_on_ctrl_c_then_matches_jobs_1(tiny_config, bigger
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # and keeps it on 127.0.0.1 by itself
     command = [sys.executable, "-m", "mlp_lab", "compare", str(study), "--backend", "ray", "--threads", "1"]
     # Its own session, so that the SIGINT below reaches its whole process group, as a terminal's Ctrl-C does.
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        _wait_until(lambda: process.poll() is not None or any(
-            (s.run_dir / rundir.LAST_CHECKPOINT).exists() for s in specs), 300, "a run's first checkpoint")
+        _wait_until(
+            lambda: process.poll() is not None or any((s.run_dir / rundir.LAST_CHECKPOINT).exists() for s in specs),
+            300,
+            "a run's first checkpoint",
+        )
         assert process.poll() is None, process.communicate()
         os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=120)
@@ -142,8 +164,9 @@ def test_cli_ray_backend_stops_on_ctrl_c_then_matches_jobs_1(tiny_config, bigger
     reference = _serial_reference(tmp_path, tiny_config, epochs=16, overrides=LONG)
     assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
     serial = plan(load_experiment(tmp_path / "serial" / "experiments" / "study.yaml"))
-    assert [rundir.read_json(s.run_dir / "summary.json")["test/acc"] for s in serial] == \
-           [rundir.read_json(s.run_dir / "summary.json")["test/acc"] for s in specs]
+    assert [rundir.read_json(s.run_dir / "summary.json")["test/acc"] for s in serial] == [
+        rundir.read_json(s.run_dir / "summary.json")["test/acc"] for s in specs
+    ]
     assert all(rundir.read_json(s.run_dir / "summary.json")["threads"] == 1 for s in specs)
 
 
@@ -169,7 +192,9 @@ def test_address_errors_are_one_line_before_anything_runs(tiny_config, tmp_path)
     started = time.monotonic()
     nobody = CliRunner().invoke(app, ["compare", str(study), "--backend", "ray", "--address", f"127.0.0.1:{port}"])
     assert nobody.exit_code == 2 and time.monotonic() - started < 30
-    assert nobody.output.splitlines()[-1].startswith(f"error: could not connect to the Ray cluster at 127.0.0.1:{port}: ")
+    assert nobody.output.splitlines()[-1].startswith(
+        f"error: could not connect to the Ray cluster at 127.0.0.1:{port}: "
+    )
     assert not (tmp_path / "address" / "runs").exists()
 
 
@@ -185,8 +210,9 @@ def test_suite_checks_its_backend_as_compare_does(monkeypatch, tiny_config, tmp_
     assert not (tmp_path / "suite" / "runs").exists()
 
 
-def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holders_busy(tiny_config, tmp_path,
-                                                                                         monkeypatch):
+def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holders_busy(
+    tiny_config, tmp_path, monkeypatch
+):
     # The task's body, called in this process (no Ray needed): on a network file system the lock
     # of a task lost with its node stays held until the server expires the lease.
     import threading
@@ -213,8 +239,9 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
 
 
 @pytest.mark.slow
-def test_a_study_on_two_nodes_equals_the_local_executor_and_stops_resumably(cluster, tiny_config, bigger_data,
-                                                                             tmp_path):
+def test_a_study_on_two_nodes_equals_the_local_executor_and_stops_resumably(
+    cluster, tiny_config, bigger_data, tmp_path
+):
     exp = load_experiment(_study(tmp_path, tiny_config, "ray", epochs=16, overrides=LONG))
     specs = plan(exp)
     # Stop once some run has a checkpoint: what runs then saves last.pt, the rest never starts.
@@ -248,8 +275,16 @@ def _worker_children(raylet_pid: int) -> list[int]:
 @pytest.mark.slow
 def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data, tmp_path):
     epochs = 12
-    exp = load_experiment(_study(tmp_path, tiny_config, "ray", epochs=epochs, overrides=LONG,
-                                 arms={"none": {"model.dropout": 0.0}, "half": {"model.dropout": 0.5}}))
+    exp = load_experiment(
+        _study(
+            tmp_path,
+            tiny_config,
+            "ray",
+            epochs=epochs,
+            overrides=LONG,
+            arms={"none": {"model.dropout": 0.0}, "half": {"model.dropout": 0.5}},
+        )
+    )
     specs = plan(exp)
     killed = {}
 
@@ -265,8 +300,14 @@ def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data
             if not held or not text:
                 continue
             worker = int(text[0])
-            node = next((n for n in cluster.worker_nodes
-                         if worker in _worker_children(n.all_processes["raylet"][0].process.pid)), None)
+            node = next(
+                (
+                    n
+                    for n in cluster.worker_nodes
+                    if worker in _worker_children(n.all_processes["raylet"][0].process.pid)
+                ),
+                None,
+            )
             if node is None:
                 continue
             raylet = node.all_processes["raylet"][0].process.pid
@@ -284,13 +325,22 @@ def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data
         assert 0 < killed["epochs_done"] < epochs
         # Every run reported once, done; the one on the lost node continued from its last.pt.
         assert sorted(outcomes) == [0, 1, 2, 3]
-        assert all(o.status == RunStatus.DONE for o in outcomes.values()), \
-            [(o.label, o.status, o.action, o.error) for o in outcomes.values() if o.status != RunStatus.DONE]
+        assert all(o.status == RunStatus.DONE for o in outcomes.values()), [
+            (o.label, o.status, o.action, o.error) for o in outcomes.values() if o.status != RunStatus.DONE
+        ]
         by_label = {o.label: o for o in outcomes.values()}
         assert by_label[killed["run"]].action == "resumed"
         assert not list(exp.output_dir.glob("*/*.old-*"))
-        reference_exp = load_experiment(_study(tmp_path, tiny_config, "serial", epochs=epochs, overrides=LONG,
-                                               arms={"none": {"model.dropout": 0.0}, "half": {"model.dropout": 0.5}}))
+        reference_exp = load_experiment(
+            _study(
+                tmp_path,
+                tiny_config,
+                "serial",
+                epochs=epochs,
+                overrides=LONG,
+                arms={"none": {"model.dropout": 0.0}, "half": {"model.dropout": 0.5}},
+            )
+        )
         compare(reference_exp, executor=SerialExecutor(threads=1, **quiet), **quiet)
         reference = {s.label: metrics_without_timing(s.run_dir) for s in plan(reference_exp)}
         assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
@@ -321,8 +371,10 @@ def test_the_storage_check_fails_on_a_directory_the_tasks_cannot_see(cluster, ti
     check_shared_storage(tmp_path / "shared-out")  # a directory both see passes
 
     exp = load_experiment(_study(tmp_path, tiny_config, "private"))
-    specs = [dataclasses.replace(s, run_dir=private / s.run_dir.relative_to(tmp_path / "private" / "runs"))
-             for s in plan(exp)]
+    specs = [
+        dataclasses.replace(s, run_dir=private / s.run_dir.relative_to(tmp_path / "private" / "runs"))
+        for s in plan(exp)
+    ]
     outcomes = {}
     with pytest.raises(MLPLabError, match="is not shared"):
         RayExecutor(threads=1).run(specs, outcomes.__setitem__)
@@ -337,10 +389,15 @@ def test_a_search_on_the_cluster_prunes_and_its_trials_share_one_study(cluster, 
     from mlp_lab.search.driver import run_search
     from mlp_lab.search.spec import load_search
 
-    path = write_search(tmp_path, tiny_config, epochs=6, trials=2,
-                        pruner={"name": "median", "startup_trials": 1, "warmup_epochs": 0},
-                        params={"train.optimizer.lr": {"type": "float", "low": 1e-7, "high": 1e-2, "log": True}},
-                        enqueue=[{"train.optimizer.lr": 5e-3}, {"train.optimizer.lr": 1e-7}])
+    path = write_search(
+        tmp_path,
+        tiny_config,
+        epochs=6,
+        trials=2,
+        pruner={"name": "median", "startup_trials": 1, "warmup_epochs": 0},
+        params={"train.optimizer.lr": {"type": "float", "low": 1e-7, "high": 1e-2, "log": True}},
+        enqueue=[{"train.optimizer.lr": 5e-3}, {"train.optimizer.lr": 1e-7}],
+    )
     # One trial at a time, as the local pruning test: the median needs the first trial finished.
     first = run_search(load_search(path), executor=RayExecutor(threads=1, jobs=1), log=lambda _: None)
     out = tmp_path / "runs" / "tiny_search"
@@ -350,15 +407,18 @@ def test_a_search_on_the_cluster_prunes_and_its_trials_share_one_study(cluster, 
     # Then two trials at a time, one per node, reporting into the one journal.
     more = run_search(load_search(path), trials=4, executor=RayExecutor(threads=1), log=lambda _: None)
     assert more.finished == 4
-    study = optuna.load_study(study_name="tiny_search", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
+    study = optuna.load_study(
+        study_name="tiny_search",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))),
+    )
     assert len(study.trials) == 4 and all(t.intermediate_values for t in study.trials)
     assert sorted(p.name for p in out.glob("trial-*")) == [f"trial-{n}" for n in range(4)]
 
 
 @pytest.mark.slow
-def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_search(cluster, tiny_config,
-                                                                                       tmp_path, monkeypatch):
+def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_search(
+    cluster, tiny_config, tmp_path, monkeypatch
+):
     """MLflow logging from Ray tasks: the store made by the driver, each trial's run logged live
     from its task on another node, nested under the search's run."""
     pytest.importorskip("optuna")
@@ -380,14 +440,12 @@ def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_s
     (parent,) = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'search'")
     trials = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
     assert sorted(r.data.tags["trial"] for r in trials) == ["0", "1"]
-    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED"
-               for r in trials)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED" for r in trials)
     assert all(sorted(m.step for m in client.get_metric_history(r.info.run_id, "val/loss")) == [1, 2] for r in trials)
 
 
 @pytest.mark.slow
-def test_a_tracked_suite_on_the_cluster_logs_each_run_once_and_its_report(cluster, tiny_config, tmp_path,
-                                                                            monkeypatch):
+def test_a_tracked_suite_on_the_cluster_logs_each_run_once_and_its_report(cluster, tiny_config, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlp_lab.tracking.store import client_for, store_for
 
@@ -400,6 +458,10 @@ def test_a_tracked_suite_on_the_cluster_logs_each_run_once_and_its_report(cluste
     exp = client.get_experiment_by_name("study")
     runs = client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
     assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == [
-        ("half", "0"), ("half", "1"), ("none", "0"), ("none", "1")]
+        ("half", "0"),
+        ("half", "1"),
+        ("none", "0"),
+        ("none", "1"),
+    ]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert len(client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")) == 1

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from mlp_lab.metrics import EPOCH_METRICS
 from mlp_lab.loggers import MetricLogger, TensorBoardLogger, loggers_for
+from mlp_lab.metrics import EPOCH_METRICS
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import TrainingDiverged, TrainingInterrupted, train
 
@@ -34,8 +34,14 @@ def test_a_logger_gets_config_every_epoch_summary_and_close(tiny_config, tmp_pat
     logger = RecordingLogger()
     assert isinstance(logger, MetricLogger)
     train(tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"}), tmp_path / "run", loggers=[logger])
-    assert logger.calls == [("config", "tiny"), ("epoch", 1), ("epoch", 2), ("epoch", 3),
-                            ("summary", "completed"), ("close", None)]
+    assert logger.calls == [
+        ("config", "tiny"),
+        ("epoch", 1),
+        ("epoch", 2),
+        ("epoch", 3),
+        ("summary", "completed"),
+        ("close", None),
+    ]
 
 
 def test_interrupt_closes_without_summary_and_resume_continues_the_epochs(tiny_config, tmp_path):

@@ -108,6 +108,7 @@ def test_dropout_masks_follow_the_global_seed_and_keep_the_dtype():
 def test_dropout_module_is_an_nn_dropout_with_its_state_dict_keys():
     model = ParameterizedMLP(10, [8], 3, dropout=0.5, input_dropout=0.2)
     assert all(isinstance(m, nn.Dropout) for m in model.layers if isinstance(m, Dropout))
-    reference = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5),
-                              nn.Linear(8, 3))
+    reference = nn.Sequential(
+        nn.Flatten(), nn.Dropout(0.2), nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)
+    )
     assert list(model.layers.state_dict()) == list(reference.state_dict())

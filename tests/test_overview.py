@@ -23,22 +23,38 @@ def write_studies(tmp_path: Path, tiny_config) -> Path:
     """Two tiny studies over the synthetic data (a ladder and a width study) and one never run."""
     base = tmp_path / "configs" / "tiny.yaml"
     base.parent.mkdir(exist_ok=True)
-    cfg = tiny_config(model={"hidden_sizes": [32], "dropout": 0.0}, train={"epochs": 2, "batch_size": 32, "device": "cpu"})
+    cfg = tiny_config(
+        model={"hidden_sizes": [32], "dropout": 0.0}, train={"epochs": 2, "batch_size": 32, "device": "cpu"}
+    )
     base.write_text(yaml.safe_dump(config_to_dict(cfg)))
     studies = {
-        "width": {"description": "Is a wider hidden layer better?", "factor": "model.hidden_sizes",
-                  "reference": "narrow", "arms": {"narrow": {}, "wide": {"model.hidden_sizes": [64]}}},
-        "ladder": {"description": "One technique at a time on the plain tiny model.",
-                   "factor": ["model.dropout", "train.l2"], "one_factor_per_arm": True, "reference": "plain",
-                   "arms": {"plain": {}, "dropout": {"model.dropout": 0.3}, "l2": {"train.l2": 1.0e-3}}},
-        "unrun": {"description": "Never run.", "factor": "model.dropout", "reference": "a",
-                  "arms": {"a": {}, "b": {"model.dropout": 0.5}}},
+        "width": {
+            "description": "Is a wider hidden layer better?",
+            "factor": "model.hidden_sizes",
+            "reference": "narrow",
+            "arms": {"narrow": {}, "wide": {"model.hidden_sizes": [64]}},
+        },
+        "ladder": {
+            "description": "One technique at a time on the plain tiny model.",
+            "factor": ["model.dropout", "train.l2"],
+            "one_factor_per_arm": True,
+            "reference": "plain",
+            "arms": {"plain": {}, "dropout": {"model.dropout": 0.3}, "l2": {"train.l2": 1.0e-3}},
+        },
+        "unrun": {
+            "description": "Never run.",
+            "factor": "model.dropout",
+            "reference": "a",
+            "arms": {"a": {}, "b": {"model.dropout": 0.5}},
+        },
     }
     folder = tmp_path / "experiments"
     folder.mkdir(exist_ok=True)
     for name, study in studies.items():
         study = {"base": "../configs/tiny.yaml", "seeds": [0, 1], **study}
-        (folder / f"{name}.yaml").write_text(f"# Run: mlp-lab compare {name}\n" + yaml.safe_dump(study, sort_keys=False))
+        (folder / f"{name}.yaml").write_text(
+            f"# Run: mlp-lab compare {name}\n" + yaml.safe_dump(study, sort_keys=False)
+        )
     return folder
 
 
@@ -88,10 +104,13 @@ def test_overview_has_every_study_the_summary_and_embedded_figures(tiny_config, 
     md = (runs / "index.md").read_text()
     # The ladder first, in the summary and in the sections; every non-reference arm has a summary row.
     assert md.index("## ladder") < md.index("## width")
-    summary = md[md.index("## Summary"):md.index("## ladder")]
+    summary = md[md.index("## Summary") : md.index("## ladder")]
     rows = [line for line in summary.splitlines() if line.startswith("| ladder") or line.startswith("| width")]
-    assert [r.split(" | ")[0:2] for r in rows] == [["| ladder", "dropout (model.dropout=0.3)"],
-                                                   ["| ladder", "l2 (train.l2=0.001)"], ["| width", "wide (model.hidden_sizes=[64])"]]
+    assert [r.split(" | ")[0:2] for r in rows] == [
+        ["| ladder", "dropout (model.dropout=0.3)"],
+        ["| ladder", "l2 (train.l2=0.001)"],
+        ["| width", "wide (model.hidden_sizes=[64])"],
+    ]
     assert "Not run yet (no finished runs): unrun." in md
     assert "Full report: [ladder/report.md](ladder/report.md)" in md and (runs / "ladder" / "report.md").is_file()
     # The summary's numbers are the study report's (rebuilt from the run directories).
@@ -148,9 +167,23 @@ def test_overview_page_renders_in_headless_chromium(tiny_config, tmp_path):
     alone.parent.mkdir()
     shutil.copy(page, alone)
     shot = tmp_path / "shot.png"
-    subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                    "--window-size=1200,2400", alone.as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2400",
+            alone.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     image = Image.open(shot).convert("L")
     histogram = image.histogram()
     white = sum(histogram[250:])

@@ -11,12 +11,24 @@ from scipy import ndimage
 from mlp_lab.checkpoint import load_model
 from mlp_lab.config import MLPLabError
 from mlp_lab.model import ParameterizedMLP
-from mlp_lab.predict import (Predictor, image_to_features, images_to_features, is_dark_on_light, predict,
-                             predict_files, prepare_image)
+from mlp_lab.predict import (
+    Predictor,
+    image_to_features,
+    images_to_features,
+    is_dark_on_light,
+    predict,
+    predict_files,
+    prepare_image,
+)
 from mlp_lab.train import train
 
-MNIST = {"dataset": "mnist", "classes": [str(i) for i in range(10)], "image_shape": [1, 28, 28],
-         "mean": [0.1307], "std": [0.3081]}
+MNIST = {
+    "dataset": "mnist",
+    "classes": [str(i) for i in range(10)],
+    "image_shape": [1, 28, 28],
+    "mean": [0.1307],
+    "std": [0.3081],
+}
 FASHION = {**MNIST, "dataset": "fashion_mnist"}
 
 
@@ -82,7 +94,7 @@ def test_fashion_recipe_trims_fills_the_frame_and_centres_the_item():
     assert height == 28 and 12 <= width <= 16
     cols = np.flatnonzero((view > 40).any(0))
     assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1
-    assert view[:, :cols[0] - 1].max() == 0
+    assert view[:, : cols[0] - 1].max() == 0
 
 
 def test_rgba_canvas_with_transparent_background_is_read_like_paper():
@@ -98,8 +110,9 @@ def test_rgba_canvas_with_transparent_background_is_read_like_paper():
     np.testing.assert_array_equal(prepare_image(Image.fromarray(black_strokes, "RGBA"), MNIST), expected)
 
 
-@pytest.mark.parametrize("blank", [np.full((280, 280), 255, np.uint8), np.zeros((280, 280, 4), np.uint8),
-                                   np.zeros((5, 7), np.float32)])
+@pytest.mark.parametrize(
+    "blank", [np.full((280, 280), 255, np.uint8), np.zeros((280, 280, 4), np.uint8), np.zeros((5, 7), np.float32)]
+)
 @pytest.mark.parametrize("meta", [MNIST, FASHION])
 def test_blank_picture_gives_an_empty_field(blank, meta):
     view = prepare_image(blank, meta)

@@ -15,8 +15,10 @@ pytestmark = pytest.mark.slow
 
 
 def real_config(tmp_path, config="baseline.yaml", *overrides):
-    cfg = load_config(REPO / "configs" / config, [f"data.root={tmp_path / 'data'}", "data.download=false",
-                                                  f"output.dir={tmp_path / 'runs'}", *overrides])
+    cfg = load_config(
+        REPO / "configs" / config,
+        [f"data.root={tmp_path / 'data'}", "data.download=false", f"output.dir={tmp_path / 'runs'}", *overrides],
+    )
     try:
         load_data(cfg.data)
     except DataError as exc:

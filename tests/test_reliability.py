@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import write_config, write_idx_dataset, write_study
 from typer.testing import CliRunner
 
-from conftest import write_config, write_idx_dataset, write_study
 from mlp_lab import rundir
 from mlp_lab.ablation import load_experiment, plan
 from mlp_lab.checkpoint import load_checkpoint
@@ -37,14 +37,22 @@ def finished_run(tmp_path_factory) -> Path:
     """One tiny finished run, shared by the tests that need a run directory."""
     base = tmp_path_factory.mktemp("finished")
     idx = write_idx_dataset(base / "idx")
-    cfg = validate_config({"name": "tiny", "data": {"dataset": "mnist", "root": str(base / "data"), "download": False},
-                           "model": {"hidden_sizes": [16]}, "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
-                           "output": {"dir": str(base), "tensorboard": False}}, "tiny")
+    cfg = validate_config(
+        {
+            "name": "tiny",
+            "data": {"dataset": "mnist", "root": str(base / "data"), "download": False},
+            "model": {"hidden_sizes": [16]},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(base), "tensorboard": False},
+        },
+        "tiny",
+    )
     train(cfg, base / "run", data_dirs=(str(idx),))
     return base / "run"
 
 
 # -- corrupt or hostile checkpoints ------------------------------------------------------------
+
 
 def _copy_run(source: Path, dest: Path) -> Path:
     import shutil
@@ -121,11 +129,14 @@ def signal_setup(tmp_path_factory):
     uninterrupted result (metrics without timing, final weights) to compare against."""
     base = tmp_path_factory.mktemp("signals")
     idx = write_idx_dataset(base / "idx", n_train=3000, n_test=300)
-    raw = {"name": "sig", "seed": 3,
-           "data": {"dataset": "mnist", "root": str(base / "data"), "download": False, "val_fraction": 0.1},
-           "model": {"hidden_sizes": [256, 256], "dropout": 0.3},
-           "train": {"epochs": EPOCHS, "batch_size": 16, "device": "cpu", "scheduler": {"name": "cosine"}},
-           "output": {"dir": str(base / "runs"), "tensorboard": True}}
+    raw = {
+        "name": "sig",
+        "seed": 3,
+        "data": {"dataset": "mnist", "root": str(base / "data"), "download": False, "val_fraction": 0.1},
+        "model": {"hidden_sizes": [256, 256], "dropout": 0.3},
+        "train": {"epochs": EPOCHS, "batch_size": 16, "device": "cpu", "scheduler": {"name": "cosine"}},
+        "output": {"dir": str(base / "runs"), "tensorboard": True},
+    }
     config_path = base / "sig.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     cfg = validate_config(raw, str(config_path))
@@ -144,8 +155,14 @@ def _weights(run_dir: Path):
 
 def _start(setup, *args) -> subprocess.Popen:
     env = {**os.environ, "MLP_LAB_DATA": str(setup["idx"]), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mlp_lab", "run", *args], cwd=setup["base"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlp_lab", "run", *args],
+        cwd=setup["base"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_epochs(run_dir: Path, epochs: int, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -207,11 +224,19 @@ def test_kill_9_at_random_moments_loses_nothing(signal_setup):
 
 # -- concurrency --------------------------------------------------------------------------------
 
+
 def test_lock_of_a_live_process_is_respected_and_a_dead_ones_is_taken_over(tmp_path):
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom mlp_lab.rundir import RunLock\n"
-                               f"RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom mlp_lab.rundir import RunLock\n"
+            f"RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(rundir.RunLocked) as info:
         rundir.RunLock(run_dir).acquire()
@@ -231,8 +256,17 @@ def _action(done_line: str) -> str:
 def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config, seeds=[0, 1, 2])
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    processes = [subprocess.Popen([sys.executable, "-m", "mlp_lab", "compare", str(path)], cwd=tmp_path, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mlp_lab", "compare", str(path)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     done_lines = [line for out, _ in outputs for line in out.splitlines() if " done, " in line]
@@ -248,8 +282,11 @@ def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
 
 
 @pytest.mark.slow  # spawns training processes
-@pytest.mark.parametrize("jobs, sig, code", [(1, signal.SIGINT, 130), (2, signal.SIGTERM, 143)],
-                         ids=["jobs1-SIGINT", "jobs2-SIGTERM-to-parent-only"])
+@pytest.mark.parametrize(
+    "jobs, sig, code",
+    [(1, signal.SIGINT, 130), (2, signal.SIGTERM, 143)],
+    ids=["jobs1-SIGINT", "jobs2-SIGTERM-to-parent-only"],
+)
 def test_interrupted_compare_finishes_only_what_was_left(tiny_config, tmp_path, jobs, sig, code):
     path = write_study(tmp_path, tiny_config, seeds=[0, 1, 2])
     base = tmp_path / "configs" / "tiny.yaml"
@@ -258,7 +295,9 @@ def test_interrupted_compare_finishes_only_what_was_left(tiny_config, tmp_path, 
     base.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "mlp_lab", "compare", str(path), "--jobs", str(jobs)]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     for line in process.stdout:
         if " done, " in line:  # one run finished: the others are pending or mid-way
             first_label = line.split("] ")[1].split(":")[0]

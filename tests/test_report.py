@@ -4,13 +4,13 @@ import json
 import math
 
 import pytest
+from conftest import write_study
 from typer.testing import CliRunner
 
 from mlp_lab import rundir
 from mlp_lab.ablation import compare, load_experiment, plan
 from mlp_lab.cli import app
 from mlp_lab.report import build_report, mean_std, paired_difference, t_interval
-from conftest import write_study
 
 
 def test_t_interval_on_known_values():
@@ -44,13 +44,23 @@ def test_report_numbers_equal_the_run_directories(tiny_config, tmp_path):
     for row in report["arms"]:
         accs = [summaries[(row["arm"], seed)]["test/acc"] for seed in exp.seeds]
         assert row["test_acc_mean"] == pytest.approx(sum(accs) / len(accs), abs=1e-12)
-        assert row["test_acc_std"] == pytest.approx(math.sqrt(sum((a - row["test_acc_mean"]) ** 2 for a in accs) / (len(accs) - 1)), abs=1e-12)
+        assert row["test_acc_std"] == pytest.approx(
+            math.sqrt(sum((a - row["test_acc_mean"]) ** 2 for a in accs) / (len(accs) - 1)), abs=1e-12
+        )
         assert row["epochs_run_mean"] == 3 and row["seeds"] == 2
     half = report["arms"][1]
     diffs = [summaries[("half", s)]["test/acc"] - summaries[("none", s)]["test/acc"] for s in exp.seeds]
     assert half["diff_vs_reference"] == pytest.approx(sum(diffs) / 2)
     out = exp.output_dir
-    for name in ("report.md", "report.csv", "report.json", "val_curves.png", "overfitting.png", "lr.png", "test_acc.png"):
+    for name in (
+        "report.md",
+        "report.csv",
+        "report.json",
+        "val_curves.png",
+        "overfitting.png",
+        "lr.png",
+        "test_acc.png",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
     assert "| half |" in md and half["verdict"] in md and "![" in md

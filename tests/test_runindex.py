@@ -16,8 +16,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import write_idx_dataset
+
 from mlp_lab import rundir, runindex
 from mlp_lab.app import models
 from mlp_lab.app import runs as app_runs
@@ -27,12 +27,16 @@ from mlp_lab.train import TrainingInterrupted
 
 
 def tiny(root: Path, name: str, **train):
-    return validate_config({
-        "name": name, "data": {"dataset": "mnist", "root": str(root / "data"), "download": False, "val_fraction": 0.2},
-        "model": {"hidden_sizes": [16]},
-        "train": {"epochs": 3, "batch_size": 64, "device": "cpu", **train},
-        "output": {"dir": str(root / "runs"), "tensorboard": False},
-    }, f"{name}.yaml")
+    return validate_config(
+        {
+            "name": name,
+            "data": {"dataset": "mnist", "root": str(root / "data"), "download": False, "val_fraction": 0.2},
+            "model": {"hidden_sizes": [16]},
+            "train": {"epochs": 3, "batch_size": 64, "device": "cpu", **train},
+            "output": {"dir": str(root / "runs"), "tensorboard": False},
+        },
+        f"{name}.yaml",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +49,13 @@ def trained(tmp_path_factory):
         start_run(tiny(root, "diverged", optimizer={"name": "sgd", "lr": 1e6}), data_dirs=data, threads=1)
     epochs: list[dict] = []
     with pytest.raises(TrainingInterrupted):
-        start_run(tiny(root, "partial"), data_dirs=data, threads=1, on_epoch=epochs.append,
-                  should_stop=lambda: len(epochs) >= 1)
+        start_run(
+            tiny(root, "partial"),
+            data_dirs=data,
+            threads=1,
+            on_epoch=epochs.append,
+            should_stop=lambda: len(epochs) >= 1,
+        )
     runs = root / "runs"
     # The lock names the process that trained it, this one: a pid that has ended says "not running" anywhere.
     ended = subprocess.Popen([sys.executable, "-c", ""])
@@ -67,8 +76,11 @@ def copy_run(source: Path, target: Path) -> Path:
 def every_directory_read(runs: Path) -> list[app_runs.RunInfo]:
     """The listing without an index: each <runs>/**/config.yaml's directory read from its files."""
     configs = sorted(runs.rglob(rundir.CONFIG_FILE))
-    return [app_runs.describe_run(config.parent, runs) for config in configs
-            if not any(part.startswith(".") for part in config.parent.relative_to(runs).parts)]
+    return [
+        app_runs.describe_run(config.parent, runs)
+        for config in configs
+        if not any(part.startswith(".") for part in config.parent.relative_to(runs).parts)
+    ]
 
 
 @pytest.fixture
@@ -93,17 +105,36 @@ def runs(trained, tmp_path) -> Path:
 
 def test_find_run_dirs_finds_what_a_recursive_glob_finds(tmp_path):
     runs = tmp_path / "runs"
-    for relative in ("a/config.yaml", "a-c/config.yaml", "a/b/config.yaml", "a/b/c/d/config.yaml", "z/config.yaml",
-                     ".app/x/config.yaml", "s/.hidden/config.yaml", "s/t/config.yaml/u/config.yaml"):
+    for relative in (
+        "a/config.yaml",
+        "a-c/config.yaml",
+        "a/b/config.yaml",
+        "a/b/c/d/config.yaml",
+        "z/config.yaml",
+        ".app/x/config.yaml",
+        "s/.hidden/config.yaml",
+        "s/t/config.yaml/u/config.yaml",
+    ):
         (runs / relative).parent.mkdir(parents=True, exist_ok=True)
         (runs / relative).write_text("name: x\n")  # s/t/config.yaml: a directory, and a run is inside it
     (runs / "broken").mkdir()
     (runs / "broken" / "config.yaml").symlink_to(runs / "nowhere.yaml")  # not there: not a run
     (runs / "linked").symlink_to(runs / "a", target_is_directory=True)  # a glob does not follow it
-    expected = [config.parent for config in sorted(runs.rglob(rundir.CONFIG_FILE))
-                if not any(part.startswith(".") for part in config.parent.relative_to(runs).parts)]
+    expected = [
+        config.parent
+        for config in sorted(runs.rglob(rundir.CONFIG_FILE))
+        if not any(part.startswith(".") for part in config.parent.relative_to(runs).parts)
+    ]
     assert runindex.find_run_dirs(runs) == expected
-    assert [p.relative_to(runs).as_posix() for p in expected] == ["a/b/c/d", "a/b", "a", "a-c", "s/t", "s/t/config.yaml/u", "z"]
+    assert [p.relative_to(runs).as_posix() for p in expected] == [
+        "a/b/c/d",
+        "a/b",
+        "a",
+        "a-c",
+        "s/t",
+        "s/t/config.yaml/u",
+        "z",
+    ]
     assert runindex.find_run_dirs(tmp_path / "absent") == []
 
 
@@ -136,8 +167,9 @@ def test_a_warm_listing_reads_only_the_runs_whose_files_changed(runs, monkeypatc
     path = runs / "baseline" / rundir.SUMMARY_FILE
     before, summary = path.stat(), rundir.read_json(path)
     parameters = summary["num_parameters"]
-    rundir.atomic_write_text(path, path.read_text().replace(f'"num_parameters": {parameters}',
-                                                            f'"num_parameters": {parameters + 1}'))
+    rundir.atomic_write_text(
+        path, path.read_text().replace(f'"num_parameters": {parameters}', f'"num_parameters": {parameters + 1}')
+    )
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     (listed,) = [info for info in app_runs.list_runs(runs) if info.label == "baseline"]
@@ -156,12 +188,23 @@ def test_a_run_added_deleted_or_resumed_is_seen_at_the_next_listing(runs, traine
     (after,) = [info for info in app_runs.list_runs(runs) if info.label == "search/trial-1"]
     assert (after.status, after.epochs_run) == ("done", 3) and after.test_acc is not None
     assert app_runs.list_runs(runs) == every_directory_read(runs)
-    assert set(rundir.read_json(runs / runindex.INDEX_FILE)["runs"]) == {info.label for info in app_runs.list_runs(runs)}
+    assert set(rundir.read_json(runs / runindex.INDEX_FILE)["runs"]) == {
+        info.label for info in app_runs.list_runs(runs)
+    }
 
 
-@pytest.mark.parametrize("content", [b"", b"{\"version\": 1, \"runs\": {\"baseline\"", b"\xff\xfe not json",
-                                     b"[]", b"{\"version\": 0, \"runs\": {}}", b"{\"version\": 1, \"runs\": []}"],
-                         ids=["empty", "torn", "not-utf8", "a-list", "old-version", "runs-not-a-mapping"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b'{"version": 1, "runs": {"baseline"',
+        b"\xff\xfe not json",
+        b"[]",
+        b'{"version": 0, "runs": {}}',
+        b'{"version": 1, "runs": []}',
+    ],
+    ids=["empty", "torn", "not-utf8", "a-list", "old-version", "runs-not-a-mapping"],
+)
 def test_a_corrupt_or_foreign_index_is_rebuilt(runs, content):
     (runs / runindex.INDEX_FILE).write_bytes(content)
     assert app_runs.list_runs(runs) == every_directory_read(runs)
@@ -219,9 +262,16 @@ LISTER = textwrap.dedent("""
 def test_two_processes_listing_and_refreshing_at_once_agree(runs):
     expected = every_directory_read(runs)
     labels = ",".join(info.label for info in expected)
-    listers = [subprocess.Popen([sys.executable, "-c", LISTER, str(runs), labels], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-               for _ in range(2)]
+    listers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LISTER, str(runs), labels],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        for _ in range(2)
+    ]
     results = [lister.communicate(timeout=300) for lister in listers]
     assert [lister.returncode for lister in listers] == [0, 0], results
     assert [out for out, _ in results] == ["ok\n", "ok\n"]

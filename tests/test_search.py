@@ -28,16 +28,19 @@ def write_search(tmp_path: Path, tiny_config, epochs: int = 3, **fields) -> Path
     """searches/tiny_search.yaml over configs/tiny.yaml; `fields` replace the file's keys."""
     base = tmp_path / "configs" / "tiny.yaml"
     base.parent.mkdir(exist_ok=True)
-    base.write_text(yaml.safe_dump(tiny_config(train={"epochs": epochs, "batch_size": 32, "device": "cpu"})
-                                   .model_dump(mode="json")))
+    base.write_text(
+        yaml.safe_dump(tiny_config(train={"epochs": epochs, "batch_size": 32, "device": "cpu"}).model_dump(mode="json"))
+    )
     spec = {
         "base": "../configs/tiny.yaml",
         "metric": "val/acc",
         "trials": 4,
         "sampler": "random",
         "pruner": "none",
-        "params": {"train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
-                   "model.dropout": {"type": "float", "low": 0.0, "high": 0.3}},
+        "params": {
+            "train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+            "model.dropout": {"type": "float", "low": 0.0, "high": 0.3},
+        },
         **fields,
     }
     path = tmp_path / "searches" / "tiny_search.yaml"
@@ -63,24 +66,42 @@ BAD_SEARCHES = [
     ({"metric": "test/acc"}, "metric: 'test/acc' is refused: a search must never select on test data"),
     ({"metric": "val/accuracy"}, "is not a validation metric (val/acc or val/loss); did you mean 'val/acc'?"),
     ({"direction": "minimize"}, "direction: minimize val/acc would pick the worst config; use maximize"),
-    ({"params": {"train.optimizer.lrr": {"type": "float", "low": 0.1, "high": 0.2}}},
-     "params.train.optimizer.lrr: not a config key, did you mean 'train.optimizer.lr'?"),
-    ({"params": {"model.dropout": {"type": "float", "low": 0.4, "high": 0.1}}},
-     "params.model.dropout: low (0.4) is above high (0.1)"),
-    ({"params": {"train.optimizer.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}},
-     "params.train.optimizer.lr: log: a log scale needs low > 0"),
-    ({"params": {"model.dropout": {"type": "float", "low": 0.0, "high": 1.5}}},
-     "params.model.dropout: value 1.5: Input should be less than 1"),
-    ({"params": {"train.epochs": {"type": "int", "low": 2, "high": 8, "step": 1.5}}},
-     "params.train.epochs: step: an int parameter needs whole numbers"),
-    ({"params": {"model.dropout": {"type": "categorical"}}},
-     "params.model.dropout: choices: a categorical parameter needs at least one choice"),
-    ({"params": {"model.dropout": {"type": "float", "lo": 0.0, "high": 0.5}}},
-     "params.model.dropout.lo: unknown key, did you mean 'params.model.dropout.low'?"),
-    ({"sampler": "grid", "params": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}},
-     "params.model.dropout: the grid sampler needs every parameter categorical"),
-    ({"params": {"data.split_seed": {"type": "int", "low": 0, "high": 3}}},
-     "params.data.split_seed: cannot be searched: it would change the data or the validation split"),
+    (
+        {"params": {"train.optimizer.lrr": {"type": "float", "low": 0.1, "high": 0.2}}},
+        "params.train.optimizer.lrr: not a config key, did you mean 'train.optimizer.lr'?",
+    ),
+    (
+        {"params": {"model.dropout": {"type": "float", "low": 0.4, "high": 0.1}}},
+        "params.model.dropout: low (0.4) is above high (0.1)",
+    ),
+    (
+        {"params": {"train.optimizer.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}},
+        "params.train.optimizer.lr: log: a log scale needs low > 0",
+    ),
+    (
+        {"params": {"model.dropout": {"type": "float", "low": 0.0, "high": 1.5}}},
+        "params.model.dropout: value 1.5: Input should be less than 1",
+    ),
+    (
+        {"params": {"train.epochs": {"type": "int", "low": 2, "high": 8, "step": 1.5}}},
+        "params.train.epochs: step: an int parameter needs whole numbers",
+    ),
+    (
+        {"params": {"model.dropout": {"type": "categorical"}}},
+        "params.model.dropout: choices: a categorical parameter needs at least one choice",
+    ),
+    (
+        {"params": {"model.dropout": {"type": "float", "lo": 0.0, "high": 0.5}}},
+        "params.model.dropout.lo: unknown key, did you mean 'params.model.dropout.low'?",
+    ),
+    (
+        {"sampler": "grid", "params": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}},
+        "params.model.dropout: the grid sampler needs every parameter categorical",
+    ),
+    (
+        {"params": {"data.split_seed": {"type": "int", "low": 0, "high": 3}}},
+        "params.data.split_seed: cannot be searched: it would change the data or the validation split",
+    ),
     ({"params": {"seed": {"type": "int", "low": 0, "high": 3}}}, "params.seed: cannot be searched"),
     ({"enqueue": [{"model.width": 64}]}, "enqueue[0].model.width: not one of the searched params"),
     ({"confirm": {"overrides": {"train.epocs": 40}}}, "train.epocs: unknown key, did you mean 'train.epochs'?"),
@@ -98,22 +119,44 @@ def test_bad_search_file_is_refused_naming_file_and_key(tiny_config, tmp_path, f
 
 
 def test_every_problem_is_reported_at_once(tiny_config, tmp_path):
-    path = write_search(tmp_path, tiny_config, metric="test/acc", params={
-        "model.dropout": {"type": "float", "low": 0.4, "high": 0.1},
-        "train.optimizer.lrr": {"type": "float", "low": 0.1, "high": 0.2}})
+    path = write_search(
+        tmp_path,
+        tiny_config,
+        metric="test/acc",
+        params={
+            "model.dropout": {"type": "float", "low": 0.4, "high": 0.1},
+            "train.optimizer.lrr": {"type": "float", "low": 0.1, "high": 0.2},
+        },
+    )
     with pytest.raises(ConfigError) as info:
         load_search(path)
     assert len(info.value.errors) == 3
 
 
 def test_architectures_are_searched_as_depth_and_width_or_as_lists(tiny_config, tmp_path):
-    search = load_search(write_search(tmp_path, tiny_config, params={
-        "model.depth": {"type": "int", "low": 1, "high": 3}, "model.width": {"type": "categorical", "choices": [16, 64]}}))
+    search = load_search(
+        write_search(
+            tmp_path,
+            tiny_config,
+            params={
+                "model.depth": {"type": "int", "low": 1, "high": 3},
+                "model.width": {"type": "categorical", "choices": [16, 64]},
+            },
+        )
+    )
     assert search.trial_config({"model.depth": 3, "model.width": 64}, "t").model.hidden_sizes == [64, 64, 64]
-    search = load_search(write_search(tmp_path, tiny_config, sampler="grid", params={
-        "model.hidden_sizes": {"type": "categorical", "choices": [[64, 32], [16]]}}))
+    search = load_search(
+        write_search(
+            tmp_path,
+            tiny_config,
+            sampler="grid",
+            params={"model.hidden_sizes": {"type": "categorical", "choices": [[64, 32], [16]]}},
+        )
+    )
     assert search.grid_size() == 2
-    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"model.hidden_sizes": search.params[0].grid_values()}))
+    study = optuna.create_study(
+        sampler=optuna.samplers.GridSampler({"model.hidden_sizes": search.params[0].grid_values()})
+    )
     sampled = {tuple(search.params[0].suggest(study.ask())) for _ in range(2)}
     assert sampled == {(64, 32), (16,)}
 
@@ -157,8 +200,14 @@ def test_four_trial_search_end_to_end_and_best_yaml_reproduces_the_best_trial(ti
 
 def test_an_invalid_sampled_config_is_a_failed_trial_not_a_crash(tiny_config, tmp_path):
     # min_lr must stay below the learning rate under a cosine schedule: a cross-field rule.
-    path = write_search(tmp_path, tiny_config, epochs=1, sampler="grid", overrides={"train.scheduler.name": "cosine"},
-                        params={"train.scheduler.min_lr": {"type": "categorical", "choices": [0.0, 0.5]}})
+    path = write_search(
+        tmp_path,
+        tiny_config,
+        epochs=1,
+        sampler="grid",
+        overrides={"train.scheduler.name": "cosine"},
+        params={"train.scheduler.min_lr": {"type": "categorical", "choices": [0.0, 0.5]}},
+    )
     result = run_search(load_search(path), log=quiet)
     report = json.loads((tmp_path / "runs" / "tiny_search" / "search.json").read_text())
     states = {t["train.scheduler.min_lr"]: (t["state"], t["error"]) for t in report["trials"]}
@@ -168,9 +217,14 @@ def test_an_invalid_sampled_config_is_a_failed_trial_not_a_crash(tiny_config, tm
 
 
 def test_enqueued_architectures_are_tried_first(tiny_config, tmp_path):
-    path = write_search(tmp_path, tiny_config, epochs=1, trials=2,
-                        params={"model.hidden_sizes": {"type": "categorical", "choices": [[8], [16, 8]]}},
-                        enqueue=[{"model.hidden_sizes": [16, 8]}, {"model.hidden_sizes": [8]}])
+    path = write_search(
+        tmp_path,
+        tiny_config,
+        epochs=1,
+        trials=2,
+        params={"model.hidden_sizes": {"type": "categorical", "choices": [[8], [16, 8]]}},
+        enqueue=[{"model.hidden_sizes": [16, 8]}, {"model.hidden_sizes": [8]}],
+    )
     result = run_search(load_search(path), log=quiet)
     assert result.finished == 2
     out = tmp_path / "runs" / "tiny_search"
@@ -179,10 +233,15 @@ def test_enqueued_architectures_are_tried_first(tiny_config, tmp_path):
 
 
 def test_a_clearly_worse_trial_is_pruned_early(tiny_config, tmp_path):
-    path = write_search(tmp_path, tiny_config, epochs=6, trials=2, pruner={"name": "median", "startup_trials": 1,
-                                                                         "warmup_epochs": 0},
-                        params={"train.optimizer.lr": {"type": "float", "low": 1e-7, "high": 1e-2, "log": True}},
-                        enqueue=[{"train.optimizer.lr": 5e-3}, {"train.optimizer.lr": 1e-7}])
+    path = write_search(
+        tmp_path,
+        tiny_config,
+        epochs=6,
+        trials=2,
+        pruner={"name": "median", "startup_trials": 1, "warmup_epochs": 0},
+        params={"train.optimizer.lr": {"type": "float", "low": 1e-7, "high": 1e-2, "log": True}},
+        enqueue=[{"train.optimizer.lr": 5e-3}, {"train.optimizer.lr": 1e-7}],
+    )
     run_search(load_search(path), log=quiet)
     out = tmp_path / "runs" / "tiny_search"
     good, bad = (rundir.read_json(out / f"trial-{n}" / "trial.json") for n in (0, 1))
@@ -202,9 +261,11 @@ def test_without_optuna_the_command_exits_2_naming_the_extra(monkeypatch, tiny_c
 
 
 def test_help_imports_neither_torch_nor_optuna():
-    code = ("import sys\nfrom mlp_lab.cli import app\n"
-            "import mlp_lab.search.confirm, mlp_lab.search.driver, mlp_lab.search.report, mlp_lab.search.study\n"
-            "print('torch' in sys.modules, 'optuna' in sys.modules)")
+    code = (
+        "import sys\nfrom mlp_lab.cli import app\n"
+        "import mlp_lab.search.confirm, mlp_lab.search.driver, mlp_lab.search.report, mlp_lab.search.study\n"
+        "print('torch' in sys.modules, 'optuna' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -229,19 +290,23 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> No
 def test_kill_9_mid_trial_then_the_same_command_reaches_exactly_n_trials(tiny_config, tmp_path):
     write_search(tmp_path, tiny_config, epochs=6, trials=3)
     out = tmp_path / "runs" / "tiny_search"
-    process = subprocess.Popen(_search(tmp_path), cwd=tmp_path, env=_env(tmp_path),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _search(tmp_path), cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for(out / "trial-1" / "metrics.csv", process)  # trial 1 has trained an epoch: mid-trial
     process.kill()
     process.wait()
     assert not (out / "trial-1" / "trial.json").exists(), "killed before trial 1 ended"
-    again = subprocess.run(_search(tmp_path), cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
-                           timeout=600)
+    again = subprocess.run(
+        _search(tmp_path), cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr
     assert "3/3 trials finished" in again.stdout
     assert "trial 1: was interrupted; continuing it from last.pt" in again.stdout
-    study = optuna.load_study(study_name="tiny_search", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
+    study = optuna.load_study(
+        study_name="tiny_search",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))),
+    )
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers)) == 3
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
@@ -252,18 +317,22 @@ def test_kill_9_mid_trial_then_the_same_command_reaches_exactly_n_trials(tiny_co
 
 @pytest.mark.slow  # spawns worker processes
 def test_two_workers_share_the_study(tiny_config, tmp_path):
-    write_search(tmp_path, tiny_config, epochs=2, trials=4, pruner={"name": "median", "startup_trials": 1,
-                                                                   "warmup_epochs": 0})
-    done = subprocess.run(_search(tmp_path, "--jobs", "2"), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
-                          text=True, timeout=600)
+    write_search(
+        tmp_path, tiny_config, epochs=2, trials=4, pruner={"name": "median", "startup_trials": 1, "warmup_epochs": 0}
+    )
+    done = subprocess.run(
+        _search(tmp_path, "--jobs", "2"), cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     out = tmp_path / "runs" / "tiny_search"
     report = json.loads((out / "search.json").read_text())
     assert len(report["trials"]) == 4 and report["counts"]["running"] == 0
     assert sorted(p.name for p in out.glob("trial-*")) == [f"trial-{n}" for n in range(4)]
     # Both workers reported intermediate values into the one journal.
-    study = optuna.load_study(study_name="tiny_search", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
+    study = optuna.load_study(
+        study_name="tiny_search",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))),
+    )
     assert all(t.intermediate_values for t in study.trials)
 
 
@@ -314,8 +383,9 @@ def test_confirm_runs_the_confirmation_study_it_is_given(tiny_config, tmp_path):
 def test_confirm_overrides_retrain_both_arms_alike_and_the_report_says_so(tiny_config, tmp_path):
     from mlp_lab.search.confirm import confirm
 
-    search = load_search(write_search(tmp_path, tiny_config, epochs=1, trials=2,
-                                      confirm={"overrides": {"train.epochs": 2}}))
+    search = load_search(
+        write_search(tmp_path, tiny_config, epochs=1, trials=2, confirm={"overrides": {"train.epochs": 2}})
+    )
     run_search(search, log=quiet)
     assert yaml.safe_load((search.output_dir / "best.yaml").read_text())["train"]["epochs"] == 1  # the trial's own
     result, _ = confirm(search, seeds=[0], log=quiet)

@@ -19,17 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port, wait_for_health, write_config, write_study
 from typer.testing import CliRunner
 
-from conftest import free_port, wait_for_health, write_config, write_study
 from mlp_lab.cli import app
 from mlp_lab.train import train
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
+from test_tracking import mlflow_server, mlp_runs, steps, tracked  # noqa: E402
 
 from mlp_lab.tracking.store import STORE_FILE  # noqa: E402
-from test_tracking import mlflow_server, mlp_runs, steps, tracked  # noqa: E402
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -100,8 +100,7 @@ def named_study(tmp_path: Path, tiny_config, name: str) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_a_tracked_study_puts_every_run_once_in_the_users_server(jobs, tiny_config, tmp_path, user_store,
-                                                                 monkeypatch):
+def test_a_tracked_study_puts_every_run_once_in_the_users_server(jobs, tiny_config, tmp_path, user_store, monkeypatch):
     name = f"dropout_jobs{jobs}"
     named_study(tmp_path, tiny_config, name)
     monkeypatch.chdir(tmp_path)
@@ -122,7 +121,8 @@ def test_a_tracked_study_puts_every_run_once_in_the_users_server(jobs, tiny_conf
 
 @pytest.mark.slow
 def test_track_twice_and_register_go_to_the_users_server_and_add_nothing_the_second_time(
-        tiny_config, tmp_path, user_store, monkeypatch):
+    tiny_config, tmp_path, user_store, monkeypatch
+):
     run_dir = tmp_path / "runs" / "tiny"
     train(tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"}), run_dir)
     named_study(tmp_path, tiny_config, "exported")
@@ -153,8 +153,9 @@ def test_track_twice_and_register_go_to_the_users_server_and_add_nothing_the_sec
 
 
 @pytest.mark.slow
-def test_a_tracked_search_puts_its_parent_and_every_trial_in_the_users_server(tiny_config, tmp_path, user_store,
-                                                                              monkeypatch):
+def test_a_tracked_search_puts_its_parent_and_every_trial_in_the_users_server(
+    tiny_config, tmp_path, user_store, monkeypatch
+):
     pytest.importorskip("optuna")
     from test_search import write_search
 
@@ -172,8 +173,9 @@ def test_a_tracked_search_puts_its_parent_and_every_trial_in_the_users_server(ti
     assert os.environ["MLFLOW_TRACKING_URI"] == user_store
 
 
-def test_logging_a_model_leaves_mlflows_process_wide_uris_and_the_environment_as_they_were(tiny_config, tmp_path,
-                                                                                          monkeypatch):
+def test_logging_a_model_leaves_mlflows_process_wide_uris_and_the_environment_as_they_were(
+    tiny_config, tmp_path, monkeypatch
+):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     # MLflow's telemetry client keeps its session id in the environment once it starts (unless
@@ -212,9 +214,14 @@ def test_an_unreachable_store_is_one_line_and_exit_2_within_15_s_before_any_trai
     with SilentServer() as silent:
         uri = silent if kind == "silent" else f"http://127.0.0.1:{free_port()}"
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "mlp_lab", "run", str(config), "--track"], cwd=tmp_path,
-                                env=env_with_repo(MLFLOW_TRACKING_URI=uri), capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "mlp_lab", "run", str(config), "--track"],
+            cwd=tmp_path,
+            env=env_with_repo(MLFLOW_TRACKING_URI=uri),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
@@ -241,7 +248,9 @@ def assert_stops_with_everything_it_started(process: subprocess.Popen, sig: int,
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in children) or any(listening(port) for port in ports):
         assert time.monotonic() < deadline, (
-            [pid for pid in children if alive(pid)], [port for port in ports if listening(port)])
+            [pid for pid in children if alive(pid)],
+            [port for port in ports if listening(port)],
+        )
         time.sleep(0.1)
 
 
@@ -249,8 +258,12 @@ def assert_stops_with_everything_it_started(process: subprocess.Popen, sig: int,
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_ui_stops_its_mlflow_server_on_a_signal(sig, tmp_path):
     port = free_port()
-    process = start_and_wait([sys.executable, "-m", "mlp_lab", "ui", "--port", str(port)], tmp_path,
-                             f"http://127.0.0.1:{port}/health", tmp_path / "ui.log")
+    process = start_and_wait(
+        [sys.executable, "-m", "mlp_lab", "ui", "--port", str(port)],
+        tmp_path,
+        f"http://127.0.0.1:{port}/health",
+        tmp_path / "ui.log",
+    )
     try:
         assert_stops_with_everything_it_started(process, sig, [port])
     finally:
@@ -265,7 +278,10 @@ def test_app_with_mlflow_stops_both_servers_on_a_signal(sig, tmp_path):
     port, mlflow_port = free_port(), free_port()
     process = start_and_wait(
         [sys.executable, "-m", "mlp_lab", "app", "--port", str(port), "--mlflow", "--mlflow-port", str(mlflow_port)],
-        tmp_path, f"http://127.0.0.1:{port}/_stcore/health", tmp_path / "app.log")
+        tmp_path,
+        f"http://127.0.0.1:{port}/_stcore/health",
+        tmp_path / "app.log",
+    )
     try:
         wait_for_health(f"http://127.0.0.1:{mlflow_port}/health", process, tmp_path / "app.log", "the MLflow UI")
         assert_stops_with_everything_it_started(process, sig, [port, mlflow_port])
@@ -274,8 +290,9 @@ def test_app_with_mlflow_stops_both_servers_on_a_signal(sig, tmp_path):
             process.kill()
 
 
-@pytest.mark.parametrize("args", [["ui", "--port", "{port}"], ["app", "--port", "{port}"],
-                                  ["app", "--mlflow", "--mlflow-port", "{port}"]])
+@pytest.mark.parametrize(
+    "args", [["ui", "--port", "{port}"], ["app", "--port", "{port}"], ["app", "--mlflow", "--mlflow-port", "{port}"]]
+)
 def test_a_taken_port_is_one_line_and_exit_2_before_anything_is_printed(args, tmp_path, monkeypatch):
     if args[0] == "app":
         pytest.importorskip("streamlit")
@@ -284,8 +301,14 @@ def test_a_taken_port_is_one_line_and_exit_2_before_anything_is_printed(args, tm
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "mlp_lab", *[a.format(port=port) for a in args]],
-                                cwd=tmp_path, env=env_with_repo(), capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "mlp_lab", *[a.format(port=port) for a in args]],
+            cwd=tmp_path,
+            env=env_with_repo(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --") and f"127.0.0.1:{port} is already in use" in lines[0]
@@ -311,9 +334,27 @@ def ray_head(tmp_path_factory):
         env.pop(key, None)  # the cluster's workers know nothing of the driver's settings
     log = tmp_path_factory.mktemp("head-log") / "ray-start.log"
     with open(log, "wb") as out:
-        head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--port", str(port),
-                                 "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
-                                 "--temp-dir", str(temp), "--block"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        head = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("ray")),
+                "start",
+                "--head",
+                "--port",
+                str(port),
+                "--node-ip-address",
+                "127.0.0.1",
+                "--num-cpus",
+                "2",
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                str(temp),
+                "--block",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 120
         while "Ray runtime started" not in log.read_text():
@@ -334,19 +375,39 @@ def ray_head(tmp_path_factory):
         assert not leftover, leftover
 
 
-def ray_compare(tmp_path: Path, tiny_config, address: str, home: Path, *args: str,
-                **env: str) -> subprocess.CompletedProcess:
+def ray_compare(
+    tmp_path: Path, tiny_config, address: str, home: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess:
     study = write_study(tmp_path, tiny_config, seeds=[0])
     run_env = env_with_repo(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0", **env)
     run_env.pop("RAY_AUTH_MODE", None)
-    return subprocess.run([sys.executable, "-m", "mlp_lab", "compare", str(study), "--backend", "ray",
-                           "--address", address, "--threads", "1", *args], cwd=tmp_path, env=run_env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlp_lab",
+            "compare",
+            str(study),
+            "--backend",
+            "ray",
+            "--address",
+            address,
+            "--threads",
+            "1",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
-def test_compare_joins_a_ray_start_head_cluster_by_address_with_the_machines_token(ray_head, server, tiny_config,
-                                                                                   tmp_path):
+def test_compare_joins_a_ray_start_head_cluster_by_address_with_the_machines_token(
+    ray_head, server, tiny_config, tmp_path
+):
     home = tmp_path / "driver-home"
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text(ray_head["token"])

@@ -38,8 +38,9 @@ def test_an_unknown_name_gets_a_did_you_mean_and_the_known_names(tmp_path):
     write(tmp_path / "toys" / "width.yaml", "base: b.yaml\n")
     with pytest.raises(MLPLabError) as info:
         resolve_spec_path("dropuot", tmp_path / "toys", "toy")
-    assert str(info.value) == (f"{tmp_path / 'toys' / 'dropuot.yaml'}: no toy named 'dropuot' "
-                               f"(did you mean 'dropout'?); known: dropout, width")
+    assert str(info.value) == (
+        f"{tmp_path / 'toys' / 'dropuot.yaml'}: no toy named 'dropuot' (did you mean 'dropout'?); known: dropout, width"
+    )
     with pytest.raises(MLPLabError, match=r"no toy named 'nope'; no toy files in .*empty/$"):
         resolve_spec_path("nope", tmp_path / "empty", "toy")
 
@@ -47,8 +48,9 @@ def test_an_unknown_name_gets_a_did_you_mean_and_the_known_names(tmp_path):
 def test_schema_errors_raw_checks_and_an_unreadable_base_are_reported_together(tmp_path):
     path = write(tmp_path / "toys" / "t.yaml", "base: ../gone.yaml\nseedz: [1]\n")
     with pytest.raises(ConfigError) as info:
-        read_spec_file("t", tmp_path / "toys", "toy", ToyFile,
-                       raw_checks=lambda p, raw: [f"{p}: own check saw {sorted(raw)}"])
+        read_spec_file(
+            "t", tmp_path / "toys", "toy", ToyFile, raw_checks=lambda p, raw: [f"{p}: own check saw {sorted(raw)}"]
+        )
     errors = info.value.errors
     assert errors[0] == f"{path}: seedz: unknown key, did you mean 'seeds'?"
     assert errors[1] == f"{path}: own check saw ['base', 'seedz']"
@@ -58,8 +60,9 @@ def test_schema_errors_raw_checks_and_an_unreadable_base_are_reported_together(t
 def test_the_base_gets_the_file_overrides_then_set_and_set_problems_are_collected(tmp_path):
     write(tmp_path / "base.yaml", "name: b\ntrain: {epochs: 5, batch_size: 32}\n")
     path = write(tmp_path / "toys" / "t.yaml", "base: ../base.yaml\noverrides: {train.epochs: 3, model.dropout: 0.1}\n")
-    loaded = read_spec_file(path, tmp_path / "toys", "toy", ToyFile,
-                            set_options=["train.epochs=2", "epochs", "name.x=1"])
+    loaded = read_spec_file(
+        path, tmp_path / "toys", "toy", ToyFile, set_options=["train.epochs=2", "epochs", "name.x=1"]
+    )
     assert loaded.path == path and loaded.spec.seeds == [0]
     assert loaded.base == {"name": "b", "train": {"epochs": 2, "batch_size": 32}, "model": {"dropout": 0.1}}
     assert loaded.sources == {"train.epochs": "--set train.epochs=2"}

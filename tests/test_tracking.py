@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, synthetic_images, wait_for_health, write_config, write_study
 from typer.testing import CliRunner
 
-from conftest import free_port, synthetic_images, wait_for_health, write_config, write_study
 from mlp_lab import rundir
 from mlp_lab.cli import app
 from mlp_lab.config import config_hash, load_config
@@ -67,22 +67,37 @@ def mlp_runs(client: MlflowClient, experiment: str):
 
 
 def tracked(tiny_config, epochs: int = 3, **output):
-    return tiny_config(train={"epochs": epochs, "batch_size": 32, "device": "cpu"},
-                       output={"tensorboard": False, "mlflow": True, **output})
+    return tiny_config(
+        train={"epochs": epochs, "batch_size": 32, "device": "cpu"},
+        output={"tensorboard": False, "mlflow": True, **output},
+    )
 
 
 # -- without the extra ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["track", "runs/x"], ["models"], ["ui"], ["register", "runs/x", "--name", "m"],
-                                  ["run", "CONFIG", "--track"], ["evaluate", "models:/m@champion"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["track", "runs/x"],
+        ["models"],
+        ["ui"],
+        ["register", "runs/x", "--name", "m"],
+        ["run", "CONFIG", "--track"],
+        ["evaluate", "models:/m@champion"],
+    ],
+)
 def test_without_mlflow_a_tracking_command_exits_2_naming_the_extra(args, tiny_config, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
     path = write_config(tmp_path, tiny_config())
     result = runner.invoke(app, [str(path) if a == "CONFIG" else a for a in args])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "needs the [track] extra: pip install -e '.[track]'" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: ")
+        and "needs the [track] extra: pip install -e '.[track]'" in lines[0]
+    )
 
 
 def test_without_mlflow_an_untracked_run_trains_as_before(tiny_config, tmp_path, monkeypatch):
@@ -92,9 +107,11 @@ def test_without_mlflow_an_untracked_run_trains_as_before(tiny_config, tmp_path,
 
 
 def test_help_imports_neither_torch_nor_mlflow():
-    code = ("import sys\nfrom mlp_lab.cli import app\n"
-            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))")
+    code = (
+        "import sys\nfrom mlp_lab.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert "track" in result.stdout and "register" in result.stdout and result.stdout.strip().endswith("[]")
 
@@ -186,9 +203,8 @@ def raw_test_images(n: int = 12) -> np.ndarray:
 
 @pytest.mark.slow
 def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_config, tmp_path, store, monkeypatch):
-    from PIL import Image
-
     import torch
+    from PIL import Image
 
     from mlp_lab.checkpoint import load_model
     from mlp_lab.data import to_features
@@ -211,30 +227,63 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
     for i, image in enumerate(images):
         pngs.append(tmp_path / f"{i}.png")
         Image.fromarray(image, mode="L").save(pngs[-1])
-    ours = np.array([[t["probability"] for t in sorted(r["top"], key=lambda t: t["index"])]
-                     # Images already in the dataset's format: no recipe, no inverting, as the pyfunc.
-                     for r in predict_files(load_model(run_dir), pngs, top_k=10, invert=False, normalise="plain")])
+    ours = np.array(
+        [
+            [t["probability"] for t in sorted(r["top"], key=lambda t: t["index"])]
+            # Images already in the dataset's format: no recipe, no inverting, as the pyfunc.
+            for r in predict_files(load_model(run_dir), pngs, top_k=10, invert=False, normalise="plain")
+        ]
+    )
     # Already-normalised rows, as mlp-lab's own features: the other input form of the pyfunc.
     meta = load_model(run_dir).data_meta
     rows = to_features(torch.from_numpy(images).unsqueeze(1), meta["mean"], meta["std"]).numpy()
     np.save(tmp_path / "rows.npy", rows)
-    code = ("import sys, numpy as np, mlflow\n"
-            "model = mlflow.pyfunc.load_model('models:/tiny-mlp@champion')\n"
-            "np.save(sys.argv[2], model.predict(np.load(sys.argv[1])))\n"
-            "np.save(sys.argv[3], model.predict(np.load(sys.argv[4])))\n"
-            "assert 'mlp_lab.cli' not in sys.modules\n")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / STORE_FILE}",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "images.npy"), str(tmp_path / "probs.npy"),
-                    str(tmp_path / "probs_rows.npy"), str(tmp_path / "rows.npy")],
-                   env=env, check=True, timeout=300, cwd=tmp_path)
+    code = (
+        "import sys, numpy as np, mlflow\n"
+        "model = mlflow.pyfunc.load_model('models:/tiny-mlp@champion')\n"
+        "np.save(sys.argv[2], model.predict(np.load(sys.argv[1])))\n"
+        "np.save(sys.argv[3], model.predict(np.load(sys.argv[4])))\n"
+        "assert 'mlp_lab.cli' not in sys.modules\n"
+    )
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store / STORE_FILE}",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(tmp_path / "images.npy"),
+            str(tmp_path / "probs.npy"),
+            str(tmp_path / "probs_rows.npy"),
+            str(tmp_path / "rows.npy"),
+        ],
+        env=env,
+        check=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     theirs = np.load(tmp_path / "probs.npy")
     assert theirs.shape == (12, 10)
     np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "probs_rows.npy"), ours, rtol=0, atol=1e-6)
     # The same version by number, through mlp-lab's own predict.
-    by_version = runner.invoke(app, ["predict", "models:/tiny-mlp/1", str(pngs[0]), "--top-k", "10", "--json",
-                                     "--no-invert", "--normalise", "plain"])
+    by_version = runner.invoke(
+        app,
+        [
+            "predict",
+            "models:/tiny-mlp/1",
+            str(pngs[0]),
+            "--top-k",
+            "10",
+            "--json",
+            "--no-invert",
+            "--normalise",
+            "plain",
+        ],
+    )
     assert by_version.exit_code == 0, by_version.output
     top = json.loads(by_version.stdout)[0]["top"]
     assert max(abs(t["probability"] - ours[0][t["index"]]) for t in top) < 1e-6
@@ -256,11 +305,27 @@ def mlflow_server(root: Path, port: int | None = None):
     port = port or free_port()
     log = open(root / f"server-{port}.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", store,
-         "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            store,
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(f"{uri}/health", process, root / f"server-{port}.log", "mlflow server", poll=0.3)
@@ -290,8 +355,9 @@ def test_a_run_logs_over_http_to_a_real_server(tiny_config, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_a_server_killed_mid_run_costs_nothing_and_track_completes_the_run_later(tiny_config, tmp_path, monkeypatch,
-                                                                                  capsys):
+def test_a_server_killed_mid_run_costs_nothing_and_track_completes_the_run_later(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
     run_dir = tmp_path / "runs" / "tiny"
     port = free_port()
     with mlflow_server(tmp_path / "server", port) as (uri, process):
@@ -383,7 +449,11 @@ def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config,
     client = client_of(tmp_path / "runs")
     runs = mlp_runs(client, "study")
     assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == [
-        ("half", "0"), ("half", "1"), ("none", "0"), ("none", "1")]
+        ("half", "0"),
+        ("half", "1"),
+        ("none", "0"),
+        ("none", "1"),
+    ]
     assert all(r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1, 2, 3] for r in runs)
     exp = client.get_experiment_by_name("study")
     assert exp.tags["mlflow.note.content"].startswith("# ")
@@ -394,8 +464,9 @@ def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config,
     assert len(mlp_runs(client, "study")) == 4
 
 
-def test_a_tracked_suite_logs_every_study_as_compare_does_and_attaches_each_report(tiny_config, tmp_path, store,
-                                                                                 monkeypatch):
+def test_a_tracked_suite_logs_every_study_as_compare_does_and_attaches_each_report(
+    tiny_config, tmp_path, store, monkeypatch
+):
     study = write_study(tmp_path, tiny_config)
     shutil.copy(study, study.with_name("other.yaml"))
     monkeypatch.chdir(tmp_path)
@@ -435,8 +506,15 @@ def test_ui_serves_the_default_store_on_localhost(tiny_config, tmp_path, store):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("MLFLOW_TRACKING_URI", None)
-    process = subprocess.Popen([sys.executable, "-m", "mlp_lab", "ui", "--port", str(port)], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlp_lab", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
     try:
         assert process.stdout.readline().startswith(f"MLflow UI: http://127.0.0.1:{port}")
         deadline = time.monotonic() + 120

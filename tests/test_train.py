@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import metrics_without_timing
+
 from mlp_lab import rundir
 from mlp_lab.checkpoint import CheckpointError, load_checkpoint
 from mlp_lab.config import NUMERICS_VERSION, SchedulerConfig
@@ -34,8 +34,20 @@ def test_loss_falls_and_run_directory_describes_itself(tiny_config, tmp_path):
         assert (tmp_path / "run" / name).is_file(), name
     on_disk = rundir.read_json(tmp_path / "run" / "summary.json")
     assert on_disk == summary
-    for key in ("best_epoch", "best/val_acc", "best/val_loss", "test/loss", "test/acc", "epochs_run",
-                "stopped_early", "num_parameters", "wall_time_s", "seed", "device", "torch_version"):
+    for key in (
+        "best_epoch",
+        "best/val_acc",
+        "best/val_loss",
+        "test/loss",
+        "test/acc",
+        "epochs_run",
+        "stopped_early",
+        "num_parameters",
+        "wall_time_s",
+        "seed",
+        "device",
+        "torch_version",
+    ):
         assert key in summary, key
     assert summary["num_parameters"] == 784 * 32 + 32 + 32 * 10 + 10
 
@@ -52,8 +64,9 @@ def test_same_seed_gives_identical_metrics(tiny_config, tmp_path):
 
 def test_early_stopping_stops_patience_epochs_after_the_last_improvement(tiny_config, tmp_path):
     # min_delta is so large that only the first epoch counts as an improvement.
-    cfg = tiny_config(train={"epochs": 10, "batch_size": 32, "device": "cpu",
-                             "early_stopping": {"patience": 2, "min_delta": 100.0}})
+    cfg = tiny_config(
+        train={"epochs": 10, "batch_size": 32, "device": "cpu", "early_stopping": {"patience": 2, "min_delta": 100.0}}
+    )
     summary = train(cfg, tmp_path / "run")
     assert summary["best_epoch"] == 1
     assert summary["epochs_run"] == 3
@@ -80,8 +93,16 @@ def _test_metrics_with(run_dir, checkpoint, data):
 
 @pytest.mark.parametrize("restore_best", [True, False])
 def test_test_split_uses_the_best_weights(tiny_config, tmp_path, restore_best):
-    cfg = tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu", "restore_best": restore_best,
-                             "optimizer": {"lr": 0.01}, "early_stopping": {"min_delta": 100.0}})
+    cfg = tiny_config(
+        train={
+            "epochs": 4,
+            "batch_size": 32,
+            "device": "cpu",
+            "restore_best": restore_best,
+            "optimizer": {"lr": 0.01},
+            "early_stopping": {"min_delta": 100.0},
+        }
+    )
     run = tmp_path / "run"
     summary = train(cfg, run)
     assert summary["best_epoch"] == 1
@@ -141,7 +162,9 @@ def test_resuming_a_run_interrupted_under_older_numerics_is_refused_with_the_rea
     ckpt["config_hash"] = "0123456789abcdef"
     del ckpt["numerics_version"]
     torch.save(ckpt, path)
-    with pytest.raises(CheckpointError, match=f"numerics version 1, this mlp-lab trains under version {NUMERICS_VERSION}"):
+    with pytest.raises(
+        CheckpointError, match=f"numerics version 1, this mlp-lab trains under version {NUMERICS_VERSION}"
+    ):
         train(cfg, tmp_path / "run", resume=True)
 
 
@@ -178,8 +201,10 @@ def test_l2_shrinks_weights(tiny_config, tmp_path):
 def test_label_smoothing_changes_training_but_not_the_reported_loss(tiny_config, tmp_path):
     smoothing = 0.5
     plain = train(tiny_config(), tmp_path / "plain")
-    smooth = train(tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu",
-                                      "label_smoothing": smoothing}), tmp_path / "smooth")
+    smooth = train(
+        tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu", "label_smoothing": smoothing}),
+        tmp_path / "smooth",
+    )
     assert metrics_without_timing(tmp_path / "smooth") != metrics_without_timing(tmp_path / "plain")
     assert smooth["test/acc"] > 0.8
     # The smoothed loss can never fall below the entropy of the smoothed targets; the plain
@@ -206,7 +231,14 @@ def test_lr_schedules():
 
 
 def test_lr_is_logged_every_epoch(tiny_config, tmp_path):
-    cfg = tiny_config(train={"epochs": 4, "batch_size": 32, "device": "cpu", "scheduler": {"name": "step", "step_size": 2, "gamma": 0.1}})
+    cfg = tiny_config(
+        train={
+            "epochs": 4,
+            "batch_size": 32,
+            "device": "cpu",
+            "scheduler": {"name": "step", "step_size": 2, "gamma": 0.1},
+        }
+    )
     train(cfg, tmp_path / "run")
     lrs = [r["lr"] for r in rundir.read_metrics(tmp_path / "run")]
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
@@ -242,9 +274,16 @@ def test_plateau_in_max_mode_and_state_round_trip():
 def test_plateau_reduces_the_lr_in_training_and_respects_min_lr(tiny_config, tmp_path):
     # Monitor val/acc on an easy problem: it reaches 1.0 and stalls, so the LR must fall, but
     # never below min_lr.
-    cfg = tiny_config(train={"epochs": 8, "batch_size": 32, "device": "cpu", "optimizer": {"lr": 0.01},
-                             "early_stopping": {"monitor": "val/acc"},
-                             "scheduler": {"name": "plateau", "patience": 0, "factor": 0.5, "min_lr": 0.003}})
+    cfg = tiny_config(
+        train={
+            "epochs": 8,
+            "batch_size": 32,
+            "device": "cpu",
+            "optimizer": {"lr": 0.01},
+            "early_stopping": {"monitor": "val/acc"},
+            "scheduler": {"name": "plateau", "patience": 0, "factor": 0.5, "min_lr": 0.003},
+        }
+    )
     summary = train(cfg, tmp_path / "run")
     assert summary["status"] == "completed"
     lrs = [r["lr"] for r in rundir.read_metrics(tmp_path / "run")]

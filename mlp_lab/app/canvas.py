@@ -85,6 +85,12 @@ def drawing_canvas(*, key: str, size: int, brush: int, stroke: str, background: 
 
     A new `key` gives a fresh, empty canvas (Clear, another colour scheme).
     """
-    result = _mount(key=key, data={"size": size, "brush": brush, "stroke": stroke, "background": background},
-                    default={"image": None}, on_image_change=lambda: None, width="content", height="content")
+    result = _mount(
+        key=key,
+        data={"size": size, "brush": brush, "stroke": stroke, "background": background},
+        default={"image": None},
+        on_image_change=lambda: None,
+        width="content",
+        height="content",
+    )
     return result.get("image")

@@ -84,8 +84,10 @@ def _canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str) -> No
         else:
             show_classified(classified, predictor.classes)
             # The ink count changes with every stroke: a browser (and its test) can tell an updated answer.
-            st.caption(f"canvas ink {drawing.ink_pixels(image)} px · {NORMALISE_LABELS[normalise]} · "
-                       f"preprocessing + prediction {classified.milliseconds:.1f} ms")
+            st.caption(
+                f"canvas ink {drawing.ink_pixels(image)} px · {NORMALISE_LABELS[normalise]} · "
+                f"preprocessing + prediction {classified.milliseconds:.1f} ms"
+            )
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -106,20 +108,26 @@ def draw_page(runs: Path) -> None:
     choices = {run.describe(): str(run.path) for run in models.finished_runs(runs)}
     choices.update({f"{uri} (registered)": uri for uri in _registered(str(runs))})
     if not choices:
-        st.info(f"No finished runs in {runs}/ yet: train one on the Train page or with "
-                f"`mlp-lab run configs/mnist.yaml`.")
+        st.info(
+            f"No finished runs in {runs}/ yet: train one on the Train page or with `mlp-lab run configs/mnist.yaml`."
+        )
         return
     label = st.selectbox("Model", list(choices), key="model")
     options = st.columns(3)
     scheme = options[0].radio("Canvas", (WHITE_ON_BLACK, BLACK_ON_WHITE), key="scheme", horizontal=True)
     brush = options[1].slider("Brush width", 4, 48, 20, key="brush")
-    normalise = options[2].radio("Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get,
-                                 key="normalise", horizontal=True)
+    normalise = options[2].radio(
+        "Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get, key="normalise", horizontal=True
+    )
     predictor = predictor_for(Path(_model_dir(choices[label], str(runs))), normalise)
     canvas_panel(predictor, scheme, brush, normalise)
     st.subheader("Or upload pictures")
-    files = st.file_uploader("PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted "
-                             "automatically)", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="uploads")
+    files = st.file_uploader(
+        "PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted automatically)",
+        type=["png", "jpg", "jpeg"],
+        accept_multiple_files=True,
+        key="uploads",
+    )
     for upload in files or []:
         try:
             classified = drawing.classify(predictor, drawing.read_upload(upload.name, upload.getvalue()))
@@ -131,4 +139,3 @@ def draw_page(runs: Path) -> None:
             continue
         st.markdown(f"**{upload.name}**")
         show_classified(classified, predictor.classes)
-

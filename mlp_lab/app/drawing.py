@@ -19,6 +19,7 @@ from mlp_lab.config import MLPLabError
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 25_000_000
 
+
 class EmptyDrawing(MLPLabError):
     """Nothing drawn yet (or the canvas was cleared)."""
 
@@ -56,10 +57,12 @@ def canvas_image(data_url: str | None):
     if len(data_url) > MAX_CANVAS_BYTES:
         raise MLPLabError(f"the canvas sent {len(data_url) / 1e6:.1f} MB: too large for a drawing")
     try:
-        img = Image.open(io.BytesIO(base64.b64decode(data_url[len(CANVAS_PREFIX):], validate=True)))
+        img = Image.open(io.BytesIO(base64.b64decode(data_url[len(CANVAS_PREFIX) :], validate=True)))
         img.load()
     except (ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise MLPLabError(f"the canvas's drawing could not be read ({type(exc).__name__}): press Clear and draw again") from None
+        raise MLPLabError(
+            f"the canvas's drawing could not be read ({type(exc).__name__}): press Clear and draw again"
+        ) from None
     return img
 
 
@@ -108,7 +111,8 @@ def bars_html(classes: list[str], probabilities: list[float]) -> str:
             f'<span style="width:7em;text-align:right;white-space:nowrap;overflow:hidden">{escape(str(name))}</span>'
             f'<span style="flex:1;background:#eef0f4;height:16px;border-radius:2px">'
             f'<span style="display:block;width:{100 * p:.1f}%;background:{colour};height:100%;border-radius:2px"></span>'
-            f'</span><span style="width:3.5em;text-align:right">{100 * p:.1f}%</span></div>')
+            f'</span><span style="width:3.5em;text-align:right">{100 * p:.1f}%</span></div>'
+        )
     return f'<div class="mlp-bars" style="font-size:14px">{"".join(rows)}</div>'
 
 
@@ -123,9 +127,11 @@ def view_html(view: Any, scale: int) -> str:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (f'<img class="mlp-view" alt="the {width}x{height} picture the model sees" '
-            f'src="data:image/png;base64,{data}" width="{width * scale}" height="{height * scale}" '
-            f'style="image-rendering:pixelated;border:1px solid #bbb">')
+    return (
+        f'<img class="mlp-view" alt="the {width}x{height} picture the model sees" '
+        f'src="data:image/png;base64,{data}" width="{width * scale}" height="{height * scale}" '
+        f'style="image-rendering:pixelated;border:1px solid #bbb">'
+    )
 
 
 def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS):
@@ -141,7 +147,9 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_p
         img = Image.open(io.BytesIO(data))
         width, height = img.size
         if width * height > max_pixels:
-            raise MLPLabError(f"{name}: {width}x{height} pixels is too large (at most {max_pixels / 1e6:.0f} megapixels)")
+            raise MLPLabError(
+                f"{name}: {width}x{height} pixels is too large (at most {max_pixels / 1e6:.0f} megapixels)"
+            )
         img.load()
     except MLPLabError:
         raise

@@ -84,7 +84,9 @@ def _parse_float(text: Any) -> float:
         raise ValueError(f"not a number: {text!r} (e.g. 0.001 or 1e-3)") from None
 
 
-def form_to_config(values: Mapping[str, Any], base: Config, output_dir: str | Path) -> tuple[Config | None, dict[str, str]]:
+def form_to_config(
+    values: Mapping[str, Any], base: Config, output_dir: str | Path
+) -> tuple[Config | None, dict[str, str]]:
     """Form values -> a Config validated by the same schema as a YAML file, or None and one
     message per field (``FORM_ERRORS`` for problems no form field owns). Nothing is started here."""
     errors: dict[str, str] = {}
@@ -125,4 +127,3 @@ def form_to_config(values: Mapping[str, Any], base: Config, output_dir: str | Pa
                 message = f"{dotted}: {message}"
             errors[name] = f"{errors[name]}; {message}" if name in errors else message
         return None, errors
-

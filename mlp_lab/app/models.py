@@ -48,7 +48,10 @@ def checkpoint_stamp(run_dir: str | Path) -> float:
     replaced run is reloaded. A directory deleted while open is one clear MLPLabError."""
     run_dir = Path(run_dir)
     try:
-        return max(p.stat().st_mtime for p in [run_dir / rundir.CONFIG_FILE, *run_dir.glob(f"{rundir.CHECKPOINT_DIR}/*.pt")])
+        return max(
+            p.stat().st_mtime for p in [run_dir / rundir.CONFIG_FILE, *run_dir.glob(f"{rundir.CHECKPOINT_DIR}/*.pt")]
+        )
     except (OSError, ValueError):
-        raise MLPLabError(f"{run_dir}: this run directory no longer exists (deleted or moved); pick another model") from None
-
+        raise MLPLabError(
+            f"{run_dir}: this run directory no longer exists (deleted or moved); pick another model"
+        ) from None

@@ -51,10 +51,16 @@ class RunInfo:
     def row(self) -> dict[str, Any]:
         """A table row for the Runs page."""
         epochs = f"{self.epochs_run}/{self.epochs_planned}" if self.epochs_planned else str(self.epochs_run)
-        return {"run": self.label, "status": self.status, "dataset": self.dataset, "model": self.architecture,
-                "parameters": self.parameters, "epochs": epochs,
-                "test acc %": None if self.test_acc is None else round(100 * self.test_acc, 2),
-                "time s": None if self.wall_time_s is None else round(self.wall_time_s, 1)}
+        return {
+            "run": self.label,
+            "status": self.status,
+            "dataset": self.dataset,
+            "model": self.architecture,
+            "parameters": self.parameters,
+            "epochs": epochs,
+            "test acc %": None if self.test_acc is None else round(100 * self.test_acc, 2),
+            "time s": None if self.wall_time_s is None else round(self.wall_time_s, 1),
+        }
 
 
 def running_pid(run_dir: str | Path) -> int | None:
@@ -90,8 +96,13 @@ def _run_info(run_dir: Path, label: str, facts: dict[str, Any]) -> RunInfo:
     # Only a run without summary.json can be running (`running_pid` checks that first): skip the
     # lock for every finished one.
     pid = running_pid(run_dir) if status not in (RunStatus.DONE.value, RunStatus.FAILED.value) else None
-    return RunInfo(run_dir, label, "running" if pid else status, pid=pid,
-                   **{key: value for key, value in facts.items() if key != "status"})
+    return RunInfo(
+        run_dir,
+        label,
+        "running" if pid else status,
+        pid=pid,
+        **{key: value for key, value in facts.items() if key != "status"},
+    )
 
 
 def describe_run(run_dir: str | Path, runs_dir: str | Path | None = None) -> RunInfo:

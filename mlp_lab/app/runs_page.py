@@ -21,8 +21,10 @@ def tracking_link(mlflow_address: str | None) -> None:
     if mlflow_address:
         st.markdown(f"Tracking: [open the MLflow UI]({mlflow_address})")
     else:
-        st.caption("Tracking: start the MLflow UI with `mlp-lab ui` (http://127.0.0.1:5000), or start the app "
-                   "with `mlp-lab app --mlflow`.")
+        st.caption(
+            "Tracking: start the MLflow UI with `mlp-lab ui` (http://127.0.0.1:5000), or start the app "
+            "with `mlp-lab app --mlflow`."
+        )
 
 
 def runs_page(runs: Path, data_dirs: tuple[str, ...], mlflow_address: str | None) -> None:
@@ -54,8 +56,10 @@ def run_details(info: RunInfo, data_dirs: tuple[str, ...]) -> None:
     if not info.path.exists():
         st.error(f"{info.path}: the run directory no longer exists")
         return
-    st.markdown(f"**{info.label}**: {info.status}, {info.dataset}, {info.architecture}"
-                + (f", test accuracy {info.test_acc:.2%}" if info.test_acc is not None else ""))
+    st.markdown(
+        f"**{info.label}**: {info.status}, {info.dataset}, {info.architecture}"
+        + (f", test accuracy {info.test_acc:.2%}" if info.test_acc is not None else "")
+    )
     curves(read_history(info.path))
     if info.status != "done":
         return

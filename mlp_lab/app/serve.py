@@ -32,20 +32,44 @@ def require_app_extra() -> None:
         raise MLPLabError(f"mlp-lab app needs the [app] extra ({', '.join(missing)} missing): {EXTRA}")
 
 
-def app_command(host: str = "127.0.0.1", port: int = 8501, runs: str | Path = "runs", data_dirs: Sequence[str] = (),
-                mlflow_address: str | None = None) -> tuple[list[str], str, dict[str, str]]:
+def app_command(
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    runs: str | Path = "runs",
+    data_dirs: Sequence[str] = (),
+    mlflow_address: str | None = None,
+) -> tuple[list[str], str, dict[str, str]]:
     """(command, address, environment) that serve the app; fails naming the extra when it is missing."""
     require_app_extra()
-    command = [sys.executable, "-m", "streamlit", "run", str(MAIN),
-               "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-               # Uploads are capped again, per file, with a clear message (drawing.read_upload).
-               "--server.maxUploadSize", str(max(1, MAX_UPLOAD_BYTES // (1024 * 1024))),
-               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "minimal", "--theme.base", "light",
-               # Streamlit runs a full gc.collect() after every script run; with torch imported that
-               # took ~170 ms of each stroke's round trip (a page with the canvas and the prediction:
-               # 220 ms with it, 41 ms without). Python's own generational collection still runs.
-               "--runner.postScriptGC", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(MAIN),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        # Uploads are capped again, per file, with a clear message (drawing.read_upload).
+        "--server.maxUploadSize",
+        str(max(1, MAX_UPLOAD_BYTES // (1024 * 1024))),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--theme.base",
+        "light",
+        # Streamlit runs a full gc.collect() after every script run; with torch imported that
+        # took ~170 ms of each stroke's round trip (a page with the canvas and the prediction:
+        # 220 ms with it, 41 ms without). Python's own generational collection still runs.
+        "--runner.postScriptGC",
+        "false",
+    ]
     env = {**os.environ, RUNS_ENV: str(Path(runs).resolve()), DATA_DIRS_ENV: os.pathsep.join(map(str, data_dirs))}
     if mlflow_address:
         env[MLFLOW_ENV] = mlflow_address

@@ -47,7 +47,9 @@ def train_page(runs: Path, data_dirs: tuple[str, ...]) -> None:
         with a:
             _field(st.text_input, "Run name", "name", errors)
             _field(st.selectbox, "Dataset", "dataset", errors, options=form.CHOICES["dataset"])
-            _field(st.text_input, "Hidden sizes", "hidden_sizes", errors, help="e.g. 256, 128; empty: logistic regression")
+            _field(
+                st.text_input, "Hidden sizes", "hidden_sizes", errors, help="e.g. 256, 128; empty: logistic regression"
+            )
             _field(st.checkbox, "BatchNorm", "batch_norm", errors)
             _field(st.number_input, "Dropout", "dropout", errors, step=0.05, format="%.2f")
         with b:

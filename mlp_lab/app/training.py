@@ -31,10 +31,17 @@ def _spawn(command: list[str], run_dir: Path, action: str) -> int:
     log_path = sidecar(run_dir, ".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    rundir.write_json(sidecar(run_dir, ".json"), {"pid": process.pid, "action": action, "command": command,
-                                                   "started": time.time()})
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    rundir.write_json(
+        sidecar(run_dir, ".json"), {"pid": process.pid, "action": action, "command": command, "started": time.time()}
+    )
     return process.pid
 
 
@@ -54,8 +61,16 @@ def launch_run(config: Config, data_dirs: Sequence[str] = (), threads: int | Non
     config_path = sidecar(run_dir, ".yaml")
     config_path.parent.mkdir(parents=True, exist_ok=True)
     rundir.atomic_write_text(config_path, config_to_yaml(config))
-    command = [sys.executable, "-m", "mlp_lab", "run", str(config_path), "--run-dir", str(run_dir),
-               *_common_args(data_dirs, threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlp_lab",
+        "run",
+        str(config_path),
+        "--run-dir",
+        str(run_dir),
+        *_common_args(data_dirs, threads),
+    ]
     _spawn(command, run_dir, "start")
     return run_dir
 
@@ -133,4 +148,3 @@ def run_progress(run_dir: str | Path, runs_dir: str | Path | None = None) -> Pro
             except (OSError, ValueError):
                 pass
     return Progress(info, history, log_tail, error)
-

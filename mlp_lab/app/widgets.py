@@ -32,4 +32,3 @@ def curves(history: list[dict[str, float]]) -> None:
     left, right = st.columns(2)
     left.line_chart(frame[["train/loss", "val/loss"]].rename(columns=lambda c: c.replace("/", " ")), height=220)
     right.line_chart(frame[["train/acc", "val/acc"]].rename(columns=lambda c: c.replace("/", " ")), height=220)
-

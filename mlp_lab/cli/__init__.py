@@ -17,6 +17,7 @@ import os
 # order of `mlp-lab --help` (so it is kept out of import sorting).
 # isort: off
 from mlp_lab.cli import runs, studies, search, inputs, inspect, tracking, servers, bench  # noqa: F401
+
 # isort: on
 from mlp_lab.cli.common import app
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,8 @@ from mlp_lab.config import load_config
 def bench(
     config: Annotated[Path, typer.Argument(help="Config to benchmark.")] = Path("configs/baseline.yaml"),
     repeats: Annotated[int, typer.Option(min=1, help="Epochs timed per variant (median reported).")] = 3,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads [default: all cores].")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results here as JSON.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores].")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here as JSON.")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Epoch speed: mlp-lab's trainer vs the tutorial DataLoader pipeline vs the compute floor.

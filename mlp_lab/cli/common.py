@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -62,11 +62,11 @@ err = Console(stderr=True, soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/baseline.yaml.", show_default=False)]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="Override a config value, KEY=VALUE (repeatable), e.g. train.optimizer.lr=0.01."),
 ]
 DataDirOpt = Annotated[
-    Optional[list[Path]],
+    list[Path] | None,
     typer.Option("--data-dir", help="Extra directory holding dataset files (repeatable); also $MLP_LAB_DATA."),
 ]
 
@@ -80,27 +80,51 @@ class Backend(str, Enum):
     ray = "ray"
 
 
-BackendOpt = Annotated[Backend, typer.Option(
-    "--backend", help="local: this machine's processes (--jobs). ray: one Ray task per run (the \\[ray] extra).")]
-AddressOpt = Annotated[Optional[str], typer.Option(
-    "--address", help="With --backend ray: join this Ray cluster (e.g. auto, or HOST:6379; also $RAY_ADDRESS) "
-                      "\\[default: a local instance on 127.0.0.1 for this command].", show_default=False)]
-JobsOpt = Annotated[Optional[int], typer.Option(
-    "--jobs", "-j", min=1, help="Runs at once: local processes (torch threads are split) \\[default: 1]; with "
-                                "--backend ray, Ray tasks in flight \\[default: cluster CPUs / threads].",
-    show_default=False)]
-RunThreadsOpt = Annotated[Optional[int], typer.Option(
-    min=1, help="torch threads (with ray: CPUs reserved) per run \\[default: CPU cores / jobs; ray: 1]. CPU "
-                "results are bit-identical for the same thread count, so fix it to compare across settings.")]
+BackendOpt = Annotated[
+    Backend,
+    typer.Option(
+        "--backend", help="local: this machine's processes (--jobs). ray: one Ray task per run (the \\[ray] extra)."
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --backend ray: join this Ray cluster (e.g. auto, or HOST:6379; also $RAY_ADDRESS) "
+        "\\[default: a local instance on 127.0.0.1 for this command].",
+        show_default=False,
+    ),
+]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="Runs at once: local processes (torch threads are split) \\[default: 1]; with "
+        "--backend ray, Ray tasks in flight \\[default: cluster CPUs / threads].",
+        show_default=False,
+    ),
+]
+RunThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="torch threads (with ray: CPUs reserved) per run \\[default: CPU cores / jobs; ray: 1]. CPU "
+        "results are bit-identical for the same thread count, so fix it to compare across settings.",
+    ),
+]
 OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and the default MLflow store live.")]
 
 
-def data_dirs(data_dir: Optional[list[Path]]) -> tuple[str, ...]:
+def data_dirs(data_dir: list[Path] | None) -> tuple[str, ...]:
     """--data-dir values as the library takes them; one that is not a directory is a typo."""
     for directory in data_dir or ():
         if not directory.is_dir():
-            raise MLPLabError(f"--data-dir {clip(str(directory))}: " + ("is a file, expected a directory"
-                              if directory.exists() else "no such directory"))
+            raise MLPLabError(
+                f"--data-dir {clip(str(directory))}: "
+                + ("is a file, expected a directory" if directory.exists() else "no such directory")
+            )
     return tuple(map(str, data_dir or ()))
 
 
@@ -147,8 +171,9 @@ def user_errors() -> Iterator[None]:
 
 
 @contextmanager
-def executor_for(backend: Backend, address: Optional[str], jobs: Optional[int],
-                 threads: Optional[int]) -> Iterator[Executor | None]:
+def executor_for(
+    backend: Backend, address: str | None, jobs: int | None, threads: int | None
+) -> Iterator[Executor | None]:
     """The executor a command's runs go to: None for this machine's (the library's default), or
     a RayExecutor inside a Ray session (a local instance, or the cluster at `address`)."""
     if backend == Backend.local:
@@ -160,7 +185,7 @@ def executor_for(backend: Backend, address: Optional[str], jobs: Optional[int],
         yield RayExecutor(threads, jobs, log=log)
 
 
-def require_backend(backend: Backend, address: Optional[str]) -> None:
+def require_backend(backend: Backend, address: str | None) -> None:
     """A missing [ray] extra, or --address without ray, is reported before anything is printed or created."""
     if backend == Backend.ray:
         from mlp_lab.executors_ray import check_ray_installed
@@ -180,29 +205,40 @@ def check_runtime(experiments: Sequence[Experiment]) -> None:
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
-    return (f"epoch {record['epoch']:>3}/{record['epochs']}  "
-            f"train/loss {record['train/loss']:.4f}  train/acc {record['train/acc']:.4f}  "
-            f"val/loss {record['val/loss']:.4f}  val/acc {record['val/acc']:.4f}  "
-            f"lr {record['lr']:.2e}  {record['seconds']:.1f}s")
+    return (
+        f"epoch {record['epoch']:>3}/{record['epochs']}  "
+        f"train/loss {record['train/loss']:.4f}  train/acc {record['train/acc']:.4f}  "
+        f"val/loss {record['val/loss']:.4f}  val/acc {record['val/acc']:.4f}  "
+        f"lr {record['lr']:.2e}  {record['seconds']:.1f}s"
+    )
 
 
 @contextmanager
-def epoch_reporter(description: str, total_epochs: int,
-                   done_epochs: int = 0) -> Iterator[Callable[[dict[str, Any]], None]]:
+def epoch_reporter(
+    description: str, total_epochs: int, done_epochs: int = 0
+) -> Iterator[Callable[[dict[str, Any]], None]]:
     """A callback for per-epoch records: a rich progress bar on a terminal, plain lines otherwise."""
     if not out.is_terminal:
         yield lambda record: print(f"{description}  {_epoch_line(record)}", flush=True)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
     with Progress(*columns, console=out, transient=False) as progress:
         task = progress.add_task(description, total=total_epochs, completed=done_epochs, status="")
 
         def report(record: dict[str, Any]) -> None:
-            progress.update(task, completed=record["epoch"],
-                            status=f"val/acc {record['val/acc']:.4f}  val/loss {record['val/loss']:.4f}")
+            progress.update(
+                task,
+                completed=record["epoch"],
+                status=f"val/acc {record['val/acc']:.4f}  val/loss {record['val/loss']:.4f}",
+            )
 
         yield report
 
@@ -210,8 +246,11 @@ def epoch_reporter(description: str, total_epochs: int,
 def report_busy_and_failed(result: CompareResult | SuiteResult, what: str) -> None:
     """After compare or suite: runs left to another process, then failures (exit 1 if any)."""
     if result.busy:
-        out.print(f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
-                  f"finishes to complete {what}.", highlight=False)
+        out.print(
+            f"{len(result.busy)} run(s) were being trained by another process; run this again when it "
+            f"finishes to complete {what}.",
+            highlight=False,
+        )
     if result.failures:
         err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
         for failure in result.failures:
@@ -219,8 +258,12 @@ def report_busy_and_failed(result: CompareResult | SuiteResult, what: str) -> No
         faults = [f for f in result.failures if f.fault]
         if faults:
             # One line for the machine's fault; the runs resume from their last checkpoints.
-            print_error(MachineFault(f"{len(faults)} run(s) stopped by a fault of the machine ({faults[0].error}); "
-                                     f"fix it, then run the same command again"))
+            print_error(
+                MachineFault(
+                    f"{len(faults)} run(s) stopped by a fault of the machine ({faults[0].error}); "
+                    f"fix it, then run the same command again"
+                )
+            )
             raise typer.Exit(MachineFault.exit_code)
         raise typer.Exit(1)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -36,8 +36,10 @@ def list_(
 
 @app.command()
 def data(
-    dataset: Annotated[Optional[str], typer.Argument(help="fashion_mnist, mnist or cifar10.", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Take the data section of this config instead.")] = None,
+    dataset: Annotated[str | None, typer.Argument(help="fashion_mnist, mnist or cifar10.", show_default=False)] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Take the data section of this config instead.")
+    ] = None,
     out_dir: Annotated[Path, typer.Option(help="Where the sample grid PNG goes.")] = Path("runs/data"),
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -66,11 +68,13 @@ def data(
         info, grid = inspect_data(data_cfg, out_dir, data_dirs(data_dir))
     out.print(f"[bold]{info['dataset']}[/bold] from {info['source']}")
     c, h, w = info["image_shape"]
-    out.print(f"images: {c}x{h}x{w} ({info['colour']}), raw {info['raw_dtype']} in {info['raw_range']}; "
-              f"as tensors: {info['tensor_dtype']} rows of {c * h * w} features, normalized range "
-              f"[{info['normalized_range'][0]:.2f}, {info['normalized_range'][1]:.2f}] "
-              f"(mean {', '.join(f'{m:.4f}' for m in info['mean'])}, std {', '.join(f'{s:.4f}' for s in info['std'])})",
-              highlight=False)
+    out.print(
+        f"images: {c}x{h}x{w} ({info['colour']}), raw {info['raw_dtype']} in {info['raw_range']}; "
+        f"as tensors: {info['tensor_dtype']} rows of {c * h * w} features, normalized range "
+        f"[{info['normalized_range'][0]:.2f}, {info['normalized_range'][1]:.2f}] "
+        f"(mean {', '.join(f'{m:.4f}' for m in info['mean'])}, std {', '.join(f'{s:.4f}' for s in info['std'])})",
+        highlight=False,
+    )
     table = Table("class", "name", "train", "val", "test")
     for k, name in enumerate(info["classes"]):
         table.add_row(str(k), name, *(str(info["counts"][split][k]) for split in ("train", "val", "test")))
@@ -92,9 +96,14 @@ def summary(config: ConfigArg, overrides: SetOpt = None) -> None:
         from mlp_lab.analysis import model_summary
 
         info = model_summary(cfg)
-    table = Table("layer", "detail", "output shape", "parameters", title=f"{cfg.name}: input {tuple(info['input_shape'])}")
+    table = Table(
+        "layer", "detail", "output shape", "parameters", title=f"{cfg.name}: input {tuple(info['input_shape'])}"
+    )
     for row in info["layers"]:
         table.add_row(row["layer"], row["detail"], str(tuple(row["output_shape"])), f"{row['parameters']:,}")
     out.print(table)
-    out.print(f"total parameters: {info['total_parameters']:,}\ntrainable parameters: {info['trainable_parameters']:,}\n"
-              f"multiply-accumulates per sample: {info['macs_per_sample']:,}", highlight=False)
+    out.print(
+        f"total parameters: {info['total_parameters']:,}\ntrainable parameters: {info['trainable_parameters']:,}\n"
+        f"multiply-accumulates per sample: {info['macs_per_sample']:,}",
+        highlight=False,
+    )

@@ -5,17 +5,20 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from mlp_lab.cli.common import DataDirOpt, app, data_dirs, err, out, user_errors
 from mlp_lab.config import MLPLabError
 
-
-RunDirArg = Annotated[Path, typer.Argument(
-    help="A run directory (runs/baseline) or a registered model (models:/NAME@ALIAS, models:/NAME/VERSION).",
-    show_default=False)]
+RunDirArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory (runs/baseline) or a registered model (models:/NAME@ALIAS, models:/NAME/VERSION).",
+        show_default=False,
+    ),
+]
 
 
 def _run_dir(target: Path) -> Path:
@@ -58,14 +61,25 @@ class Normalise(str, Enum):
 @app.command()
 def predict(
     run_dir: RunDirArg,
-    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG files of any size, colour or grayscale.", show_default=False)],
+    images: Annotated[
+        list[Path], typer.Argument(help="PNG/JPEG files of any size, colour or grayscale.", show_default=False)
+    ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to show.")] = 3,
-    invert: Annotated[Optional[bool], typer.Option(
-        "--invert/--no-invert", help="Force inverting (dark-on-light drawings) or not [default: decided from the "
-                                     "border pixels].", show_default=False)] = None,
-    normalise: Annotated[Normalise, typer.Option(
-        help="auto (the dataset's own recipe: MNIST digits are cropped, scaled to 20 px and centred by mass; "
-             "FashionMNIST objects trimmed and scaled to fill), plain (resize only), digit or fashion.")] = "auto",
+    invert: Annotated[
+        bool | None,
+        typer.Option(
+            "--invert/--no-invert",
+            help="Force inverting (dark-on-light drawings) or not [default: decided from the border pixels].",
+            show_default=False,
+        ),
+    ] = None,
+    normalise: Annotated[
+        Normalise,
+        typer.Option(
+            help="auto (the dataset's own recipe: MNIST digits are cropped, scaled to 20 px and centred by mass; "
+            "FashionMNIST objects trimmed and scaled to fill), plain (resize only), digit or fashion."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """Classify image files with a trained run, preprocessed the way its dataset was made.
@@ -77,8 +91,14 @@ def predict(
         from mlp_lab.checkpoint import load_model
         from mlp_lab.predict import predict_files
 
-        results = predict_files(load_model(_run_dir(run_dir)), images, top_k, "auto" if invert is None else invert,
-                                normalise, keep_going=True)
+        results = predict_files(
+            load_model(_run_dir(run_dir)),
+            images,
+            top_k,
+            "auto" if invert is None else invert,
+            normalise,
+            keep_going=True,
+        )
     if as_json:
         import json
 

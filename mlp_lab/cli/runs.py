@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from mlp_lab.cli.common import (
-    ConfigArg, DataDirOpt, SetOpt, TrackOpt, app, data_dirs, epoch_reporter, err, out, say, user_errors,
+    ConfigArg,
+    DataDirOpt,
+    SetOpt,
+    TrackOpt,
+    app,
+    data_dirs,
+    epoch_reporter,
+    err,
+    out,
+    say,
+    user_errors,
 )
 from mlp_lab.config import MLPLabError, config_to_yaml, load_config, memory_fault, os_fault
 
 
 @app.command()
 def run(
-    config: Annotated[Optional[Path], typer.Argument(help="Run config (YAML).", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Argument(help="Run config (YAML).", show_default=False)] = None,
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its directory.")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads [default: all cores].")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run from its directory.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores].")] = None,
     track: TrackOpt = False,
-    run_dir: Annotated[Optional[Path], typer.Option(
-        "--run-dir", help="Train into this (new or empty) directory instead of <output.dir>/<name>.")] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="Train into this (new or empty) directory instead of <output.dir>/<name>."),
+    ] = None,
 ) -> None:
     """Train one seeded run: validate every epoch, restore the best weights, test.
 
@@ -37,8 +49,10 @@ def run(
         if resume is None and config is None:
             raise MLPLabError("missing CONFIG: e.g. mlp-lab run configs/baseline.yaml")
         if resume is not None and not (resume / "config.yaml").is_file():
-            raise MLPLabError(f"{resume}: not a run directory (no config.yaml); resume takes the directory of an "
-                              f"interrupted run, e.g. runs/baseline")
+            raise MLPLabError(
+                f"{resume}: not a run directory (no config.yaml); resume takes the directory of an "
+                f"interrupted run, e.g. runs/baseline"
+            )
         cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
         data_dirs(data_dir)  # a --data-dir typo is reported before torch loads
         from mlp_lab.tracking.workflows import track_run
@@ -46,8 +60,8 @@ def run(
         cfg, where = track_run(cfg, track, resume)  # before training: the store is reached and made once
         if where:
             say(where)
-        from mlp_lab.interrupt import graceful_stop
         from mlp_lab.execute import resume_run, start_run
+        from mlp_lab.interrupt import graceful_stop
         from mlp_lab.train import TrainingInterrupted
 
         started: list[Path] = [resume] if resume is not None else []
@@ -62,14 +76,26 @@ def run(
             try:
                 if resume is not None:
                     announce(resume, False)
-                    result = resume_run(resume, data_dirs=data_dirs(data_dir), threads=threads, on_epoch=report,
-                                        should_stop=stop)
+                    result = resume_run(
+                        resume, data_dirs=data_dirs(data_dir), threads=threads, on_epoch=report, should_stop=stop
+                    )
                 else:
-                    result = start_run(cfg, run_dir=run_dir, source=str(config), data_dirs=data_dirs(data_dir),
-                                       threads=threads, on_start=announce, on_epoch=report, should_stop=stop)
+                    result = start_run(
+                        cfg,
+                        run_dir=run_dir,
+                        source=str(config),
+                        data_dirs=data_dirs(data_dir),
+                        threads=threads,
+                        on_start=announce,
+                        on_epoch=report,
+                        should_stop=stop,
+                    )
             except TrainingInterrupted as exc:
-                err.print(f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
-                          highlight=False, soft_wrap=True)
+                err.print(
+                    f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
                 raise typer.Exit(stop.exit_code) from None
             except OSError as exc:
                 raise os_fault(exc, _resume_hint(started)) from None
@@ -80,8 +106,11 @@ def run(
                 raise fault from None
     summary = result.summary
     stopped = f", stopped early at epoch {summary['epochs_run']}" if summary.get("stopped_early") else ""
-    out.print(f"done: {result.run_dir}  test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}  "
-              f"(best epoch {summary['best_epoch']}{stopped}, {summary['wall_time_s']:.1f}s)", highlight=False)
+    out.print(
+        f"done: {result.run_dir}  test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}  "
+        f"(best epoch {summary['best_epoch']}{stopped}, {summary['wall_time_s']:.1f}s)",
+        highlight=False,
+    )
 
 
 def _resume_hint(started: list[Path]) -> str:

@@ -2,39 +2,74 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlp_lab.cli.common import (
-    AddressOpt, Backend, BackendOpt, DataDirOpt, SetOpt, app, data_dirs, err, executor_for, log, out, parse_seeds,
-    require_backend, say, user_errors, warn,
+    AddressOpt,
+    Backend,
+    BackendOpt,
+    DataDirOpt,
+    SetOpt,
+    app,
+    data_dirs,
+    err,
+    executor_for,
+    log,
+    out,
+    parse_seeds,
+    require_backend,
+    say,
+    user_errors,
+    warn,
 )
 
 if TYPE_CHECKING:
     from mlp_lab.search.driver import SearchResult
     from mlp_lab.search.spec import Search
 
-SearchArg = Annotated[str, typer.Argument(help="Search name in searches/ (e.g. fashion_search) or a path.",
-                                          show_default=False)]
+SearchArg = Annotated[
+    str, typer.Argument(help="Search name in searches/ (e.g. fashion_search) or a path.", show_default=False)
+]
 
 
 @app.command()
 def search(
     name: SearchArg,
-    trials: Annotated[Optional[int], typer.Option(min=1, help="Trials to reach, counting earlier calls (default: the file's).")] = None,
-    jobs: Annotated[Optional[int], typer.Option(
-        "--jobs", "-j", min=1, help="Trials at once, sharing the study: local processes \\[default: 1]; with "
-                                    "--backend ray, Ray tasks \\[default: cluster CPUs / threads].",
-        show_default=False)] = None,
-    timeout: Annotated[Optional[float], typer.Option(min=0, help="Start no new trial after this many seconds.")] = None,
-    confirm: Annotated[bool, typer.Option("--confirm", help="Retrain best and base over seeds; report test accuracy.")] = False,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Trials to reach, counting earlier calls (default: the file's).")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Trials at once, sharing the study: local processes \\[default: 1]; with "
+            "--backend ray, Ray tasks \\[default: cluster CPUs / threads].",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(min=0, help="Start no new trial after this many seconds.")] = None,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Retrain best and base over seeds; report test accuracy.")
+    ] = False,
     seeds: Annotated[str, typer.Option(help="Seeds for --confirm, comma-separated.")] = "0,1,2",
-    threads: Annotated[Optional[int], typer.Option(
-        min=1, help="torch threads (with ray: CPUs reserved) per trial \\[default: cores / jobs; ray: 1].")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="torch threads (with ray: CPUs reserved) per trial \\[default: cores / jobs; ray: 1]."
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
-    track: Annotated[bool, typer.Option("--track", help="Also log to MLflow: the search as one run, each trial "
-                                                        "nested under it (the \\[track] extra).")] = False,
+    track: Annotated[
+        bool,
+        typer.Option(
+            "--track",
+            help="Also log to MLflow: the search as one run, each trial nested under it (the \\[track] extra).",
+        ),
+    ] = False,
     backend: BackendOpt = Backend.local,
     address: AddressOpt = None,
     overrides: SetOpt = None,
@@ -67,16 +102,37 @@ def search(
                 say(where)
         with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
             if confirm:
-                result, lines = confirm_search(found, parse_seeds(seeds), track=track, jobs=jobs or 1, threads=threads,
-                                               data_dirs=data_dirs(data_dir), stop=stop, log=log, executor=executor)
+                result, lines = confirm_search(
+                    found,
+                    parse_seeds(seeds),
+                    track=track,
+                    jobs=jobs or 1,
+                    threads=threads,
+                    data_dirs=data_dirs(data_dir),
+                    stop=stop,
+                    log=log,
+                    executor=executor,
+                )
             else:
-                result = run_search(found, trials=trials, jobs=jobs or 1, timeout=timeout, threads=threads,
-                                    data_dirs=data_dirs(data_dir), stop=stop, log=log, executor=executor)
+                result = run_search(
+                    found,
+                    trials=trials,
+                    jobs=jobs or 1,
+                    timeout=timeout,
+                    threads=threads,
+                    data_dirs=data_dirs(data_dir),
+                    stop=stop,
+                    log=log,
+                    executor=executor,
+                )
                 attach_search_result(found, result, warn)
                 lines = _result_lines(found, result)
         if result.interrupted:
-            err.print(f"stopped by signal; finished trials are kept and unfinished ones continue: "
-                      f"mlp-lab search {name}{' --confirm' if confirm else ''}", highlight=False)
+            err.print(
+                f"stopped by signal; finished trials are kept and unfinished ones continue: "
+                f"mlp-lab search {name}{' --confirm' if confirm else ''}",
+                highlight=False,
+            )
             raise typer.Exit(stop.exit_code)
     for line in lines:
         say(line)
@@ -90,6 +146,8 @@ def _result_lines(search: Search, result: SearchResult) -> list[str]:
     lines = [f"{result.finished}/{result.target} trials finished" + (" (timeout reached)" if result.timed_out else "")]
     best = result.report.get("best")
     if best:
-        lines.append(f"best: trial {best['trial']}  {search.metric} {best['value']:.4f}  "
-                     f"config {search.output_dir / BEST_CONFIG_FILE}")
+        lines.append(
+            f"best: trial {best['trial']}  {search.metric} {best['value']:.4f}  "
+            f"config {search.output_dir / BEST_CONFIG_FILE}"
+        )
     return lines

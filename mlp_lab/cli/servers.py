@@ -32,10 +32,16 @@ def ui(
 
 @app.command("app")
 def app_(
-    host: Annotated[str, typer.Option(help="Address to bind; another host than loopback only when you mean it.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind; another host than loopback only when you mean it.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8501,
-    runs: Annotated[Path, typer.Option(help="Runs directory: models to draw on, runs to show, new runs go here.")] = Path("runs"),
-    mlflow: Annotated[bool, typer.Option("--mlflow", help="Also serve the MLflow UI (the track extra) and link to it.")] = False,
+    runs: Annotated[
+        Path, typer.Option(help="Runs directory: models to draw on, runs to show, new runs go here.")
+    ] = Path("runs"),
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Also serve the MLflow UI (the track extra) and link to it.")
+    ] = False,
     mlflow_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI with --mlflow.")] = 5000,
     data_dir: DataDirOpt = None,
 ) -> None:

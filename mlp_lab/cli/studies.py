@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from mlp_lab.cli.common import (
-    AddressOpt, Backend, BackendOpt, DataDirOpt, JobsOpt, RunThreadsOpt, SetOpt, TrackOpt, app, check_runtime,
-    data_dirs, err, executor_for, log, out, parse_seeds, report_busy_and_failed, require_backend, say,
-    user_errors, warn,
+    AddressOpt,
+    Backend,
+    BackendOpt,
+    DataDirOpt,
+    JobsOpt,
+    RunThreadsOpt,
+    SetOpt,
+    TrackOpt,
+    app,
+    check_runtime,
+    data_dirs,
+    err,
+    executor_for,
+    log,
+    out,
+    parse_seeds,
+    report_busy_and_failed,
+    require_backend,
+    say,
+    user_errors,
+    warn,
 )
 from mlp_lab.config import MLPLabError
 
-ExperimentArg = Annotated[str, typer.Argument(help="Experiment name in experiments/ (e.g. early_stopping) or a path.",
-                                              show_default=False)]
+ExperimentArg = Annotated[
+    str, typer.Argument(help="Experiment name in experiments/ (e.g. early_stopping) or a path.", show_default=False)
+]
 
 
 @app.command()
 def compare(
     experiment: ExperimentArg,
     jobs: JobsOpt = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: RunThreadsOpt = None,
     data_dir: DataDirOpt = None,
@@ -54,14 +73,26 @@ def compare(
         for line in where:
             say(line)
         total = len(exp.arms) * len(exp.seeds)
-        out.print(f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
-                  highlight=False)
+        out.print(
+            f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
+            highlight=False,
+        )
         with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
-            result = run_compare(exp, jobs=jobs or 1, force=force, data_dirs=data_dirs(data_dir), threads=threads,
-                                 stop=stop, log=log, executor=executor)
+            result = run_compare(
+                exp,
+                jobs=jobs or 1,
+                force=force,
+                data_dirs=data_dirs(data_dir),
+                threads=threads,
+                stop=stop,
+                log=log,
+                executor=executor,
+            )
         if result.interrupted:
-            err.print(f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
-                      highlight=False)
+            err.print(
+                f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
+                highlight=False,
+            )
             raise typer.Exit(stop.exit_code)
         if any(f.fault for f in result.failures):
             report_busy_and_failed(result, "the report")  # a full disk would fail the report too
@@ -73,10 +104,16 @@ def compare(
 
 @app.command()
 def report(
-    experiment: Annotated[Optional[str], typer.Argument(
-        help="Experiment name in experiments/ (e.g. early_stopping) or a path.", show_default=False)] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every study with runs, and the overview runs/index.md + "
-                                                      "runs/index.html over them.")] = False,
+    experiment: Annotated[
+        str | None,
+        typer.Argument(help="Experiment name in experiments/ (e.g. early_stopping) or a path.", show_default=False),
+    ] = None,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every study with runs, and the overview runs/index.md + runs/index.html over them."
+        ),
+    ] = False,
 ) -> None:
     """Rebuild a study's report (markdown, CSV, JSON, plots) from its run directories alone.
 
@@ -110,10 +147,14 @@ def _print_overview(overview: dict[str, Any]) -> None:
 
 @app.command()
 def suite(
-    studies: Annotated[Optional[list[str]], typer.Argument(
-        help="Studies to run \\[default: every file in experiments/].", show_default=False)] = None,
+    studies: Annotated[
+        list[str] | None,
+        typer.Argument(help="Studies to run \\[default: every file in experiments/].", show_default=False),
+    ] = None,
     jobs: JobsOpt = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds overriding every file's, e.g. 0,1,2.")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Comma-separated seeds overriding every file's, e.g. 0,1,2.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: RunThreadsOpt = None,
     data_dir: DataDirOpt = None,
@@ -144,11 +185,21 @@ def suite(
         for line in where:
             say(line)
         with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
-            result = run_suite(experiments, jobs=jobs or 1, force=force, data_dirs=data_dirs(data_dir),
-                               threads=threads, stop=stop, log=log, executor=executor)
+            result = run_suite(
+                experiments,
+                jobs=jobs or 1,
+                force=force,
+                data_dirs=data_dirs(data_dir),
+                threads=threads,
+                stop=stop,
+                log=log,
+                executor=executor,
+            )
         if result.interrupted:
-            err.print("stopped by signal; finished runs are kept and partial ones resume: run the same command again",
-                      highlight=False)
+            err.print(
+                "stopped by signal; finished runs are kept and partial ones resume: run the same command again",
+                highlight=False,
+            )
             raise typer.Exit(stop.exit_code)
         for experiment in experiments:
             attach_report(experiment, warn)  # the overview built each study's report

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from mlp_lab.cli.common import OutputDirOpt, app, out, say, user_errors
 
-
-TargetArg = Annotated[str, typer.Argument(
-    help="A run directory (runs/baseline) or a study name (early_stopping).", show_default=False)]
+TargetArg = Annotated[
+    str, typer.Argument(help="A run directory (runs/baseline) or a study name (early_stopping).", show_default=False)
+]
 
 
 @app.command()
-def track(targets: Annotated[list[str], typer.Argument(
-        help="Run directories or study names, e.g. runs/baseline early_stopping.", show_default=False)]) -> None:
+def track(
+    targets: Annotated[
+        list[str],
+        typer.Argument(help="Run directories or study names, e.g. runs/baseline early_stopping.", show_default=False),
+    ],
+) -> None:
     """Export existing runs (and a study's report) to MLflow; a second export adds nothing.
 
     Example: mlp-lab track runs/baseline early_stopping
@@ -32,8 +36,10 @@ def track(targets: Annotated[list[str], typer.Argument(
 def register(
     target: TargetArg,
     name: Annotated[str, typer.Option("--name", help="Registered model name, e.g. fashion-mlp.")],
-    alias: Annotated[Optional[str], typer.Option(help="Point this alias at the new version, e.g. champion.")] = None,
-    arm: Annotated[Optional[str], typer.Option(help="For a study: the arm whose best seed (by val/acc) to register.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the new version, e.g. champion.")] = None,
+    arm: Annotated[
+        str | None, typer.Option(help="For a study: the arm whose best seed (by val/acc) to register.")
+    ] = None,
 ) -> None:
     """Register a finished run's model (exported to MLflow first if needed) and set an alias.
 
@@ -61,8 +67,10 @@ def models(output_dir: OutputDirOpt = Path("runs")) -> None:
 
         rows = list_models(output_dir)
     if not rows:
-        out.print("no registered models yet; register one: mlp-lab register RUN_DIR --name NAME --alias champion",
-                  highlight=False)
+        out.print(
+            "no registered models yet; register one: mlp-lab register RUN_DIR --name NAME --alias champion",
+            highlight=False,
+        )
         return
     table = Table("model", "version", "aliases", "test/acc", "run directory")
     for row in rows:

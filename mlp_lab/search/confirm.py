@@ -36,8 +36,10 @@ def confirmation_experiment(search: Search, seeds: Sequence[int] = (0, 1, 2)) ->
     if not best_path.exists():
         raise MLPLabError(f"{best_path}: no best trial yet; run: mlp-lab search {search.name}")
     configs = {}
-    for arm, raw, where in [("base", copy.deepcopy(search.base), f"{search.path}: base + confirm.overrides"),
-                            ("best", read_yaml_mapping(best_path), f"{best_path} + confirm.overrides")]:
+    for arm, raw, where in [
+        ("base", copy.deepcopy(search.base), f"{search.path}: base + confirm.overrides"),
+        ("best", read_yaml_mapping(best_path), f"{best_path} + confirm.overrides"),
+    ]:
         for key, value in search.confirm_overrides.items():
             set_dotted(raw, key, value)
         problems: list[str] = []
@@ -49,21 +51,41 @@ def confirmation_experiment(search: Search, seeds: Sequence[int] = (0, 1, 2)) ->
     base_flat, best_flat = flatten(config_to_dict(configs["base"])), flatten(config_to_dict(configs["best"]))
     changes = {k: v for k, v in best_flat.items() if k != "name" and base_flat.get(k) != v}
     arms = [Arm("base", {}, configs["base"]), Arm("best", changes, configs["best"])]
-    retrained = ("" if not search.confirm_overrides else " Both arms with "
-                 + ", ".join(f"{k}={v}" for k, v in search.confirm_overrides.items()) + " (the search file's confirm.overrides).")
+    retrained = (
+        ""
+        if not search.confirm_overrides
+        else " Both arms with "
+        + ", ".join(f"{k}={v}" for k, v in search.confirm_overrides.items())
+        + " (the search file's confirm.overrides)."
+    )
     if search.overrides:
         retrained += " Both arms with " + ", ".join(search.overrides) + " (--set)."
-    return Experiment(f"{search.name}-confirm", search.path,
-                      f"Confirmation of search {search.name}: its best trial's config against the base config, "
-                      f"retrained over seeds {', '.join(map(str, seeds))} on the same split and tested once each."
-                      + retrained, [p.key for p in search.params], "base", list(seeds), arms, search.output_dir / "confirm",
-                      search.overrides)
+    return Experiment(
+        f"{search.name}-confirm",
+        search.path,
+        f"Confirmation of search {search.name}: its best trial's config against the base config, "
+        f"retrained over seeds {', '.join(map(str, seeds))} on the same split and tested once each." + retrained,
+        [p.key for p in search.params],
+        "base",
+        list(seeds),
+        arms,
+        search.output_dir / "confirm",
+        search.overrides,
+    )
 
 
-def confirm(search: Search, seeds: Sequence[int] = (0, 1, 2), *, experiment: Experiment | None = None,
-            jobs: int = 1, threads: int | None = None, data_dirs: Sequence[str] = (),
-            stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print,
-            executor: Executor | None = None) -> tuple[CompareResult, list[str]]:
+def confirm(
+    search: Search,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    experiment: Experiment | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    data_dirs: Sequence[str] = (),
+    stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+) -> tuple[CompareResult, list[str]]:
     """Retrain the best and the base config over `seeds` and report them with the ablations' code.
 
     Returns the compare result and the report's lines for best vs base (none when interrupted);
@@ -83,10 +105,22 @@ def confirm(search: Search, seeds: Sequence[int] = (0, 1, 2), *, experiment: Exp
         acc = f"{row['test_acc_mean'] * 100:.2f}{std}" if row["test_acc_mean"] is not None else "–"
         lines.append(f"{row['arm']}: test/acc {acc} % over {row['seeds']} seed(s)")
         if row["arm"] == "best" and row["diff_vs_reference"] is not None:
-            ci = (f" [{row['ci_low'] * 100:+.2f}, {row['ci_high'] * 100:+.2f}]" if row["ci_low"] is not None else "")
-            lines.append(f"best - base: {row['diff_vs_reference'] * 100:+.2f} points{ci} (95% paired t-interval): "
-                         f"{row['verdict']}")
-    rundir.atomic_write_text(search.output_dir / "confirm.md", "\n".join(
-        [f"# Confirmation of search {search.name}", "", *[f"- {line}" for line in lines], "",
-         "Full report: [confirm/report.md](confirm/report.md)", ""]))
+            ci = f" [{row['ci_low'] * 100:+.2f}, {row['ci_high'] * 100:+.2f}]" if row["ci_low"] is not None else ""
+            lines.append(
+                f"best - base: {row['diff_vs_reference'] * 100:+.2f} points{ci} (95% paired t-interval): "
+                f"{row['verdict']}"
+            )
+    rundir.atomic_write_text(
+        search.output_dir / "confirm.md",
+        "\n".join(
+            [
+                f"# Confirmation of search {search.name}",
+                "",
+                *[f"- {line}" for line in lines],
+                "",
+                "Full report: [confirm/report.md](confirm/report.md)",
+                "",
+            ]
+        ),
+    )
     return result, lines

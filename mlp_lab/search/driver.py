@@ -17,9 +17,9 @@ from typing import Any
 from mlp_lab import rundir
 from mlp_lab.config import Config, ConfigError, MLPLabError, clip, config_hash, config_to_dict, validate_config
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
+from mlp_lab.metrics import BEST_METRICS
 from mlp_lab.rundir import RunStatus
 from mlp_lab.search.report import write_report
-from mlp_lab.metrics import BEST_METRICS
 from mlp_lab.search.spec import JOURNAL_FILE, TRIAL_FILE, Search, encode_choice
 from mlp_lab.search.study import PruningHook, journal_storage, live_trial, open_study, require_optuna
 
@@ -49,8 +49,9 @@ def _counted(frozen) -> bool:
 
 
 def _spec_for(search: Search, number: int, config: Config) -> RunSpec:
-    hook = PruningHook(str(search.journal), search.name, number, search.metric, search.pruner.model_dump(),
-                       search.max_epochs)
+    hook = PruningHook(
+        str(search.journal), search.name, number, search.metric, search.pruner.model_dump(), search.max_epochs
+    )
     tags = {"search": search.name, "trial": str(number)}
     if search.trial_tags is not None:
         # output.mlflow is left out of the config hash: turning tracking on never changes a trial.
@@ -66,18 +67,34 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
         return []
 
 
-def _settle(search: Search, study, storage, number: int, state: str, *, value: float | None = None,
-            error: str | None = None, interrupted: bool = False) -> None:
+def _settle(
+    search: Search,
+    study,
+    storage,
+    number: int,
+    state: str,
+    *,
+    value: float | None = None,
+    error: str | None = None,
+    interrupted: bool = False,
+) -> None:
     """Record how a trial ended, first in its run directory (trial.json), then in the study."""
     from optuna.trial import TrialState
 
     run_dir = _trial_dir(search, number)
     history = _history(run_dir)
     trial = live_trial(study, storage, number)
-    record = {"number": number, "state": state, "metric": search.metric, "value": value,
-              "params": dict(trial.params), "epochs_run": len(history),
-              "seconds": round(sum(row["seconds"] for row in history), 3), "error": error,
-              "interrupted": interrupted}
+    record = {
+        "number": number,
+        "state": state,
+        "metric": search.metric,
+        "value": value,
+        "params": dict(trial.params),
+        "epochs_run": len(history),
+        "seconds": round(sum(row["seconds"] for row in history), 3),
+        "error": error,
+        "interrupted": interrupted,
+    }
     if state == "pruned" and history:
         record["value"] = history[-1][search.metric]
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -90,8 +107,16 @@ def _settle(search: Search, study, storage, number: int, state: str, *, value: f
         study.tell(number, value if state == "complete" else None, state=states[state])
 
 
-def _settle_from_run(search: Search, study, storage, number: int, outcome_status: RunStatus,
-                     summary: dict[str, Any] | None, error: str | None, halted: bool) -> bool:
+def _settle_from_run(
+    search: Search,
+    study,
+    storage,
+    number: int,
+    outcome_status: RunStatus,
+    summary: dict[str, Any] | None,
+    error: str | None,
+    halted: bool,
+) -> bool:
     """Settle a trial from its run's outcome; False when it is still unfinished (left running)."""
     if outcome_status == RunStatus.DONE and summary is not None:
         _settle(search, study, storage, number, "complete", value=float(summary[BEST_METRICS[search.metric]]))
@@ -124,22 +149,38 @@ def _reclaim(search: Search, study, storage, log: Callable[[str], None]) -> list
             recorded = run_dir / TRIAL_FILE
             if recorded.exists():  # decided, but the search stopped before telling the study
                 record = rundir.read_json(recorded)
-                _settle(search, study, storage, number, record["state"], value=record["value"],
-                        error=record["error"], interrupted=record.get("interrupted", False))
+                _settle(
+                    search,
+                    study,
+                    storage,
+                    number,
+                    record["state"],
+                    value=record["value"],
+                    error=record["error"],
+                    interrupted=record.get("interrupted", False),
+                )
                 continue
             raw = frozen.user_attrs.get("config")
             if raw is None:
-                _settle(search, study, storage, number, "failed", error="interrupted before it started",
-                        interrupted=True)
+                _settle(
+                    search, study, storage, number, "failed", error="interrupted before it started", interrupted=True
+                )
                 log(f"trial {number}: was interrupted before it started; marked failed (not counted)")
                 continue
             config = validate_config(raw, f"{run_dir}: trial config")
             status = rundir.run_status(run_dir, config_hash(config))
-            summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE) if status in (RunStatus.DONE, RunStatus.FAILED) else None
+            summary = (
+                rundir.read_json(run_dir / rundir.SUMMARY_FILE)
+                if status in (RunStatus.DONE, RunStatus.FAILED)
+                else None
+            )
             if status in (RunStatus.DONE, RunStatus.FAILED):
                 _settle_from_run(search, study, storage, number, status, summary, summary.get("error"), False)
             elif status in (RunStatus.NEW, RunStatus.PARTIAL):
-                log(f"trial {number}: was interrupted; continuing it" + (" from last.pt" if status == RunStatus.PARTIAL else ""))
+                log(
+                    f"trial {number}: was interrupted; continuing it"
+                    + (" from last.pt" if status == RunStatus.PARTIAL else "")
+                )
                 specs.append(_spec_for(search, number, config))
             else:
                 _settle(search, study, storage, number, "failed", error=f"run directory is {status}", interrupted=True)
@@ -165,9 +206,18 @@ def _ask(search: Search, study, storage, log: Callable[[str], None]) -> RunSpec 
     return _spec_for(search, number, config)
 
 
-def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, timeout: float | None = None,
-               threads: int | None = None, data_dirs: Sequence[str] = (), stop: Callable[[], bool] | None = None,
-               log: Callable[[str], None] = print, executor: Executor | None = None) -> SearchResult:
+def run_search(
+    search: Search,
+    *,
+    trials: int | None = None,
+    jobs: int = 1,
+    timeout: float | None = None,
+    threads: int | None = None,
+    data_dirs: Sequence[str] = (),
+    stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+) -> SearchResult:
     """Run the search until `trials` trials have ended (counting those of earlier calls).
 
     Each round asks the study for as many trials as the executor runs at once, runs them, and
@@ -183,7 +233,9 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
     try:
         lock = rundir.RunLock(search.output_dir).acquire()
     except rundir.RunLocked as exc:
-        raise MLPLabError(f"{search.output_dir}: another mlp-lab search (pid {exc.pid}) is running this search") from None
+        raise MLPLabError(
+            f"{search.output_dir}: another mlp-lab search (pid {exc.pid}) is running this search"
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -192,15 +244,19 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
             leftovers = sorted(p.name for p in search.output_dir.glob("trial-*")) if not study.trials else []
             if leftovers:
                 # Their trial numbers would be handed out again: never train a trial into another's directory.
-                raise MLPLabError(f"{search.output_dir}: holds {', '.join(leftovers[:3])}{', ...' if len(leftovers) > 3 else ''} "
-                                  f"but its study ({JOURNAL_FILE}) has no trials; move the directory away to start afresh")
+                raise MLPLabError(
+                    f"{search.output_dir}: holds {', '.join(leftovers[:3])}{', ...' if len(leftovers) > 3 else ''} "
+                    f"but its study ({JOURNAL_FILE}) has no trials; move the directory away to start afresh"
+                )
             # A study's trials must all share one base: a later call with other --set values
             # would mix trials of different configs in one ranking.
             recorded = study.user_attrs.get("overrides")
             if study.trials and recorded is not None and list(recorded) != list(search.overrides):
                 was = " ".join(f"--set {o}" for o in recorded) or "no --set"
-                raise MLPLabError(f"{search.output_dir}: this search was started with {clip(was)}; give the same, "
-                                  f"or --set output.dir=DIR for a separate search")
+                raise MLPLabError(
+                    f"{search.output_dir}: this search was started with {clip(was)}; give the same, "
+                    f"or --set output.dir=DIR for a separate search"
+                )
             if not study.trials:
                 study.set_user_attr("overrides", list(search.overrides))
                 for point in search.enqueue:
@@ -232,16 +288,25 @@ def run_search(search: Search, *, trials: int | None = None, jobs: int = 1, time
                 if not specs:
                     continue
 
-                def record(index: int, outcome: RunOutcome) -> None:
+                # Bound now: the executor calls it only within this round, but the name says so.
+                def record(index: int, outcome: RunOutcome, specs: list[RunSpec] = specs) -> None:
                     spec = specs[index]
                     result.outcomes.append(outcome)
-                    if _settle_from_run(search, study, storage, spec.hook.number, outcome.status,
-                                        outcome.summary, outcome.error, outcome.action == "halted"):
+                    if _settle_from_run(
+                        search,
+                        study,
+                        storage,
+                        spec.hook.number,
+                        outcome.status,
+                        outcome.summary,
+                        outcome.error,
+                        outcome.action == "halted",
+                    ):
                         done = sum(_counted(t) for t in study.get_trials(deepcopy=False))
                         log(f"[{done}/{target} trials] {_describe(outcome, search)}")
 
                 executor.run(specs, record, data_dirs=data_dirs, stop=stop)
-                if any(o.action == "interrupted" for o in result.outcomes[-len(specs):]) or (stop and stop()):
+                if any(o.action == "interrupted" for o in result.outcomes[-len(specs) :]) or (stop and stop()):
                     result.interrupted = True
                     result.finished = sum(_counted(t) for t in study.get_trials(deepcopy=False))
                     break

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
@@ -47,11 +47,11 @@ class ParamSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["float", "int", "categorical"]
-    low: Optional[float] = None
-    high: Optional[float] = None
-    step: Optional[float] = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
     log: bool = False
-    choices: Optional[list[Any]] = None
+    choices: list[Any] | None = None
 
 
 class PrunerSpec(BaseModel):
@@ -83,7 +83,7 @@ class SearchFile(BaseModel):
     description: str = ""
     base: str  # path to the base config, relative to the search file
     metric: str = "val/acc"
-    direction: Optional[Literal["maximize", "minimize"]] = None  # default: follows the metric
+    direction: Literal["maximize", "minimize"] | None = None  # default: follows the metric
     trials: PositiveInt = 20
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: PrunerSpec = PrunerSpec()
@@ -205,10 +205,15 @@ def _param_errors(path: Path, key: str, spec: ParamSpec, sampler: str) -> list[s
     where = f"{path}: params.{key}"
     errors: list[str] = []
     if key == "seed" or key == "name" or key.split(".")[0] in ("data", "output"):
-        why = {"seed": "trials are compared on one seed; --confirm repeats the best over seeds",
-               "name": "the trial's run directory names it"}.get(
-            key, "it would change the data or the validation split, so trials would not be comparable"
-            if key.startswith("data") else "it does not affect training")
+        why = {
+            "seed": "trials are compared on one seed; --confirm repeats the best over seeds",
+            "name": "the trial's run directory names it",
+        }.get(
+            key,
+            "it would change the data or the validation split, so trials would not be comparable"
+            if key.startswith("data")
+            else "it does not affect training",
+        )
         return [f"{where}: cannot be searched: {why}"]
     known = _known_keys()
     if key not in known:
@@ -217,12 +222,15 @@ def _param_errors(path: Path, key: str, spec: ParamSpec, sampler: str) -> list[s
     if spec.type == "categorical":
         if not spec.choices:
             errors.append(f"{where}: choices: a categorical parameter needs at least one choice")
-        stray = [name for name in ("low", "high", "step") if getattr(spec, name) is not None] + (["log"] if spec.log else [])
+        stray = [name for name in ("low", "high", "step") if getattr(spec, name) is not None] + (
+            ["log"] if spec.log else []
+        )
         errors += [f"{where}: {name}: not used by a categorical parameter (give choices)" for name in stray]
         return errors
     if sampler == "grid":
-        errors.append(f"{where}: the grid sampler needs every parameter categorical (give choices), "
-                      f"not a {spec.type} range")
+        errors.append(
+            f"{where}: the grid sampler needs every parameter categorical (give choices), not a {spec.type} range"
+        )
     if spec.choices is not None:
         errors.append(f"{where}: choices: only for type categorical; a {spec.type} takes low and high")
     if spec.low is None or spec.high is None:
@@ -274,12 +282,16 @@ def _value_errors(path: Path, key: str, values: list[Any], base: dict[str, Any],
 def _metric_errors(path: Path, metric: str, direction: str | None) -> list[str]:
     errors = []
     if metric.startswith("test/"):
-        errors.append(f"{path}: metric: {clip_repr(metric)} is refused: a search must never select on test data "
-                      f"(the test score of the winner would be optimistic); use val/acc or val/loss")
+        errors.append(
+            f"{path}: metric: {clip_repr(metric)} is refused: a search must never select on test data "
+            f"(the test score of the winner would be optimistic); use val/acc or val/loss"
+        )
     elif metric not in BEST_METRICS:
         close = did_you_mean(metric, BEST_METRICS)
-        errors.append(f"{path}: metric: {clip_repr(metric)} is not a validation metric (val/acc or val/loss)"
-                      + (f"; did you mean {close!r}?" if close else ""))
+        errors.append(
+            f"{path}: metric: {clip_repr(metric)} is not a validation metric (val/acc or val/loss)"
+            + (f"; did you mean {close!r}?" if close else "")
+        )
     natural = "minimize" if metric.endswith("loss") else "maximize"
     if direction in ("maximize", "minimize") and direction != natural and metric in BEST_METRICS:
         errors.append(f"{path}: direction: {direction} {metric} would pick the worst config; use {natural}")
@@ -292,8 +304,9 @@ def _raw_metric_errors(path: Path, raw: dict[str, Any]) -> list[str]:
     return _metric_errors(path, metric, raw.get("direction")) if isinstance(metric, str) else []
 
 
-def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR,
-                overrides: Sequence[str] = ()) -> Search:
+def load_search(
+    name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DIR, overrides: Sequence[str] = ()
+) -> Search:
     """Load and check a search file; every problem is reported at once, naming the file and key.
     `overrides` are ``--set KEY=VALUE`` texts applied to the base after the file's overrides (so
     to every trial and to both --confirm arms); a searched key cannot be set."""
@@ -301,8 +314,14 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
     path, spec, base, sources, errors = loaded.path, loaded.spec, loaded.base, loaded.sources, loaded.errors
     natural = "minimize" if spec.metric.endswith("loss") else "maximize"
     for key, desc in sources.items():
-        searched = [k for k in spec.params if k == key or k.startswith(key + ".") or key.startswith(k + ".")
-                    or (key == "model.hidden_sizes" and k in VIRTUAL_KEYS)]
+        searched = [
+            k
+            for k in spec.params
+            if k == key
+            or k.startswith(key + ".")
+            or key.startswith(k + ".")
+            or (key == "model.hidden_sizes" and k in VIRTUAL_KEYS)
+        ]
         if searched:
             errors.append(f"{desc}: {key} is searched (params.{searched[0]}); the trials set it")
     base["name"] = path.stem
@@ -321,8 +340,9 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
             problems = _value_errors(path, key, ends, base, path.stem)
         errors += problems
         if not problems:
-            params.append(Param(key, pspec.type, pspec.low, pspec.high, pspec.step, pspec.log,
-                                tuple(pspec.choices or ())))
+            params.append(
+                Param(key, pspec.type, pspec.low, pspec.high, pspec.step, pspec.log, tuple(pspec.choices or ()))
+            )
     if "model.hidden_sizes" in spec.params and any(k in spec.params for k in VIRTUAL_KEYS):
         errors.append(f"{path}: params: search model.hidden_sizes or model.depth/model.width, not both")
     by_key = {p.key: p for p in params}
@@ -344,7 +364,22 @@ def load_search(name_or_path: str | Path, searches_dir: str | Path = SEARCHES_DI
         raise ConfigError(errors)
     direction = spec.direction or natural
     output_dir = Path(base_config.output.dir) / path.stem
-    search = Search(path.stem, path, spec.description.strip(), spec.metric, direction, spec.trials, spec.sampler,
-                    spec.pruner, spec.seed, base, base_config, params, list(spec.enqueue), output_dir,
-                    confirm_overrides, tuple(overrides))
+    search = Search(
+        path.stem,
+        path,
+        spec.description.strip(),
+        spec.metric,
+        direction,
+        spec.trials,
+        spec.sampler,
+        spec.pruner,
+        spec.seed,
+        base,
+        base_config,
+        params,
+        list(spec.enqueue),
+        output_dir,
+        confirm_overrides,
+        tuple(overrides),
+    )
     return search

@@ -53,6 +53,7 @@ def build_sampler(search: Search, trials_so_far: int = 0):
 
     seed = search.seed if trials_so_far == 0 else hash((search.seed, trials_so_far)) % 2**31
     if search.sampler == "grid":
+
         class Grid(optuna.samplers.GridSampler):
             def after_trial(self, study, trial, state, values) -> None:
                 # GridSampler stops an `optimize` loop when the grid is used up; this driver has
@@ -78,9 +79,14 @@ def open_study(search: Search, storage):
     """Create the search's study in `storage` (its journal), or load it to continue."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=search.name, storage=storage,
-                                sampler=build_sampler(search), pruner=build_pruner(search.pruner, search.max_epochs),
-                                direction=search.direction, load_if_exists=True)
+    study = optuna.create_study(
+        study_name=search.name,
+        storage=storage,
+        sampler=build_sampler(search),
+        pruner=build_pruner(search.pruner, search.max_epochs),
+        direction=search.direction,
+        load_if_exists=True,
+    )
     if study.trials:
         study.sampler = build_sampler(search, len(study.trials))
     return study
@@ -94,8 +100,9 @@ class PruningHook:
     study is reopened from the journal there, on the first epoch.
     """
 
-    def __init__(self, journal: str, study_name: str, number: int, metric: str, pruner: dict[str, Any],
-                 max_epochs: int):
+    def __init__(
+        self, journal: str, study_name: str, number: int, metric: str, pruner: dict[str, Any], max_epochs: int
+    ):
         # Absolute: the hook may run on another machine, in another working directory.
         self.journal, self.study_name, self.number = os.path.abspath(journal), study_name, number
         self.metric, self.pruner, self.max_epochs = metric, pruner, max_epochs
@@ -110,9 +117,12 @@ class PruningHook:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = journal_storage(self.journal)
-        study = optuna.load_study(study_name=self.study_name, storage=storage,
-                                  pruner=build_pruner(PrunerSpec(**self.pruner), self.max_epochs),
-                                  sampler=optuna.samplers.RandomSampler())
+        study = optuna.load_study(
+            study_name=self.study_name,
+            storage=storage,
+            pruner=build_pruner(PrunerSpec(**self.pruner), self.max_epochs),
+            sampler=optuna.samplers.RandomSampler(),
+        )
         return live_trial(study, storage, self.number)
 
     def on_epoch(self, record: dict[str, Any]) -> None:

@@ -30,8 +30,10 @@ class Exported:
 
     def describe(self) -> str:
         """One line saying where the run went."""
-        return (f"{self.run_dir} -> experiment {self.experiment}, run {self.run_id} "
-                f"({'exported' if self.created else 'already there'})")
+        return (
+            f"{self.run_dir} -> experiment {self.experiment}, run {self.run_id} "
+            f"({'exported' if self.created else 'already there'})"
+        )
 
 
 def export_run(run_dir: str | Path, tags: Mapping[str, str] | None = None) -> Exported:
@@ -97,15 +99,20 @@ def log_study_report(experiment: Experiment) -> str | None:
         client.set_experiment_tag(exp_id, "mlflow.note.content", (out / "report.md").read_text(encoding="utf-8"))
         run = recorded_run(client, out, store)
         if run is None:
-            run = client.create_run(exp_id, run_name="report", tags={"mlp_lab.kind": "report", "study": experiment.name})
+            run = client.create_run(
+                exp_id, run_name="report", tags={"mlp_lab.kind": "report", "study": experiment.name}
+            )
             save_run_record(out, store, run_id=run.info.run_id, experiment_id=exp_id)
         run_id = run.info.run_id
         for path in sorted(out.iterdir()):
             # not RUN_FILE, nor a hidden file (the runs index the app keeps)
-            if path.is_file() and path.suffix in (".md", ".csv", ".json", ".png") and path.name != RUN_FILE \
-                    and not path.name.startswith("."):
+            if (
+                path.is_file()
+                and path.suffix in (".md", ".csv", ".json", ".png")
+                and path.name != RUN_FILE
+                and not path.name.startswith(".")
+            ):
                 client.log_artifact(run_id, str(path))
         client.log_batch(run_id, tags=[RunTag("report", str((out / "report.md").resolve()))])
         client.set_terminated(run_id, "FINISHED")
     return run_id
-

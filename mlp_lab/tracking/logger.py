@@ -30,8 +30,11 @@ RUN_FILE = "mlflow.json"  # in a run (or study) directory: its MLflow run per st
 # The pyfunc's code, logged with each model (models-from-code); it stays at mlp_lab/mlflow_model.py.
 MODEL_CODE = Path(__file__).resolve().parents[1] / "mlflow_model.py"
 # A live run must not wait minutes on a dead server: MLflow's defaults are 7 retries, 120 s each.
-LIVE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+LIVE_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 
 
 def run_record(run_dir: Path, store: Store) -> dict[str, Any]:
@@ -70,8 +73,13 @@ def recorded_run(client: MlflowClient, run_dir: Path, store: Store) -> Run | Non
 
 def run_tags(config: Config, run_dir: Path, tags: Mapping[str, str]) -> dict[str, str]:
     """The tags that say what a run is and where it lives."""
-    out = {"config_hash": config_hash(config), "run_dir": str(run_dir.resolve()), "dataset": config.data.dataset,
-           "seed": str(config.seed), "mlp_lab.kind": "run"}
+    out = {
+        "config_hash": config_hash(config),
+        "run_dir": str(run_dir.resolve()),
+        "dataset": config.data.dataset,
+        "seed": str(config.seed),
+        "mlp_lab.kind": "run",
+    }
     out.update({k: str(v) for k, v in tags.items() if k in ("study", "arm", "search", "trial", PARENT_TAG)})
     return out
 
@@ -85,8 +93,11 @@ def _metrics(values: Mapping[str, Any], step: int) -> list[Metric]:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    return [Metric(k, float(v), now, step) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return [
+        Metric(k, float(v), now, step)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
 
 
 class MLflowLogger:
@@ -95,9 +106,16 @@ class MLflowLogger:
     MLflow run. With `strict` (exports) errors raise; otherwise (live runs) the first error
     prints one warning line and turns the logger off, and training carries on."""
 
-    def __init__(self, config: Config, run_dir: str | Path, start_epoch: int = 0,
-                 tags: Mapping[str, str] | None = None, *, strict: bool = False,
-                 warn: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | Path,
+        start_epoch: int = 0,
+        tags: Mapping[str, str] | None = None,
+        *,
+        strict: bool = False,
+        warn: Callable[[str], None] | None = None,
+    ):
         self.config, self.run_dir, self.start_epoch = config, Path(run_dir), start_epoch
         self.tags = dict(tags or {})
         self.store = store_for(config.output.dir)
@@ -122,8 +140,10 @@ class MLflowLogger:
             if self.strict:
                 raise
             self.failed = True
-            self.warn(f"warning: MLflow tracking stopped for {self.run_dir} ({exc}); training continues; "
-                      f"export it later with: mlp-lab track {self.run_dir}")
+            self.warn(
+                f"warning: MLflow tracking stopped for {self.run_dir} ({exc}); training continues; "
+                f"export it later with: mlp-lab track {self.run_dir}"
+            )
 
     def log_config(self, config: Config) -> None:
         self.config = config
@@ -158,11 +178,14 @@ class MLflowLogger:
             if row["epoch"] <= upto and row["epoch"] not in logged:
                 metrics += _metrics({k: row[k] for k in TIMED_EPOCH_METRICS if k in row}, row["epoch"])
         for start in range(0, len(metrics), 1000):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
     def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
-        self._guard(lambda: self.client.log_batch(
-            self.run_id, metrics=_metrics({k: record[k] for k in TIMED_EPOCH_METRICS if k in record}, epoch)))
+        self._guard(
+            lambda: self.client.log_batch(
+                self.run_id, metrics=_metrics({k: record[k] for k in TIMED_EPOCH_METRICS if k in record}, epoch)
+            )
+        )
 
     def log_summary(self, summary: dict[str, Any]) -> None:
         self._guard(lambda: self._finish(summary))
@@ -171,8 +194,11 @@ class MLflowLogger:
         from mlflow.entities import RunTag
 
         step = int(summary.get("epochs_run") or 0)
-        self.client.log_batch(self.run_id, metrics=_metrics({k: summary[k] for k in SUMMARY_METRICS if k in summary}, step),
-                              tags=[RunTag("status", str(summary.get("status")))])
+        self.client.log_batch(
+            self.run_id,
+            metrics=_metrics({k: summary[k] for k in SUMMARY_METRICS if k in summary}, step),
+            tags=[RunTag("status", str(summary.get("status")))],
+        )
         for name in (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.SUMMARY_FILE, "curves.png"):
             if (self.run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(self.run_dir / name))
@@ -209,8 +235,11 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     # The input example shows the raw-image form.
     signature = ModelSignature(outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(meta["classes"])))]))
     example = np.zeros((2, h, w) if c == 1 else (2, c, h, w), dtype=np.uint8)
-    artifacts = {"checkpoint": str(checkpoint), "config": str(run_dir / rundir.CONFIG_FILE),
-                 "summary": str(run_dir / rundir.SUMMARY_FILE)}
+    artifacts = {
+        "checkpoint": str(checkpoint),
+        "config": str(run_dir / rundir.CONFIG_FILE),
+        "summary": str(run_dir / rundir.SUMMARY_FILE),
+    }
     mlflow = require_mlflow()
     import torch
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
@@ -221,20 +250,32 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     client = client_for(store)
     run = client.get_run(run_id)
     model = client.create_logged_model(
-        run.info.experiment_id, name="model", source_run_id=run_id,
-        tags={"run_dir": str(run_dir.resolve()), "test/acc": str(summary.get("test/acc"))})
+        run.info.experiment_id,
+        name="model",
+        source_run_id=run_id,
+        tags={"run_dir": str(run_dir.resolve()), "test/acc": str(summary.get("test/acc"))},
+    )
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=int(summary.get("epochs_run") or 0))])
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model"
         mlflow.pyfunc.save_model(
-            path=str(local), python_model=str(MODEL_CODE), artifacts=artifacts,
-            model_config={"checkpoint_kind": kind}, signature=signature, input_example=example,
-            mlflow_model=Model(artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id,
-                               model_id=model.model_id),
+            path=str(local),
+            python_model=str(MODEL_CODE),
+            artifacts=artifacts,
+            model_config={"checkpoint_kind": kind},
+            signature=signature,
+            input_example=example,
+            mlflow_model=Model(
+                artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id, model_id=model.model_id
+            ),
             # Given, not inferred: inference would load the model in a subprocess.
-            pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                              "numpy", "mlp-lab"])
+            pip_requirements=[
+                f"mlflow=={mlflow.__version__}",
+                f"torch=={torch.__version__.split('+')[0]}",
+                "numpy",
+                "mlp-lab",
+            ],
+        )
         client.log_model_artifacts(model.model_id, str(local))
     client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     return model.model_id, f"models:/{model.model_id}"
-

@@ -48,8 +48,9 @@ def best_seed_run(experiment: Experiment, arm: str) -> tuple[Path, dict[str, str
     return spec.run_dir, dict(spec.tags)
 
 
-def register(run_dir: str | Path, name: str, alias: str | None = None,
-             tags: Mapping[str, str] | None = None) -> Registered:
+def register(
+    run_dir: str | Path, name: str, alias: str | None = None, tags: Mapping[str, str] | None = None
+) -> Registered:
     """Make `name`'s model version for a completed run (exporting the run first if needed; the
     same run registered again reuses its version) and point `alias` at it."""
     run_dir = Path(run_dir)
@@ -73,13 +74,16 @@ def register(run_dir: str | Path, name: str, alias: str | None = None,
             version = same_run[0]
         else:
             if not record.get("model_id"):
-                raise TrackingError(f"{run_dir}: its MLflow run in {store.uri} has no logged model; "
-                                    f"export it again with: mlp-lab track {run_dir}")
+                raise TrackingError(
+                    f"{run_dir}: its MLflow run in {store.uri} has no logged model; "
+                    f"export it again with: mlp-lab track {run_dir}"
+                )
             # The logged model's own location, not models:/<id>: MLflow's SQL registry resolves
             # that form through the process-wide tracking URI, which may be another store.
             source = client.get_logged_model(record["model_id"]).artifact_location
-            version = client.create_model_version(name, source=source, run_id=exported.run_id,
-                                                  model_id=record["model_id"])
+            version = client.create_model_version(
+                name, source=source, run_id=exported.run_id, model_id=record["model_id"]
+            )
         if alias:
             client.set_registered_model_alias(name, alias, version.version)
         test_acc = client.get_run(exported.run_id).data.metrics.get("test/acc")
@@ -98,10 +102,15 @@ def list_models(output_dir: str | Path = "runs") -> list[dict[str, Any]]:
                 aliases.setdefault(str(version), []).append(alias)
             for version in sorted(client.search_model_versions(f"name = '{model.name}'"), key=lambda v: int(v.version)):
                 run = client.get_run(version.run_id) if version.run_id else None
-                rows.append({"name": model.name, "version": str(version.version),
-                             "aliases": sorted(aliases.get(str(version.version), [])),
-                             "test/acc": run.data.metrics.get("test/acc") if run else None,
-                             "run_dir": run.data.tags.get("run_dir") if run else None})
+                rows.append(
+                    {
+                        "name": model.name,
+                        "version": str(version.version),
+                        "aliases": sorted(aliases.get(str(version.version), [])),
+                        "test/acc": run.data.metrics.get("test/acc") if run else None,
+                        "run_dir": run.data.tags.get("run_dir") if run else None,
+                    }
+                )
     return rows
 
 
@@ -124,7 +133,9 @@ def materialize(model_uri: str, output_dir: str | Path = "runs") -> Path:
             found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
         except MlflowException:
             known = ", ".join(m.name for m in client.search_registered_models()) or "none"
-            raise MLPLabError(f"{model_uri}: no such registered model version in {store.uri} (models: {known})") from None
+            raise MLPLabError(
+                f"{model_uri}: no such registered model version in {store.uri} (models: {known})"
+            ) from None
         target = Path(output_dir) / REGISTRY_DIR / name / f"v{found.version}"
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -132,8 +143,9 @@ def materialize(model_uri: str, output_dir: str | Path = "runs") -> Path:
             # The version's storage location, not models:/NAME/VERSION: MLflow resolves that form
             # through the process-wide registry, which may be another store.
             location = client.get_model_version_download_uri(name, found.version)
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
-                                                             tracking_uri=store.uri))
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=store.uri)
+            )
             files = {p.name: p for p in (local / "artifacts").iterdir()}
             summary = rundir.read_json(files[rundir.SUMMARY_FILE])
             kind = summary.get("test_weights", "best")
@@ -160,4 +172,3 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
         if name and version.isdigit():
             return name, None, version
     raise MLPLabError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-

@@ -78,8 +78,13 @@ def store_for(output_dir: str | Path = "runs") -> Store:
 # What says where tracking goes and how to get in, for processes that do not inherit this one's
 # environment (Ray tasks run in workers started by each node's raylet).
 STORE_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-STORE_CREDENTIALS_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                         "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+STORE_CREDENTIALS_ENV = (
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)
 
 
 def store_env() -> dict[str, str]:
@@ -160,11 +165,17 @@ def errors(store: Store) -> Iterator[None]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     # MLflow wraps a dead or silent server in a paragraph of urllib3 text: say what it means.
-    if "Max retries exceeded" in text or "NewConnectionError" in text or "ConnectTimeout" in text \
-            or "Read timed out" in text:
+    if (
+        "Max retries exceeded" in text
+        or "NewConnectionError" in text
+        or "ConnectTimeout" in text
+        or "Read timed out" in text
+    ):
         what = "timed out" if "timed out" in text.lower() or "Timeout" in text else "connection refused"
-        return (f"cannot reach the tracking server ({what}); start it, or point MLFLOW_TRACKING_URI "
-                f"at one that runs (unset: the store under output.dir)")
+        return (
+            f"cannot reach the tracking server ({what}); start it, or point MLFLOW_TRACKING_URI "
+            f"at one that runs (unset: the store under output.dir)"
+        )
     return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
 
 
@@ -190,10 +201,24 @@ def ui_command(output_dir: str | Path = "runs", port: int = 5000) -> tuple[list[
     """The command that serves the MLflow UI for the default store on 127.0.0.1, and its address."""
     require_mlflow("mlp-lab ui")
     if not store_for(output_dir).embedded:
-        raise MLPLabError(f"tracking goes to MLFLOW_TRACKING_URI={os.environ['MLFLOW_TRACKING_URI']}: open its UI there")
+        raise MLPLabError(
+            f"tracking goes to MLFLOW_TRACKING_URI={os.environ['MLFLOW_TRACKING_URI']}: open its UI there"
+        )
     store = prepare_store(output_dir)
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", store.uri]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        store.uri,
+    ]
     if store.embedded:
         command += ["--artifacts-destination", str(store.artifact_root)]
     return command, f"http://127.0.0.1:{port}"

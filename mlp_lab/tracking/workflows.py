@@ -18,7 +18,15 @@ from mlp_lab.tracking.export import export_run, export_study, log_study_report
 from mlp_lab.tracking.logger import PARENT_TAG, RUN_FILE, recorded_run, save_run_record
 from mlp_lab.tracking.registry import Registered, best_seed_run, register
 from mlp_lab.tracking.store import (
-    Store, TrackingError, client_for, describe, errors, experiment_id, prepare_store, require_mlflow, store_for,
+    Store,
+    TrackingError,
+    client_for,
+    describe,
+    errors,
+    experiment_id,
+    prepare_store,
+    require_mlflow,
+    store_for,
 )
 
 if TYPE_CHECKING:
@@ -42,8 +50,9 @@ def track_run(config: Config, track: bool = False, resumed: Path | None = None) 
     own settings), and the line saying where its runs go, or None when untracked. The store is
     reached (or reported) and made here, once, before training."""
     if track and resumed is not None and not config.output.mlflow:
-        raise MLPLabError(f"{resumed} was not tracked; a resumed run keeps its settings. "
-                          f"Export it instead: mlp-lab track {resumed}")
+        raise MLPLabError(
+            f"{resumed} was not tracked; a resumed run keeps its settings. Export it instead: mlp-lab track {resumed}"
+        )
     if track:
         config = _with_tracking(config)
     if not config.output.mlflow:
@@ -101,12 +110,21 @@ def track_search(search: Search) -> Search:
         exp_id = experiment_id(client, store, search.name)
         run = recorded_run(client, search.output_dir, store)
         if run is None:
-            run = client.create_run(exp_id, run_name="search", tags={
-                "mlp_lab.kind": "search", "search": search.name, "search_file": str(Path(search.path).resolve())})
+            run = client.create_run(
+                exp_id,
+                run_name="search",
+                tags={"mlp_lab.kind": "search", "search": search.name, "search_file": str(Path(search.path).resolve())},
+            )
             save_run_record(search.output_dir, store, run_id=run.info.run_id, experiment_id=exp_id)
             space = {f"space.{p.key}": p.describe() for p in search.params}
-            setup = {"metric": search.metric, "direction": search.direction, "trials": search.trials,
-                     "sampler": search.sampler, "pruner": search.pruner.name, "seed": search.seed}
+            setup = {
+                "metric": search.metric,
+                "direction": search.direction,
+                "trials": search.trials,
+                "sampler": search.sampler,
+                "pruner": search.pruner.name,
+                "seed": search.seed,
+            }
             client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in {**setup, **space}.items()])
         elif run.info.status != "RUNNING":
             client.update_run(run.info.run_id, status="RUNNING")
@@ -147,8 +165,12 @@ def log_search_result(search: Search, report: Mapping[str, Any], finished: bool)
             values["best/trial"] = report["best"]["trial"]
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
         for path in sorted(search.output_dir.iterdir()):
-            if path.is_file() and path.suffix in (".md", ".csv", ".json", ".png", ".yaml") \
-                    and path.name != RUN_FILE and not path.name.startswith("."):
+            if (
+                path.is_file()
+                and path.suffix in (".md", ".csv", ".json", ".png", ".yaml")
+                and path.name != RUN_FILE
+                and not path.name.startswith(".")
+            ):
                 client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FINISHED" if finished else "KILLED")
 
@@ -164,10 +186,18 @@ def attach_search_result(search: Search, result: SearchResult, warn: Callable[[s
         warn(f"warning: search report not logged in MLflow ({exc})")
 
 
-def confirm_search(search: Search, seeds: Sequence[int] = (0, 1, 2), *, track: bool = False, jobs: int = 1,
-                   threads: int | None = None, data_dirs: Sequence[str] = (), stop: Callable[[], bool] | None = None,
-                   log: Callable[[str], None] = print,
-                   executor: Executor | None = None) -> tuple[CompareResult, list[str]]:
+def confirm_search(
+    search: Search,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    track: bool = False,
+    jobs: int = 1,
+    threads: int | None = None,
+    data_dirs: Sequence[str] = (),
+    stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+) -> tuple[CompareResult, list[str]]:
     """`mlp-lab search --confirm`: the confirmation study (best vs base over `seeds`), tracked
     like a study's (MLflow experiment `<search>-confirm`) when `wants_tracking`, run and reported
     by `search.confirm`, then its report attached in MLflow (a failure is a warning on `log`)."""
@@ -177,8 +207,17 @@ def confirm_search(search: Search, seeds: Sequence[int] = (0, 1, 2), *, track: b
     tracked = wants_tracking(search, track)
     if tracked:
         study = track_experiment(study)
-    result, lines = confirm(search, seeds, jobs=jobs, threads=threads, data_dirs=data_dirs, stop=stop, log=log,
-                            executor=executor, experiment=study)
+    result, lines = confirm(
+        search,
+        seeds,
+        jobs=jobs,
+        threads=threads,
+        data_dirs=data_dirs,
+        stop=stop,
+        log=log,
+        executor=executor,
+        experiment=study,
+    )
     if tracked and not result.interrupted:
         try:
             log_study_report(study)
@@ -196,8 +235,7 @@ def export_targets(targets: Sequence[str]) -> Iterator[str]:
     for target in targets:
         config_file = Path(target) / rundir.CONFIG_FILE
         study = None if config_file.is_file() else load_experiment(target)
-        store = prepare_store(load_config(config_file).output.dir if study is None
-                              else study.arms[0].config.output.dir)
+        store = prepare_store(load_config(config_file).output.dir if study is None else study.arms[0].config.output.dir)
         if store not in stores:
             stores.add(store)
             yield describe(store)
