@@ -1,0 +1,183 @@
+"""The layer rule over mlp_lab's import graph (docs/development.md): a module imports only from its
+own layer or below, and no set of modules imports itself round a circle.
+
+Every import counts, function-local ones and those under ``if TYPE_CHECKING:`` included: a deferred
+import still ties the two modules' jobs together, and the circle this test was written against
+(loggers -> tracking -> ablation -> execute -> train -> loggers) was made of function-local imports.
+The graph is read from the source with ``ast``, so nothing is imported and no extra is needed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mlp_lab"
+
+# The layers of docs/development.md. A new module must be given one here (the test says so).
+LAYERS: dict[str, int] = {}
+for layer, names in enumerate(
+    [
+        # 0: facts and plain files: no torch, nothing of ours above
+        "__init__ config specfile datasets metrics environ interrupt rundir runindex servers",
+        # 1: the parts of one run, and MLflow's store and logger
+        "runtime data model checkpoint plots loggers tracking.store tracking.logger",
+        # 2: one run and what reads one
+        "train predict analysis evaluation bench mlflow_model",
+        # 3: running many
+        "execute executors_ray",
+        # 4: studies and searches
+        "ablation report overview suite catalog search search.spec search.study search.driver "
+        "search.report search.confirm",
+        # 5: MLflow over whole studies and models
+        "tracking tracking.export tracking.registry tracking.workflows",
+        # 6: the faces
+        "__main__ cli app",
+    ]
+):
+    for name in names.split():
+        LAYERS[name] = layer
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+
+def layer_of(module: str) -> int:
+    """A module's layer: its own entry, else its package's (``cli.runs`` is in ``cli``'s layer)."""
+    name = module
+    while name:
+        if name in LAYERS:
+            return LAYERS[name]
+        name = name.rpartition(".")[0]
+    raise KeyError(module)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_in(source: str, module: str, is_package: bool = False, known: set[str] | None = None) -> set[str]:
+    """The mlp_lab modules a module's source imports anywhere (function-local and TYPE_CHECKING
+    imports included). ``from mlp_lab.search import driver`` counts as ``search.driver``, not as
+    the package: the edge to the package's ``__init__`` is Python's, not the importer's choice."""
+    known = set(MODULES) if known is None else known
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):  # import a.b.c: the deepest of a.b.c, a.b, a that is ours
+            targets = [
+                [".".join(alias.name.split(".")[:n]) for n in range(alias.name.count(".") + 1, 0, -1)]
+                for alias in node.names
+            ]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = module.split(".") if is_package else module.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(["mlp_lab", *base, *([node.module] if node.module else [])])
+            else:
+                prefix = node.module or ""
+            targets = [[f"{prefix}.{alias.name}", prefix] for alias in node.names]
+        else:
+            continue
+        for candidates in targets:  # the most specific name that is one of our modules
+            for target in candidates:
+                name = target.removeprefix("mlp_lab").removeprefix(".") if target.startswith("mlp_lab") else None
+                if target == "mlp_lab" or (name is not None and target.startswith("mlp_lab.")):
+                    name = name or "__init__"
+                    if name in known:
+                        found.add(name)
+                        break
+    found.discard(module)
+    return found
+
+
+def imports_of(module: str) -> set[str]:
+    path = MODULES[module]
+    return imports_in(path.read_text(), module, path.name == "__init__.py")
+
+
+GRAPH = {module: imports_of(module) for module in MODULES}
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = []
+    for module in MODULES:
+        try:
+            layer_of(module)
+        except KeyError:
+            missing.append(module)
+    assert not missing, f"give these modules a layer in tests/test_layers.py and docs/development.md: {missing}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_go_down_the_layers(module: str) -> None:
+    mine = layer_of(module)
+    upward = sorted(f"{target} (layer {layer_of(target)})" for target in GRAPH[module] if layer_of(target) > mine)
+    assert not upward, f"mlp_lab.{module} (layer {mine}) imports from a higher layer: {', '.join(upward)}"
+
+
+def test_no_import_cycles() -> None:
+    # Tarjan's strongly connected components: any component of two or more modules is a circle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in GRAPH[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(GRAPH):
+        if module not in index:
+            visit(module)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_graph_sees_deferred_and_relative_imports() -> None:
+    """The kinds of import that made the old circle are edges too."""
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from mlp_lab.ablation import Arm\n"
+        "def f():\n    from mlp_lab.tracking import export\n    from . import train\n    import mlp_lab.search.driver\n"
+        "from mlp_lab import config\n"
+    )
+    known = {"__init__", "ablation", "config", "search", "search.driver", "tracking", "tracking.export", "train"}
+    assert imports_in(source, "loggers", known=known) == {
+        "ablation",
+        "tracking.export",
+        "train",
+        "search.driver",
+        "config",
+    }
+    assert imports_in(source, "loggers", known=known - {"search.driver", "tracking.export"}) == {
+        "ablation",
+        "tracking",
+        "train",
+        "search",
+        "config",
+    }
+    assert imports_in("from .. import config\nfrom . import common\n", "cli.runs", known={"config", "cli.common"}) == {
+        "config",
+        "cli.common",
+    }
+    assert layer_of("cli.runs") == layer_of("cli")
