@@ -1,8 +1,8 @@
 """Ablation studies: one factor changed at a time against a reference arm, same split, same seeds.
 
-An experiment file (``experiments/<name>.yaml``) names a base config, the factor (dotted keys
+A study file (``experiments/<name>.yaml``) names a base config, the factor (dotted keys
 the arms may change), the reference arm, the seeds, shared overrides and the arms. `compare`
-runs every arm x seed into ``<output.dir>/<experiment>/<arm>/seed-<n>/``, skipping finished runs
+runs every arm x seed into ``<output.dir>/<study>/<arm>/seed-<n>/``, skipping finished runs
 of the same config, continuing partial ones, in parallel processes if asked.
 """
 
@@ -21,16 +21,16 @@ from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
 from mlp_lab.rundir import RunStatus
 from mlp_lab.specfile import read_spec_file
 
-EXPERIMENTS_DIR = "experiments"
+STUDIES_DIR = "experiments"
 
 
-class ExperimentFile(BaseModel):
-    """The schema of an experiment YAML file."""
+class StudyFile(BaseModel):
+    """The schema of a study YAML file."""
 
     model_config = ConfigDict(extra="forbid")
 
     description: str = ""
-    base: str  # path to the base config, relative to the experiment file
+    base: str  # path to the base config, relative to the study file
     factor: list[str] = Field(min_length=1)  # dotted keys (and everything under them) arms may change
     one_factor_per_arm: bool = False  # several factors, but each arm changes keys under one of them only
     reference: str
@@ -54,8 +54,8 @@ class Arm:
 
 
 @dataclass(frozen=True)
-class Experiment:
-    """A loaded, fully validated experiment."""
+class Study:
+    """A loaded, fully validated study."""
 
     name: str
     path: Path
@@ -64,7 +64,7 @@ class Experiment:
     reference: str
     seeds: list[int]
     arms: list[Arm]
-    output_dir: Path  # <output.dir>/<experiment name>
+    output_dir: Path  # <output.dir>/<study name>
     overrides: tuple[str, ...] = ()  # the command line's --set KEY=VALUE, applied to every arm
 
     def arm(self, name: str) -> Arm:
@@ -90,20 +90,20 @@ def _reference_errors(path: Path, raw: dict[str, Any]) -> list[str]:
     return []
 
 
-def load_experiment(
+def load_study(
     name_or_path: str | Path,
     seeds: Sequence[int] | None = None,
-    experiments_dir: str | Path = EXPERIMENTS_DIR,
+    studies_dir: str | Path = STUDIES_DIR,
     overrides: Sequence[str] = (),
-) -> Experiment:
-    """Load and check an experiment: arms change only factor keys (with `one_factor_per_arm`, keys
+) -> Study:
+    """Load and check a study: arms change only factor keys (with `one_factor_per_arm`, keys
     of one factor each), and every arm's config validates. `overrides` are ``--set KEY=VALUE``
     texts applied to every arm after the file's overrides; they may not touch the factor.
 
     All problems are reported at once as a ConfigError, each naming the file (or the --set), the
     arm and the key.
     """
-    loaded = read_spec_file(name_or_path, experiments_dir, "experiment", ExperimentFile, overrides, _reference_errors)
+    loaded = read_spec_file(name_or_path, studies_dir, "study", StudyFile, overrides, _reference_errors)
     path, spec, base, sources, errors = loaded.path, loaded.spec, loaded.base, loaded.sources, loaded.errors
     for key, desc in sources.items():
         if _under_factor(key, spec.factor) or any(f.startswith(key + ".") for f in spec.factor):
@@ -141,7 +141,7 @@ def load_experiment(
     if errors:
         raise ConfigError(errors)
     output_dir = Path(arms[0].config.output.dir) / path.stem
-    return Experiment(
+    return Study(
         path.stem,
         path,
         spec.description.strip(),
@@ -154,18 +154,18 @@ def load_experiment(
     )
 
 
-def plan(experiment: Experiment) -> list[RunSpec]:
+def plan(study: Study) -> list[RunSpec]:
     """Every arm x seed, in a stable order (arm by arm, seeds in the given order)."""
     specs = []
-    for arm in experiment.arms:
-        for seed in experiment.seeds:
+    for arm in study.arms:
+        for seed in study.seeds:
             config = arm.config.model_copy(update={"seed": seed})
             specs.append(
                 RunSpec(
                     f"{arm.name} seed {seed}",
                     config,
-                    experiment.output_dir / arm.name / f"seed-{seed}",
-                    {"study": experiment.name, "arm": arm.name, "seed": str(seed)},
+                    study.output_dir / arm.name / f"seed-{seed}",
+                    {"study": study.name, "arm": arm.name, "seed": str(seed)},
                 )
             )
     return specs
@@ -189,7 +189,7 @@ class CompareResult:
 
 
 def compare(
-    experiment: Experiment,
+    study: Study,
     jobs: int = 1,
     force: bool = False,
     data_dirs: Sequence[str] = (),
@@ -198,13 +198,13 @@ def compare(
     log: Callable[[str], None] = print,
     executor: Executor | None = None,
 ) -> CompareResult:
-    """Run every arm x seed of `experiment`; failed runs are reported and do not stop the others.
+    """Run every arm x seed of `study`; failed runs are reported and do not stop the others.
 
     The runs go to `executor`, by default this machine's (`jobs` processes, `threads` torch
     threads each, the CPU cores split between the jobs by default). On the CPU, results are
     bit-identical for the same thread count, whatever executes them.
     """
-    specs = plan(experiment)
+    specs = plan(study)
     executor = executor or local_executor(jobs, threads, log)
     total = len(specs)
     outcomes: dict[int, RunOutcome] = {}

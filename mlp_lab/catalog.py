@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import load_experiment, plan
+from mlp_lab.ablation import load_study, plan
 from mlp_lab.config import ConfigError, config_hash, load_config
 from mlp_lab.rundir import RunStatus
 
@@ -36,15 +36,15 @@ def _describe_config(path: Path) -> tuple[RunStatus, str]:
     return state, detail
 
 
-def _describe_experiment(path: Path) -> tuple[RunStatus, str]:
-    experiment = load_experiment(path)
-    statuses = [spec.status() for spec in plan(experiment)]
+def _describe_study(path: Path) -> tuple[RunStatus, str]:
+    study = load_study(path)
+    statuses = [spec.status() for spec in plan(study)]
     finished = sum(s in (RunStatus.DONE, RunStatus.FAILED) for s in statuses)
     started = finished + statuses.count(RunStatus.PARTIAL)
     state = RunStatus.DONE if finished == len(statuses) else RunStatus.PARTIAL if started else RunStatus.NEW
     detail = (
-        f"{finished}/{len(statuses)} runs done, {len(experiment.arms)} arms x {len(experiment.seeds)} seeds, "
-        f"{experiment.arms[0].config.data.dataset}"
+        f"{finished}/{len(statuses)} runs done, {len(study.arms)} arms x {len(study.seeds)} seeds, "
+        f"{study.arms[0].config.data.dataset}"
     )
     if RunStatus.FAILED in statuses:
         detail += f", {statuses.count(RunStatus.FAILED)} failed"
@@ -56,6 +56,6 @@ def list_configs(configs_dir: str | Path) -> list[dict[str, Any]]:
     return _entries(configs_dir, _describe_config)
 
 
-def list_experiments(experiments_dir: str | Path) -> list[dict[str, Any]]:
-    """Each experiment with how many of its arm x seed runs are done: done / partial / new."""
-    return _entries(experiments_dir, _describe_experiment)
+def list_studies(studies_dir: str | Path) -> list[dict[str, Any]]:
+    """Each study with how many of its arm x seed runs are done: done / partial / new."""
+    return _entries(studies_dir, _describe_study)

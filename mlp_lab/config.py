@@ -277,7 +277,7 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def read_named_base(path: Path, raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any] | None:
-    """The base config an experiment or search file's raw `base` names, or None when it names
+    """The base config a study or search file's raw `base` names, or None when it names
     none or it cannot be read (its problems then added to `errors`, beside the file's others)."""
     if not isinstance(raw.get("base"), str):
         return None
@@ -289,7 +289,7 @@ def read_named_base(path: Path, raw: Mapping[str, Any], errors: list[str]) -> di
 
 
 def read_base_config(path: Path, base: str, errors: list[str]) -> dict[str, Any]:
-    """The `base` config named by an experiment or search file at `path` (relative to that file).
+    """The `base` config named by a study or search file at `path` (relative to that file).
     If it cannot be read, that is raised together with the file's `errors` found so far."""
     base_path = Path(base) if Path(base).is_absolute() else (path.parent / base).resolve()
     try:
@@ -329,7 +329,7 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], where: str, errors: list[str]) -> None:
     """Set dotted `overrides` in a raw config; a key that cannot be set is an error named
-    `where.key` (the one path for experiment and search files' overrides)."""
+    `where.key` (the one path for study and search files' overrides)."""
     for key, value in overrides.items():
         try:
             set_dotted(raw, key, value)
@@ -443,7 +443,7 @@ def schema_errors(
     where: str | Path | Callable[[str], str], exc: ValidationError, root: type[BaseModel] = Config
 ) -> list[str]:
     """Schema errors as `where: dotted.key: what` lines, one per problem: the one formatter for
-    configs and for experiment and search files. `where` names the file, or is a function of the
+    configs and for study and search files. `where` names the file, or is a function of the
     dotted key (so a value set by --set names that --set)."""
     source = where if callable(where) else lambda _dotted_key: str(where)
     lines = []

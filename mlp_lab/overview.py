@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import EXPERIMENTS_DIR, Experiment, load_experiment, plan
+from mlp_lab.ablation import STUDIES_DIR, Study, load_study, plan
 from mlp_lab.config import ConfigError, MLPLabError
 from mlp_lab.datasets import display_name
 from mlp_lab.execute import estimated_cost
@@ -37,45 +37,45 @@ EFFECTS_FIGURE = "overview_effects.png"
 class StudyResult:
     """One study's rebuilt report, as the overview shows it."""
 
-    experiment: Experiment
+    study: Study
     rows: list[dict[str, Any]]
 
     @property
     def reference_row(self) -> dict[str, Any]:
-        return next(r for r in self.rows if r["arm"] == self.experiment.reference)
+        return next(r for r in self.rows if r["arm"] == self.study.reference)
 
 
-def study_names(experiments_dir: str | Path = EXPERIMENTS_DIR) -> list[str]:
-    """Every experiment file's name, in the course's order (LEAD_STUDIES first, then by name)."""
-    names = sorted(p.stem for p in Path(experiments_dir).glob("*.yaml"))
+def study_names(studies_dir: str | Path = STUDIES_DIR) -> list[str]:
+    """Every study file's name, in the course's order (LEAD_STUDIES first, then by name)."""
+    names = sorted(p.stem for p in Path(studies_dir).glob("*.yaml"))
     return [n for n in LEAD_STUDIES if n in names] + [n for n in names if n not in LEAD_STUDIES]
 
 
 def load_studies(
     names: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
-    experiments_dir: str | Path = EXPERIMENTS_DIR,
+    studies_dir: str | Path = STUDIES_DIR,
     overrides: Sequence[str] = (),
-) -> list[Experiment]:
-    """Load the named studies (default: all in `experiments_dir`), `overrides` (--set texts) applied
+) -> list[Study]:
+    """Load the named studies (default: all in `studies_dir`), `overrides` (--set texts) applied
     to every arm of each; every file's errors reported together (a bad --set once)."""
-    names = list(names) if names else study_names(experiments_dir)
+    names = list(names) if names else study_names(studies_dir)
     if not names:
-        raise MLPLabError(f"{experiments_dir}/: no experiment files")
-    experiments, errors = [], []
+        raise MLPLabError(f"{studies_dir}/: no study files")
+    studies, errors = [], []
     for name in names:
         try:
-            experiments.append(load_experiment(name, seeds, experiments_dir, overrides))
+            studies.append(load_study(name, seeds, studies_dir, overrides))
         except ConfigError as exc:
             errors.extend(e for e in exc.errors if e not in errors)
     if errors:
         raise ConfigError(errors)
-    return experiments
+    return studies
 
 
-def has_runs(experiment: Experiment) -> bool:
+def has_runs(study: Study) -> bool:
     """Whether at least one of the study's runs has finished (completed or not)."""
-    return any((spec.run_dir / rundir.SUMMARY_FILE).exists() for spec in plan(experiment))
+    return any((spec.run_dir / rundir.SUMMARY_FILE).exists() for spec in plan(study))
 
 
 def _pp(value: float | None, signed: bool = True) -> str:
@@ -114,7 +114,7 @@ def _compute(study: StudyResult, row: dict[str, Any]) -> float | None:
     time, does not move with the machine's load (element-wise layers and penalties are not counted)."""
     if row["epochs_run_mean"] is None:
         return None
-    config = study.experiment.arm(row["arm"]).config
+    config = study.study.arm(row["arm"]).config
     return estimated_cost(config) / config.train.epochs * row["epochs_run_mean"]
 
 
@@ -125,7 +125,7 @@ def _compute_ratio(study: StudyResult, row: dict[str, Any]) -> str:
 
 def _change(study: StudyResult, arm: str) -> str:
     """What an arm changes, its keys' shared section said once: `train.optimizer: name=sgd, lr=0.05`."""
-    changes = study.experiment.arm(arm).changes
+    changes = study.study.arm(arm).changes
     if not changes:
         return f"{arm} (the base config)"
     keys = [k.split(".") for k in changes]
@@ -146,13 +146,13 @@ def summary_rows(studies: Sequence[StudyResult]) -> list[dict[str, str]]:
     for study in studies:
         reference = study.reference_row
         for row in study.rows:
-            if row["arm"] == study.experiment.reference:
+            if row["arm"] == study.study.reference:
                 continue
             rows.append(
                 {
-                    "study": study.experiment.name,
+                    "study": study.study.name,
                     "change": _change(study, row["arm"]),
-                    "reference": f"{study.experiment.reference} ({_acc(reference)} %)",
+                    "reference": f"{study.study.reference} ({_acc(reference)} %)",
                     "test_acc": _acc(row),
                     "effect": _effect(row),
                     "verdict": row["verdict"],
@@ -171,10 +171,10 @@ def _effects_figure(studies: Sequence[StudyResult], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     entries = [
-        (s.experiment.name, r)
+        (s.study.name, r)
         for s in studies
         for r in s.rows
-        if r["arm"] != s.experiment.reference and r["diff_vs_reference"] is not None
+        if r["arm"] != s.study.reference and r["diff_vs_reference"] is not None
     ]
     if not entries:
         return False
@@ -214,7 +214,7 @@ def _study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
         "changes",
         "seeds",
         "test acc % (mean ± std)",
-        f"vs {study.experiment.reference} (pp) [{int(CONFIDENCE * 100)}% CI]",
+        f"vs {study.study.reference} (pp) [{int(CONFIDENCE * 100)}% CI]",
         "verdict",
         "epochs run",
         "wall s / run",
@@ -238,7 +238,7 @@ def _study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
 
 
 def _study_meta(study: StudyResult) -> str:
-    exp = study.experiment
+    exp = study.study
     dataset = exp.arms[0].config.data.dataset
     return (
         f"{display_name(dataset)} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
@@ -250,12 +250,12 @@ def finding(study: StudyResult) -> str:
     """The study's verdicts in one sentence: which arms help, which hurt, which show no clear effect."""
     groups: dict[str, list[str]] = {}
     for r in study.rows:
-        if r["arm"] != study.experiment.reference:
+        if r["arm"] != study.study.reference:
             groups.setdefault(r["verdict"], []).append(f"{r['arm']} ({_pp(r['diff_vs_reference'])} pp)")
     order = [("helps", "Helps"), ("hurts", "Hurts"), ("no clear effect", "No clear effect")]
     parts = [f"{label}: {', '.join(groups.pop(key))}." for key, label in order if key in groups]
     parts += [f"{key[0].upper() + key[1:]}: {', '.join(arms)}." for key, arms in groups.items()]
-    return f"Against {study.experiment.reference}: " + " ".join(parts)
+    return f"Against {study.study.reference}: " + " ".join(parts)
 
 
 def _incomplete(study: StudyResult) -> list[str]:
@@ -311,7 +311,7 @@ def _markdown(studies: Sequence[StudyResult], skipped: Sequence[str], effects: b
     if skipped:
         lines += ["", f"Not run yet (no finished runs): {', '.join(skipped)}."]
     for study in studies:
-        exp = study.experiment
+        exp = study.study
         lines += [
             "",
             f"## {exp.name}",
@@ -396,7 +396,7 @@ def _html(studies: Sequence[StudyResult], skipped: Sequence[str], effects_path: 
     if skipped:
         parts.append(f'<p class="note">Not run yet (no finished runs): {html.escape(", ".join(skipped))}.</p>')
     for study in studies:
-        exp = study.experiment
+        exp = study.study
         meta = html.escape(_study_meta(study)).replace("`", "")
         parts += [
             f'<h2 id="{html.escape(exp.name)}">{html.escape(exp.name)}</h2>',
@@ -422,31 +422,31 @@ def _html(studies: Sequence[StudyResult], skipped: Sequence[str], effects_path: 
     return "\n".join(parts)
 
 
-def build_overview(experiments: Sequence[Experiment], out_dir: str | Path | None = None) -> dict[str, Any]:
+def build_overview(studies: Sequence[Study], out_dir: str | Path | None = None) -> dict[str, Any]:
     """Rebuild every study's report that has runs, then write index.md and index.html over them.
 
     `out_dir` defaults to the studies' common output directory (runs/). Studies without a
     finished run are listed as not run yet; with none at all it is an error.
     """
-    studies, skipped = [], []
-    for exp in experiments:
+    results, skipped = [], []
+    for exp in studies:
         if has_runs(exp):
-            studies.append(StudyResult(exp, build_report(exp)["arms"]))
+            results.append(StudyResult(exp, build_report(exp)["arms"]))
         else:
             skipped.append(exp.name)
-    if not studies:
+    if not results:
         raise MLPLabError(f"no study has finished runs yet ({', '.join(skipped)}); run: mlp-lab suite")
-    out = Path(out_dir) if out_dir is not None else studies[0].experiment.output_dir.parent
+    out = Path(out_dir) if out_dir is not None else results[0].study.output_dir.parent
     out.mkdir(parents=True, exist_ok=True)
     effects_path = out / EFFECTS_FIGURE
-    effects = _effects_figure(studies, effects_path)
-    rundir.atomic_write_text(out / "index.md", _markdown(studies, skipped, effects, out))
-    rundir.atomic_write_text(out / "index.html", _html(studies, skipped, effects_path if effects else None, out))
+    effects = _effects_figure(results, effects_path)
+    rundir.atomic_write_text(out / "index.md", _markdown(results, skipped, effects, out))
+    rundir.atomic_write_text(out / "index.html", _html(results, skipped, effects_path if effects else None, out))
     return {
-        "studies": [s.experiment.name for s in studies],
+        "studies": [s.study.name for s in results],
         "skipped": list(skipped),
-        "summary": summary_rows(studies),
+        "summary": summary_rows(results),
         "index_md": out / "index.md",
         "index_html": out / "index.html",
-        "arms": sum(len(s.rows) for s in studies),
+        "arms": sum(len(s.rows) for s in results),
     }

@@ -3,7 +3,7 @@
 For each arm: test accuracy and loss (mean ± std over seeds), best epoch, epochs run, parameter
 count, wall time. Against the reference arm: the paired difference in test accuracy over the
 seeds both completed, its 95% t-interval, and a verdict. Writes report.md, report.csv,
-report.json and PNG plots into the experiment's output directory.
+report.json and PNG plots into the study's output directory.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Experiment, plan
+from mlp_lab.ablation import Study, plan
 
 CONFIDENCE = 0.95
 
@@ -67,13 +67,13 @@ def paired_difference(arm: dict[int, float], reference: dict[int, float]) -> Pai
     return PairedDifference(len(diffs), mean, low, high, verdict)
 
 
-def collect(experiment: Experiment) -> dict[str, Any]:
+def collect(study: Study) -> dict[str, Any]:
     """Read every planned run directory; the numbers a report shows, per arm and per seed."""
     arms: dict[str, Any] = {}
-    for spec in plan(experiment):
+    for spec in plan(study):
         arm = arms.setdefault(
             spec.arm,
-            {"runs": {}, "missing": [], "failed": {}, "history": {}, "changes": experiment.arm(spec.arm).changes},
+            {"runs": {}, "missing": [], "failed": {}, "history": {}, "changes": study.arm(spec.arm).changes},
         )
         summary_path = spec.run_dir / rundir.SUMMARY_FILE
         if not summary_path.exists():
@@ -88,11 +88,11 @@ def collect(experiment: Experiment) -> dict[str, Any]:
     return arms
 
 
-def build_rows(experiment: Experiment, arms: dict[str, Any]) -> list[dict[str, Any]]:
+def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per arm: aggregates over seeds and the paired comparison with the reference."""
-    reference = {s: r["test/acc"] for s, r in arms[experiment.reference]["runs"].items()}
+    reference = {s: r["test/acc"] for s, r in arms[study.reference]["runs"].items()}
     rows = []
-    for arm in experiment.arms:
+    for arm in study.arms:
         data = arms[arm.name]
         runs = list(data["runs"].values())
         acc_mean, acc_std = mean_std([r["test/acc"] for r in runs])
@@ -112,7 +112,7 @@ def build_rows(experiment: Experiment, arms: dict[str, Any]) -> list[dict[str, A
             "failed_seeds": sorted(data["failed"]),
             "missing_seeds": sorted(data["missing"]),
         }
-        if arm.name != experiment.reference:
+        if arm.name != study.reference:
             diff = paired_difference({s: r["test/acc"] for s, r in data["runs"].items()}, reference)
             row.update(
                 {
@@ -147,19 +147,15 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}"
 
 
-def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[str, str]) -> str:
-    lines = [f"# Study: {experiment.name}", ""]
-    if experiment.description:
-        lines += [experiment.description, ""]
+def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -> str:
+    lines = [f"# Study: {study.name}", ""]
+    if study.description:
+        lines += [study.description, ""]
     lines += [
-        f"Factor: `{', '.join(experiment.factor)}` · reference arm: `{experiment.reference}` · "
-        f"seeds: {', '.join(map(str, experiment.seeds))} · dataset: {experiment.arms[0].config.data.dataset}",
+        f"Factor: `{', '.join(study.factor)}` · reference arm: `{study.reference}` · "
+        f"seeds: {', '.join(map(str, study.seeds))} · dataset: {study.arms[0].config.data.dataset}",
         "",
-        *(
-            [f"Every arm with {', '.join(f'`{o}`' for o in experiment.overrides)} (--set).", ""]
-            if experiment.overrides
-            else []
-        ),
+        *([f"Every arm with {', '.join(f'`{o}`' for o in study.overrides)} (--set).", ""] if study.overrides else []),
         "## Arms",
         "",
         "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
@@ -176,7 +172,7 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
         )
     lines += [
         "",
-        f"## Against the reference (`{experiment.reference}`)",
+        f"## Against the reference (`{study.reference}`)",
         "",
         f"Paired difference in test accuracy (arm − reference, percentage points) over the seeds both "
         f"completed, with its {int(CONFIDENCE * 100)}% t-interval. *helps* / *hurts*: the interval lies "
@@ -186,7 +182,7 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
         "| --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        if r["arm"] == experiment.reference:
+        if r["arm"] == study.reference:
             continue
         ci = f"[{_pct(r['ci_low'], True)}, {_pct(r['ci_high'], True)}]" if r["ci_low"] is not None else "–"
         lines.append(
@@ -203,8 +199,8 @@ def _markdown(experiment: Experiment, rows: list[dict[str, Any]], plots: dict[st
             lines += [f"### {title}", "", f"![{title}]({name})", ""]
     lines += [
         "",
-        f"Rebuild with `mlp-lab report {experiment.name}`; curves in TensorBoard: "
-        f"`tensorboard --logdir {experiment.output_dir}`.",
+        f"Rebuild with `mlp-lab report {study.name}`; curves in TensorBoard: "
+        f"`tensorboard --logdir {study.output_dir}`.",
         "",
     ]
     return "\n".join(lines)
@@ -222,15 +218,15 @@ def _curve(
     return np.arange(1, longest + 1), np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
-def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
+def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
     """Write the PNG plots next to the report; returns {title: file name}."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = experiment.output_dir
-    names = [a.name for a in experiment.arms if arms[a.name]["history"]]
+    out = study.output_dir
+    names = [a.name for a in study.arms if arms[a.name]["history"]]
     if not names:
         return {}
     colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
@@ -247,7 +243,7 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
         ax.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
         ax.grid(alpha=0.3)
     axes[1].legend(title="arm")
-    fig.suptitle(f"{experiment.name}: validation curves{band_note}")
+    fig.suptitle(f"{study.name}: validation curves{band_note}")
     fig.tight_layout()
     fig.savefig(out / "val_curves.png", dpi=110)
     plt.close(fig)
@@ -266,7 +262,7 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
         ax.legend()
     for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{experiment.name}: train vs validation loss per arm (the gap is overfitting)")
+    fig.suptitle(f"{study.name}: train vs validation loss per arm (the gap is overfitting)")
     fig.tight_layout()
     fig.savefig(out / "overfitting.png", dpi=110)
     plt.close(fig)
@@ -279,7 +275,7 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
     ax.set(
         xlabel="epoch",
         ylabel="learning rate (at the epoch's first step)",
-        title=f"{experiment.name}: learning rate per epoch",
+        title=f"{study.name}: learning rate per epoch",
     )
     ax.grid(alpha=0.3)
     ax.legend(title="arm")
@@ -307,7 +303,7 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
             ax.plot(i, mean, "o", color=colors[name], markersize=8)
         ax.scatter([i + 0.12] * len(accs), accs, color=colors[name], s=12, alpha=0.6)
     ax.set_xticks(range(len(names)), names, rotation=20)
-    ax.set(ylabel="test accuracy (%)", title=f"{experiment.name}: test accuracy per arm (mean, 95% CI; dots: seeds)")
+    ax.set(ylabel="test accuracy (%)", title=f"{study.name}: test accuracy per arm (mean, 95% CI; dots: seeds)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(out / "test_acc.png", dpi=110)
@@ -316,14 +312,14 @@ def make_plots(experiment: Experiment, arms: dict[str, Any]) -> dict[str, str]:
     return plots
 
 
-def build_report(experiment: Experiment) -> dict[str, Any]:
+def build_report(study: Study) -> dict[str, Any]:
     """Rebuild report.md, report.csv, report.json and the plots from the run directories."""
-    arms = collect(experiment)
-    rows = build_rows(experiment, arms)
-    experiment.output_dir.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(experiment, arms)
-    out = experiment.output_dir
-    rundir.atomic_write_text(out / "report.md", _markdown(experiment, rows, plots))
+    arms = collect(study)
+    rows = build_rows(study, arms)
+    study.output_dir.mkdir(parents=True, exist_ok=True)
+    plots = make_plots(study, arms)
+    out = study.output_dir
+    rundir.atomic_write_text(out / "report.md", _markdown(study, rows, plots))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -331,11 +327,11 @@ def build_report(experiment: Experiment) -> dict[str, Any]:
         writer.writerow({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
     rundir.atomic_write_text(out / "report.csv", buffer.getvalue())
     report = {
-        "experiment": experiment.name,
-        "factor": experiment.factor,
-        "reference": experiment.reference,
-        "seeds": experiment.seeds,
-        "overrides": list(experiment.overrides),
+        "experiment": study.name,
+        "factor": study.factor,
+        "reference": study.reference,
+        "seeds": study.seeds,
+        "overrides": list(study.overrides),
         "confidence": CONFIDENCE,
         "arms": rows,
         "runs": {name: {str(s): r for s, r in data["runs"].items()} for name, data in arms.items()},

@@ -1,4 +1,4 @@
-"""One loader for experiment and search files: resolve a name or path, read the mapping,
+"""One loader for study and search files: resolve a name or path, read the mapping,
 validate it against the file's schema, and read its base config with the file's overrides and
 the command line's ``--set`` applied.
 
@@ -56,7 +56,7 @@ def resolve_spec_path(name_or_path: str | Path, directory: str | Path, kind: str
 
 @dataclass
 class SpecFile(Generic[Schema]):
-    """A read experiment or search file: the validated `spec`, the `raw` mapping, the `base` config
+    """A read study or search file: the validated `spec`, the `raw` mapping, the `base` config
     (a raw mapping) with the file's overrides and the --set texts applied, which key each --set
     wrote (`sources`, for `validate_config`), and the problems found so far (`errors`: the
     loader adds its own and raises them all together)."""

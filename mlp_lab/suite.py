@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlp_lab.ablation import CompareResult, Experiment, compare
+from mlp_lab.ablation import CompareResult, Study, compare
 from mlp_lab.execute import Executor, RunOutcome
 from mlp_lab.overview import build_overview
 
@@ -31,7 +31,7 @@ class SuiteResult:
 
 
 def run_suite(
-    experiments: Sequence[Experiment],
+    studies: Sequence[Study],
     jobs: int = 1,
     force: bool = False,
     data_dirs: Sequence[str] = (),
@@ -46,14 +46,14 @@ def run_suite(
     runs go to `executor`, by default this machine's (`jobs` processes, `threads` each).
     """
     suite = SuiteResult()
-    for index, experiment in enumerate(experiments, 1):
-        runs = len(experiment.arms) * len(experiment.seeds)
+    for index, study in enumerate(studies, 1):
+        runs = len(study.arms) * len(study.seeds)
         log(
-            f"study {index}/{len(experiments)} {experiment.name}: {len(experiment.arms)} arms x "
-            f"{len(experiment.seeds)} seeds = {runs} runs -> {experiment.output_dir}"
+            f"study {index}/{len(studies)} {study.name}: {len(study.arms)} arms x "
+            f"{len(study.seeds)} seeds = {runs} runs -> {study.output_dir}"
         )
         result = compare(
-            experiment,
+            study,
             jobs=jobs,
             force=force,
             data_dirs=data_dirs,
@@ -62,9 +62,9 @@ def run_suite(
             log=log,
             executor=executor,
         )
-        suite.results[experiment.name] = result
+        suite.results[study.name] = result
         if result.interrupted:
             suite.interrupted = True
             return suite
-    suite.overview = build_overview(experiments)
+    suite.overview = build_overview(studies)
     return suite

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import metrics_without_timing, write_study
 
-from mlp_lab.ablation import compare, load_experiment, plan
+from mlp_lab.ablation import compare, load_study, plan
 from mlp_lab.config import ConfigError, MLPLabError
 from mlp_lab.execute import run_one
 from mlp_lab.interrupt import StopFlag
@@ -17,35 +17,35 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_experiment_loads_and_says_how_to_run(path):
-    experiment = load_experiment(path)
-    assert experiment.reference in [arm.name for arm in experiment.arms]
-    assert experiment.description, "a study says what question it answers"
+    study = load_study(path)
+    assert study.reference in [arm.name for arm in study.arms]
+    assert study.description, "a study says what question it answers"
     assert path.read_text().startswith(f"# Run: mlp-lab compare {path.stem}")
-    assert len(plan(experiment)) == len(experiment.arms) * len(experiment.seeds)
+    assert len(plan(study)) == len(study.arms) * len(study.seeds)
 
 
 def test_loads_arms_and_plans_every_arm_and_seed(tiny_config, tmp_path):
-    exp = load_experiment(write_study(tmp_path, tiny_config))
+    exp = load_study(write_study(tmp_path, tiny_config))
     assert [a.name for a in exp.arms] == ["none", "half"]
     assert exp.arm("half").config.model.dropout == 0.5
     specs = plan(exp)
     assert [(s.arm, s.seed) for s in specs] == [("none", 0), ("none", 1), ("half", 0), ("half", 1)]
     assert specs[3].run_dir == tmp_path / "runs" / "study" / "half" / "seed-1"
     assert specs[3].config.seed == 1
-    assert load_experiment(write_study(tmp_path, tiny_config), seeds=[7]).seeds == [7]
+    assert load_study(write_study(tmp_path, tiny_config), seeds=[7]).seeds == [7]
 
 
 def test_arm_changing_a_key_outside_its_factor_is_named(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config, arms={"none": {}, "sneaky": {"model.dropout": 0.1, "train.epochs": 9}})
     with pytest.raises(ConfigError) as info:
-        load_experiment(path)
+        load_study(path)
     assert info.value.errors == [f"{path}: arms.sneaky: key 'train.epochs' is outside the factor (model.dropout)"]
 
 
 def test_every_arm_config_is_validated_and_reference_must_exist(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config, arms={"none": {}, "bad": {"model.dropout": 1.5}}, reference="missing")
     with pytest.raises(ConfigError) as info:
-        load_experiment(path)
+        load_study(path)
     text = "\n".join(info.value.errors)
     assert "reference: 'missing' is not one of the arms" in text
     assert f"{path}: arms.bad: model.dropout:" in text
@@ -54,24 +54,24 @@ def test_every_arm_config_is_validated_and_reference_must_exist(tiny_config, tmp
 def test_unknown_experiment_name_lists_known_ones(tmp_path, tiny_config):
     write_study(tmp_path, tiny_config)
     with pytest.raises(MLPLabError, match="known: study"):
-        load_experiment("nope", experiments_dir=tmp_path / "experiments")
+        load_study("nope", studies_dir=tmp_path / "experiments")
 
 
 def test_second_compare_trains_nothing_and_changed_config_reruns(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config)
-    first = compare(load_experiment(path), log=lambda _: None)
+    first = compare(load_study(path), log=lambda _: None)
     assert [o.action for o in first.outcomes] == ["trained"] * 4
-    second = compare(load_experiment(path), log=lambda _: None)
+    second = compare(load_study(path), log=lambda _: None)
     assert [o.action for o in second.outcomes] == ["skipped"] * 4
     assert [o.summary for o in second.outcomes] == [o.summary for o in first.outcomes]
     changed = write_study(tmp_path, tiny_config, overrides={"train.optimizer.lr": 0.002})
-    third = compare(load_experiment(changed), log=lambda _: None)
+    third = compare(load_study(changed), log=lambda _: None)
     assert [o.action for o in third.outcomes] == ["trained"] * 4
     assert len(list((tmp_path / "runs" / "study" / "none").glob("seed-0.old-*"))) == 1  # kept, not deleted
 
 
 def test_partial_run_is_continued_to_the_same_result(tiny_config, tmp_path):
-    exp = load_experiment(write_study(tmp_path, tiny_config))
+    exp = load_study(write_study(tmp_path, tiny_config))
     spec = plan(exp)[0]
     stop = StopFlag()
     calls = {"n": 0}
@@ -98,14 +98,14 @@ def test_partial_run_is_continued_to_the_same_result(tiny_config, tmp_path):
 def test_parallel_jobs_give_the_same_results_as_serial(tiny_config, tmp_path):
     # CPU float results depend on the torch thread count, so both sides use one thread per run.
     path = write_study(tmp_path, tiny_config)
-    serial = compare(load_experiment(path), jobs=1, threads=1, log=lambda _: None)
+    serial = compare(load_study(path), jobs=1, threads=1, log=lambda _: None)
     assert [o.action for o in serial.outcomes] == ["trained"] * 4
     # The same study into a second output directory, in two worker processes.
     base = tmp_path / "configs" / "tiny.yaml"
     raw = yaml.safe_load(base.read_text())
     raw["output"]["dir"] = str(tmp_path / "runs-parallel")
     base.write_text(yaml.safe_dump(raw))
-    parallel = compare(load_experiment(path), jobs=2, threads=1, log=lambda _: None)
+    parallel = compare(load_study(path), jobs=2, threads=1, log=lambda _: None)
     assert [o.action for o in parallel.outcomes] == ["trained"] * 4
     for a, b in zip(serial.outcomes, parallel.outcomes):
         assert a.label == b.label
@@ -127,12 +127,12 @@ def test_failed_run_is_reported_and_others_continue(tiny_config, tmp_path):
         factor="train.optimizer",
         arms={"none": {}, "explode": {"train.optimizer": {"name": "sgd", "lr": 1.0e6}}},
     )
-    result = compare(load_experiment(path), log=lambda _: None)
+    result = compare(load_study(path), log=lambda _: None)
     assert [o.status for o in result.outcomes] == [RunStatus.DONE] * 2 + [RunStatus.FAILED] * 2
     assert "diverged" in result.failures[0].error and result.failures[0].summary["status"] == "diverged"
     from mlp_lab.report import build_report
 
-    report = build_report(load_experiment(path))
+    report = build_report(load_study(path))
     explode = report["arms"][1]
     assert explode["failed_seeds"] == [0, 1] and explode["test_acc_mean"] is None
     assert explode["verdict"] == "no shared seeds"
@@ -146,8 +146,8 @@ def test_set_applies_to_every_arm_changes_the_hash_and_is_in_the_report(tiny_con
     from mlp_lab.config import config_hash
 
     path = write_study(tmp_path, tiny_config)
-    plain = load_experiment(path)
-    quick = load_experiment(path, overrides=["train.epochs=1", "train.batch_size=64"])
+    plain = load_study(path)
+    quick = load_study(path, overrides=["train.epochs=1", "train.batch_size=64"])
     for arm, before in zip(quick.arms, plain.arms):
         assert arm.config.train.epochs == 1 and arm.config.train.batch_size == 64
         assert arm.config.model.dropout == before.config.model.dropout  # the arms' own changes stay
@@ -164,7 +164,7 @@ def test_set_applies_to_every_arm_changes_the_hash_and_is_in_the_report(tiny_con
 def test_set_is_validated_like_run_and_may_not_change_the_factor(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config)
     with pytest.raises(ConfigError) as info:
-        load_experiment(path, overrides=["train.epochs=0", "model.dropout=0.3", "seed.x=1"])
+        load_study(path, overrides=["train.epochs=0", "model.dropout=0.3", "seed.x=1"])
     lines = info.value.errors
     assert any(line.startswith("--set train.epochs=0: train.epochs:") for line in lines)
     assert any("--set model.dropout=0.3: model.dropout is this study's factor" in line for line in lines)
@@ -176,5 +176,5 @@ def test_suite_applies_set_to_every_study(tiny_config, tmp_path):
     from mlp_lab.overview import load_studies
 
     write_study(tmp_path, tiny_config)
-    [study] = load_studies(["study"], experiments_dir=tmp_path / "experiments", overrides=["train.epochs=1"])
+    [study] = load_studies(["study"], studies_dir=tmp_path / "experiments", overrides=["train.epochs=1"])
     assert all(arm.config.train.epochs == 1 for arm in study.arms) and study.overrides == ("train.epochs=1",)

@@ -60,7 +60,7 @@ class Case:
     """One bad input or fault: files to make (relative to the temp dir), the CLI args, the exit
     code and the fragments each `error:` line must hold ({tmp}, {run}, {diverged} are filled in)."""
 
-    kind: str  # config, --set, experiment, search, cli, image, checkpoint, dataset, env, output
+    kind: str  # config, --set, study, search, cli, image, checkpoint, dataset, env, output
     name: str
     args: list[str]
     expect: list[str]
@@ -413,7 +413,7 @@ CASES = [
         SEARCH_FILES,
     ),
     # -- experiment files ---------------------------------------------------------------------
-    Case("experiment", "unknown experiment", ["compare", "nope"], ["no experiment named 'nope'"]),
+    Case("study", "unknown study", ["compare", "nope"], ["no study named 'nope'"]),
     Case(
         "experiment",
         "arm outside its factor",
@@ -479,7 +479,7 @@ CASES = [
     ),
     Case(
         "experiment",
-        "experiment file is a list",
+        "study file is a list",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "expected a mapping"],
         {"experiments/x.yaml": "- a\n- b\n"},
@@ -508,7 +508,7 @@ CASES = [
         ["--seeds", "at least one seed"],
         EXP_FILES,
     ),
-    Case("experiment", "suite with an unknown study", ["suite", "nope"], ["no experiment named 'nope'"]),
+    Case("study", "suite with an unknown study", ["suite", "nope"], ["no study named 'nope'"]),
     Case(
         "experiment",
         "report with no runs yet",
@@ -516,8 +516,8 @@ CASES = [
         ["no runs yet", "mlp-lab compare"],
         EXP_FILES,
     ),
-    Case("experiment", "report --all with a name", ["report", "x", "--all"], ["--all covers every study"]),
-    Case("experiment", "report without a name", ["report"], ["missing EXPERIMENT"]),
+    Case("study", "report --all with a name", ["report", "x", "--all"], ["--all covers every study"]),
+    Case("study", "report without a name", ["report"], ["missing EXPERIMENT"]),
     # -- search files -------------------------------------------------------------------------
     Case("search", "unknown search", ["search", "nope"], ["no search named 'nope'"]),
     Case(
@@ -778,7 +778,7 @@ CASES = [
         ["empty", "not a run directory"],
         {"empty/.keep": ""},
     ),
-    Case("checkpoint", "track an unknown target", ["track", "nope"], ["no experiment named 'nope'"]),
+    Case("checkpoint", "track an unknown target", ["track", "nope"], ["no study named 'nope'"]),
     # -- dataset files (through --data-dir) ---------------------------------------------------
     Case(
         "dataset",
@@ -856,7 +856,7 @@ if not torch.cuda.is_available():
             {"c.yaml": "train:\n  device: cuda\n"},
         )
     )
-# Refused before torch is imported: everything about config, --set, experiment and search files
+# Refused before torch is imported: everything about config, --set, study and search files
 # and CLI arguments, except the checks that ask the machine (a GPU) or read a run's checkpoint.
 NEEDS_TORCH = {"device cuda without a GPU", "--confirm before any trial", "models --output-dir at a file"}
 for _case in CASES:
@@ -1257,7 +1257,7 @@ def _render() -> str:
         "",
         "| code | meaning |",
         "| --- | --- |",
-        "| 2 | bad input: a config, experiment or search file, `--set`, a CLI argument, an image, a checkpoint, a dataset file, an environment variable, an output location that cannot be used; nothing is written |",
+        "| 2 | bad input: a config, study or search file, `--set`, a CLI argument, an image, a checkpoint, a dataset file, an environment variable, an output location that cannot be used; nothing is written |",
         "| 3 | a fault of the machine: a full disk, a read-only or vanished directory, too little memory; the last complete checkpoint and `metrics.csv` are intact, temporary files are removed, and the line says what to do (e.g. free space, then `mlp-lab run --resume DIR`) |",
         "| 1 | `compare` / `suite`: some runs failed for a reason of their own (e.g. diverged); the others finished |",
         "| 130, 143 | stopped by SIGINT / SIGTERM at a batch boundary, state saved: the line says how to resume |",

@@ -8,7 +8,7 @@ import torch
 from conftest import metrics_without_timing, write_study
 
 from mlp_lab import rundir
-from mlp_lab.ablation import load_experiment, plan
+from mlp_lab.ablation import load_study, plan
 from mlp_lab.config import MLPLabError
 from mlp_lab.execute import (
     ProcessPoolExecutor,
@@ -27,7 +27,7 @@ quiet = {"log": lambda _: None}
 
 
 def test_a_run_locked_by_another_process_is_left_to_it(tiny_config, tmp_path):
-    spec = plan(load_experiment(write_study(tmp_path, tiny_config)))[0]
+    spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
     # flock conflicts between two open file descriptions, as between two processes.
     with rundir.RunLock(spec.run_dir):
         outcome = run_one(spec, **quiet)
@@ -39,7 +39,7 @@ def test_a_run_locked_by_another_process_is_left_to_it(tiny_config, tmp_path):
 
 
 def test_status_vocabulary_follows_the_run_directory(tiny_config, tmp_path):
-    spec = plan(load_experiment(write_study(tmp_path, tiny_config)))[0]
+    spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
     assert spec.status() == RunStatus.NEW and str(RunStatus.NEW) == "new"
     run_one(spec, **quiet)
     assert spec.status() == RunStatus.DONE == "done"
@@ -64,7 +64,7 @@ def _numerics_1_hash(config) -> str:
 def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tmp_path):
     from mlp_lab.config import NUMERICS_VERSION
 
-    spec = plan(load_experiment(write_study(tmp_path, tiny_config)))[0]
+    spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
     first = run_one(spec, **quiet)
     assert first.summary["numerics_version"] == NUMERICS_VERSION
     # Turn the finished run into one the previous trainer wrote: its summary has that code's
@@ -81,7 +81,7 @@ def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tm
 
 
 def test_serial_executor_reports_in_order_and_restores_the_thread_count(tiny_config, tmp_path):
-    specs = plan(load_experiment(write_study(tmp_path, tiny_config)))
+    specs = plan(load_study(write_study(tmp_path, tiny_config)))
     before = torch.get_num_threads()
     seen: list[tuple[int, RunOutcome]] = []
     executor = SerialExecutor(threads=1, **quiet)
@@ -174,7 +174,7 @@ class StopAfterFirstEpoch:
 def test_a_hook_halts_its_run_and_the_executor_carries_on(tiny_config, tmp_path):
     import dataclasses
 
-    specs = plan(load_experiment(write_study(tmp_path, tiny_config)))[:2]
+    specs = plan(load_study(write_study(tmp_path, tiny_config)))[:2]
     hook = StopAfterFirstEpoch()
     specs[0] = dataclasses.replace(specs[0], hook=hook)
     outcomes = {}

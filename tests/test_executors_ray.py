@@ -21,7 +21,7 @@ from conftest import metrics_without_timing, write_idx_dataset, write_study
 from typer.testing import CliRunner
 
 from mlp_lab import rundir
-from mlp_lab.ablation import compare, load_experiment, plan
+from mlp_lab.ablation import compare, load_study, plan
 from mlp_lab.cli import app
 from mlp_lab.config import MLPLabError
 from mlp_lab.execute import SerialExecutor
@@ -117,7 +117,7 @@ def bigger_data(tmp_path, monkeypatch):
 
 
 def _serial_reference(tmp_path: Path, tiny_config, epochs: int = 3, overrides=None) -> dict[str, list]:
-    exp = load_experiment(_study(tmp_path, tiny_config, "serial", epochs, overrides))
+    exp = load_study(_study(tmp_path, tiny_config, "serial", epochs, overrides))
     compare(exp, executor=SerialExecutor(threads=1, **quiet), **quiet)
     return {s.label: metrics_without_timing(s.run_dir) for s in plan(exp)}
 
@@ -125,7 +125,7 @@ def _serial_reference(tmp_path: Path, tiny_config, epochs: int = 3, overrides=No
 @pytest.mark.slow
 def test_cli_ray_backend_stops_on_ctrl_c_then_matches_jobs_1(tiny_config, bigger_data, tmp_path):
     study = _study(tmp_path, tiny_config, "cli", epochs=16, overrides=LONG)
-    specs = plan(load_experiment(study))
+    specs = plan(load_study(study))
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLP_LAB_DATA": os.environ["MLP_LAB_DATA"]}
     env.pop("RAY_ADDRESS", None)  # no address: the command starts (and stops) its own local instance
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # and keeps it on 127.0.0.1 by itself
@@ -163,7 +163,7 @@ def test_cli_ray_backend_stops_on_ctrl_c_then_matches_jobs_1(tiny_config, bigger
     assert "(resumed; test/acc" in done.stdout and "[4/4 done, 0 left]" in done.stdout
     reference = _serial_reference(tmp_path, tiny_config, epochs=16, overrides=LONG)
     assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
-    serial = plan(load_experiment(tmp_path / "serial" / "experiments" / "study.yaml"))
+    serial = plan(load_study(tmp_path / "serial" / "experiments" / "study.yaml"))
     assert [rundir.read_json(s.run_dir / "summary.json")["test/acc"] for s in serial] == [
         rundir.read_json(s.run_dir / "summary.json")["test/acc"] for s in specs
     ]
@@ -220,7 +220,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
     from mlp_lab import executors_ray
 
     monkeypatch.setattr(executors_ray, "RETRY_LOCK_WAIT_S", 60.0)
-    spec = plan(load_experiment(_study(tmp_path, tiny_config, "retry")))[0]
+    spec = plan(load_study(_study(tmp_path, tiny_config, "retry")))[0]
     stop_path = str(tmp_path / "no-stop")
     with rundir.RunLock(spec.run_dir, note="another-task"):
         busy = executors_ray._ray_task(spec, (), False, 1, stop_path, "this-task")
@@ -242,7 +242,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
 def test_a_study_on_two_nodes_equals_the_local_executor_and_stops_resumably(
     cluster, tiny_config, bigger_data, tmp_path
 ):
-    exp = load_experiment(_study(tmp_path, tiny_config, "ray", epochs=16, overrides=LONG))
+    exp = load_study(_study(tmp_path, tiny_config, "ray", epochs=16, overrides=LONG))
     specs = plan(exp)
     # Stop once some run has a checkpoint: what runs then saves last.pt, the rest never starts.
     stop = lambda: any((s.run_dir / rundir.LAST_CHECKPOINT).exists() for s in specs)  # noqa: E731
@@ -275,7 +275,7 @@ def _worker_children(raylet_pid: int) -> list[int]:
 @pytest.mark.slow
 def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data, tmp_path):
     epochs = 12
-    exp = load_experiment(
+    exp = load_study(
         _study(
             tmp_path,
             tiny_config,
@@ -331,7 +331,7 @@ def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data
         by_label = {o.label: o for o in outcomes.values()}
         assert by_label[killed["run"]].action == "resumed"
         assert not list(exp.output_dir.glob("*/*.old-*"))
-        reference_exp = load_experiment(
+        reference_exp = load_study(
             _study(
                 tmp_path,
                 tiny_config,
@@ -370,7 +370,7 @@ def test_the_storage_check_fails_on_a_directory_the_tasks_cannot_see(cluster, ti
     assert not list((tmp_path / "private-out").iterdir())  # the driver cleaned its token up
     check_shared_storage(tmp_path / "shared-out")  # a directory both see passes
 
-    exp = load_experiment(_study(tmp_path, tiny_config, "private"))
+    exp = load_study(_study(tmp_path, tiny_config, "private"))
     specs = [
         dataclasses.replace(s, run_dir=private / s.run_dir.relative_to(tmp_path / "private" / "runs"))
         for s in plan(exp)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlp_lab.ablation import compare, load_experiment
+from mlp_lab.ablation import compare, load_study
 from mlp_lab.cli import app
 from mlp_lab.config import ConfigError, config_to_dict
 from mlp_lab.overview import build_overview, load_studies, study_names
@@ -61,7 +61,7 @@ def write_studies(tmp_path: Path, tiny_config) -> Path:
 def run_studies(tmp_path: Path, tiny_config) -> Path:
     folder = write_studies(tmp_path, tiny_config)
     for name in ("ladder", "width"):
-        compare(load_experiment(name, experiments_dir=folder), log=lambda _: None)
+        compare(load_study(name, studies_dir=folder), log=lambda _: None)
     return folder
 
 
@@ -73,7 +73,7 @@ def test_ladder_rejects_an_arm_that_changes_two_factors(tmp_path):
     path = tmp_path / "ladder.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError) as info:
-        load_experiment(path)
+        load_study(path)
     assert info.value.errors == [
         f"{path}: arms.dropout_and_l2: changes 2 factors (model.dropout, train.l2); one_factor_per_arm allows one",
         f"{path}: arms.stray: key 'data.val_fraction' is outside the factor ({', '.join(raw['factor'])})",
@@ -82,23 +82,23 @@ def test_ladder_rejects_an_arm_that_changes_two_factors(tmp_path):
     raw["one_factor_per_arm"] = False
     del raw["arms"]["stray"]
     path.write_text(yaml.safe_dump(raw))
-    assert load_experiment(path).arm("dropout_and_l2").config.train.l2 == 1.0e-4
+    assert load_study(path).arm("dropout_and_l2").config.train.l2 == 1.0e-4
 
 
 def test_the_shipped_ladder_changes_one_factor_per_arm():
-    exp = load_experiment(REPO / "experiments" / "ladder.yaml")
+    exp = load_study(REPO / "experiments" / "ladder.yaml")
     plain = exp.arm("plain").config
     assert plain.model.dropout == 0 and plain.train.l1 == plain.train.l2 == 0 and not plain.model.batch_norm
     assert plain.train.scheduler.name == "constant" and plain.train.early_stopping.patience is None
     assert len(exp.arms) == 10 and all(a.changes for a in exp.arms if a.name != "plain")
     assert study_names(REPO / "experiments")[:2] == ["ladder", "mnist_linear_vs_mlp"]
-    linear = load_experiment(REPO / "experiments" / "mnist_linear_vs_mlp.yaml")
+    linear = load_study(REPO / "experiments" / "mnist_linear_vs_mlp.yaml")
     assert linear.arm("logistic").config.model.hidden_sizes == [] and linear.arms[0].config.data.dataset == "mnist"
 
 
 def test_overview_has_every_study_the_summary_and_embedded_figures(tiny_config, tmp_path):
     folder = run_studies(tmp_path, tiny_config)
-    overview = build_overview(load_studies(experiments_dir=folder))
+    overview = build_overview(load_studies(studies_dir=folder))
     assert overview["studies"] == ["ladder", "width"] and overview["skipped"] == ["unrun"]
     runs = tmp_path / "runs"
     md = (runs / "index.md").read_text()
@@ -149,7 +149,7 @@ def test_cli_suite_runs_the_named_studies_then_report_all(tiny_config, tmp_path,
     assert everything.exit_code == 0, everything.output
     assert "studies: ladder, width" in everything.output and "not run yet: unrun" in everything.output
     unknown = runner.invoke(app, ["suite", "nope"])
-    assert unknown.exit_code == 2 and "no experiment named 'nope'" in unknown.stderr
+    assert unknown.exit_code == 2 and "no study named 'nope'" in unknown.stderr
 
 
 @pytest.mark.slow
@@ -160,7 +160,7 @@ def test_overview_page_renders_in_headless_chromium(tiny_config, tmp_path):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     from PIL import Image
 
-    build_overview(load_studies(experiments_dir=run_studies(tmp_path, tiny_config)))
+    build_overview(load_studies(studies_dir=run_studies(tmp_path, tiny_config)))
     page = tmp_path / "runs" / "index.html"
     # Moved away from its run directories: a self-contained page still shows everything.
     alone = tmp_path / "handed_in" / "index.html"

@@ -17,7 +17,7 @@ from conftest import write_config, write_idx_dataset, write_study
 from typer.testing import CliRunner
 
 from mlp_lab import rundir
-from mlp_lab.ablation import load_experiment, plan
+from mlp_lab.ablation import load_study, plan
 from mlp_lab.checkpoint import load_checkpoint
 from mlp_lab.cli import app
 from mlp_lab.config import validate_config
@@ -272,7 +272,7 @@ def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
     done_lines = [line for out, _ in outputs for line in out.splitlines() if " done, " in line]
     trained = [line.split("] ")[1].split(":")[0] for line in done_lines if _action(line) == "trained"]
     assert sorted(trained) == sorted(set(trained)), "a run was trained twice"
-    exp = load_experiment(path)
+    exp = load_study(path)
     # A run one process found busy was being trained by the other, which finished it.
     assert len(trained) == len(plan(exp))
     again = [run_one(s, log=lambda _: None).action for s in plan(exp)]
@@ -306,7 +306,7 @@ def test_interrupted_compare_finishes_only_what_was_left(tiny_config, tmp_path, 
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr
     assert "partial ones resume" in stderr
-    first_spec = next(spec for spec in plan(load_experiment(path)) if spec.label == first_label)
+    first_spec = next(spec for spec in plan(load_study(path)) if spec.label == first_label)
     first = rundir.read_json(first_spec.run_dir / "summary.json")
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

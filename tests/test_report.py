@@ -8,7 +8,7 @@ from conftest import write_study
 from typer.testing import CliRunner
 
 from mlp_lab import rundir
-from mlp_lab.ablation import compare, load_experiment, plan
+from mlp_lab.ablation import compare, load_study, plan
 from mlp_lab.cli import app
 from mlp_lab.report import build_report, mean_std, paired_difference, t_interval
 
@@ -37,7 +37,7 @@ def test_verdicts():
 
 
 def test_report_numbers_equal_the_run_directories(tiny_config, tmp_path):
-    exp = load_experiment(write_study(tmp_path, tiny_config))
+    exp = load_study(write_study(tmp_path, tiny_config))
     compare(exp, log=lambda _: None)
     report = build_report(exp)
     summaries = {(s.arm, s.seed): rundir.read_json(s.run_dir / "summary.json") for s in plan(exp)}
@@ -66,7 +66,7 @@ def test_report_numbers_equal_the_run_directories(tiny_config, tmp_path):
     assert "| half |" in md and half["verdict"] in md and "![" in md
     assert json.loads((out / "report.json").read_text())["arms"][0]["arm"] == "none"
     # Rebuilding from the run directories alone gives the same numbers.
-    assert build_report(load_experiment(write_study(tmp_path, tiny_config)))["arms"] == report["arms"]
+    assert build_report(load_study(write_study(tmp_path, tiny_config)))["arms"] == report["arms"]
 
 
 def test_cli_compare_report_and_list(tiny_config, tmp_path, monkeypatch):
@@ -85,6 +85,6 @@ def test_cli_compare_report_and_list(tiny_config, tmp_path, monkeypatch):
     partial = runner.invoke(app, ["list"])
     assert "partial" in partial.output and "2/4 runs done" in partial.output
     missing = runner.invoke(app, ["compare", "nope"])
-    assert missing.exit_code == 2 and "no experiment named 'nope'" in missing.stderr
+    assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr
     bad_seeds = runner.invoke(app, ["compare", "study", "--seeds", "a,b"])
     assert bad_seeds.exit_code == 2 and "--seeds" in bad_seeds.stderr

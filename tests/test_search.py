@@ -345,10 +345,10 @@ def test_a_second_driver_on_the_same_search_is_refused(tiny_config, tmp_path):
 
 
 def test_confirm_needs_a_finished_search(tiny_config, tmp_path):
-    from mlp_lab.search.confirm import confirmation_experiment
+    from mlp_lab.search.confirm import confirmation_study
 
     with pytest.raises(MLPLabError, match="no best trial yet; run: mlp-lab search tiny_search"):
-        confirmation_experiment(load_search(write_search(tmp_path, tiny_config)))
+        confirmation_study(load_search(write_search(tmp_path, tiny_config)))
 
 
 def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(tiny_config, tmp_path):
@@ -369,12 +369,12 @@ def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(t
 
 def test_confirm_runs_the_confirmation_study_it_is_given(tiny_config, tmp_path):
     """The seam a tracking caller uses: it builds the study, tracks it, and confirm runs that one."""
-    from mlp_lab.search.confirm import confirm, confirmation_experiment
+    from mlp_lab.search.confirm import confirm, confirmation_study
 
     search = load_search(write_search(tmp_path, tiny_config, epochs=1, trials=2))
     run_search(search, log=quiet)
-    given = confirmation_experiment(search, seeds=[3])
-    result, lines = confirm(search, seeds=[0, 1], experiment=given, log=quiet)
+    given = confirmation_study(search, seeds=[3])
+    result, lines = confirm(search, seeds=[0, 1], study=given, log=quiet)
     assert [o.label for o in result.outcomes] == ["base seed 3", "best seed 3"] and not result.failures
     assert [p.name for p in (search.output_dir / "confirm" / "best").glob("seed-*")] == ["seed-3"]
     assert lines[0].startswith("base: test/acc ") and "over 1 seed(s)" in lines[0]

@@ -1,4 +1,4 @@
-"""The one loader of experiment and search files: names resolved with a did-you-mean, every
+"""The one loader of study and search files: names resolved with a did-you-mean, every
 problem of a file reported together, the base config read with the file's overrides and --set."""
 
 from pathlib import Path

@@ -61,8 +61,8 @@ def steps(client: MlflowClient, run_id: str, key: str = "val/loss") -> list[int]
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-def mlp_runs(client: MlflowClient, experiment: str):
-    exp = client.get_experiment_by_name(experiment)
+def mlp_runs(client: MlflowClient, study: str):
+    exp = client.get_experiment_by_name(study)
     return [] if exp is None else client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 @dataclass
-class Study:
+class StudyReport:
     """A study's report as the app shows it: its markdown (without image links) and plots."""
 
     name: str
@@ -17,12 +17,12 @@ class Study:
     plots: list[Path]
 
 
-def list_studies(runs_dir: str | Path) -> list[Study]:
+def list_studies(runs_dir: str | Path) -> list[StudyReport]:
     """Every study with a report under `runs_dir` (``<runs>/<study>/report.md``)."""
     studies = []
     for report in sorted(Path(runs_dir).glob("*/report.md")):
         text = report.read_text(encoding="utf-8", errors="replace")
         # Streamlit cannot follow the report's relative image links: the plots are shown as images.
         markdown = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("!["))
-        studies.append(Study(report.parent.name, report.parent, markdown, sorted(report.parent.glob("*.png"))))
+        studies.append(StudyReport(report.parent.name, report.parent, markdown, sorted(report.parent.glob("*.png"))))
     return studies

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from mlp_lab.config import MachineFault, MLPLabError, clip, memory_fault, os_fault
 
 if TYPE_CHECKING:
-    from mlp_lab.ablation import CompareResult, Experiment
+    from mlp_lab.ablation import CompareResult, Study
     from mlp_lab.execute import Executor
     from mlp_lab.suite import SuiteResult
 
@@ -195,11 +195,11 @@ def require_backend(backend: Backend, address: str | None) -> None:
         raise MLPLabError("--address joins a Ray cluster: use it with --backend ray")
 
 
-def check_runtime(experiments: Sequence[Experiment]) -> None:
+def check_runtime(studies: Sequence[Study]) -> None:
     """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
     from mlp_lab.runtime import check_runtime as check  # imports torch: only once the input is known good
 
-    for exp in experiments:
+    for exp in studies:
         for arm in exp.arms:
             check(arm.config, f"{exp.path}: arms.{arm.name}")
 

@@ -14,21 +14,21 @@ from mlp_lab.config import MLPLabError, clip, load_config
 @app.command("list")
 def list_(
     configs_dir: Annotated[Path, typer.Option(help="Where run configs live.")] = Path("configs"),
-    experiments_dir: Annotated[Path, typer.Option(help="Where experiment files live.")] = Path("experiments"),
+    studies_dir: Annotated[Path, typer.Option(help="Where study files live.")] = Path("experiments"),
 ) -> None:
-    """List the configs and experiments available and the state of their runs.
+    """List the configs and studies available and the state of their runs.
 
     Example: mlp-lab list
     """
-    from mlp_lab.catalog import list_configs, list_experiments
+    from mlp_lab.catalog import list_configs, list_studies
 
     with user_errors():
-        for flag, directory in (("--configs-dir", configs_dir), ("--experiments-dir", experiments_dir)):
+        for flag, directory in (("--configs-dir", configs_dir), ("--studies-dir", studies_dir)):
             if directory.exists() and not directory.is_dir():
                 raise MLPLabError(f"{flag} {directory}: is a file, expected a directory")
         configs = list_configs(configs_dir)
-        experiments = list_experiments(experiments_dir)
-    for title, directory, entries in (("configs", configs_dir, configs), ("experiments", experiments_dir, experiments)):
+        studies = list_studies(studies_dir)
+    for title, directory, entries in (("configs", configs_dir, configs), ("studies", studies_dir, studies)):
         out.print(f"{title} ({directory}/)", style="bold")
         for entry in entries:
             out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)

@@ -31,14 +31,14 @@ from mlp_lab.cli.common import (
 )
 from mlp_lab.config import MLPLabError
 
-ExperimentArg = Annotated[
-    str, typer.Argument(help="Experiment name in experiments/ (e.g. early_stopping) or a path.", show_default=False)
+StudyArg = Annotated[
+    str, typer.Argument(help="Study name in experiments/ (e.g. early_stopping) or a path.", show_default=False)
 ]
 
 
 @app.command()
 def compare(
-    experiment: ExperimentArg,
+    study: StudyArg,
     jobs: JobsOpt = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
@@ -59,12 +59,12 @@ def compare(
     """
     with user_errors():
         from mlp_lab.ablation import compare as run_compare
-        from mlp_lab.ablation import load_experiment
+        from mlp_lab.ablation import load_study
         from mlp_lab.interrupt import graceful_stop
         from mlp_lab.report import build_report
         from mlp_lab.tracking.workflows import attach_report, track_studies
 
-        exp = load_experiment(experiment, parse_seeds(seeds), overrides=overrides or ())
+        exp = load_study(study, parse_seeds(seeds), overrides=overrides or ())
         data_dirs(data_dir)
         require_backend(backend, address)
         if backend == Backend.local:
@@ -90,7 +90,7 @@ def compare(
             )
         if result.interrupted:
             err.print(
-                f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {experiment}",
+                f"stopped by signal; finished runs are kept and partial ones resume: mlp-lab compare {study}",
                 highlight=False,
             )
             raise typer.Exit(stop.exit_code)
@@ -104,9 +104,9 @@ def compare(
 
 @app.command()
 def report(
-    experiment: Annotated[
+    study: Annotated[
         str | None,
-        typer.Argument(help="Experiment name in experiments/ (e.g. early_stopping) or a path.", show_default=False),
+        typer.Argument(help="Study name in experiments/ (e.g. early_stopping) or a path.", show_default=False),
     ] = None,
     all_: Annotated[
         bool,
@@ -120,20 +120,20 @@ def report(
     Example: mlp-lab report early_stopping    (every study and the overview: mlp-lab report --all)
     """
     with user_errors():
-        from mlp_lab.ablation import load_experiment
+        from mlp_lab.ablation import load_study
         from mlp_lab.overview import build_overview, load_studies
         from mlp_lab.report import build_report
 
         if all_:
-            if experiment is not None:
+            if study is not None:
                 raise MLPLabError("--all covers every study; give no EXPERIMENT")
             _print_overview(build_overview(load_studies()))
             return
-        if experiment is None:
+        if study is None:
             raise MLPLabError("missing EXPERIMENT: e.g. mlp-lab report early_stopping, or mlp-lab report --all")
-        exp = load_experiment(experiment)
+        exp = load_study(study)
         if not exp.output_dir.exists():
-            raise MLPLabError(f"{exp.output_dir}: no runs yet; run: mlp-lab compare {experiment}")
+            raise MLPLabError(f"{exp.output_dir}: no runs yet; run: mlp-lab compare {study}")
         build_report(exp)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
 
@@ -176,17 +176,17 @@ def suite(
         from mlp_lab.suite import run_suite
         from mlp_lab.tracking.workflows import attach_report, track_studies
 
-        experiments = load_studies(studies, parse_seeds(seeds), overrides=overrides or ())
+        loaded = load_studies(studies, parse_seeds(seeds), overrides=overrides or ())
         data_dirs(data_dir)
         require_backend(backend, address)
         if backend == Backend.local:
-            check_runtime(experiments)  # with ray, the GPUs that count are the cluster's
-        experiments, where = track_studies(experiments, track)  # stores and experiments, before any worker
+            check_runtime(loaded)  # with ray, the GPUs that count are the cluster's
+        loaded, where = track_studies(loaded, track)  # stores and loaded, before any worker
         for line in where:
             say(line)
         with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
             result = run_suite(
-                experiments,
+                loaded,
                 jobs=jobs or 1,
                 force=force,
                 data_dirs=data_dirs(data_dir),
@@ -201,7 +201,7 @@ def suite(
                 highlight=False,
             )
             raise typer.Exit(stop.exit_code)
-        for experiment in experiments:
-            attach_report(experiment, warn)  # the overview built each study's report
+        for study in loaded:
+            attach_report(study, warn)  # the overview built each study's report
     _print_overview(result.overview)
     report_busy_and_failed(result, "the overview")

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable, Sequence
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Arm, CompareResult, Experiment, compare
+from mlp_lab.ablation import Arm, CompareResult, Study, compare
 from mlp_lab.config import (
     ConfigError,
     MLPLabError,
@@ -27,7 +27,7 @@ from mlp_lab.report import build_report
 from mlp_lab.search.spec import BEST_CONFIG_FILE, Search
 
 
-def confirmation_experiment(search: Search, seeds: Sequence[int] = (0, 1, 2)) -> Experiment:
+def confirmation_study(search: Search, seeds: Sequence[int] = (0, 1, 2)) -> Study:
     """The best trial's config against the base config over `seeds`, as a two-arm study whose
     runs go to ``<search dir>/confirm/{base,best}/seed-<n>/``: the ablations' code runs and
     reports it (test accuracy mean ± std, the paired difference and its 95% interval). The search
@@ -60,7 +60,7 @@ def confirmation_experiment(search: Search, seeds: Sequence[int] = (0, 1, 2)) ->
     )
     if search.overrides:
         retrained += " Both arms with " + ", ".join(search.overrides) + " (--set)."
-    return Experiment(
+    return Study(
         f"{search.name}-confirm",
         search.path,
         f"Confirmation of search {search.name}: its best trial's config against the base config, "
@@ -78,7 +78,7 @@ def confirm(
     search: Search,
     seeds: Sequence[int] = (0, 1, 2),
     *,
-    experiment: Experiment | None = None,
+    study: Study | None = None,
     jobs: int = 1,
     threads: int | None = None,
     data_dirs: Sequence[str] = (),
@@ -89,16 +89,16 @@ def confirm(
     """Retrain the best and the base config over `seeds` and report them with the ablations' code.
 
     Returns the compare result and the report's lines for best vs base (none when interrupted);
-    finished runs are skipped on a second call, like `compare`. `experiment` is the confirmation
+    finished runs are skipped on a second call, like `compare`. `study` is the confirmation
     study to run, by default `confirmation_experiment(search, seeds)`: a caller that tracks it in
     MLflow builds it, tracks it, passes it here and attaches its report afterwards.
     """
-    if experiment is None:
-        experiment = confirmation_experiment(search, seeds)
-    result = compare(experiment, jobs=jobs, threads=threads, data_dirs=data_dirs, stop=stop, log=log, executor=executor)
+    if study is None:
+        study = confirmation_study(search, seeds)
+    result = compare(study, jobs=jobs, threads=threads, data_dirs=data_dirs, stop=stop, log=log, executor=executor)
     if result.interrupted:
         return result, []
-    report = build_report(experiment)
+    report = build_report(study)
     lines = []
     for row in report["arms"]:
         std = f" ± {row['test_acc_std'] * 100:.2f}" if row["test_acc_std"] is not None else ""

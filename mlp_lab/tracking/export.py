@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Experiment, plan
+from mlp_lab.ablation import Study, plan
 from mlp_lab.config import Config, MLPLabError, load_config
 from mlp_lab.tracking.logger import RUN_FILE, MLflowLogger, recorded_run, run_record, save_run_record
 from mlp_lab.tracking.store import client_for, errors, experiment_id, store_for
@@ -25,7 +25,7 @@ class Exported:
 
     run_dir: Path
     run_id: str
-    experiment: str
+    experiment: str  # the MLflow experiment (named after the study)
     created: bool  # False: the store already had all of it
 
     def describe(self) -> str:
@@ -74,34 +74,32 @@ def _complete(run: Run, summary: Mapping[str, Any] | None, epochs: int, record: 
     return finished and has_model
 
 
-def export_study(experiment: Experiment) -> list[Exported]:
+def export_study(study: Study) -> list[Exported]:
     """Export every run directory of a study (one MLflow experiment named after it), then its report."""
     # Only runs of the study as it stands: a directory made with another config is not its run.
     exportable = (rundir.RunStatus.DONE, rundir.RunStatus.FAILED, rundir.RunStatus.PARTIAL)
-    done = [export_run(spec.run_dir, spec.tags) for spec in plan(experiment) if spec.status() in exportable]
-    log_study_report(experiment)
+    done = [export_run(spec.run_dir, spec.tags) for spec in plan(study) if spec.status() in exportable]
+    log_study_report(study)
     return done
 
 
-def log_study_report(experiment: Experiment) -> str | None:
+def log_study_report(study: Study) -> str | None:
     """Attach a study's report to its experiment: report.md as the experiment's description, and
     the report's files (markdown, CSV, JSON, plots) as artifacts of one run named `report`."""
-    out = Path(experiment.output_dir)
+    out = Path(study.output_dir)
     if not (out / "report.md").is_file():
         return None
-    config = experiment.arms[0].config
+    config = study.arms[0].config
     store = store_for(config.output.dir)
     with errors(store):
         from mlflow.entities import RunTag
 
         client = client_for(store)
-        exp_id = experiment_id(client, store, experiment.name)
+        exp_id = experiment_id(client, store, study.name)
         client.set_experiment_tag(exp_id, "mlflow.note.content", (out / "report.md").read_text(encoding="utf-8"))
         run = recorded_run(client, out, store)
         if run is None:
-            run = client.create_run(
-                exp_id, run_name="report", tags={"mlp_lab.kind": "report", "study": experiment.name}
-            )
+            run = client.create_run(exp_id, run_name="report", tags={"mlp_lab.kind": "report", "study": study.name})
             save_run_record(out, store, run_id=run.info.run_id, experiment_id=exp_id)
         run_id = run.info.run_id
         for path in sorted(out.iterdir()):

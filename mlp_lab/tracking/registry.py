@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Experiment, plan
+from mlp_lab.ablation import Study, plan
 from mlp_lab.config import MLPLabError, load_config
 from mlp_lab.tracking.export import export_run
 from mlp_lab.tracking.logger import run_record
@@ -33,17 +33,17 @@ class Registered:
     test_acc: float | None
 
 
-def best_seed_run(experiment: Experiment, arm: str) -> tuple[Path, dict[str, str]]:
+def best_seed_run(study: Study, arm: str) -> tuple[Path, dict[str, str]]:
     """A study arm's run with the best validation accuracy (validation, not test: choosing by
     the test set would make its accuracy an optimistic estimate)."""
-    if arm not in [a.name for a in experiment.arms]:
-        raise MLPLabError(f"{experiment.name}: no arm {arm!r}; arms: {', '.join(a.name for a in experiment.arms)}")
+    if arm not in [a.name for a in study.arms]:
+        raise MLPLabError(f"{study.name}: no arm {arm!r}; arms: {', '.join(a.name for a in study.arms)}")
     candidates = []
-    for spec in plan(experiment):
+    for spec in plan(study):
         if spec.arm == arm and spec.status() == rundir.RunStatus.DONE:  # finished, with this study's config
             candidates.append((rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)["best/val_acc"], spec))
     if not candidates:
-        raise MLPLabError(f"{experiment.name}: arm {arm} has no completed run; run: mlp-lab compare {experiment.name}")
+        raise MLPLabError(f"{study.name}: arm {arm} has no completed run; run: mlp-lab compare {study.name}")
     spec = max(candidates, key=lambda c: c[0])[1]
     return spec.run_dir, dict(spec.tags)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import CompareResult, Experiment, load_experiment
+from mlp_lab.ablation import CompareResult, Study, load_study
 from mlp_lab.config import Config, MLPLabError, load_config
 from mlp_lab.tracking.export import export_run, export_study, log_study_report
 from mlp_lab.tracking.logger import PARENT_TAG, RUN_FILE, recorded_run, save_run_record
@@ -40,9 +40,9 @@ def _with_tracking(config: Config) -> Config:
     return config.model_copy(update={"output": config.output.model_copy(update={"mlflow": True})})
 
 
-def is_tracked(experiment: Experiment) -> bool:
+def is_tracked(study: Study) -> bool:
     """Whether a study logs to MLflow: --track turned it on, or an arm's config asks for it."""
-    return any(arm.config.output.mlflow for arm in experiment.arms)
+    return any(arm.config.output.mlflow for arm in study.arms)
 
 
 def track_run(config: Config, track: bool = False, resumed: Path | None = None) -> tuple[Config, str | None]:
@@ -60,40 +60,40 @@ def track_run(config: Config, track: bool = False, resumed: Path | None = None) 
     return config, describe(prepare_store(config.output.dir))
 
 
-def track_experiment(experiment: Experiment) -> Experiment:
+def track_study(study: Study) -> Study:
     """The experiment with `output.mlflow` on in every arm (the config hash is unchanged), its
     store and MLflow experiment created here, before any worker starts."""
-    arms = [replace(arm, config=_with_tracking(arm.config)) for arm in experiment.arms]
+    arms = [replace(arm, config=_with_tracking(arm.config)) for arm in study.arms]
     store = prepare_store(arms[0].config.output.dir)
     with errors(store):
-        experiment_id(client_for(store), store, experiment.name)
-    return replace(experiment, arms=arms)
+        experiment_id(client_for(store), store, study.name)
+    return replace(study, arms=arms)
 
 
-def track_studies(experiments: Sequence[Experiment], track: bool = False) -> tuple[list[Experiment], list[str]]:
+def track_studies(studies: Sequence[Study], track: bool = False) -> tuple[list[Study], list[str]]:
     """`compare` and `suite`: each study tracked when --track or one of its arms asks
     (`track_experiment`), and one line per store saying where runs go."""
-    studies: list[Experiment] = []
+    tracked: list[Study] = []
     stores: list[Store] = []
-    for experiment in experiments:
-        if track or is_tracked(experiment):
-            experiment = track_experiment(experiment)
-            store = store_for(experiment.arms[0].config.output.dir)
+    for study in studies:
+        if track or is_tracked(study):
+            study = track_study(study)
+            store = store_for(study.arms[0].config.output.dir)
             if store not in stores:
                 stores.append(store)
-        studies.append(experiment)
-    return studies, [describe(store) for store in stores]
+        tracked.append(study)
+    return tracked, [describe(store) for store in stores]
 
 
-def attach_report(experiment: Experiment, warn: Callable[[str], None]) -> None:
+def attach_report(study: Study, warn: Callable[[str], None]) -> None:
     """A tracked study's report to its MLflow experiment (nothing for an untracked one); a
     tracking failure costs only a warning, since `mlp-lab track` attaches it later."""
-    if not is_tracked(experiment):
+    if not is_tracked(study):
         return
     try:
-        log_study_report(experiment)
+        log_study_report(study)
     except TrackingError as exc:
-        warn(f"warning: report not attached in MLflow ({exc}); later: mlp-lab track {experiment.name}")
+        warn(f"warning: report not attached in MLflow ({exc}); later: mlp-lab track {study.name}")
 
 
 def track_search(search: Search) -> Search:
@@ -201,12 +201,12 @@ def confirm_search(
     """`mlp-lab search --confirm`: the confirmation study (best vs base over `seeds`), tracked
     like a study's (MLflow experiment `<search>-confirm`) when `wants_tracking`, run and reported
     by `search.confirm`, then its report attached in MLflow (a failure is a warning on `log`)."""
-    from mlp_lab.search.confirm import confirm, confirmation_experiment
+    from mlp_lab.search.confirm import confirm, confirmation_study
 
-    study = confirmation_experiment(search, seeds)
+    study = confirmation_study(search, seeds)
     tracked = wants_tracking(search, track)
     if tracked:
-        study = track_experiment(study)
+        study = track_study(study)
     result, lines = confirm(
         search,
         seeds,
@@ -216,7 +216,7 @@ def confirm_search(
         stop=stop,
         log=log,
         executor=executor,
-        experiment=study,
+        study=study,
     )
     if tracked and not result.interrupted:
         try:
@@ -234,7 +234,7 @@ def export_targets(targets: Sequence[str]) -> Iterator[str]:
     stores: set[Store] = set()
     for target in targets:
         config_file = Path(target) / rundir.CONFIG_FILE
-        study = None if config_file.is_file() else load_experiment(target)
+        study = None if config_file.is_file() else load_study(target)
         store = prepare_store(load_config(config_file).output.dir if study is None else study.arms[0].config.output.dir)
         if store not in stores:
             stores.add(store)
@@ -250,7 +250,7 @@ def register_target(target: str, name: str, alias: str | None = None, arm: str |
     tags = None
     run_dir = Path(target)
     if arm is not None:
-        run_dir, tags = best_seed_run(load_experiment(target), arm)
+        run_dir, tags = best_seed_run(load_study(target), arm)
     elif not (run_dir / rundir.CONFIG_FILE).is_file():
         raise MLPLabError(f"{target}: not a run directory; for a study give --arm ARM")
     prepare_store(load_config(run_dir / rundir.CONFIG_FILE).output.dir)
