@@ -415,35 +415,35 @@ CASES = [
     # -- experiment files ---------------------------------------------------------------------
     Case("study", "unknown study", ["compare", "nope"], ["no study named 'nope'"]),
     Case(
-        "experiment",
+        "study",
         "arm outside its factor",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "arms.b", "'train.epochs'", "outside the factor"],
         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("{model.dropout: 0.1}", "{train.epochs: 3}")},
     ),
     Case(
-        "experiment",
+        "study",
         "reference not an arm",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "reference", "'z'"],
         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("reference: a", "reference: z")},
     ),
     Case(
-        "experiment",
+        "study",
         "missing base",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "base", "file not found"],
         {"experiments/x.yaml": EXP.replace("../base.yaml", "../gone.yaml")},
     ),
     Case(
-        "experiment",
+        "study",
         "overrides with a bad dotted key",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "overrides.name.x", "name: is a str, so it has no key 'x'"],
         {"base.yaml": GOOD, "experiments/x.yaml": EXP + "overrides: {name.x: 3}\n"},
     ),
     Case(
-        "experiment",
+        "study",
         "arm setting into a scalar",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "arms.b.model.dropout.p", "is a float"],
@@ -455,7 +455,7 @@ CASES = [
         },
     ),
     Case(
-        "experiment",
+        "study",
         "typo'd key: did-you-mean",
         ["report", "experiments/x.yaml"],
         ["x.yaml", "refrence", "did you mean 'reference'"],
@@ -463,7 +463,7 @@ CASES = [
         lines=2,
     ),
     Case(
-        "experiment",
+        "study",
         "one arm and a missing base: both reported",
         ["compare", "experiments/x.yaml"],
         ["x.yaml"],
@@ -471,38 +471,38 @@ CASES = [
         lines=2,
     ),
     Case(
-        "experiment",
+        "study",
         "base is a directory",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "base", "is a directory"],
         {"base.yaml/.keep": "", "experiments/x.yaml": EXP},
     ),
     Case(
-        "experiment",
+        "study",
         "study file is a list",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "expected a mapping"],
         {"experiments/x.yaml": "- a\n- b\n"},
     ),
     Case(
-        "experiment",
+        "study",
         "a key written twice",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "'seeds' is written twice"],
         {"base.yaml": GOOD, "experiments/x.yaml": EXP + "seeds: [1]\n"},
     ),
     Case(
-        "experiment",
+        "study",
         "no seeds",
         ["compare", "experiments/x.yaml"],
         ["x.yaml", "seeds"],
         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("seeds: [0]", "seeds: []")},
     ),
     Case(
-        "experiment", "bad --seeds", ["compare", "experiments/x.yaml", "--seeds", "1,two"], ["--seeds 1,two"], EXP_FILES
+        "study", "bad --seeds", ["compare", "experiments/x.yaml", "--seeds", "1,two"], ["--seeds 1,two"], EXP_FILES
     ),
     Case(
-        "experiment",
+        "study",
         "empty --seeds",
         ["compare", "experiments/x.yaml", "--seeds", ","],
         ["--seeds", "at least one seed"],
@@ -510,7 +510,7 @@ CASES = [
     ),
     Case("study", "suite with an unknown study", ["suite", "nope"], ["no study named 'nope'"]),
     Case(
-        "experiment",
+        "study",
         "report with no runs yet",
         ["report", "experiments/x.yaml"],
         ["no runs yet", "mlp-lab compare"],
@@ -861,7 +861,7 @@ if not torch.cuda.is_available():
 NEEDS_TORCH = {"device cuda without a GPU", "--confirm before any trial", "models --output-dir at a file"}
 for _case in CASES:
     _case.torch_free = (
-        _case.kind in ("config", "--set", "experiment", "search", "cli") and _case.name not in NEEDS_TORCH
+        _case.kind in ("config", "--set", "study", "search", "cli") and _case.name not in NEEDS_TORCH
     )
 
 
