@@ -498,9 +498,7 @@ CASES = [
         ["x.yaml", "seeds"],
         {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("seeds: [0]", "seeds: []")},
     ),
-    Case(
-        "study", "bad --seeds", ["compare", "experiments/x.yaml", "--seeds", "1,two"], ["--seeds 1,two"], EXP_FILES
-    ),
+    Case("study", "bad --seeds", ["compare", "experiments/x.yaml", "--seeds", "1,two"], ["--seeds 1,two"], EXP_FILES),
     Case(
         "study",
         "empty --seeds",
@@ -860,9 +858,7 @@ if not torch.cuda.is_available():
 # and CLI arguments, except the checks that ask the machine (a GPU) or read a run's checkpoint.
 NEEDS_TORCH = {"device cuda without a GPU", "--confirm before any trial", "models --output-dir at a file"}
 for _case in CASES:
-    _case.torch_free = (
-        _case.kind in ("config", "--set", "study", "search", "cli") and _case.name not in NEEDS_TORCH
-    )
+    _case.torch_free = _case.kind in ("config", "--set", "study", "search", "cli") and _case.name not in NEEDS_TORCH
 
 
 @pytest.fixture(scope="module")
