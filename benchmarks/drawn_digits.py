@@ -25,8 +25,8 @@ from scipy import ndimage
 
 from mlp_lab.analysis import unnormalize
 from mlp_lab.checkpoint import load_model
-from mlp_lab.config import MLPLabError
 from mlp_lab.data import load_data
+from mlp_lab.errors import MLPLabError
 from mlp_lab.predict import images_to_features, predict, prepare_image
 
 CANVAS = 280

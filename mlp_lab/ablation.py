@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlp_lab.config import Config, ConfigError, apply_overrides, clip, flatten, validate_config
+from mlp_lab.config import Config, apply_overrides, flatten, validate_config
+from mlp_lab.errors import ConfigError, clip
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
 from mlp_lab.rundir import RunStatus
 from mlp_lab.specfile import read_spec_file

@@ -8,7 +8,8 @@ from typing import Any
 
 from mlp_lab import rundir
 from mlp_lab.ablation import load_study, plan
-from mlp_lab.config import ConfigError, config_hash, load_config
+from mlp_lab.config import config_hash, load_config
+from mlp_lab.errors import ConfigError
 from mlp_lab.rundir import RunStatus
 
 

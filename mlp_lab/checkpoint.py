@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from mlp_lab import rundir
-from mlp_lab.config import Config, MLPLabError, config_to_dict, load_config
+from mlp_lab.config import Config, config_to_dict, load_config
 from mlp_lab.data import DatasetInfo
+from mlp_lab.errors import MLPLabError
 from mlp_lab.model import ParameterizedMLP
 
 CHECKPOINT_VERSION = 1

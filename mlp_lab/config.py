@@ -1,6 +1,6 @@
-"""Typed run configuration: the schema, YAML loading, ``--set`` overrides and error reporting.
+"""Typed run configuration: the schema, ``--set`` overrides, the config hash and schema errors.
 
-This module imports nothing else of ours and no torch, so ``mlp-lab --help`` and
+This module imports only the facts below it (datasets, errors, yamlfile) and no torch, so ``mlp-lab --help`` and
 ``mlp-lab validate`` stay fast. Every problem in a config is collected and reported at once,
 each as one line naming the file (or the ``--set`` that caused it) and the dotted key.
 """
@@ -21,81 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from mlp_lab.datasets import DATASETS
-
-
-class MLPLabError(Exception):
-    """An error in the user's input or environment: the CLI prints it and exits 2, no traceback."""
-
-    exit_code = 2
-
-
-class MachineFault(MLPLabError):
-    """The machine refused (disk full, read-only or vanished directory, out of memory): exit 3,
-    distinct from bad input, with what to do next in the message."""
-
-    exit_code = 3
-
-
-def os_fault(exc: OSError, then: str = "", key: str = "") -> MachineFault:
-    """A MachineFault for a file-system error, in one line: the setting (`key`, e.g. output.dir)
-    and file, what happened in plain words, and what to do (`then`, e.g. "then: mlp-lab run
-    --resume DIR")."""
-    import errno
-
-    where = " ".join(filter(None, [key, str(exc.filename) if exc.filename else ""]))
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        what = "no space left on device (the disk is full); free space"
-    elif exc.errno == errno.EROFS:
-        what = "read-only file system; make it writable or choose another directory"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        what = "permission denied; make it writable or choose another directory"
-    elif exc.errno == errno.ENOENT:
-        what = "no such file or directory (moved or deleted?); restore it or choose another directory"
-    else:
-        what = f"{exc.strerror or type(exc).__name__}"
-    return MachineFault(f"{where + ': ' if where else ''}{what}{', ' + then if then else ''}")
-
-
-def memory_fault(exc: BaseException, then: str = "") -> MachineFault | None:
-    """A MachineFault for running out of memory (MemoryError, torch's CPU allocator refusing, a
-    CUDA OutOfMemoryError), or None for any other error."""
-    text = str(exc)
-    if not (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or (isinstance(exc, RuntimeError) and "can't allocate memory" in text)
-    ):
-        return None
-    asked = ""
-    if "tried to allocate" in text:
-        asked = " (" + text.split("tried to allocate", 1)[1].split(".")[0].strip() + " asked for)"
-    return MachineFault(
-        f"out of memory{asked}; use a smaller model or train.batch_size, or free memory" + (f", {then}" if then else "")
-    )
-
-
-# A value echoed in a message is cut to about this many characters: a 100 KB --set value must
-# not become a 200 KB error.
-ECHO_LIMIT = 80
-
-
-def clip(value: Any, limit: int = ECHO_LIMIT) -> str:
-    """`value` as text (a string as it is, anything else as repr), cut to about `limit` characters."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def clip_repr(value: Any, limit: int = ECHO_LIMIT) -> str:
-    """repr(value), cut like `clip`."""
-    return clip(repr(value), limit)
-
-
-class ConfigError(MLPLabError):
-    """One or more problems in a config, each a one-line message naming the file and key."""
-
-    def __init__(self, errors: list[str]):
-        self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
+from mlp_lab.errors import ConfigError, clip, clip_repr
+from mlp_lab.yamlfile import read_yaml_mapping, safe_load_strict
 
 
 class _Section(BaseModel):
@@ -189,91 +116,6 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that records keys written twice in one mapping (PyYAML lets the last one win
-    silently, so a forgotten earlier line would quietly lose)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[str] = []
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                line = key_node.start_mark.line + 1
-                try:
-                    first = seen.setdefault(key, line)
-                except TypeError:  # an unhashable key: the base constructor reports it
-                    continue
-                if first != line:
-                    self.duplicates.append(
-                        f"line {line}: key {clip_repr(key)} is written twice (first at line {first}); remove one"
-                    )
-        return super().construct_mapping(node, deep)
-
-
-def _tab_indents(text: str) -> list[str]:
-    lines = []
-    for number, line in enumerate(text.splitlines(), 1):
-        indent = line[: len(line) - len(line.lstrip(" \t"))]
-        if "\t" in indent and line.strip():
-            lines.append(f"line {number}: a tab in the indentation; YAML indents with spaces")
-    return lines
-
-
-def safe_load_strict(text: str) -> Any:
-    """yaml.safe_load that raises ValueError (one line per problem) for a key written twice in a
-    mapping or a tab in the indentation; YAML syntax errors raise yaml.YAMLError as usual."""
-    tabs = _tab_indents(text)
-    if tabs:
-        raise ValueError("\n".join(tabs))
-    loader = _StrictLoader(text)
-    try:
-        data = loader.get_single_data()
-    finally:
-        loader.dispose()
-    if loader.duplicates:
-        raise ValueError("\n".join(loader.duplicates))
-    return data
-
-
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; any problem is a one-line ConfigError."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError([f"{path}: file not found"])
-    if path.is_dir():
-        raise ConfigError([f"{path}: is a directory, expected a YAML file"])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    try:
-        data = safe_load_strict(text)
-    except ValueError as exc:
-        raise ConfigError([f"{path}: {line}" for line in str(exc).splitlines()]) from None
-    except yaml.YAMLError as exc:
-        # Point at where the broken construct starts (an unclosed bracket's line), not only at
-        # where the parser gave up, which is often the end of the file.
-        context, problem = getattr(exc, "context_mark", None), getattr(exc, "problem_mark", None)
-        mark = context or problem
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = "; ".join(filter(None, [getattr(exc, "context", None), getattr(exc, "problem", None)]))
-        what = what or str(exc).splitlines()[0]
-        if context and problem and problem.line != context.line:
-            what += f" (at line {problem.line + 1})"
-        raise ConfigError([f"{path}: {where}YAML syntax error: {what}"]) from None
-    if data is None:
-        raise ConfigError([f"{path}: file is empty, expected a mapping of config keys"])
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}: expected a mapping of config keys, got {type(data).__name__}"])
-    return data
 
 
 def read_named_base(path: Path, raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any] | None:

@@ -22,7 +22,8 @@ import torch
 import torchvision.datasets as tvd
 
 from mlp_lab import datasets
-from mlp_lab.config import DataConfig, MLPLabError, os_fault
+from mlp_lab.config import DataConfig
+from mlp_lab.errors import MLPLabError, os_fault
 
 # Environment variable naming extra directories (os.pathsep-separated) that hold dataset files.
 DATA_ENV = "MLP_LAB_DATA"

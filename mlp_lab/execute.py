@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mlp_lab import rundir
-from mlp_lab.config import Config, DataConfig, MachineFault, MLPLabError, config_hash, memory_fault, os_fault
+from mlp_lab.config import Config, DataConfig, config_hash
+from mlp_lab.errors import MachineFault, MLPLabError, memory_fault, os_fault
 from mlp_lab.rundir import RunStatus
 
 if TYPE_CHECKING:  # the loggers import torch; this module is imported before torch is needed

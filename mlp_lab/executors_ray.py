@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from mlp_lab import rundir
-from mlp_lab.config import MLPLabError
 from mlp_lab.environ import env_defaults, preserved
+from mlp_lab.errors import MLPLabError
 from mlp_lab.execute import OnOutcome, RunOutcome, RunSpec, _Throttled, longest_first, run_one
 from mlp_lab.rundir import RunStatus
 

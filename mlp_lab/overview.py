@@ -22,8 +22,8 @@ from typing import Any
 
 from mlp_lab import rundir
 from mlp_lab.ablation import STUDIES_DIR, Study, load_study, plan
-from mlp_lab.config import ConfigError, MLPLabError
 from mlp_lab.datasets import display_name
+from mlp_lab.errors import ConfigError, MLPLabError
 from mlp_lab.execute import estimated_cost
 from mlp_lab.report import CONFIDENCE, build_report
 

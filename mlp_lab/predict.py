@@ -25,8 +25,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from mlp_lab.config import MLPLabError
 from mlp_lab.data import to_features
+from mlp_lab.errors import MLPLabError
 
 if TYPE_CHECKING:
     from mlp_lab.checkpoint import LoadedRun

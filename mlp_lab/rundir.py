@@ -16,8 +16,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.config import ConfigError, MLPLabError, config_hash, os_fault, read_yaml_mapping, validate_config
+from mlp_lab.config import config_hash, validate_config
+from mlp_lab.errors import ConfigError, MLPLabError, os_fault
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
+from mlp_lab.yamlfile import read_yaml_mapping
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"

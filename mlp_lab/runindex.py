@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mlp_lab import rundir
-from mlp_lab.config import ConfigError, read_yaml_mapping
+from mlp_lab.errors import ConfigError
+from mlp_lab.yamlfile import read_yaml_mapping
 
 INDEX_FILE = ".index.json"
 INDEX_VERSION = 1

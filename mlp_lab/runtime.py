@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlp_lab.config import Config, ConfigError, MLPLabError
+from mlp_lab.config import Config
+from mlp_lab.errors import ConfigError, MLPLabError
 
 
 def resolve_device(name: str) -> torch.device:

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 10.0  # a server's time to stop on SIGTERM before it is killed

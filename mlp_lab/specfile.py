@@ -18,16 +18,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mlp_lab.config import (
-    ConfigError,
-    MLPLabError,
-    apply_overrides,
-    apply_set_options,
-    flatten,
-    read_named_base,
-    read_yaml_mapping,
-    schema_errors,
-)
+from mlp_lab.config import apply_overrides, apply_set_options, flatten, read_named_base, schema_errors
+from mlp_lab.errors import ConfigError, MLPLabError
+from mlp_lab.yamlfile import read_yaml_mapping
 
 Schema = TypeVar("Schema", bound=BaseModel)
 

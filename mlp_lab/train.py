@@ -34,7 +34,6 @@ from mlp_lab.config import (
     NUMERICS_VERSION,
     Config,
     EarlyStoppingConfig,
-    MLPLabError,
     OptimizerConfig,
     SchedulerConfig,
     config_hash,
@@ -42,6 +41,7 @@ from mlp_lab.config import (
     config_to_yaml,
 )
 from mlp_lab.data import Data, Split, load_data
+from mlp_lab.errors import MLPLabError
 from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.model import ParameterizedMLP

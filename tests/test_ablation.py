@@ -7,7 +7,7 @@ import yaml
 from conftest import metrics_without_timing, write_study
 
 from mlp_lab.ablation import compare, load_study, plan
-from mlp_lab.config import ConfigError, MLPLabError
+from mlp_lab.errors import ConfigError, MLPLabError
 from mlp_lab.execute import run_one
 from mlp_lab.interrupt import StopFlag
 from mlp_lab.rundir import RunStatus

@@ -35,7 +35,8 @@ from mlp_lab.app import runs as app_runs
 from mlp_lab.app.serve import MLFLOW_ENV, RUNS_ENV
 from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
-from mlp_lab.config import MLPLabError, validate_config
+from mlp_lab.config import validate_config
+from mlp_lab.errors import MLPLabError
 from mlp_lab.execute import start_run
 from mlp_lab.predict import Predictor
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mlp_lab.checkpoint import CheckpointError, load_checkpoint, load_model
-from mlp_lab.config import MLPLabError
 from mlp_lab.data import load_data
+from mlp_lab.errors import MLPLabError
 from mlp_lab.train import evaluate, train
 
 

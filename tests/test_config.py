@@ -4,15 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mlp_lab.config import (
-    Config,
-    ConfigError,
-    config_hash,
-    deep_merge,
-    flatten,
-    load_config,
-    parse_override,
-)
+from mlp_lab.config import Config, config_hash, deep_merge, flatten, load_config, parse_override
+from mlp_lab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +162,8 @@ def test_normalise_choices_of_the_cli_are_predicts():
 
 
 def test_a_model_too_large_for_memory_is_refused_naming_its_parameter_count(tmp_path):
-    from mlp_lab.config import ConfigError, load_config
+    from mlp_lab.config import load_config
+    from mlp_lab.errors import ConfigError
 
     path = tmp_path / "c.yaml"
     path.write_text("model: {hidden_sizes: [1000000000000]}\n")

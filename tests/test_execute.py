@@ -9,7 +9,7 @@ from conftest import metrics_without_timing, write_study
 
 from mlp_lab import rundir
 from mlp_lab.ablation import load_study, plan
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 from mlp_lab.execute import (
     ProcessPoolExecutor,
     RunOutcome,

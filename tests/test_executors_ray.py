@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from mlp_lab import rundir
 from mlp_lab.ablation import compare, load_study, plan
 from mlp_lab.cli import app
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 from mlp_lab.execute import SerialExecutor
 from mlp_lab.rundir import RunStatus
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from mlp_lab.ablation import compare, load_study
 from mlp_lab.cli import app
-from mlp_lab.config import ConfigError, config_to_dict
+from mlp_lab.config import config_to_dict
+from mlp_lab.errors import ConfigError
 from mlp_lab.overview import build_overview, load_studies, study_names
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from mlp_lab.checkpoint import load_model
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.predict import (
     Predictor,

@@ -21,7 +21,8 @@ from conftest import write_idx_dataset
 from mlp_lab import rundir, runindex
 from mlp_lab.app import models
 from mlp_lab.app import runs as app_runs
-from mlp_lab.config import MLPLabError, validate_config
+from mlp_lab.config import validate_config
+from mlp_lab.errors import MLPLabError
 from mlp_lab.execute import resume_run, start_run
 from mlp_lab.train import TrainingInterrupted
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mlp_lab.config import ConfigError, validate_config
+from mlp_lab.config import validate_config
+from mlp_lab.errors import ConfigError
 from mlp_lab.runtime import check_runtime, rng_state, seed_everything, set_rng_state, torch_threads
 
 

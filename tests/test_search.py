@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from mlp_lab import rundir
 from mlp_lab.cli import app
-from mlp_lab.config import ConfigError, MLPLabError, load_config
+from mlp_lab.config import load_config
+from mlp_lab.errors import ConfigError, MLPLabError
 from mlp_lab.search.driver import run_search
 from mlp_lab.search.spec import load_search
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from mlp_lab.app import drawing, models
 from mlp_lab.app.widgets import guarded
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 
 WHITE_ON_BLACK, BLACK_ON_WHITE = "white on black", "black on white"
 CANVAS_SIZE = 280

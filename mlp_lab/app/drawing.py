@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 
 # Uploads: a phone photo is fine, a decompression bomb or a 200 MB TIFF is refused before decoding.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024

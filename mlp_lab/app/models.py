@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlp_lab import rundir
 from mlp_lab.app.runs import RunInfo, list_runs
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 from mlp_lab.rundir import RunStatus
 
 

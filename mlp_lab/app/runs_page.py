@@ -11,7 +11,7 @@ import streamlit as st
 from mlp_lab.app.runs import RunInfo, ensure_evaluation, list_runs, read_history
 from mlp_lab.app.studies import list_studies
 from mlp_lab.app.widgets import curves
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 
 
 def tracking_link(mlflow_address: str | None) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 from mlp_lab import rundir
 from mlp_lab.app.launched import sidecar
 from mlp_lab.app.runs import RunInfo, describe_run, read_history, running_pid
-from mlp_lab.config import Config, MLPLabError, config_to_yaml
+from mlp_lab.config import Config, config_to_yaml
+from mlp_lab.errors import MLPLabError
 from mlp_lab.rundir import RunStatus
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from mlp_lab.config import MachineFault, MLPLabError, clip, memory_fault, os_fault
+from mlp_lab.errors import MachineFault, MLPLabError, clip, memory_fault, os_fault
 
 if TYPE_CHECKING:
     from mlp_lab.ablation import CompareResult, Study

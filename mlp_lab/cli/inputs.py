@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from mlp_lab.cli.common import ConfigArg, DataDirOpt, SetOpt, app, data_dirs, out, user_errors
-from mlp_lab.config import MLPLabError, clip, load_config
+from mlp_lab.config import load_config
+from mlp_lab.errors import MLPLabError, clip
 
 
 @app.command("list")

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mlp_lab.cli.common import DataDirOpt, app, data_dirs, err, out, user_errors
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 
 RunDirArg = Annotated[
     Path,

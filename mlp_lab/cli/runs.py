@@ -21,7 +21,8 @@ from mlp_lab.cli.common import (
     say,
     user_errors,
 )
-from mlp_lab.config import MLPLabError, config_to_yaml, load_config, memory_fault, os_fault
+from mlp_lab.config import config_to_yaml, load_config
+from mlp_lab.errors import MLPLabError, memory_fault, os_fault
 
 
 @app.command()

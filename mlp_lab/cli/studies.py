@@ -29,7 +29,7 @@ from mlp_lab.cli.common import (
     user_errors,
     warn,
 )
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 
 StudyArg = Annotated[
     str, typer.Argument(help="Study name in experiments/ (e.g. early_stopping) or a path.", show_default=False)

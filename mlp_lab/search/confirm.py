@@ -12,19 +12,12 @@ from collections.abc import Callable, Sequence
 
 from mlp_lab import rundir
 from mlp_lab.ablation import Arm, CompareResult, Study, compare
-from mlp_lab.config import (
-    ConfigError,
-    MLPLabError,
-    apply_set_options,
-    config_to_dict,
-    flatten,
-    read_yaml_mapping,
-    set_dotted,
-    validate_config,
-)
+from mlp_lab.config import apply_set_options, config_to_dict, flatten, set_dotted, validate_config
+from mlp_lab.errors import ConfigError, MLPLabError
 from mlp_lab.execute import Executor
 from mlp_lab.report import build_report
 from mlp_lab.search.spec import BEST_CONFIG_FILE, Search
+from mlp_lab.yamlfile import read_yaml_mapping
 
 
 def confirmation_study(search: Search, seeds: Sequence[int] = (0, 1, 2)) -> Study:

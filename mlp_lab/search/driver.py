@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.config import Config, ConfigError, MLPLabError, clip, config_hash, config_to_dict, validate_config
+from mlp_lab.config import Config, config_hash, config_to_dict, validate_config
+from mlp_lab.errors import ConfigError, MLPLabError, clip
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
 from mlp_lab.metrics import BEST_METRICS
 from mlp_lab.rundir import RunStatus

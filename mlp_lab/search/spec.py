@@ -20,15 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from mlp_lab.config import (
     Config,
-    ConfigError,
     apply_overrides,
-    clip_repr,
     config_to_dict,
     describe_schema_error,
     flatten,
     set_dotted,
     validate_config,
 )
+from mlp_lab.errors import ConfigError, clip_repr
 from mlp_lab.metrics import BEST_METRICS
 from mlp_lab.specfile import did_you_mean, read_spec_file
 

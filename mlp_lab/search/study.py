@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.config import MLPLabError
+from mlp_lab.errors import MLPLabError
 from mlp_lab.search.spec import PrunerSpec, Search
 
 MISSING_EXTRA = "mlp-lab search needs the [search] extra: pip install -e '.[search]'"

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlp_lab import rundir
 from mlp_lab.ablation import Study, plan
-from mlp_lab.config import Config, MLPLabError, load_config
+from mlp_lab.config import Config, load_config
+from mlp_lab.errors import MLPLabError
 from mlp_lab.tracking.logger import RUN_FILE, MLflowLogger, recorded_run, run_record, save_run_record
 from mlp_lab.tracking.store import client_for, errors, experiment_id, store_for
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlp_lab import rundir
-from mlp_lab.config import Config, MLPLabError, config_hash, config_to_dict, flatten
+from mlp_lab.config import Config, config_hash, config_to_dict, flatten
 from mlp_lab.environ import env_defaults
+from mlp_lab.errors import MLPLabError
 from mlp_lab.metrics import SUMMARY_METRICS, TIMED_EPOCH_METRICS
 from mlp_lab.tracking.store import Store, client_for, errors, experiment_id, require_mlflow, store_for
 

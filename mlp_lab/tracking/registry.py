@@ -14,7 +14,8 @@ from typing import Any
 
 from mlp_lab import rundir
 from mlp_lab.ablation import Study, plan
-from mlp_lab.config import MLPLabError, load_config
+from mlp_lab.config import load_config
+from mlp_lab.errors import MLPLabError
 from mlp_lab.tracking.export import export_run
 from mlp_lab.tracking.logger import run_record
 from mlp_lab.tracking.store import TrackingError, client_for, errors, require_mlflow, store_for

@@ -20,8 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from mlp_lab.config import MLPLabError
 from mlp_lab.environ import env_defaults
+from mlp_lab.errors import MLPLabError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

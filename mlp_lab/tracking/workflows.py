@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlp_lab import rundir
 from mlp_lab.ablation import CompareResult, Study, load_study
-from mlp_lab.config import Config, MLPLabError, load_config
+from mlp_lab.config import Config, load_config
+from mlp_lab.errors import MLPLabError
 from mlp_lab.tracking.export import export_run, export_study, log_study_report
 from mlp_lab.tracking.logger import PARENT_TAG, RUN_FILE, recorded_run, save_run_record
 from mlp_lab.tracking.registry import Registered, best_seed_run, register
