@@ -1,6 +1,11 @@
-"""What every `mlp-lab` verb shares: the typer app (with bad arguments as one `error:` line),
-the consoles, the option types, the error policy (`user_errors`), the executor a study's runs go
-to, and the per-epoch reporter."""
+"""What every `mlp-lab` verb shares: the typer app (with bad arguments as one `error:` line,
+`--version`, `-h`), the consoles, the option types, the error policy (`user_errors`), the
+executor a study's runs go to, and the per-epoch reporter.
+
+Help texts escape a literal bracket as ``\\[`` (``"\\[default: 1]"``): rich reads an unescaped
+``[default: 1]`` as markup and prints nothing of it. tests/test_cli.py renders every help and fails
+on a bracket that went missing.
+"""
 
 from __future__ import annotations
 
@@ -53,12 +58,32 @@ app = typer.Typer(
     name="mlp-lab",
     help="Fast, reproducible MLP ablation studies on FashionMNIST, MNIST and CIFAR-10.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # the commands inherit it
     pretty_exceptions_enable=False,
     cls=OneLineErrors,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mlp_lab import __version__
+
+        print(f"mlp-lab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    # The group's own options; its help text is the app's.
+    pass
+
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/baseline.yaml.", show_default=False)]
 SetOpt = Annotated[

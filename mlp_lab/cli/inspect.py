@@ -69,7 +69,7 @@ def predict(
         bool | None,
         typer.Option(
             "--invert/--no-invert",
-            help="Force inverting (dark-on-light drawings) or not [default: decided from the border pixels].",
+            help="Force inverting (dark-on-light drawings) or not \\[default: decided from the border pixels].",
             show_default=False,
         ),
     ] = None,

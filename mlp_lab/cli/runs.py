@@ -31,11 +31,14 @@ def run(
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run from its directory.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads \\[default: all cores].")] = None,
     track: TrackOpt = False,
     run_dir: Annotated[
         Path | None,
-        typer.Option("--run-dir", help="Train into this (new or empty) directory instead of <output.dir>/<name>."),
+        typer.Option(
+            "--run-dir",
+            help="Train into this (new or empty) directory \\[default: <output.dir>/<name>, or <name>-2 if it exists].",
+        ),
     ] = None,
 ) -> None:
     """Train one seeded run: validate every epoch, restore the best weights, test.

@@ -40,7 +40,9 @@ StudyArg = Annotated[
 def compare(
     study: StudyArg,
     jobs: JobsOpt = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2 \\[default: the study file's].")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: RunThreadsOpt = None,
     data_dir: DataDirOpt = None,
@@ -153,7 +155,7 @@ def suite(
     ] = None,
     jobs: JobsOpt = None,
     seeds: Annotated[
-        str | None, typer.Option(help="Comma-separated seeds overriding every file's, e.g. 0,1,2.")
+        str | None, typer.Option(help="Comma-separated seeds for every study, e.g. 0,1,2 \\[default: each file's].")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: RunThreadsOpt = None,
