@@ -1,6 +1,6 @@
 """What every `mlp-lab` verb shares: the typer app (with bad arguments as one `error:` line,
-`--version`, `-h`), the consoles, the option types, the error policy (`user_errors`), the
-executor a study's runs go to, and the per-epoch reporter.
+`--version`, `-h`), the consoles, the option types, `--json` output (`json_output`), the error
+policy (`user_errors`), the executor a study's runs go to, and the per-epoch reporter.
 
 Help texts escape a literal bracket as ``\\[`` (``"\\[default: 1]"``): rich reads an unescaped
 ``[default: 1]`` as markup and prints nothing of it. tests/test_cli.py renders every help and fails
@@ -9,9 +9,11 @@ on a bracket that went missing.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -140,6 +142,52 @@ RunThreadsOpt = Annotated[
     ),
 ]
 OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and the default MLflow store live.")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print the result as one JSON document on stdout; progress and messages go to stderr."),
+]
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[Callable[[Any], None]]:
+    """Everything printed goes to stderr, the process's file descriptor 1 included (so that the
+    worker processes a command spawns, which inherit it, print there too); the function yielded
+    writes one JSON document to the real stdout."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (typer's CliRunner, a notebook)
+        fd = None
+    if fd is None:
+        real, saved = sys.stdout, None
+    else:
+        saved = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)
+        real = open(saved, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (closed below)
+
+    def emit(document: Any) -> None:
+        real.write(json.dumps(document, indent=2, default=str) + "\n")
+        real.flush()
+
+    try:
+        with redirect_stdout(sys.stderr):
+            yield emit
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            real.close()
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def json_output(ctx: typer.Context, enabled: bool) -> Callable[[Any], None]:
+    """For a command's --json: with it, whatever the command prints until it ends (progress,
+    messages, errors) goes to stderr, and the returned function writes the result as one JSON
+    document on stdout; without it, the function does nothing. Tied to the command's context,
+    so that the redirect ends with the command however it ends."""
+    if not enabled:
+        return lambda document: None
+    return ctx.with_resource(_stdout_to_stderr())
 
 
 def data_dirs(data_dir: list[Path] | None) -> tuple[str, ...]:
