@@ -57,9 +57,9 @@ def cli_markdown() -> str:
 def _context(command: Any, name: str, parent: typer.Context | None) -> typer.Context:
     # typer (0.29) carries its own copy of click: its commands go with typer's Context, and
     # click's names (click.Group, ...) do not match them, so groups are told by list_commands.
-    return typer.Context(
-        command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH, color=False
-    )
+    # The command's context_settings (the app's -h beside --help) apply as when it runs.
+    settings = {**(command.context_settings or {}), "terminal_width": WIDTH, "max_content_width": WIDTH}
+    return typer.Context(command, info_name=name, parent=parent, color=False, **settings)
 
 
 def _subcommands(group: Any, ctx: typer.Context):

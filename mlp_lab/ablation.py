@@ -218,3 +218,27 @@ def compare(
     ordered = [outcomes[i] for i in sorted(outcomes)]
     interrupted = bool(stop and stop()) or any(o.action == "interrupted" for o in ordered)
     return CompareResult(ordered, interrupted)
+
+
+def compare_record(study: Study, result: CompareResult, report: dict[str, Any]) -> dict[str, Any]:
+    """What `compare` did as one JSON-able dict (`compare --json`): the study, its report (as
+    report.json) and one entry per run reached, in plan order, with its arm, seed and directory."""
+    specs = {spec.label: spec for spec in plan(study)}
+    runs = []
+    for outcome in result.outcomes:
+        spec = specs.get(outcome.label)
+        runs.append(
+            {
+                "label": outcome.label,
+                "arm": spec.arm if spec else None,
+                "seed": spec.seed if spec else None,
+                "run_dir": str(spec.run_dir) if spec else None,
+                "status": str(outcome.status),
+                "action": outcome.action,
+                "summary": outcome.summary,
+                "error": outcome.error,
+                "seconds": outcome.seconds,
+                "fault": outcome.fault,
+            }
+        )
+    return {"study": study.name, "output_dir": str(study.output_dir), "report": report, "runs": runs}

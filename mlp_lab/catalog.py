@@ -21,7 +21,7 @@ def _entries(directory: str | Path, describe: Callable[[Path], tuple[RunStatus, 
             state, detail = describe(path)
         except ConfigError as exc:
             state, detail = "invalid", exc.errors[0]
-        entries.append({"name": path.stem, "state": str(state), "detail": detail})
+        entries.append({"name": path.stem, "path": str(path), "state": str(state), "detail": detail})
     return entries
 
 

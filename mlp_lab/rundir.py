@@ -198,6 +198,17 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
 
 
+def run_record(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run as one JSON-able dict (`run --json`): its directory, summary.json as it is
+    and metrics.csv as a list of per-epoch rows."""
+    run_dir = Path(run_dir)
+    return {
+        "run_dir": str(run_dir),
+        "summary": read_json(run_dir / SUMMARY_FILE),
+        "history": read_metrics(run_dir),
+    }
+
+
 class RunLocked(MLPLabError):
     """Another live process holds the run directory's lock."""
 

@@ -1,8 +1,10 @@
 """End-to-end CLI: typer's CliRunner for commands, a subprocess for start-up cost."""
 
+import os
 import subprocess
 import sys
 
+import typer
 import yaml
 from conftest import write_config
 from typer.testing import CliRunner
@@ -122,3 +124,95 @@ def test_help_does_not_import_torch_and_python_m_works():
     assert "run" in result.stdout and result.stdout.strip().endswith("NO-TORCH")
     module = subprocess.run([sys.executable, "-m", "mlp_lab", "--help"], capture_output=True, text=True)
     assert module.returncode == 0 and "validate" in module.stdout
+
+
+def _commands():
+    """(argv, click command) of `mlp-lab` and of every command under it, as docs/generate.py walks them."""
+    from typer.main import get_command
+
+    root = get_command(app)
+    ctx = typer.Context(root, info_name="mlp-lab")
+    yield [], root
+    for name in root.list_commands(ctx):
+        yield [name], root.get_command(ctx, name)
+
+
+# Options whose absence means "nothing of this" (no override, no extra directory, no resume, no
+# alias): they have no default to state. Every other option shows its default in --help.
+NOTHING_BY_DEFAULT = {"--set", "--data-dir", "--resume", "--config", "--alias", "--arm", "--json"}
+TYPERS_OWN = {"--install-completion", "--show-completion"}
+
+
+def _shown_by_typer(param) -> bool:
+    """Whether typer prints `[default: ...]` for a parameter by itself (its default is not None)."""
+    if param.show_default is False or param.default is None or getattr(param, "required", False):
+        return False
+    return not (getattr(param, "is_flag", False) and param.default is False and not param.secondary_opts)
+
+
+def test_every_help_renders_its_defaults_and_brackets():
+    """rich reads an unescaped `[default: ...]` in a help text as markup and prints nothing of it
+    ("torch threads ."): every bracketed text of every parameter and docstring must reach the
+    rendered --help, and every `[default:` of the source (typer's own and ours) must be there."""
+    import re
+
+    swallowed, counts = [], []
+    for argv, command in _commands():
+        result = runner.invoke(app, [*argv, "-h"], env={"COLUMNS": "1000"})  # wide: nothing wraps
+        assert result.exit_code == 0, (argv, result.output)
+        shown = result.stdout
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            for bracketed in re.findall(r"\[[^\]\n]*\]", text.replace("\\[", "[")):
+                if bracketed not in shown:
+                    swallowed.append(f"mlp-lab {' '.join(argv)}: {bracketed}")
+        written = sum(text.count("[default:") for text in texts)
+        expected = written + sum(_shown_by_typer(p) for p in command.params)
+        if shown.count("[default:") != expected:
+            counts.append(f"mlp-lab {' '.join(argv)}: {shown.count('[default:')} shown, {expected} expected")
+        # What a swallowed text leaves behind: "torch threads ." (the examples' own " ;" are fine).
+        stray = re.compile(r"\s[.;,](?=\s|$)")
+        if len(stray.findall(shown)) > sum(len(stray.findall(text)) for text in texts):
+            swallowed.append(f"mlp-lab {' '.join(argv)}: a stray ' .' (or ' ;', ' ,') where a text went missing")
+    assert not swallowed and not counts, "\n".join(swallowed + counts)
+
+
+def test_every_option_states_its_default():
+    """An option left out does something: its --help says what ([default: ...], typer's or ours),
+    except where leaving it out means nothing of it (NOTHING_BY_DEFAULT) and for plain on/off flags."""
+    silent = []
+    for argv, command in _commands():
+        for param in command.params:
+            if param.param_type_name != "option" or param.required or set(param.opts) & (TYPERS_OWN | {"--help"}):
+                continue
+            if param.is_flag and param.default is False and not param.secondary_opts:
+                continue
+            if _shown_by_typer(param) or "[default:" in (param.help or "").replace("\\[", "["):
+                continue
+            if not set(param.opts) & NOTHING_BY_DEFAULT:
+                silent.append(f"mlp-lab {' '.join(argv)} {param.opts[0]}")
+    assert not silent, "options whose --help does not say their default:\n" + "\n".join(silent)
+
+
+def test_version_and_short_help():
+    from mlp_lab import __version__
+
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout == f"mlp-lab {__version__}\n"
+    for argv, _ in _commands():
+        short, long = runner.invoke(app, [*argv, "-h"]), runner.invoke(app, [*argv, "--help"])
+        assert short.exit_code == long.exit_code == 0 and short.stdout == long.stdout, argv
+        assert "-h, --help" in " ".join(short.stdout.split()) or "--help -h" in " ".join(short.stdout.split())
+
+
+def test_shell_completion_completes_verbs_and_options():
+    """typer's completion, as the shell calls it: the console script with its environment set."""
+    code = "from mlp_lab.cli import app\napp(prog_name='mlp-lab')"
+    for words, cword, expected in (("mlp-lab comp", "1", "compare"), ("mlp-lab run --thr", "2", "--threads")):
+        env = {**os.environ, "_MLP_LAB_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert result.returncode == 0 and result.stdout.split() == [expected], result
+    script = subprocess.run(
+        [sys.executable, "-c", code, "--show-completion", "bash"], capture_output=True, text=True, check=True
+    )
+    assert "complete -o default -F _mlp_lab_completion mlp-lab" in script.stdout

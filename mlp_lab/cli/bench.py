@@ -15,7 +15,7 @@ from mlp_lab.config import load_config
 def bench(
     config: Annotated[Path, typer.Argument(help="Config to benchmark.")] = Path("configs/baseline.yaml"),
     repeats: Annotated[int, typer.Option(min=1, help="Epochs timed per variant (median reported).")] = 3,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads \\[default: all cores].")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here as JSON.")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:

@@ -1,12 +1,19 @@
-"""What every `mlp-lab` verb shares: the typer app (with bad arguments as one `error:` line),
-the consoles, the option types, the error policy (`user_errors`), the executor a study's runs go
-to, and the per-epoch reporter."""
+"""What every `mlp-lab` verb shares: the typer app (with bad arguments as one `error:` line,
+`--version`, `-h`), the consoles, the option types, `--json` output (`json_output`), the error
+policy (`user_errors`), the executor a study's runs go to, and the per-epoch reporter.
+
+Help texts escape a literal bracket as ``\\[`` (``"\\[default: 1]"``): rich reads an unescaped
+``[default: 1]`` as markup and prints nothing of it. tests/test_cli.py renders every help and fails
+on a bracket that went missing.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -53,12 +60,32 @@ app = typer.Typer(
     name="mlp-lab",
     help="Fast, reproducible MLP ablation studies on FashionMNIST, MNIST and CIFAR-10.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # the commands inherit it
     pretty_exceptions_enable=False,
     cls=OneLineErrors,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mlp_lab import __version__
+
+        print(f"mlp-lab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    # The group's own options; its help text is the app's.
+    pass
+
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/baseline.yaml.", show_default=False)]
 SetOpt = Annotated[
@@ -115,6 +142,52 @@ RunThreadsOpt = Annotated[
     ),
 ]
 OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Where runs and the default MLflow store live.")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print the result as one JSON document on stdout; progress and messages go to stderr."),
+]
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[Callable[[Any], None]]:
+    """Everything printed goes to stderr, the process's file descriptor 1 included (so that the
+    worker processes a command spawns, which inherit it, print there too); the function yielded
+    writes one JSON document to the real stdout."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (typer's CliRunner, a notebook)
+        fd = None
+    if fd is None:
+        real, saved = sys.stdout, None
+    else:
+        saved = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)
+        real = open(saved, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (closed below)
+
+    def emit(document: Any) -> None:
+        real.write(json.dumps(document, indent=2, default=str) + "\n")
+        real.flush()
+
+    try:
+        with redirect_stdout(sys.stderr):
+            yield emit
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            real.close()
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def json_output(ctx: typer.Context, enabled: bool) -> Callable[[Any], None]:
+    """For a command's --json: with it, whatever the command prints until it ends (progress,
+    messages, errors) goes to stderr, and the returned function writes the result as one JSON
+    document on stdout; without it, the function does nothing. Tied to the command's context,
+    so that the redirect ends with the command however it ends."""
+    if not enabled:
+        return lambda document: None
+    return ctx.with_resource(_stdout_to_stderr())
 
 
 def data_dirs(data_dir: list[Path] | None) -> tuple[str, ...]:

@@ -7,21 +7,25 @@ from typing import Annotated
 
 import typer
 
-from mlp_lab.cli.common import ConfigArg, DataDirOpt, SetOpt, app, data_dirs, out, user_errors
+from mlp_lab.cli.common import ConfigArg, DataDirOpt, JsonOpt, SetOpt, app, data_dirs, json_output, out, user_errors
 from mlp_lab.config import load_config
 from mlp_lab.errors import MLPLabError, clip
 
 
 @app.command("list")
 def list_(
+    ctx: typer.Context,
     configs_dir: Annotated[Path, typer.Option(help="Where run configs live.")] = Path("configs"),
     studies_dir: Annotated[Path, typer.Option(help="Where study files live.")] = Path("experiments"),
+    as_json: JsonOpt = False,
 ) -> None:
     """List the configs and studies available and the state of their runs.
 
-    Example: mlp-lab list
+    Example: mlp-lab list    (for scripts: mlp-lab list --json)
     """
     from mlp_lab.catalog import list_configs, list_studies
+
+    emit = json_output(ctx, as_json)
 
     with user_errors():
         for flag, directory in (("--configs-dir", configs_dir), ("--studies-dir", studies_dir)):
@@ -29,6 +33,9 @@ def list_(
                 raise MLPLabError(f"{flag} {directory}: is a file, expected a directory")
         configs = list_configs(configs_dir)
         studies = list_studies(studies_dir)
+    if as_json:
+        emit({"configs_dir": str(configs_dir), "configs": configs, "studies_dir": str(studies_dir), "studies": studies})
+        return
     for title, directory, entries in (("configs", configs_dir, configs), ("studies", studies_dir, studies)):
         out.print(f"{title} ({directory}/)", style="bold")
         for entry in entries:
@@ -37,18 +44,22 @@ def list_(
 
 @app.command()
 def data(
+    ctx: typer.Context,
     dataset: Annotated[str | None, typer.Argument(help="fashion_mnist, mnist or cifar10.", show_default=False)] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Take the data section of this config instead.")
     ] = None,
     out_dir: Annotated[Path, typer.Option(help="Where the sample grid PNG goes.")] = Path("runs/data"),
     data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Describe a dataset (shapes, value range, classes, counts per split) and save a sample grid.
 
     Example: mlp-lab data fashion_mnist
     """
     from rich.table import Table
+
+    emit = json_output(ctx, as_json)
 
     with user_errors():
         import typing
@@ -67,6 +78,9 @@ def data(
         from mlp_lab.analysis import inspect_data
 
         info, grid = inspect_data(data_cfg, out_dir, data_dirs(data_dir))
+    if as_json:
+        emit({**info, "sample_grid": str(grid)})
+        return
     out.print(f"[bold]{info['dataset']}[/bold] from {info['source']}")
     c, h, w = info["image_shape"]
     out.print(
@@ -85,18 +99,23 @@ def data(
 
 
 @app.command()
-def summary(config: ConfigArg, overrides: SetOpt = None) -> None:
+def summary(ctx: typer.Context, config: ConfigArg, overrides: SetOpt = None, as_json: JsonOpt = False) -> None:
     """Layer table of a config's model (output shapes, parameters), totals and MACs per sample.
 
     Example: mlp-lab summary configs/baseline.yaml
     """
     from rich.table import Table
 
+    emit = json_output(ctx, as_json)
+
     with user_errors():
         cfg = load_config(config, overrides or ())
         from mlp_lab.analysis import model_summary
 
         info = model_summary(cfg)
+    if as_json:
+        emit({"name": cfg.name, **info})
+        return
     table = Table(
         "layer", "detail", "output shape", "parameters", title=f"{cfg.name}: input {tuple(info['input_shape'])}"
     )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mlp_lab.cli.common import DataDirOpt, app, data_dirs, err, out, user_errors
+from mlp_lab.cli.common import DataDirOpt, JsonOpt, app, data_dirs, err, json_output, out, user_errors
 from mlp_lab.errors import MLPLabError
 
 RunDirArg = Annotated[
@@ -30,20 +30,26 @@ def _run_dir(target: Path) -> Path:
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     run_dir: RunDirArg,
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
     data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Per-class report, confusion matrix and example grids for a run, written to RUN_DIR/eval/.
 
     Example: mlp-lab evaluate runs/baseline --split test
     """
+    emit = json_output(ctx, as_json)
     with user_errors():
         if split not in ("test", "val"):
             raise MLPLabError(f"--split {split}: choose test or val")
         from mlp_lab.evaluation import evaluate_run
 
         result = evaluate_run(_run_dir(run_dir), split, data_dirs(data_dir))
+    if as_json:
+        emit(result)  # as RUN_DIR/eval/<split>_metrics.json
+        return
     out.print((Path(result["run_dir"]) / "eval" / f"{split}_report.txt").read_text(), highlight=False)
     out.print(f"files in {Path(result['run_dir']) / 'eval'}: {', '.join(result['files'])}", highlight=False)
 
@@ -69,7 +75,7 @@ def predict(
         bool | None,
         typer.Option(
             "--invert/--no-invert",
-            help="Force inverting (dark-on-light drawings) or not [default: decided from the border pixels].",
+            help="Force inverting (dark-on-light drawings) or not \\[default: decided from the border pixels].",
             show_default=False,
         ),
     ] = None,
@@ -80,7 +86,7 @@ def predict(
             "FashionMNIST objects trimmed and scaled to fill), plain (resize only), digit or fashion."
         ),
     ] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Classify image files with a trained run, preprocessed the way its dataset was made.
 

@@ -11,12 +11,14 @@ import typer
 from mlp_lab.cli.common import (
     ConfigArg,
     DataDirOpt,
+    JsonOpt,
     SetOpt,
     TrackOpt,
     app,
     data_dirs,
     epoch_reporter,
     err,
+    json_output,
     out,
     say,
     user_errors,
@@ -27,21 +29,27 @@ from mlp_lab.errors import MLPLabError, memory_fault, os_fault
 
 @app.command()
 def run(
+    ctx: typer.Context,
     config: Annotated[Path | None, typer.Argument(help="Run config (YAML).", show_default=False)] = None,
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run from its directory.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads \\[default: all cores].")] = None,
     track: TrackOpt = False,
     run_dir: Annotated[
         Path | None,
-        typer.Option("--run-dir", help="Train into this (new or empty) directory instead of <output.dir>/<name>."),
+        typer.Option(
+            "--run-dir",
+            help="Train into this (new or empty) directory \\[default: <output.dir>/<name>, or <name>-2 if it exists].",
+        ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train one seeded run: validate every epoch, restore the best weights, test.
 
     Example: mlp-lab run configs/baseline.yaml --set train.epochs=5 --track
     """
+    emit = json_output(ctx, as_json)
     with user_errors():
         if resume is not None and (config is not None or overrides):
             raise MLPLabError("--resume takes the config from the run directory; give no CONFIG or --set")
@@ -112,6 +120,10 @@ def run(
         f"(best epoch {summary['best_epoch']}{stopped}, {summary['wall_time_s']:.1f}s)",
         highlight=False,
     )
+    if as_json:
+        from mlp_lab.rundir import run_record
+
+        emit(run_record(result.run_dir))
 
 
 def _resume_hint(started: list[Path]) -> str:

@@ -38,7 +38,7 @@ SearchArg = Annotated[
 def search(
     name: SearchArg,
     trials: Annotated[
-        int | None, typer.Option(min=1, help="Trials to reach, counting earlier calls (default: the file's).")
+        int | None, typer.Option(min=1, help="Trials to reach, counting earlier calls \\[default: the file's].")
     ] = None,
     jobs: Annotated[
         int | None,
@@ -51,7 +51,9 @@ def search(
             show_default=False,
         ),
     ] = None,
-    timeout: Annotated[float | None, typer.Option(min=0, help="Start no new trial after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Start no new trial after this many seconds \\[default: no limit].")
+    ] = None,
     confirm: Annotated[
         bool, typer.Option("--confirm", help="Retrain best and base over seeds; report test accuracy.")
     ] = False,

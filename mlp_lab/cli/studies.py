@@ -12,6 +12,7 @@ from mlp_lab.cli.common import (
     BackendOpt,
     DataDirOpt,
     JobsOpt,
+    JsonOpt,
     RunThreadsOpt,
     SetOpt,
     TrackOpt,
@@ -20,6 +21,7 @@ from mlp_lab.cli.common import (
     data_dirs,
     err,
     executor_for,
+    json_output,
     log,
     out,
     parse_seeds,
@@ -38,9 +40,12 @@ StudyArg = Annotated[
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     study: StudyArg,
     jobs: JobsOpt = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds overriding the file's, e.g. 0,1,2.")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2 \\[default: the study file's].")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: RunThreadsOpt = None,
     data_dir: DataDirOpt = None,
@@ -48,6 +53,7 @@ def compare(
     backend: BackendOpt = Backend.local,
     address: AddressOpt = None,
     overrides: SetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run every arm x seed of a study (skipping finished runs), then write its report.
 
@@ -57,6 +63,7 @@ def compare(
     Example: mlp-lab compare early_stopping --seeds 0,1,2 --jobs 2 --track ;
     on a Ray cluster: mlp-lab compare early_stopping --backend ray --address auto
     """
+    emit = json_output(ctx, as_json)
     with user_errors():
         from mlp_lab.ablation import compare as run_compare
         from mlp_lab.ablation import load_study
@@ -96,9 +103,13 @@ def compare(
             raise typer.Exit(stop.exit_code)
         if any(f.fault for f in result.failures):
             report_busy_and_failed(result, "the report")  # a full disk would fail the report too
-        build_report(exp)
+        report = build_report(exp)
         attach_report(exp, warn)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
+    if as_json:
+        from mlp_lab.ablation import compare_record
+
+        emit(compare_record(exp, result, report))  # before a failed run's exit 1: the outcomes say which
     report_busy_and_failed(result, "the report")
 
 
@@ -153,7 +164,7 @@ def suite(
     ] = None,
     jobs: JobsOpt = None,
     seeds: Annotated[
-        str | None, typer.Option(help="Comma-separated seeds overriding every file's, e.g. 0,1,2.")
+        str | None, typer.Option(help="Comma-separated seeds for every study, e.g. 0,1,2 \\[default: each file's].")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Delete and rerun runs that are already done.")] = False,
     threads: RunThreadsOpt = None,

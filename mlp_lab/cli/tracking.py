@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlp_lab.cli.common import OutputDirOpt, app, out, say, user_errors
+from mlp_lab.cli.common import JsonOpt, OutputDirOpt, app, json_output, out, say, user_errors
 
 TargetArg = Annotated[
     str, typer.Argument(help="A run directory (runs/baseline) or a study name (early_stopping).", show_default=False)
@@ -55,17 +55,22 @@ def register(
 
 
 @app.command()
-def models(output_dir: OutputDirOpt = Path("runs")) -> None:
+def models(ctx: typer.Context, output_dir: OutputDirOpt = Path("runs"), as_json: JsonOpt = False) -> None:
     """List registered models: versions, aliases, test accuracy and the run each came from.
 
     Example: mlp-lab models
     """
     from rich.table import Table
 
+    emit = json_output(ctx, as_json)  # MLflow's own messages, if any, go to stderr with it
+
     with user_errors():
         from mlp_lab.tracking.registry import list_models
 
         rows = list_models(output_dir)
+    if as_json:
+        emit(rows)
+        return
     if not rows:
         out.print(
             "no registered models yet; register one: mlp-lab register RUN_DIR --name NAME --alias champion",
