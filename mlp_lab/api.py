@@ -296,7 +296,8 @@ def compare(
     build its report, as `mlp-lab compare` does.
 
     `jobs` local processes with `threads` torch threads each, or with ``backend="ray"`` one Ray
-    task per run (a local instance, or the cluster at `address`). Failed runs are in the
+    task per run (a local instance, or the cluster at `address`; `jobs` tasks in flight, 1
+    meaning the CLI's default: cluster CPUs / threads). Failed runs are in the
     report's `failures`; a fault of the machine raises MachineFault before any report is built.
     With jobs > 1 the worker processes print their per-epoch lines only when `verbose`.
     """
