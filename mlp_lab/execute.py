@@ -492,8 +492,13 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _pool_task(spec: RunSpec, data_dirs: tuple[str, ...], force: bool, stop_event) -> RunOutcome:
-    log = functools.partial(print, flush=True)
+def _quiet(line: str) -> None:
+    pass
+
+
+def _pool_task(spec: RunSpec, data_dirs: tuple[str, ...], force: bool, stop_event, quiet: bool) -> RunOutcome:
+    # The worker's own per-epoch lines, on its stdout (a log callable of the parent's would not pickle).
+    log = _quiet if quiet else functools.partial(print, flush=True)
     return run_one(spec, data_dirs=data_dirs, force=force, stop=_Throttled(stop_event.is_set), log=log)
 
 
@@ -505,11 +510,12 @@ class ProcessPoolExecutor:
     arguments, so no process keeps module-level state about it.
     """
 
-    def __init__(self, jobs: int, threads: int | None = None):
+    def __init__(self, jobs: int, threads: int | None = None, quiet: bool = False):
         from mlp_lab.runtime import available_cores
 
         self.jobs = max(1, jobs)
         self.threads = threads or max(1, available_cores() // self.jobs)
+        self.quiet = quiet  # the workers print nothing (the Python API's default)
 
     def run(
         self,
@@ -537,7 +543,7 @@ class ProcessPoolExecutor:
                 while queue or pending:
                     while queue and len(pending) < self.jobs and not stopping:
                         index = queue.pop(0)
-                        pending[pool.submit(_pool_task, specs[index], dirs, force, stop_event)] = index
+                        pending[pool.submit(_pool_task, specs[index], dirs, force, stop_event, self.quiet)] = index
                     if stop is not None and stop() and not stopping:
                         stopping = True
                         queue.clear()
