@@ -1,4 +1,7 @@
-"""What is available to run, and how far each thing has got: the data behind `mlp-lab list`."""
+"""What is available to run, and how far each thing has got: the data behind `mlp-lab list`.
+
+What is available is the user's folder and then the shipped files it does not shadow: the same
+names `run` and `compare` resolve (`shipped.resolve`)."""
 
 from __future__ import annotations
 
@@ -11,17 +14,27 @@ from mlp_lab.ablation import load_study, plan
 from mlp_lab.config import config_hash, load_config
 from mlp_lab.errors import ConfigError
 from mlp_lab.rundir import RunStatus
+from mlp_lab.shipped import FOLDERS, shipped_files
 
 
-def _entries(directory: str | Path, describe: Callable[[Path], tuple[RunStatus, str]]) -> list[dict[str, Any]]:
-    """One entry per YAML file: (state, detail) from `describe`, or 'invalid' with its first error."""
+def _entries(
+    directory: str | Path, folder: str, describe: Callable[[Path], tuple[RunStatus, str]]
+) -> list[dict[str, Any]]:
+    """One entry per YAML file of `directory`, then per shipped file of `folder` of another name:
+    (state, detail) from `describe`, or 'invalid' with its first error; `path` is the file read
+    and `shipped` says whether it is the package's copy."""
+    own = sorted(Path(directory).glob("*.yaml"))
+    names = {path.stem for path in own}
     entries = []
-    for path in sorted(Path(directory).glob("*.yaml")):
+    for path in own + [p for p in shipped_files(folder) if p.stem not in names]:
         try:
             state, detail = describe(path)
         except ConfigError as exc:
             state, detail = "invalid", exc.errors[0]
-        entries.append({"name": path.stem, "path": str(path), "state": str(state), "detail": detail})
+        shipped = path not in own
+        entries.append(
+            {"name": path.stem, "state": str(state), "detail": detail, "path": str(path), "shipped": shipped}
+        )
     return entries
 
 
@@ -53,10 +66,12 @@ def _describe_study(path: Path) -> tuple[RunStatus, str]:
 
 
 def list_configs(configs_dir: str | Path) -> list[dict[str, Any]]:
-    """Each config in `configs_dir` with the state of its run directory <output.dir>/<name>."""
-    return _entries(configs_dir, _describe_config)
+    """Each config in `configs_dir` (then the shipped ones) with the state of its run directory
+    <output.dir>/<name>."""
+    return _entries(configs_dir, FOLDERS["config"], _describe_config)
 
 
 def list_studies(studies_dir: str | Path) -> list[dict[str, Any]]:
-    """Each study with how many of its arm x seed runs are done: done / partial / new."""
-    return _entries(studies_dir, _describe_study)
+    """Each study in `studies_dir` (then the shipped ones) with how many of its arm x seed runs
+    are done: done / partial / new."""
+    return _entries(studies_dir, FOLDERS["study"], _describe_study)

@@ -1,6 +1,6 @@
 """Typed run configuration: the schema, ``--set`` overrides, the config hash and schema errors.
 
-This module imports only the facts below it (datasets, errors, yamlfile) and no torch, so ``mlp-lab --help`` and
+This module imports only the facts below it (datasets, errors, yamlfile, shipped) and no torch, so ``mlp-lab --help`` and
 ``mlp-lab validate`` stay fast. Every problem in a config is collected and reported at once,
 each as one line naming the file (or the ``--set`` that caused it) and the dotted key.
 """
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from mlp_lab.datasets import DATASETS
 from mlp_lab.errors import ConfigError, clip, clip_repr
+from mlp_lab.shipped import resolve
 from mlp_lab.yamlfile import read_yaml_mapping, safe_load_strict
 
 
@@ -386,8 +387,15 @@ def validate_config(
     return cfg
 
 
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A config's file: a path as it is, a name (`baseline`) from ./configs, else the shipped copy."""
+    return resolve(name_or_path, "config")
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
-    """Load a YAML config, apply ``KEY=VALUE`` overrides, validate; report all errors at once."""
+    """Load a YAML config (a path, or a name resolved by `resolve_config`), apply ``KEY=VALUE``
+    overrides, validate; report all errors at once."""
+    path = resolve_config(path)
     data = read_yaml_mapping(path)
     errors: list[str] = []
     sources = apply_set_options(data, overrides, errors)

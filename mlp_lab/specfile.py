@@ -1,6 +1,6 @@
-"""One loader for study and search files: resolve a name or path, read the mapping,
-validate it against the file's schema, and read its base config with the file's overrides and
-the command line's ``--set`` applied.
+"""One loader for study and search files: resolve a name (the user's folder, then the shipped
+copy) or path, read the mapping, validate it against the file's schema, and read its base config
+with the file's overrides and the command line's ``--set`` applied.
 
 Both kinds of file name a `base` config (relative to the file) and dotted `overrides`; what
 each then checks of its own (arms and factors, a search space) stays with its loader. Every
@@ -10,8 +10,7 @@ No torch: a bad file is refused before torch is imported.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -19,32 +18,18 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from mlp_lab.config import apply_overrides, apply_set_options, flatten, read_named_base, schema_errors
-from mlp_lab.errors import ConfigError, MLPLabError
+from mlp_lab.errors import ConfigError
+from mlp_lab.shipped import resolve
 from mlp_lab.yamlfile import read_yaml_mapping
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
 
-def did_you_mean(word: str, known: Iterable[str]) -> str | None:
-    """The known word closest to a misspelt `word`, or None when none is close."""
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return close[0] if close else None
-
-
 def resolve_spec_path(name_or_path: str | Path, directory: str | Path, kind: str) -> Path:
-    """`early_stopping` -> <directory>/early_stopping.yaml; a path is taken as it is. An unknown
-    name is an MLPLabError with a did-you-mean and the known names (`kind` names what is looked for)."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    candidate = Path(directory) / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
-    close = did_you_mean(str(name_or_path), known)
-    hint = f" (did you mean {close!r}?)" if close else ""
-    hint += f"; known: {', '.join(known)}" if known else f"; no {kind} files in {directory}/"
-    raise MLPLabError(f"{candidate}: no {kind} named {str(name_or_path)!r}{hint}")
+    """`early_stopping` -> <directory>/early_stopping.yaml, else the shipped copy of a study or
+    search (see `shipped.resolve`); a path is taken as it is. An unknown name is an MLPLabError
+    with a did-you-mean and the known names (`kind` names what is looked for)."""
+    return resolve(name_or_path, kind, directory)
 
 
 @dataclass

@@ -111,6 +111,7 @@ def test_help_lists_the_verbs_in_their_order():
         "ui",
         "app",
         "bench",
+        "init",
     ]
 
 

@@ -57,8 +57,9 @@ def test_compare_json_is_the_report_and_the_run_outcomes(tiny_config, tmp_path, 
     assert "[2/2 done, 0 left]" in progress and "report:" in progress
 
     listed, _ = invoke_json(["list"])  # the same directories, as list --json sees them: seed 1 not run
-    assert [(e["name"], e["state"]) for e in listed["configs"]] == [("tiny", "new")]
-    assert [(e["name"], e["state"], e["path"]) for e in listed["studies"]] == [
+    assert [(e["name"], e["state"]) for e in listed["configs"] if not e["shipped"]] == [("tiny", "new")]
+    assert all(e["shipped"] for e in listed["configs"][1:])  # the package's copies follow the user's
+    assert [(e["name"], e["state"], e["path"]) for e in listed["studies"] if not e["shipped"]] == [
         ("study", "partial", str(Path("experiments") / "study.yaml"))
     ]
     assert listed["studies"][0]["detail"].startswith("2/4 runs done")

@@ -16,7 +16,7 @@ import os
 # Imported for their effect: each module registers its verbs on `app`, and this order is the
 # order of `mlp-lab --help` (so it is kept out of import sorting).
 # isort: off
-from mlp_lab.cli import runs, studies, search, inputs, inspect, tracking, servers, bench  # noqa: F401
+from mlp_lab.cli import runs, studies, search, inputs, inspect, tracking, servers, bench, init  # noqa: F401
 
 # isort: on
 from mlp_lab.cli.common import app

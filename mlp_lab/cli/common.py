@@ -10,6 +10,7 @@ on a bracket that went missing.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +37,8 @@ class OneLineErrors(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with library_notices():
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as exc:  # typer's click exceptions (usage errors) derive from it
             if type(exc).__name__ == "NoArgsIsHelpError":  # `mlp-lab` alone: the help, as usual
                 exc.show()
@@ -54,6 +56,28 @@ class OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+class _Stderr(logging.Handler):
+    """A library notice as one plain line on stderr (whichever stderr is current: CliRunner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(record.getMessage(), markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def library_notices() -> Iterator[None]:
+    """For one command: the library's INFO notices (which shipped file a name resolved to) on
+    stderr. Removed afterwards, so the process's logging is left as found."""
+    notices, handler = logging.getLogger("mlp_lab"), _Stderr(logging.INFO)
+    level = notices.level
+    notices.addHandler(handler)
+    notices.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        notices.removeHandler(handler)
+        notices.setLevel(level)
 
 
 app = typer.Typer(

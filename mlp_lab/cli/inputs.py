@@ -37,9 +37,17 @@ def list_(
         emit({"configs_dir": str(configs_dir), "configs": configs, "studies_dir": str(studies_dir), "studies": studies})
         return
     for title, directory, entries in (("configs", configs_dir, configs), ("studies", studies_dir, studies)):
-        out.print(f"{title} ({directory}/)", style="bold")
-        for entry in entries:
-            out.print(f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False)
+        for shipped, heading in (
+            (False, f"{title} ({directory}/)"),
+            (True, f"shipped {title} (mlp-lab init DIR copies them)"),
+        ):
+            group = [entry for entry in entries if entry["shipped"] == shipped]
+            if group or not shipped:
+                out.print(heading, style="bold", highlight=False, markup=False)
+            for entry in group:
+                out.print(
+                    f"  {entry['name']:<28} {entry['state']:<12} {entry['detail']}", highlight=False, markup=False
+                )
 
 
 @app.command()

@@ -23,14 +23,20 @@ from mlp_lab.cli.common import (
     say,
     user_errors,
 )
-from mlp_lab.config import config_to_yaml, load_config
+from mlp_lab.config import config_to_yaml, load_config, resolve_config
 from mlp_lab.errors import MLPLabError, memory_fault, os_fault
 
 
 @app.command()
 def run(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Argument(help="Run config (YAML).", show_default=False)] = None,
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Run config: a name (e.g. baseline: ./configs, else the shipped one) or a YAML path.",
+            show_default=False,
+        ),
+    ] = None,
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run from its directory.")] = None,
@@ -47,7 +53,7 @@ def run(
 ) -> None:
     """Train one seeded run: validate every epoch, restore the best weights, test.
 
-    Example: mlp-lab run configs/baseline.yaml --set train.epochs=5 --track
+    Example: mlp-lab run baseline --set train.epochs=5 --track
     """
     emit = json_output(ctx, as_json)
     with user_errors():
@@ -56,12 +62,14 @@ def run(
         if resume is not None and run_dir is not None:
             raise MLPLabError("--resume continues in its own directory; give no --run-dir")
         if resume is None and config is None:
-            raise MLPLabError("missing CONFIG: e.g. mlp-lab run configs/baseline.yaml")
+            raise MLPLabError("missing CONFIG: e.g. mlp-lab run baseline, or mlp-lab run configs/baseline.yaml")
         if resume is not None and not (resume / "config.yaml").is_file():
             raise MLPLabError(
                 f"{resume}: not a run directory (no config.yaml); resume takes the directory of an "
                 f"interrupted run, e.g. runs/baseline"
             )
+        if config is not None:
+            config = resolve_config(config)  # a name's file, so that the run records where it came from
         cfg = load_config(resume / "config.yaml" if resume is not None else config, overrides or ())
         data_dirs(data_dir)  # a --data-dir typo is reported before torch loads
         from mlp_lab.tracking.workflows import track_run

@@ -29,7 +29,8 @@ from mlp_lab.config import (
 )
 from mlp_lab.errors import ConfigError, clip_repr
 from mlp_lab.metrics import BEST_METRICS
-from mlp_lab.specfile import did_you_mean, read_spec_file
+from mlp_lab.shipped import did_you_mean
+from mlp_lab.specfile import read_spec_file
 
 SEARCHES_DIR = "searches"
 JOURNAL_FILE = "study.journal"
