@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from app_helpers import (
     wait_for_empty_canvas,
     write_shapes_dataset,
 )
+from conftest import free_port, wait_for_health
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -698,6 +700,76 @@ def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
     assert summary["status"] == "completed" and summary["epochs_run"] == 2
 
 
+def child_frame_url(page, timeout_s: float = 60.0) -> str:
+    """The URL the page's one child frame committed to: its `src` when the frame was allowed,
+    chrome-error:// when its server refused to be framed here."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        urls = [f.url for f in page.frames if f is not page.main_frame and f.url not in ("", "about:blank")]
+        if urls:
+            return urls[0]
+        assert time.monotonic() < deadline, "no frame on the page committed to a URL"
+        page.wait_for_timeout(50)
+
+
+@pytest.mark.slow
+def test_the_mlflow_page_shows_the_ui_in_chromium_and_only_the_app_may_frame_it(shapes_run, tmp_path, monkeypatch):
+    """`mlp-lab app --mlflow`: the MLflow page's frame shows MLflow's own UI with a tracked run,
+    and the server lets no other origin frame it (its header; Chromium on the app reached as
+    localhost). $MLP_LAB_SCREENSHOT_DIR, when set, receives app-mlflow.png (the guide's picture)."""
+    sync_playwright = require_browser()
+    pytest.importorskip("mlflow")
+    from mlp_lab.tracking.export import export_run
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    runs, log = tmp_path / "runs", tmp_path / "app.log"
+    # A tracked run in the app's store (runs/mlflow.db), so the UI has something of ours to show.
+    run = start_run(shapes_config(tmp_path, epochs=2), data_dirs=[str(shapes_run[2])], threads=1)
+    run_id = export_run(run.run_dir).run_id
+    mlflow_address = f"http://127.0.0.1:{free_port()}"
+    args = ["--mlflow", "--mlflow-port", mlflow_address.rsplit(":", 1)[1]]
+    with served_app(runs, tmp_path, log, args=args) as (address, process), sync_playwright() as playwright:
+        wait_for_health(f"{mlflow_address}/health", process, log, "the MLflow UI")
+        with urllib.request.urlopen(f"{mlflow_address}/", timeout=30) as response:
+            assert response.headers["Content-Security-Policy"] == f"frame-ancestors {address}"
+            assert response.headers["X-Frame-Options"] == "SAMEORIGIN"  # for browsers without frame-ancestors
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.set_default_timeout(90_000)
+        try:
+            page.goto(f"{address}/?page=MLflow")
+            frame = page.frame_locator(f'iframe[src="{mlflow_address}"]')
+            # MLflow's own UI, drawn by its scripts inside the frame, reading our store through its
+            # API: the experiment, its one run, the run's page with our tags and metrics.
+            frame.get_by_text("Welcome to MLflow").wait_for()
+            frame.get_by_text("Model training", exact=True).first.click()
+            frame.get_by_role("link", name="Experiments").first.click()
+            frame.get_by_role("link", name="shapes", exact=True).click()
+            frame.get_by_text("1 matching run").wait_for()
+            frame.locator(f'a[href*="{run_id}"]').first.click()
+            frame.get_by_text(run_id).wait_for()
+            frame.get_by_text("test/acc").first.wait_for()
+            assert page.locator(f'iframe[src="{mlflow_address}"]').bounding_box()["height"] >= 800
+            shot = tmp_path / "app-mlflow.png"
+            page.locator("[data-testid=stMain]").evaluate("main => main.scrollTo(0, 0)")  # the app's header too
+            page.screenshot(path=str(shot))
+            if os.environ.get("MLP_LAB_SCREENSHOT_DIR"):
+                shutil.copy(shot, Path(os.environ["MLP_LAB_SCREENSHOT_DIR"]) / shot.name)
+            assert child_frame_url(page).startswith(f"{mlflow_address}/")
+            # The same app reached by another name is another origin: the server refuses it the UI.
+            elsewhere = address.replace("127.0.0.1", "localhost")
+            page.goto(f"{elsewhere}/?page=MLflow")
+            page.get_by_text("served with this app").wait_for()
+            assert child_frame_url(page).startswith("chrome-error://")  # Chromium's page for a refused frame
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'failure.png'}; app log: {log}")
+            raise
+        finally:
+            browser.close()
+
+
 @pytest.mark.slow
 def test_draw_page_offers_registered_models_by_alias(app_test, shapes_run, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
@@ -711,6 +783,8 @@ def test_draw_page_offers_registered_models_by_alias(app_test, shapes_run, tmp_p
     assert not page.exception
     (picker,) = page.selectbox
     assert "models:/shapes-mlp@champion (registered)" in picker.options
+    (alias,) = models.registered_models(tmp_path / "runs")  # its dataset and accuracy, for the default
+    assert alias.dataset == "mnist" and alias.test_acc == rundir.read_json(run_dir / rundir.SUMMARY_FILE)["test/acc"]
     page.selectbox[0].select("models:/shapes-mlp@champion (registered)").run()
     assert not page.exception and not page.error
     assert (tmp_path / "runs" / REGISTRY_DIR / "shapes-mlp" / "v1" / "config.yaml").exists()
