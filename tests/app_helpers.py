@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,9 +93,16 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def served_app(runs: Path, cwd: Path, log: Path, env: dict[str, str] | None = None, timeout: float = 120.0):
-    """`mlp-lab app` on a free 127.0.0.1 port; yields (address, process) once /_stcore/health
-    answers; stopped by its pid (its process group) afterwards."""
+def served_app(
+    runs: Path,
+    cwd: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    args: Sequence[str] = (),
+):
+    """`mlp-lab app ARGS` on a free 127.0.0.1 port; yields (address, process) once
+    /_stcore/health answers; stopped by its pid (its process group) afterwards."""
     port = free_port()
     environment = {
         **os.environ,
@@ -103,7 +111,7 @@ def served_app(runs: Path, cwd: Path, log: Path, env: dict[str, str] | None = No
     }
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlp_lab", "app", "--port", str(port), "--runs", str(runs)],
+            [sys.executable, "-m", "mlp_lab", "app", "--port", str(port), "--runs", str(runs), *args],
             cwd=cwd,
             env=environment,
             stdout=out,

@@ -10,10 +10,12 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from app_helpers import (
     CANVAS,
     CHROMIUM,
@@ -26,6 +28,7 @@ from app_helpers import (
     wait_for_empty_canvas,
     write_shapes_dataset,
 )
+from conftest import free_port, wait_for_health
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -328,6 +331,44 @@ def test_a_run_the_app_launched_is_live_before_it_takes_its_lock(tmp_path):
         assert app_runs.running_pid(run_dir) is None
 
 
+def copied_run(runs: Path, source: Path, name: str, dataset: str, test_acc: float) -> Path:
+    """A copy of a finished run under another name, as if trained on `dataset` to `test_acc`
+    (the model is the source's: only the facts the Draw page chooses by differ)."""
+    run_dir = runs / name
+    shutil.copytree(source, run_dir)
+    config = yaml.safe_load((run_dir / rundir.CONFIG_FILE).read_text())
+    config["data"]["dataset"] = dataset
+    (run_dir / rundir.CONFIG_FILE).write_text(yaml.safe_dump(config))
+    summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE)
+    rundir.write_json(run_dir / rundir.SUMMARY_FILE, {**summary, "test/acc": test_acc})
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "facts, expected",
+    [
+        ([("fashion_mnist", 0.9), ("mnist", 0.8), ("mnist", 0.95), ("cifar10", 0.99)], 2),  # the best digits model
+        ([("fashion_mnist", 0.9), ("mnist", 0.97), ("mnist", 0.97)], 1),  # equals: the first listed
+        ([("fashion_mnist", 0.9), ("mnist", None), ("mnist", 0.5)], 2),  # an untested one is not "accurate"
+        ([("mnist", None), ("fashion_mnist", 0.9)], 0),  # no tested digits model: the first listed
+        ([("cifar10", 0.5), (None, 0.99)], 0),  # a registered model whose dataset is not known
+        ([], 0),
+    ],
+)
+def test_the_draw_page_defaults_to_the_most_accurate_digits_model(facts, expected):
+    choices = [models.ModelChoice(f"m{i}", f"runs/m{i}", dataset, acc) for i, (dataset, acc) in enumerate(facts)]
+    assert models.default_choice(choices) == expected
+
+
+def test_registered_models_come_after_runs_and_count_for_the_default(shapes_run):
+    runs, run_dir, _ = shapes_run
+    registered = [models.ModelChoice("models:/digits@champion (registered)", "models:/digits@champion", "mnist", 1.5)]
+    choices = models.model_choices(models.finished_runs(runs), registered)
+    assert [c.target for c in choices] == [str(run_dir), "models:/digits@champion"]
+    assert choices[0].dataset == "mnist" and choices[0].label.startswith("shapes (mnist")
+    assert models.default_choice(choices) == 1
+
+
 def test_the_runs_page_figures_are_computed_once_when_absent(shapes_run, tmp_path, monkeypatch):
     runs, run_dir, data = shapes_run
     copy = tmp_path / "shapes"
@@ -536,7 +577,60 @@ def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkey
     assert page.selectbox[0].value == "shapes"
     assert any("dropout" in e.label for e in page.expander)
     assert any("hurts" in m.value for m in page.markdown) and not any("![" in m.value for m in page.markdown)
-    assert any("[open the MLflow UI](http://127.0.0.1:5999)" in m.value for m in page.markdown)  # a link, no iframe
+    # Served with the app: the MLflow page shows it, and a link opens it in its own tab.
+    assert any("[MLflow page](?page=MLflow)" in m.value and "(http://127.0.0.1:5999)" in m.value for m in page.markdown)
+
+
+def test_the_mlflow_page_is_offered_only_when_the_app_serves_the_ui(app_test, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(MLFLOW_ENV, raising=False)
+    alone = app_test(tmp_path / "runs", "MLflow")  # ?page=MLflow without a server: the first page
+    assert not alone.exception
+    assert alone.radio(key="page").options == ["Draw", "Train", "Runs"] and alone.radio(key="page").value == "Draw"
+    assert not alone.get("iframe") and alone.header[0].value == "Draw a digit"
+    monkeypatch.setenv(MLFLOW_ENV, "http://127.0.0.1:5999")
+    served = app_test(tmp_path / "runs", "MLflow")
+    assert not served.exception and not served.error
+    assert served.radio(key="page").options == ["Draw", "Train", "Runs", "MLflow"]
+    assert served.radio(key="page").value == "MLflow" and served.header[0].value == "MLflow"
+    (frame,) = served.get("iframe")
+    assert frame.proto.src == "http://127.0.0.1:5999"
+    assert "[open it in its own tab](http://127.0.0.1:5999)" in served.caption[0].value
+    served.radio(key="page").set_value("Runs").run()
+    assert not served.exception and not served.get("iframe")
+
+
+def test_an_outside_tracking_server_is_linked_not_framed(app_test, shapes_run, tmp_path, monkeypatch):
+    monkeypatch.delenv(MLFLOW_ENV, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example.org:5000")
+    runs = tmp_path / "runs"
+    shutil.copytree(shapes_run[1], runs / "shapes")
+    page = app_test(runs, "Runs")
+    assert not page.exception
+    assert page.radio(key="page").options == ["Draw", "Train", "Runs"]
+    assert any("[open the MLflow UI](http://tracking.example.org:5000)" in m.value for m in page.markdown)
+    assert not page.get("iframe")
+
+
+def test_draw_page_opens_on_the_most_accurate_digits_model_and_says_so(app_test, shapes_run, tmp_path):
+    runs = tmp_path / "runs"
+    source = shapes_run[1]
+    copied_run(runs, source, "a-fashion", "fashion_mnist", 0.99)  # listed first, more accurate, not digits
+    copied_run(runs, source, "b-digits", "mnist", 0.91)
+    copied_run(runs, source, "c-digits", "mnist", 0.97)
+    page = app_test(runs)
+    assert not page.exception and not page.error
+    (picker,) = page.selectbox
+    assert picker.options[0].startswith("a-fashion (fashion_mnist") and picker.value.startswith("c-digits (mnist")
+    assert page.caption[0].value == f"Using {picker.value}: the most accurate digits (MNIST) model here."
+    picker.select(picker.options[1]).run()  # the user's choice sticks and the caption follows it
+    assert not page.exception and page.selectbox[0].value.startswith("b-digits")
+    assert page.caption[0].value == f"Using {page.selectbox[0].value}."
+    shutil.rmtree(runs / "b-digits")
+    shutil.rmtree(runs / "c-digits")
+    fashion_only = app_test(runs)  # no digits model: the first listed, as before
+    assert not fashion_only.exception and fashion_only.selectbox[0].value.startswith("a-fashion")
+    assert fashion_only.caption[0].value.endswith("no tested digits (MNIST) model here, so the first one listed.")
 
 
 # -- the served app in a real browser ---------------------------------------------------------
@@ -606,6 +700,76 @@ def test_draw_upload_and_train_in_a_real_browser(shapes_run, tmp_path):
     assert summary["status"] == "completed" and summary["epochs_run"] == 2
 
 
+def child_frame_url(page, timeout_s: float = 60.0) -> str:
+    """The URL the page's one child frame committed to: its `src` when the frame was allowed,
+    chrome-error:// when its server refused to be framed here."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        urls = [f.url for f in page.frames if f is not page.main_frame and f.url not in ("", "about:blank")]
+        if urls:
+            return urls[0]
+        assert time.monotonic() < deadline, "no frame on the page committed to a URL"
+        page.wait_for_timeout(50)
+
+
+@pytest.mark.slow
+def test_the_mlflow_page_shows_the_ui_in_chromium_and_only_the_app_may_frame_it(shapes_run, tmp_path, monkeypatch):
+    """`mlp-lab app --mlflow`: the MLflow page's frame shows MLflow's own UI with a tracked run,
+    and the server lets no other origin frame it (its header; Chromium on the app reached as
+    localhost). $MLP_LAB_SCREENSHOT_DIR, when set, receives app-mlflow.png (the guide's picture)."""
+    sync_playwright = require_browser()
+    pytest.importorskip("mlflow")
+    from mlp_lab.tracking.export import export_run
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    runs, log = tmp_path / "runs", tmp_path / "app.log"
+    # A tracked run in the app's store (runs/mlflow.db), so the UI has something of ours to show.
+    run = start_run(shapes_config(tmp_path, epochs=2), data_dirs=[str(shapes_run[2])], threads=1)
+    run_id = export_run(run.run_dir).run_id
+    mlflow_address = f"http://127.0.0.1:{free_port()}"
+    args = ["--mlflow", "--mlflow-port", mlflow_address.rsplit(":", 1)[1]]
+    with served_app(runs, tmp_path, log, args=args) as (address, process), sync_playwright() as playwright:
+        wait_for_health(f"{mlflow_address}/health", process, log, "the MLflow UI")
+        with urllib.request.urlopen(f"{mlflow_address}/", timeout=30) as response:
+            assert response.headers["Content-Security-Policy"] == f"frame-ancestors {address}"
+            assert response.headers["X-Frame-Options"] == "SAMEORIGIN"  # for browsers without frame-ancestors
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.set_default_timeout(90_000)
+        try:
+            page.goto(f"{address}/?page=MLflow")
+            frame = page.frame_locator(f'iframe[src="{mlflow_address}"]')
+            # MLflow's own UI, drawn by its scripts inside the frame, reading our store through its
+            # API: the experiment, its one run, the run's page with our tags and metrics.
+            frame.get_by_text("Welcome to MLflow").wait_for()
+            frame.get_by_text("Model training", exact=True).first.click()
+            frame.get_by_role("link", name="Experiments").first.click()
+            frame.get_by_role("link", name="shapes", exact=True).click()
+            frame.get_by_text("1 matching run").wait_for()
+            frame.locator(f'a[href*="{run_id}"]').first.click()
+            frame.get_by_text(run_id).wait_for()
+            frame.get_by_text("test/acc").first.wait_for()
+            assert page.locator(f'iframe[src="{mlflow_address}"]').bounding_box()["height"] >= 800
+            shot = tmp_path / "app-mlflow.png"
+            page.locator("[data-testid=stMain]").evaluate("main => main.scrollTo(0, 0)")  # the app's header too
+            page.screenshot(path=str(shot))
+            if os.environ.get("MLP_LAB_SCREENSHOT_DIR"):
+                shutil.copy(shot, Path(os.environ["MLP_LAB_SCREENSHOT_DIR"]) / shot.name)
+            assert child_frame_url(page).startswith(f"{mlflow_address}/")
+            # The same app reached by another name is another origin: the server refuses it the UI.
+            elsewhere = address.replace("127.0.0.1", "localhost")
+            page.goto(f"{elsewhere}/?page=MLflow")
+            page.get_by_text("served with this app").wait_for()
+            assert child_frame_url(page).startswith("chrome-error://")  # Chromium's page for a refused frame
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'failure.png'}; app log: {log}")
+            raise
+        finally:
+            browser.close()
+
+
 @pytest.mark.slow
 def test_draw_page_offers_registered_models_by_alias(app_test, shapes_run, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
@@ -619,6 +783,8 @@ def test_draw_page_offers_registered_models_by_alias(app_test, shapes_run, tmp_p
     assert not page.exception
     (picker,) = page.selectbox
     assert "models:/shapes-mlp@champion (registered)" in picker.options
+    (alias,) = models.registered_models(tmp_path / "runs")  # its dataset and accuracy, for the default
+    assert alias.dataset == "mnist" and alias.test_acc == rundir.read_json(run_dir / rundir.SUMMARY_FILE)["test/acc"]
     page.selectbox[0].select("models:/shapes-mlp@champion (registered)").run()
     assert not page.exception and not page.error
     assert (tmp_path / "runs" / REGISTRY_DIR / "shapes-mlp" / "v1" / "config.yaml").exists()

@@ -1,5 +1,6 @@
-"""The Draw page: draw or upload a picture, pick a model (a finished run or a registered alias),
-see what it thinks. Thin Streamlit code over `drawing` and `models`."""
+"""The Draw page: draw or upload a picture, pick a model (a finished run or a registered alias;
+it opens on the most accurate digits model), see what it thinks. Thin Streamlit code over
+`drawing` and `models`."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def _canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str) -> No
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _registered(runs: str) -> list[str]:
+def _registered(runs: str) -> list[models.ModelChoice]:
     """Registered model aliases, asked of the store at most every 30 s (importing MLflow takes seconds)."""
     return models.registered_models(runs)
 
@@ -102,24 +103,35 @@ def _model_dir(choice: str, runs: str) -> str:
     return str(models.model_dir(choice, runs))
 
 
+def model_caption(choice: models.ModelChoice, is_default: bool) -> str:
+    """Which model the page uses, and why when it chose it."""
+    if not is_default:
+        return f"Using {choice.label}."
+    if choice.dataset == models.DIGITS and choice.test_acc is not None:
+        return f"Using {choice.label}: the most accurate digits (MNIST) model here."
+    return f"Using {choice.label}: no tested digits (MNIST) model here, so the first one listed."
+
+
 def draw_page(runs: Path) -> None:
     """Draw or upload a picture, pick a model, see what it thinks."""
     st.header("Draw a digit")
-    choices = {run.describe(): str(run.path) for run in models.finished_runs(runs)}
-    choices.update({f"{uri} (registered)": uri for uri in _registered(str(runs))})
+    choices = models.model_choices(models.finished_runs(runs), _registered(str(runs)))
     if not choices:
         st.info(
             f"No finished runs in {runs}/ yet: train one on the Train page or with `mlp-lab run configs/mnist.yaml`."
         )
         return
-    label = st.selectbox("Model", list(choices), key="model")
+    labels = [choice.label for choice in choices]
+    default = models.default_choice(choices)
+    picked = labels.index(st.selectbox("Model", labels, index=default, key="model"))
+    st.caption(model_caption(choices[picked], picked == default))
     options = st.columns(3)
     scheme = options[0].radio("Canvas", (WHITE_ON_BLACK, BLACK_ON_WHITE), key="scheme", horizontal=True)
     brush = options[1].slider("Brush width", 4, 48, 20, key="brush")
     normalise = options[2].radio(
         "Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get, key="normalise", horizontal=True
     )
-    predictor = predictor_for(Path(_model_dir(choices[label], str(runs))), normalise)
+    predictor = predictor_for(Path(_model_dir(choices[picked].target, str(runs))), normalise)
     canvas_panel(predictor, scheme, brush, normalise)
     st.subheader("Or upload pictures")
     files = st.file_uploader(

@@ -1,10 +1,12 @@
-"""The models the Draw page offers: finished runs and registered model aliases, each resolved to
-a run directory on disk, and the stamp that tells the model cache a run was retrained."""
+"""The models the Draw page offers: finished runs and registered model aliases, which of them it
+opens on (the most accurate digits model), each resolved to a run directory on disk, and the
+stamp that tells the model cache a run was retrained."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlp_lab import rundir
@@ -12,14 +14,27 @@ from mlp_lab.app.runs import RunInfo, list_runs
 from mlp_lab.errors import MLPLabError
 from mlp_lab.rundir import RunStatus
 
+DIGITS = "mnist"  # the dataset whose models a drawn digit is meant for
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model the Draw page offers: its picker label, what `model_dir` resolves, and the facts
+    that choose the default."""
+
+    label: str
+    target: str  # a run directory, or models:/NAME@ALIAS
+    dataset: str | None
+    test_acc: float | None
+
 
 def finished_runs(runs_dir: str | Path) -> list[RunInfo]:
     """Runs with a tested model: what the Draw page offers."""
     return [run for run in list_runs(runs_dir) if run.status == RunStatus.DONE.value]
 
 
-def registered_models(runs_dir: str | Path) -> list[str]:
-    """``models:/NAME@ALIAS`` for every alias in the tracking registry, when the [track] extra is
+def registered_models(runs_dir: str | Path) -> list[ModelChoice]:
+    """Every alias in the tracking registry (``models:/NAME@ALIAS``), when the [track] extra is
     installed and a store exists; otherwise none (the app works without tracking)."""
     if importlib.util.find_spec("mlflow") is None:
         return []
@@ -31,7 +46,24 @@ def registered_models(runs_dir: str | Path) -> list[str]:
         rows = list_models(runs_dir)
     except MLPLabError:
         return []
-    return sorted({f"models:/{row['name']}@{alias}" for row in rows for alias in row["aliases"]})
+    choices = {
+        f"models:/{row['name']}@{alias}": (row.get("dataset"), row["test/acc"])
+        for row in rows
+        for alias in row["aliases"]
+    }
+    return [ModelChoice(f"{uri} (registered)", uri, *facts) for uri, facts in sorted(choices.items())]
+
+
+def model_choices(runs: list[RunInfo], registered: list[ModelChoice]) -> list[ModelChoice]:
+    """The picker's models: finished runs (by path), then registered aliases."""
+    return [ModelChoice(run.describe(), str(run.path), run.dataset, run.test_acc) for run in runs] + registered
+
+
+def default_choice(choices: list[ModelChoice]) -> int:
+    """The index of the most accurate digits model (a tested MNIST run or registered model), or 0:
+    a digit drawn on the canvas means little to a FashionMNIST model."""
+    digits = [i for i, choice in enumerate(choices) if choice.dataset == DIGITS and choice.test_acc is not None]
+    return max(digits, key=lambda i: choices[i].test_acc, default=0)  # the first of equals
 
 
 def model_dir(choice: str, runs_dir: str | Path) -> Path:

@@ -4,6 +4,7 @@ every study's report. Thin Streamlit code over `runs` and `studies`."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -14,16 +15,27 @@ from mlp_lab.app.widgets import curves
 from mlp_lab.errors import MLPLabError
 
 
+def outside_ui() -> str | None:
+    """The tracking server ``$MLFLOW_TRACKING_URI`` names, when it is one (http or https)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
 def tracking_link(mlflow_address: str | None) -> None:
-    """A link to the MLflow UI (a link, not an iframe: MLflow forbids framing), when tracking is installed."""
+    """Where the MLflow UI is, when tracking is installed: the MLflow page when the app serves it;
+    a link to an outside server (its framing policy is not ours to set)."""
     if importlib.util.find_spec("mlflow") is None:
         return
     if mlflow_address:
-        st.markdown(f"Tracking: [open the MLflow UI]({mlflow_address})")
+        st.markdown(
+            f"Tracking: the MLflow UI is on the [MLflow page](?page=MLflow), or [in its own tab]({mlflow_address})"
+        )
+    elif outside := outside_ui():
+        st.markdown(f"Tracking: [open the MLflow UI]({outside}) (the server MLFLOW_TRACKING_URI names)")
     else:
         st.caption(
             "Tracking: start the MLflow UI with `mlp-lab ui` (http://127.0.0.1:5000), or start the app "
-            "with `mlp-lab app --mlflow`."
+            "with `mlp-lab app --mlflow` to see it on an MLflow page here."
         )
 
 

@@ -32,6 +32,11 @@ def require_app_extra() -> None:
         raise MLPLabError(f"mlp-lab app needs the [app] extra ({', '.join(missing)} missing): {EXTRA}")
 
 
+def app_address(host: str = "127.0.0.1", port: int = 8501) -> str:
+    """The app's address, and the origin its pages have in a browser that opens it there."""
+    return f"http://{host}:{port}"
+
+
 def app_command(
     host: str = "127.0.0.1",
     port: int = 8501,
@@ -73,4 +78,4 @@ def app_command(
     env = {**os.environ, RUNS_ENV: str(Path(runs).resolve()), DATA_DIRS_ENV: os.pathsep.join(map(str, data_dirs))}
     if mlflow_address:
         env[MLFLOW_ENV] = mlflow_address
-    return command, f"http://{host}:{port}", env
+    return command, app_address(host, port), env

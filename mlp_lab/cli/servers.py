@@ -40,7 +40,8 @@ def app_(
         Path, typer.Option(help="Runs directory: models to draw on, runs to show, new runs go here.")
     ] = Path("runs"),
     mlflow: Annotated[
-        bool, typer.Option("--mlflow", help="Also serve the MLflow UI (the track extra) and link to it.")
+        bool,
+        typer.Option("--mlflow", help="Also serve the MLflow UI (the track extra), shown on the app's MLflow page."),
     ] = False,
     mlflow_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI with --mlflow.")] = 5000,
     data_dir: DataDirOpt = None,
@@ -52,7 +53,7 @@ def app_(
     from mlp_lab.servers import Server, check_port_free, serve
 
     with user_errors():
-        from mlp_lab.app.serve import app_command
+        from mlp_lab.app.serve import app_address, app_command
 
         check_port_free(host, port)
         if mlflow:
@@ -61,11 +62,12 @@ def app_(
         if mlflow:
             from mlp_lab.tracking.store import ui_command
 
-            mlflow_command, mlflow_address = ui_command(runs, mlflow_port)
+            # Framed by the app's pages only: its MLflow page shows the UI, no other site may.
+            mlflow_command, mlflow_address = ui_command(runs, mlflow_port, framed_by=app_address(host, port))
             servers.append(Server("mlflow", mlflow_command))
         command, address, env = app_command(host, port, runs, data_dirs(data_dir), mlflow_address)
         servers.append(Server("streamlit", command, env, quiet=True))
     out.print(f"mlp-lab app: {address}  (runs {runs}; Ctrl-C stops it)", highlight=False)
     if mlflow_address:
-        out.print(f"MLflow UI: {mlflow_address}", highlight=False)
+        out.print(f"MLflow UI: {mlflow_address}  (also on the app's MLflow page)", highlight=False)
     raise typer.Exit(serve(servers))

@@ -92,7 +92,7 @@ def register(
 
 
 def list_models(output_dir: str | Path = "runs") -> list[dict[str, Any]]:
-    """Every registered model version: name, version, aliases, test accuracy, run directory."""
+    """Every registered model version: name, version, aliases, test accuracy, dataset, run directory."""
     store = store_for(output_dir)
     rows = []
     with errors(store):
@@ -109,6 +109,7 @@ def list_models(output_dir: str | Path = "runs") -> list[dict[str, Any]]:
                         "version": str(version.version),
                         "aliases": sorted(aliases.get(str(version.version), [])),
                         "test/acc": run.data.metrics.get("test/acc") if run else None,
+                        "dataset": run.data.tags.get("dataset") if run else None,
                         "run_dir": run.data.tags.get("run_dir") if run else None,
                     }
                 )

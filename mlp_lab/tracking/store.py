@@ -12,6 +12,7 @@ another half-way through a study.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -197,8 +198,18 @@ def experiment_id(client: MlflowClient, store: Store, name: str) -> str:
     return found.experiment_id
 
 
-def ui_command(output_dir: str | Path = "runs", port: int = 5000) -> tuple[list[str], str]:
-    """The command that serves the MLflow UI for the default store on 127.0.0.1, and its address."""
+def ui_command(
+    output_dir: str | Path = "runs", port: int = 5000, framed_by: str | None = None
+) -> tuple[list[str], str]:
+    """The command that serves the MLflow UI for the default store on 127.0.0.1, and its address.
+
+    `framed_by`, an origin (``http://127.0.0.1:8501``: the app's), may show the UI in a frame; no
+    other origin may. X-Frame-Options cannot name an origin (SAMEORIGIN, DENY or none), so the
+    server also sends ``Content-Security-Policy: frame-ancestors ORIGIN`` (a uvicorn default
+    header, through `mlflow server --uvicorn-opts`): a browser that knows frame-ancestors obeys it
+    and ignores X-Frame-Options, one that does not keeps SAMEORIGIN and refuses every frame.
+    The origin is also MLflow's CORS origin (it allows loopback origins' requests in any case).
+    """
     require_mlflow("mlp-lab ui")
     if not store_for(output_dir).embedded:
         raise MLPLabError(
@@ -221,4 +232,14 @@ def ui_command(output_dir: str | Path = "runs", port: int = 5000) -> tuple[list[
     ]
     if store.embedded:
         command += ["--artifacts-destination", str(store.artifact_root)]
+    if framed_by:
+        header = f"Content-Security-Policy:frame-ancestors {framed_by}"
+        command += [
+            "--x-frame-options",
+            "SAMEORIGIN",
+            "--cors-allowed-origins",
+            framed_by,
+            "--uvicorn-opts",
+            f"--header {shlex.quote(header)}",
+        ]
     return command, f"http://127.0.0.1:{port}"
