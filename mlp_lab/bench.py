@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from mlp_lab.config import Config
 from mlp_lab.data import DATASETS, locate, split_indices
 from mlp_lab.model import ParameterizedMLP
-from mlp_lab.train import EVAL_BATCH_SIZE, Trainer, build_optimizer, evaluate, num_batches
+from mlp_lab.optim import build_optimizer
+from mlp_lab.train import EVAL_BATCH_SIZE, Trainer, evaluate, num_batches
 
 
 def _median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> tuple[float, list[float]]:
@@ -93,7 +94,7 @@ def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str,
     val_loader = DataLoader(Subset(full, val_idx.tolist()), batch_size=config.train.batch_size)
     torch.manual_seed(config.seed)
     model = ParameterizedMLP.from_config(config.model, data.info.in_features, data.info.num_classes)
-    optimizer = build_optimizer(model, config.train.optimizer)
+    optimizer = build_optimizer(model.parameters(), config.train.optimizer)
 
     def epoch() -> None:
         model.train()
@@ -112,21 +113,17 @@ def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str,
 
 
 def time_floor(config: Config, repeats: int, data, steps: int, device: torch.device) -> dict[str, Any]:
-    """(c) The floor: the same optimizer steps on one fixed batch, and the same val matmuls."""
-    torch.manual_seed(config.seed)
-    model = ParameterizedMLP.from_config(config.model, data.info.in_features, data.info.num_classes).to(device)
-    optimizer = build_optimizer(model, config.train.optimizer)
+    """(c) The floor: the trainer's own step (`Trainer.train_step`) on one fixed batch, and the same val matmuls."""
+    trainer = Trainer(config, "/nonexistent-bench-run", data=data)
     x, y = data.train.x[: config.train.batch_size], data.train.y[: config.train.batch_size]
+    weights = trainer.model.penalized_weights()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def epoch() -> None:
-        model.train()
-        for _ in range(steps):
-            loss = F.cross_entropy(model(x), y, label_smoothing=config.train.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        evaluate(model, data.val)
+        trainer.model.train()
+        for step in range(steps):
+            trainer.train_step(x, y, weights, 0, step)
+        evaluate(trainer.model, data.val)
 
     epoch()
     median, times = _median_time(epoch, repeats, sync)

@@ -34,7 +34,6 @@ from mlp_lab.config import (
     NUMERICS_VERSION,
     Config,
     EarlyStoppingConfig,
-    OptimizerConfig,
     SchedulerConfig,
     config_hash,
     config_to_dict,
@@ -42,9 +41,12 @@ from mlp_lab.config import (
 )
 from mlp_lab.data import Data, Split, load_data
 from mlp_lab.errors import MLPLabError
+from mlp_lab.flatparams import flatten_parameters
+from mlp_lab.handstep import HandStep
 from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.model import ParameterizedMLP
+from mlp_lab.optim import OptimizerStep, build_optimizer
 from mlp_lab.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 
 EVAL_BATCH_SIZE = 8192
@@ -166,21 +168,6 @@ class Plateau:
         self.best, self.bad_epochs, self.scale = state["best"], state["bad_epochs"], state["scale"]
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (with momentum/nesterov) over all model parameters, as fused kernels.
-
-    Fused: one kernel updates every parameter (CPU and CUDA), where the default implementation
-    loops over parameters and operations; on the CPU that was a third of a baseline step.
-    """
-    params = model.parameters()
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, fused=True
-        )
-    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-
-
 def weight_penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:
     """l1 * sum|w| + l2 * sum w^2 over weight matrices; None when both are zero."""
     penalty = None
@@ -237,10 +224,18 @@ class Trainer:
         # The model is built right after seeding so its initial weights depend on the seed alone.
         torch.manual_seed(config.seed)
         self.model = ParameterizedMLP.from_config(config.model, info.in_features, info.num_classes).to(self.device)
-        self.optimizer = build_optimizer(self.model, config.train.optimizer)
+        self.params = flatten_parameters(self.model)
+        self.optimizer = build_optimizer([self.params.flat], config.train.optimizer)
+        self.optimizer_step = OptimizerStep(self.optimizer)
         # The compiled module shares parameters with self.model; checkpoints use self.model.
         self.forward = torch.compile(self.model) if config.train.compile else self.model
         self.use_amp = config.train.amp and self.device.type == "cuda"
+        # The hand-written step where the model allows it (a plain MLP), autograd otherwise.
+        tc = config.train
+        self.hand_step = (
+            None if tc.compile or self.use_amp else HandStep.for_model(self.model, tc.label_smoothing, tc.l1, tc.l2)
+        )
+        self.masks = self.hand_step.masks(tc.batch_size, config.seed, self.device) if self.hand_step else None
         es = config.train.early_stopping
         self.stopper = EarlyStopping.from_config(es)
         sched = config.train.scheduler
@@ -323,6 +318,34 @@ class Trainer:
             group["lr"] = lr
         return lr
 
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], epoch: int, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch (step `step` of `epoch`, 0-based): returns (logits, plain
+        cross-entropy), both detached."""
+        cfg = self.config.train
+        if self.hand_step is not None:
+            assert self.masks is not None
+            logits, loss = self.hand_step(x, y, self.masks.at(epoch, step, len(y)))
+        else:
+            if self.use_amp:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    logits = self.forward(x)
+                logits = logits.float()
+            else:
+                logits = self.forward(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            penalty = weight_penalty(weights, cfg.l1, cfg.l2)
+            objective = loss if penalty is None else loss + penalty
+            if cfg.label_smoothing > 0:
+                # Report the plain cross-entropy, so train/loss stays comparable with val/loss.
+                loss = F.cross_entropy(logits.detach(), y)
+            # The gradients are views of one flat buffer (flatparams): cleared in place, not set to None.
+            self.params.zero_grad()
+            objective.backward()
+        self.optimizer_step()
+        return logits.detach(), loss.detach()
+
     def _train_epoch(self, should_stop: Callable[[], bool] | None) -> dict[str, float]:
         """One pass over the training split, resuming mid-epoch if an interrupt left it there."""
         cfg, p = self.config.train, self.progress
@@ -362,24 +385,10 @@ class Trainer:
             lr0 = lr if lr0 is None else lr0
             start, end = step * bs, min((step + 1) * bs, len(train))
             x, y = train.x.index_select(0, perm[start:end]), labels[start:end]
-            if self.use_amp:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    logits = self.forward(x)
-                logits = logits.float()
-            else:
-                logits = self.forward(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            penalty = weight_penalty(weights, cfg.l1, cfg.l2)
-            objective = loss if penalty is None else loss + penalty
-            if cfg.label_smoothing > 0:
-                # Report the plain cross-entropy, so train/loss stays comparable with val/loss.
-                loss = F.cross_entropy(logits.detach(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            self.optimizer.step()
+            logits, loss = self.train_step(x, y, weights, p.epoch, step)
             # Accumulate on the device: no host sync per step (float64 += float32 * n, one kernel).
-            loss_sum.add_(loss.detach(), alpha=end - start)
-            torch.argmax(logits.detach(), 1, out=predicted[start:end])
+            loss_sum.add_(loss, alpha=end - start)
+            torch.argmax(logits, 1, out=predicted[start:end])
             seen += end - start
         correct = correct_so_far(end)
         p.step, p.partial = 0, None

@@ -1,0 +1,97 @@
+"""The optimizers: Adam, AdamW and SGD as fused kernels, and their step without the wrapper.
+
+`torch.optim.Optimizer.step` spends ~50-90 us of Python per call on hooks, the profiler label,
+grouping and state look-ups before its one fused kernel runs; on the CPU, for the baseline MLP,
+that is a twentieth of a training step. `OptimizerStep` makes the same call to the same kernel
+through the optimizer's own public functional form (`torch.optim.adam.adam`,
+`torch.optim.sgd.sgd`) with the optimizer's own state tensors, so `state_dict()`, checkpoints and
+resume are untouched and the arithmetic is bit for bit that of `optimizer.step()`
+(`tests/test_handstep.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
+
+from mlp_lab.config import OptimizerConfig
+
+
+def build_optimizer(params: Iterable[torch.Tensor], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (with momentum/nesterov) over `params`, as fused kernels.
+
+    Fused: one kernel updates every parameter (CPU and CUDA), where the default implementation
+    loops over parameters and operations; on the CPU that was a third of a baseline step. The
+    Trainer passes one flat parameter (`flatparams`), so the kernel's bookkeeping is paid once.
+    """
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, fused=True
+        )
+    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+
+class OptimizerStep:
+    """`optimizer.step()` for a fused Adam/AdamW/SGD over one parameter, straight to its kernel.
+
+    The first step (which creates the state) and any other optimizer go through `step()` itself.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        groups = optimizer.param_groups
+        self.direct = (
+            type(optimizer) in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+            and len(groups) == 1
+            and len(groups[0]["params"]) == 1
+            and groups[0].get("fused") is True
+            and not groups[0].get("maximize")
+            and not groups[0].get("amsgrad")
+        )
+
+    def __call__(self) -> None:
+        group = self.optimizer.param_groups[0]
+        param = group["params"][0]
+        state = self.optimizer.state.get(param)
+        if not self.direct or not state or param.grad is None:
+            self.optimizer.step()
+            return
+        if isinstance(self.optimizer, torch.optim.SGD):
+            if group["momentum"] != 0 and state.get("momentum_buffer") is None:
+                self.optimizer.step()
+                return
+            sgd(
+                [param],
+                [param.grad],
+                [state.get("momentum_buffer")],
+                fused=True,
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                lr=group["lr"],
+                dampening=group["dampening"],
+                nesterov=group["nesterov"],
+                maximize=False,
+            )
+            return
+        beta1, beta2 = group["betas"]
+        adam(
+            [param],
+            [param.grad],
+            [state["exp_avg"]],
+            [state["exp_avg_sq"]],
+            [],
+            [state["step"]],
+            fused=True,
+            decoupled_weight_decay=group.get("decoupled_weight_decay", isinstance(self.optimizer, torch.optim.AdamW)),
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )

@@ -1,0 +1,185 @@
+"""The hand-written MLP step against autograd, its dropout masks, the flat parameter buffer and
+the optimizer step that bypasses `Optimizer.step`'s wrapper."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mlp_lab.config import OptimizerConfig
+import mlp_lab.model
+from mlp_lab.flatparams import flatten_parameters
+from mlp_lab.handstep import CHUNK_STEPS, DropoutMasks, HandStep, keep_threshold
+from mlp_lab.model import ParameterizedMLP
+from mlp_lab.optim import OptimizerStep, build_optimizer
+from mlp_lab.train import weight_penalty
+
+
+def _batch(n: int = 32, features: int = 20, classes: int = 5):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, features, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def _autograd_grads(model, x, y, label_smoothing, l1, l2):
+    model.train()
+    logits = model(x)
+    objective = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    penalty = weight_penalty(model.penalized_weights(), l1, l2)
+    if penalty is not None:
+        objective = objective + penalty
+    objective.backward()
+    return logits.detach(), F.cross_entropy(logits.detach(), y), [p.grad.clone() for p in model.parameters()]
+
+
+CASES = {
+    "relu, dropout": dict(hidden_sizes=[16, 8], dropout=0.3),
+    "input dropout, tanh": dict(hidden_sizes=[16], activation="tanh", input_dropout=0.2, dropout=0.1),
+    "sigmoid": dict(hidden_sizes=[12, 12], activation="sigmoid"),
+    "leaky relu": dict(hidden_sizes=[16, 8], activation="leaky_relu", dropout=0.5),
+    "logistic": dict(hidden_sizes=[]),
+}
+
+
+@pytest.mark.parametrize("smoothing, l1, l2", [(0.0, 0.0, 0.0), (0.1, 1e-3, 1e-2)])
+@pytest.mark.parametrize("case", CASES)
+def test_hand_step_gradients_equal_autograd(case, smoothing, l1, l2, monkeypatch):
+    torch.manual_seed(0)
+    model = ParameterizedMLP(20, num_classes=5, **CASES[case])
+    twin = copy.deepcopy(model)
+    x, y = _batch()
+    step = HandStep.for_model(model, smoothing, l1, l2)
+    assert step is not None
+    flatten_parameters(model)
+    keeps = step.masks(len(y), seed=3, device=x.device).at(0, 0, len(y))
+    assert [k.shape[1] for k in keeps] == step.widths
+    # Autograd's model, its Dropout modules handed the same masks (scaled as `dropout_mask` does).
+    queue = [k * keep_threshold(p)[1] for k, p in zip(keeps, step.rates)]
+    monkeypatch.setattr(mlp_lab.model, "dropout_mask", lambda shape, p, device, dtype: queue.pop(0))
+    logits, loss = step(x, y, keeps)
+    want_logits, want_loss, want_grads = _autograd_grads(twin, x, y, smoothing, l1, l2)
+    assert not queue
+    torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip([p.grad for p in model.parameters()], want_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_partial_last_batch_takes_the_masks_first_rows():
+    torch.manual_seed(0)
+    model = ParameterizedMLP(20, [16], 5, dropout=0.5)
+    flatten_parameters(model)
+    step = HandStep.for_model(model, 0.0, 0.0, 0.0)
+    masks = step.masks(32, seed=0, device=torch.device("cpu"))
+    x, y = _batch(n=7)
+    (keep,) = masks.at(1, 5, 7)
+    assert keep.shape == (7, 16)
+    assert torch.equal(keep, masks.at(1, 5, 32)[0][:7])
+    step(x, y, [keep])
+
+
+@pytest.mark.parametrize("kwargs", [dict(batch_norm=True), dict(activation="gelu")])
+def test_models_the_hand_step_does_not_cover_take_autograd(kwargs):
+    model = ParameterizedMLP(20, [8], 5, **kwargs)
+    assert HandStep.for_model(model, 0.0, 0.0, 0.0) is None
+
+
+def test_dropout_masks_are_a_function_of_seed_epoch_and_step():
+    """A resumed run regenerates its masks from (seed, epoch, step) alone: in any order of access,
+    across chunk boundaries; and they drop at the configured rate."""
+    cpu = torch.device("cpu")
+    a = DropoutMasks([0.25, 0.5], [40, 30], 64, seed=1, device=cpu)
+    b = DropoutMasks([0.25, 0.5], [40, 30], 64, seed=1, device=cpu)
+    late = CHUNK_STEPS + 3
+    first = [m.clone() for m in a.at(2, late, 64)]
+    b.at(0, 0, 64)
+    b.at(5, 1, 64)
+    for m, n in zip(first, b.at(2, late, 64)):
+        assert torch.equal(m, n)
+    assert not torch.equal(first[0], a.at(2, late - 1, 64)[0])
+    assert not torch.equal(first[0], a.at(3, late, 64)[0])
+    assert not torch.equal(first[0], DropoutMasks([0.25, 0.5], [40, 30], 64, seed=2, device=cpu).at(2, late, 64)[0])
+    many = torch.stack([a.at(0, s, 64)[1] for s in range(CHUNK_STEPS * 2)])
+    assert set(many.unique().tolist()) == {0.0, 1.0}
+    assert many.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert torch.stack([a.at(0, s, 64)[0] for s in range(CHUNK_STEPS)]).mean().item() == pytest.approx(0.75, abs=0.01)
+
+
+def test_flat_parameters_keep_the_model_and_let_autograd_accumulate_in_place():
+    torch.manual_seed(0)
+    model = ParameterizedMLP(20, [16], 5, batch_norm=True)
+    keys = list(model.state_dict())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = flatten_parameters(model)
+    assert list(model.state_dict()) == keys
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    flat_ptr, size = params.flat.data_ptr(), params.flat.numel() * params.flat.element_size()
+    for p in model.parameters():
+        assert flat_ptr <= p.data_ptr() < flat_ptr + size
+    x, y = _batch()
+    for _ in range(2):  # the second backward must add into the same views, not replace them
+        params.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+    assert params.flat.grad is not None
+    torch.testing.assert_close(params.flat.grad, torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    for p in model.parameters():
+        assert flat_ptr <= p.data_ptr() < flat_ptr + size
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_one_flat_fused_step_equals_per_parameter_steps_bit_for_bit(name):
+    """Models that take autograd (BatchNorm here) train to the same numbers as under numerics 2:
+    the fused update is element-wise, so one flat tensor or a list of them is the same arithmetic."""
+    cfg = OptimizerConfig(name=name, lr=0.01, weight_decay=1e-3)
+    torch.manual_seed(0)
+    model = ParameterizedMLP(20, [16, 8], 5, batch_norm=True)
+    twin = copy.deepcopy(model)
+    params = flatten_parameters(model)
+    flat_opt = build_optimizer([params.flat], cfg)
+    list_opt = build_optimizer(twin.parameters(), cfg)
+    x, y = _batch()
+    for _ in range(5):
+        params.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        flat_opt.step()
+        list_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(twin(x), y).backward()
+        list_opt.step()
+    for a, b in zip(model.state_dict().values(), twin.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        OptimizerConfig(name="adam", lr=0.01),
+        OptimizerConfig(name="adam", lr=0.01, weight_decay=1e-2),
+        OptimizerConfig(name="adamw", lr=0.01, weight_decay=1e-2),
+        OptimizerConfig(name="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        OptimizerConfig(name="sgd", lr=0.05, momentum=0.0),
+    ],
+    ids=["adam", "adam-l2", "adamw", "sgd-nesterov", "sgd-plain"],
+)
+def test_the_direct_optimizer_step_equals_optimizer_step_bit_for_bit(cfg):
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(500, generator=g))
+    b = torch.nn.Parameter(a.detach().clone())
+    direct, plain = build_optimizer([a], cfg), build_optimizer([b], cfg)
+    step = OptimizerStep(direct)
+    assert step.direct
+    for i in range(6):
+        grad = torch.randn(500, generator=g)
+        a.grad, b.grad = grad.clone(), grad.clone()
+        for opt in (direct, plain):
+            opt.param_groups[0]["lr"] = cfg.lr * (1 - i / 10)  # as the schedules set it
+        step()
+        plain.step()
+        assert torch.equal(a, b)
+    sa, sb = direct.state_dict(), plain.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys()  # plain SGD keeps no state
+    for key, value in sb["state"].get(0, {}).items():
+        assert torch.equal(sa["state"][0][key], value)
