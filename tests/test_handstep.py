@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlp_lab.config import OptimizerConfig
 import mlp_lab.model
+from mlp_lab.config import OptimizerConfig
 from mlp_lab.flatparams import flatten_parameters
 from mlp_lab.handstep import CHUNK_STEPS, DropoutMasks, HandStep, keep_threshold
 from mlp_lab.model import ParameterizedMLP

@@ -14,6 +14,7 @@ from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import (
     EarlyStopping,
     Plateau,
+    Trainer,
     TrainingDiverged,
     TrainingInterrupted,
     evaluate,
@@ -114,8 +115,18 @@ def test_test_split_uses_the_best_weights(tiny_config, tmp_path, restore_best):
     assert summary["test_weights"] == ("best" if restore_best else "last")
 
 
-def test_interrupted_run_resumes_to_the_identical_result(tiny_config, tmp_path):
-    cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "scheduler": {"name": "cosine"}})
+@pytest.mark.parametrize(
+    "model, chunk",
+    [({}, None), ({"input_dropout": 0.2, "hidden_sizes": [16, 8]}, 4), ({"batch_norm": True}, None)],
+    ids=["hand-step", "hand-step-mask-chunks-of-4", "autograd-batchnorm"],
+)
+def test_interrupted_run_resumes_to_the_identical_result(tiny_config, tmp_path, model, chunk, monkeypatch):
+    if chunk:  # the interrupt then falls inside a later chunk of dropout masks than the first
+        monkeypatch.setattr("mlp_lab.handstep.CHUNK_STEPS", chunk)
+    cfg = tiny_config(
+        model={**{"hidden_sizes": [32], "dropout": 0.1}, **model},
+        train={"epochs": 3, "batch_size": 32, "device": "cpu", "scheduler": {"name": "cosine"}},
+    )
     full = train(cfg, tmp_path / "full")
 
     polls = {"n": 0}
@@ -289,3 +300,10 @@ def test_plateau_reduces_the_lr_in_training_and_respects_min_lr(tiny_config, tmp
     lrs = [r["lr"] for r in rundir.read_metrics(tmp_path / "run")]
     assert lrs[0] == 0.01 and min(lrs) == pytest.approx(0.003)
     assert all(b <= a for a, b in zip(lrs, lrs[1:])), "the plateau scale only ever shrinks"
+
+
+def test_the_trainer_takes_the_hand_step_for_a_plain_mlp_and_autograd_otherwise(tiny_config, tmp_path):
+    assert Trainer(tiny_config(), tmp_path / "a").hand_step is not None
+    assert Trainer(tiny_config(model={"hidden_sizes": []}), tmp_path / "b").hand_step is not None
+    assert Trainer(tiny_config(model={"batch_norm": True}), tmp_path / "c").hand_step is None
+    assert Trainer(tiny_config(model={"activation": "gelu"}), tmp_path / "d").hand_step is None
