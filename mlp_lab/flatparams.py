@@ -1,13 +1,14 @@
 """A model's trainable parameters in one flat buffer, and their gradients in another.
 
-A fused optimizer (`torch.optim.Adam(..., fused=True)`) over one tensor runs one kernel and pays
-its Python bookkeeping once per step, where over a model's parameter list it pays that
-bookkeeping per parameter: on the CPU, for the baseline MLP, more than the kernel itself. Every
-parameter stays the module's own `nn.Parameter` (the module tree, `state_dict` keys and
-checkpoints are unchanged); only its storage becomes a slice of the flat buffer, and its `.grad`
-a slice of the flat gradient, which autograd accumulates into in place and `zero_grad` clears
-with one fill. The arithmetic of every update is element-wise, so it is the same number for
-number as stepping the parameters one by one.
+A fused optimizer (`torch.optim.Adam(..., fused=True)`) over one tensor runs one kernel over
+one tensor. Every parameter stays the module's own `nn.Parameter` (the module tree, `state_dict`
+keys and checkpoints are unchanged); only its storage becomes a slice of the flat buffer, and its
+`.grad` a slice of the flat gradient. The hand-written step (`handstep`) writes each gradient
+straight into its slice. Autograd would add into the slices in place too (`zero_grad` clears
+them with one fill), but the Trainer lets autograd keep its own tensor per parameter: adding into
+a preset buffer costs a pass over every gradient that handing the new tensor over does not. The
+optimizer's arithmetic is element-wise, so one flat tensor or a list of them is the same number
+for number.
 """
 
 from __future__ import annotations

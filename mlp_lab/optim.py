@@ -36,9 +36,10 @@ def build_optimizer(params: Iterable[torch.Tensor], cfg: OptimizerConfig) -> tor
 
 
 class OptimizerStep:
-    """`optimizer.step()` for a fused Adam/AdamW/SGD over one parameter, straight to its kernel.
+    """`optimizer.step()` for a fused Adam/AdamW/SGD with one param group, straight to its kernel.
 
-    The first step (which creates the state) and any other optimizer go through `step()` itself.
+    The first step (which creates the state), a parameter without a gradient and any other
+    optimizer go through `step()` itself.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer):
@@ -47,7 +48,6 @@ class OptimizerStep:
         self.direct = (
             type(optimizer) in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
             and len(groups) == 1
-            and len(groups[0]["params"]) == 1
             and groups[0].get("fused") is True
             and not groups[0].get("maximize")
             and not groups[0].get("amsgrad")
@@ -55,19 +55,21 @@ class OptimizerStep:
 
     def __call__(self) -> None:
         group = self.optimizer.param_groups[0]
-        param = group["params"][0]
-        state = self.optimizer.state.get(param)
-        if not self.direct or not state or param.grad is None:
+        params = group["params"]
+        states = [self.optimizer.state.get(p) for p in params]
+        if not self.direct or not all(states) or any(p.grad is None for p in params):
             self.optimizer.step()
             return
+        grads = [p.grad for p in params]
         if isinstance(self.optimizer, torch.optim.SGD):
-            if group["momentum"] != 0 and state.get("momentum_buffer") is None:
+            buffers = [state.get("momentum_buffer") for state in states]
+            if group["momentum"] != 0 and any(b is None for b in buffers):
                 self.optimizer.step()
                 return
             sgd(
-                [param],
-                [param.grad],
-                [state.get("momentum_buffer")],
+                params,
+                grads,
+                buffers,
                 fused=True,
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
@@ -79,12 +81,12 @@ class OptimizerStep:
             return
         beta1, beta2 = group["betas"]
         adam(
-            [param],
-            [param.grad],
-            [state["exp_avg"]],
-            [state["exp_avg_sq"]],
+            params,
+            grads,
+            [state["exp_avg"] for state in states],
+            [state["exp_avg_sq"] for state in states],
             [],
-            [state["step"]],
+            [state["step"] for state in states],
             fused=True,
             decoupled_weight_decay=group.get("decoupled_weight_decay", isinstance(self.optimizer, torch.optim.AdamW)),
             amsgrad=False,

@@ -224,9 +224,6 @@ class Trainer:
         # The model is built right after seeding so its initial weights depend on the seed alone.
         torch.manual_seed(config.seed)
         self.model = ParameterizedMLP.from_config(config.model, info.in_features, info.num_classes).to(self.device)
-        self.params = flatten_parameters(self.model)
-        self.optimizer = build_optimizer([self.params.flat], config.train.optimizer)
-        self.optimizer_step = OptimizerStep(self.optimizer)
         # The compiled module shares parameters with self.model; checkpoints use self.model.
         self.forward = torch.compile(self.model) if config.train.compile else self.model
         self.use_amp = config.train.amp and self.device.type == "cuda"
@@ -236,6 +233,12 @@ class Trainer:
             None if tc.compile or self.use_amp else HandStep.for_model(self.model, tc.label_smoothing, tc.l1, tc.l2)
         )
         self.masks = self.hand_step.masks(tc.batch_size, config.seed, self.device) if self.hand_step else None
+        # The hand step writes every gradient into one flat buffer, stepped as one tensor. Autograd
+        # keeps a tensor per parameter: it hands over each new gradient, where adding it into a
+        # preset flat buffer would cost a pass over every gradient per step (3 % of a 1024-512 one).
+        params = [flatten_parameters(self.model).flat] if self.hand_step else list(self.model.parameters())
+        self.optimizer = build_optimizer(params, tc.optimizer)
+        self.optimizer_step = OptimizerStep(self.optimizer)
         es = config.train.early_stopping
         self.stopper = EarlyStopping.from_config(es)
         sched = config.train.scheduler
@@ -340,8 +343,7 @@ class Trainer:
             if cfg.label_smoothing > 0:
                 # Report the plain cross-entropy, so train/loss stays comparable with val/loss.
                 loss = F.cross_entropy(logits.detach(), y)
-            # The gradients are views of one flat buffer (flatparams): cleared in place, not set to None.
-            self.params.zero_grad()
+            self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
         self.optimizer_step()
         return logits.detach(), loss.detach()
