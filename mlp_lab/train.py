@@ -44,7 +44,7 @@ from mlp_lab.data import Data, Split, load_data
 from mlp_lab.errors import MLPLabError
 from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
-from mlp_lab.model import ParameterizedMLP
+from mlp_lab.networks import build_model
 from mlp_lab.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 
 EVAL_BATCH_SIZE = 8192
@@ -236,7 +236,7 @@ class Trainer:
         info = self.data.info
         # The model is built right after seeding so its initial weights depend on the seed alone.
         torch.manual_seed(config.seed)
-        self.model = ParameterizedMLP.from_config(config.model, info.in_features, info.num_classes).to(self.device)
+        self.model = build_model(config.model, info.image_shape, info.num_classes).to(self.device)
         self.optimizer = build_optimizer(self.model, config.train.optimizer)
         # The compiled module shares parameters with self.model; checkpoints use self.model.
         self.forward = torch.compile(self.model) if config.train.compile else self.model
