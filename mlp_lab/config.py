@@ -346,7 +346,9 @@ def conv_shapes(conv: ConvConfig, image_shape: tuple[int, int, int]) -> list[tup
         if conv.pool != "none":
             h, w = h // conv.pool_size, w // conv.pool_size
         if h < 1 or w < 1:
-            raise ValueError(f"block {i} leaves no pixels ({image_shape[1]}x{image_shape[2]} input)")
+            raise ValueError(
+                f"block {i + 1} of {len(conv.channels)} leaves no pixels ({image_shape[1]}x{image_shape[2]} input)"
+            )
         c = channels
         shapes.append((c, h, w))
     return shapes
