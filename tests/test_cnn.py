@@ -243,7 +243,7 @@ def test_run_then_evaluate_and_predict_a_cnn_from_the_command_line(tiny_config, 
     run_dir = tmp_path / "runs" / "cnn"
     result = runner.invoke(app, ["run", str(cfg_path), "--run-dir", str(run_dir), "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    summary = json.loads(result.stdout)["summary"]
     evaluated = runner.invoke(app, ["evaluate", str(run_dir), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(summary["test/acc"])
@@ -301,7 +301,8 @@ def test_search_samples_cnn_parameters_under_model(tiny_config, tmp_path):
         trial = json.loads((out / f"trial-{n}" / "trial.json").read_text())
         model = load_model(out / f"trial-{n}").model
         assert isinstance(model, ParameterizedCNN)
-        assert model.model_args["channels"] == trial["params"]["model.conv.channels"]
+        channels = trial["params"]["model.conv.channels"]  # a list choice is recorded as its YAML text
+        assert model.model_args["channels"] == (yaml.safe_load(channels) if isinstance(channels, str) else channels)
         assert model.model_args["pool"] == trial["params"]["model.conv.pool"]
     best = load_config(out / "best.yaml")
     assert best.model.kind == "cnn"
