@@ -24,7 +24,7 @@ from mlp_lab.data import to_features
 
 
 class MLPLabModel(PythonModel):
-    """A trained mlp-lab MLP: raw images or normalised rows in, class probabilities out."""
+    """A trained mlp-lab model (MLP or CNN): raw images or normalised feature rows in, class probabilities out."""
 
     def load_context(self, context) -> None:
         path = context.artifacts["checkpoint"]
