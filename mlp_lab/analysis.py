@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from mlp_lab.config import Config, DataConfig
 from mlp_lab.data import Data, load_data
 from mlp_lab.datasets import DATASETS
-from mlp_lab.model import ParameterizedMLP, macs_per_example
+from mlp_lab.networks import build_model, layer_table, model_macs
 from mlp_lab.plots import image_grid
 
 
@@ -78,43 +77,16 @@ def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] 
 
 
 def model_summary(config: Config) -> dict[str, Any]:
-    """Layer table (layer, output shape, parameters), totals and multiply-accumulates per sample.
+    """Layer table (layer, output shape, parameters, MACs), totals and multiply-accumulates per sample.
 
-    Needs only the dataset's shape, not its files. MACs as `model.macs_per_example` counts them.
+    Needs only the dataset's shape, not its files. MACs as `networks.model_macs` counts them.
     """
     facts = DATASETS[config.data.dataset]
-    c, h, w = facts.image_shape
-    model = ParameterizedMLP.from_config(config.model, facts.in_features, facts.num_classes)
-    rows = []
-    shape: tuple[int, ...] = (c, h, w)
-    for index, layer in enumerate(model.layers):
-        if isinstance(layer, nn.Flatten):
-            shape = (facts.in_features,)
-        elif isinstance(layer, nn.Linear):
-            shape = (layer.out_features,)
-        params = sum(p.numel() for p in layer.parameters())
-        rows.append(
-            {
-                "layer": f"{index}: {type(layer).__name__}",
-                "detail": _detail(layer),
-                "output_shape": ["batch", *shape],
-                "parameters": params,
-            }
-        )
+    model = build_model(config.model, facts.image_shape, facts.num_classes)
     return {
-        "input_shape": ["batch", c, h, w],
-        "layers": rows,
+        "input_shape": ["batch", *facts.image_shape],
+        "layers": layer_table(model, facts.image_shape),
         "total_parameters": model.num_parameters(),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "macs_per_sample": macs_per_example(facts.in_features, config.model.hidden_sizes, facts.num_classes),
+        "macs_per_sample": model_macs(config.model, facts.image_shape, facts.num_classes),
     }
-
-
-def _detail(layer: nn.Module) -> str:
-    if isinstance(layer, nn.Linear):
-        return f"{layer.in_features} -> {layer.out_features}" + ("" if layer.bias is not None else ", no bias")
-    if isinstance(layer, nn.BatchNorm1d):
-        return f"{layer.num_features} features"
-    if isinstance(layer, nn.Dropout):
-        return f"p={layer.p}"
-    return ""

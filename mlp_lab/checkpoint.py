@@ -20,7 +20,7 @@ from mlp_lab import rundir
 from mlp_lab.config import Config, config_to_dict, load_config
 from mlp_lab.data import DatasetInfo
 from mlp_lab.errors import MLPLabError
-from mlp_lab.model import ParameterizedMLP
+from mlp_lab.networks import Network, model_from_args
 
 CHECKPOINT_VERSION = 1
 KINDS = ("best", "last")
@@ -38,11 +38,13 @@ def data_meta(info: DatasetInfo) -> dict[str, Any]:
         "image_shape": list(info.image_shape),
         "mean": list(info.mean),
         "std": list(info.std),
+        # The pixel order the model was trained on (data.permute_pixels), applied to every input.
+        "pixel_permutation": list(info.pixel_permutation) if info.pixel_permutation is not None else None,
     }
 
 
 def checkpoint_header(
-    kind: str, config: Config, config_hash: str, model: ParameterizedMLP, meta: dict[str, Any]
+    kind: str, config: Config, config_hash: str, model: Network, meta: dict[str, Any]
 ) -> dict[str, Any]:
     """What both checkpoint kinds hold: identity, config, data facts and the model's weights."""
     if kind not in KINDS:
@@ -98,7 +100,7 @@ class LoadedRun:
 
     run_dir: Path
     config: Config
-    model: ParameterizedMLP
+    model: Network
     checkpoint: str  # "best" or "last": the weights the run's test metrics were computed with
     data_meta: dict[str, Any]
 
@@ -107,10 +109,10 @@ class LoadedRun:
         return list(self.data_meta["classes"])
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> ParameterizedMLP:
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Network:
     """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
     try:
-        model = ParameterizedMLP(**ckpt["model_args"])
+        model = model_from_args(ckpt["model_args"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: model arguments are not usable ({exc})") from None
     load_weights(model, ckpt["model"], path)

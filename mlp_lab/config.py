@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from mlp_lab.datasets import DATASETS
 from mlp_lab.errors import ConfigError, clip, clip_repr
@@ -39,11 +39,41 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
     download: bool = True
+    # One fixed shuffle of the pixel positions (the same for every channel and split): an MLP
+    # does not care where a pixel is, a CNN does. Its own seed, apart from the run's and the split's.
+    permute_pixels: bool = False
+    permute_seed: int = 0
+
+
+class ConvConfig(_Section):
+    """The CNN's conv blocks (model.kind: cnn): per block Conv2d -> [BatchNorm2d] -> activation
+    -> [pooling] -> [channel dropout]; the head after them is model.hidden_sizes."""
+
+    channels: list[PositiveInt] = Field([32, 64], min_length=1)  # output channels of each block
+    kernel_size: PositiveInt = 3
+    padding: NonNegativeInt | list[NonNegativeInt] = 1  # one for every block, or one per block
+    pool: Literal["max", "avg", "none"] = "max"
+    pool_size: PositiveInt = 2
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)  # drops whole feature maps (channels) after each block
+
+    @model_validator(mode="after")
+    def _padding_per_block(self) -> ConvConfig:
+        if isinstance(self.padding, list) and len(self.padding) != len(self.channels):
+            raise ValueError(f"padding lists {len(self.padding)} values for {len(self.channels)} blocks")
+        return self
+
+    def paddings(self) -> list[int]:
+        """The padding of each block."""
+        return list(self.padding) if isinstance(self.padding, list) else [self.padding] * len(self.channels)
 
 
 class ModelConfig(_Section):
-    """The MLP: hidden layer sizes ([] = logistic regression), activation, BatchNorm, dropout."""
+    """The network: an MLP (hidden layer sizes, [] = logistic regression), or a CNN (conv blocks,
+    then hidden_sizes as its head); activation, BatchNorm and dropout of the dense layers."""
 
+    kind: Literal["mlp", "cnn"] = "mlp"
+    conv: ConvConfig = ConvConfig()  # kind: cnn only
     hidden_sizes: list[PositiveInt] = [256, 128]
     activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"] = "relu"
     batch_norm: bool = False
@@ -301,10 +331,50 @@ def schema_errors(
 DATASET_SHAPES = {name: (facts.in_features, facts.num_classes) for name, facts in DATASETS.items()}
 
 
-def parameter_count(model: ModelConfig, in_features: int, num_classes: int) -> int:
-    """Parameters of the MLP a ModelConfig describes (Linear weights and biases, BatchNorm's
-    scale and shift; with BatchNorm the Linear has no bias), computed without building it."""
+def dataset_parameter_count(model: ModelConfig, dataset: str) -> int:
+    """`parameter_count` of a model for one of the known datasets."""
+    return parameter_count(model, *DATASET_SHAPES[dataset], DATASETS[dataset].image_shape)
+
+
+def conv_shapes(conv: ConvConfig, image_shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """The (channels, height, width) after each conv block (after its pooling): the CNN's geometry
+    without torch. A block whose output would be empty raises ValueError naming it."""
+    c, h, w = image_shape
+    shapes = []
+    for i, (channels, pad) in enumerate(zip(conv.channels, conv.paddings())):
+        h, w = h + 2 * pad - conv.kernel_size + 1, w + 2 * pad - conv.kernel_size + 1
+        if conv.pool != "none":
+            h, w = h // conv.pool_size, w // conv.pool_size
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"block {i + 1} of {len(conv.channels)} leaves no pixels ({image_shape[1]}x{image_shape[2]} input)"
+            )
+        c = channels
+        shapes.append((c, h, w))
+    return shapes
+
+
+def conv_parameter_count(conv: ConvConfig, in_channels: int) -> int:
+    """Parameters of the conv blocks (with BatchNorm the Conv2d has no bias)."""
+    count, c = 0, in_channels
+    for channels in conv.channels:
+        count += c * channels * conv.kernel_size**2 + (2 * channels if conv.batch_norm else channels)
+        c = channels
+    return count
+
+
+def parameter_count(
+    model: ModelConfig, in_features: int, num_classes: int, image_shape: tuple[int, int, int] | None = None
+) -> int:
+    """Parameters of the network a ModelConfig describes (weights and biases, BatchNorm's scale
+    and shift; with BatchNorm the layer before it has no bias), computed without building it. A
+    CNN needs the `image_shape`: its head's input is what the conv blocks leave."""
     count, width = 0, in_features
+    if model.kind == "cnn":
+        if image_shape is None:
+            raise ValueError("a CNN's parameter count needs the image shape")
+        c, h, w = conv_shapes(model.conv, image_shape)[-1]
+        count, width = conv_parameter_count(model.conv, image_shape[0]), c * h * w
     for size in model.hidden_sizes:
         count += width * size + (2 * size if model.batch_norm else size)
         width = size
@@ -324,7 +394,7 @@ def training_bytes(cfg: Config) -> int:
     the optimizer's state (Adam: two moments; SGD with momentum: one buffer)."""
     opt = cfg.train.optimizer
     states = 2 if opt.name in ("adam", "adamw") else (1 if opt.momentum > 0 else 0)
-    return parameter_count(cfg.model, *DATASET_SHAPES[cfg.data.dataset]) * 4 * (2 + states)
+    return dataset_parameter_count(cfg.model, cfg.data.dataset) * 4 * (2 + states)
 
 
 def _gib(n: int) -> str:
@@ -333,9 +403,15 @@ def _gib(n: int) -> str:
 
 def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, str]]:
     errors = []
+    if cfg.model.kind == "cnn":
+        try:
+            conv_shapes(cfg.model.conv, DATASETS[cfg.data.dataset].image_shape)
+        except ValueError as exc:
+            # Checked before the memory estimate, which needs the geometry.
+            return [("model.conv", f"{exc}: use fewer blocks, more padding or less pooling")]
     memory = physical_memory() if machine else None
     if memory is not None and training_bytes(cfg) > memory:
-        count = parameter_count(cfg.model, *DATASET_SHAPES[cfg.data.dataset])
+        count = dataset_parameter_count(cfg.model, cfg.data.dataset)
         errors.append(
             (
                 "model.hidden_sizes",
@@ -434,6 +510,12 @@ def config_hash(cfg: Config) -> str:
     payload = config_to_dict(cfg)
     payload.pop("name")
     payload.pop("output")
+    # Keys added after the first release are left out while they hold their defaults' meaning,
+    # so every earlier config keeps its hash (and its finished runs stay finished).
+    if cfg.model.kind == "mlp":
+        del payload["model"]["kind"], payload["model"]["conv"]
+    if not cfg.data.permute_pixels:
+        del payload["data"]["permute_pixels"], payload["data"]["permute_seed"]
     payload["numerics_version"] = NUMERICS_VERSION
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -107,6 +107,7 @@ class DatasetInfo:
     mean: tuple[float, ...]  # per channel, on the [0, 1] pixel scale, from the train split
     std: tuple[float, ...]
     source: str  # the directory the files were read from
+    pixel_permutation: tuple[int, ...] | None = None  # data.permute_pixels: features[..., i] = pixel perm[i]
 
     @property
     def in_features(self) -> int:
@@ -358,11 +359,25 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def to_features(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> normalized float32 (N, C*H*W)."""
+def pixel_permutation(num_pixels: int, seed: int) -> tuple[int, ...]:
+    """One fixed order of `num_pixels` pixel positions, a function of `seed` alone."""
+    return tuple(torch.randperm(num_pixels, generator=torch.Generator().manual_seed(seed)).tolist())
+
+
+def to_features(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    permutation: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalized float32 (N, C*H*W); with a `permutation` of the H*W pixel
+    positions, every channel's pixels are put in that order (data.permute_pixels)."""
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return ((images.to(torch.float32) / 255.0 - m) / s).flatten(1)
+    x = (images.to(torch.float32) / 255.0 - m) / s
+    if permutation is not None:
+        x = x.flatten(2)[:, :, torch.as_tensor(permutation, dtype=torch.long)]
+    return x.flatten(1)
 
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: Sequence[str | Path] = ()) -> Data:
@@ -380,10 +395,14 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: S
         raise DataError(f"{root}: {spec.key} has {train_labels.numel()} training examples, too few to split")
     train_idx, val_idx = split_indices(train_labels.shape[0], cfg.val_fraction, cfg.split_seed)
     mean, std = channel_stats(train_images[train_idx])
-    info = DatasetInfo(spec.key, spec.facts.classes, spec.facts.image_shape, mean, std, str(root.resolve()))
+    c, h, w = spec.facts.image_shape
+    permutation = pixel_permutation(h * w, cfg.permute_seed) if cfg.permute_pixels else None
+    info = DatasetInfo(
+        spec.key, spec.facts.classes, spec.facts.image_shape, mean, std, str(root.resolve()), permutation
+    )
 
     def make(images: torch.Tensor, labels: torch.Tensor) -> Split:
-        return Split(to_features(images, mean, std).to(device), labels.to(device))
+        return Split(to_features(images, mean, std, permutation).to(device), labels.to(device))
 
     return Data(
         train=make(train_images[train_idx], train_labels[train_idx]),

@@ -396,11 +396,10 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
 def estimated_cost(config: Config) -> int:
     """Relative training cost of a run: multiply-accumulates per example x epochs."""
     from mlp_lab.datasets import DATASETS
-    from mlp_lab.model import macs_per_example
+    from mlp_lab.networks import model_macs
 
     spec = DATASETS[config.data.dataset]
-    c, h, w = spec.image_shape
-    return macs_per_example(c * h * w, config.model.hidden_sizes, len(spec.classes)) * config.train.epochs
+    return model_macs(config.model, spec.image_shape, len(spec.classes)) * config.train.epochs
 
 
 def longest_first(specs: Sequence[RunSpec]) -> list[int]:

@@ -24,7 +24,7 @@ from mlp_lab.data import to_features
 
 
 class MLPLabModel(PythonModel):
-    """A trained mlp-lab MLP: raw images or normalised rows in, class probabilities out."""
+    """A trained mlp-lab model (MLP or CNN): raw images or normalised feature rows in, class probabilities out."""
 
     def load_context(self, context) -> None:
         path = context.artifacts["checkpoint"]
@@ -49,7 +49,8 @@ class MLPLabModel(PythonModel):
                     "integer input is read as raw pixels and must lie in 0-255; pass normalised rows as floats"
                 )
             images = torch.from_numpy(batch.astype(np.uint8)).reshape(-1, c, h, w)  # a writable copy
-            features = to_features(images, self.meta["mean"], self.meta["std"])
+            # Raw pixels get the run's pixel order too (data.permute_pixels); float rows are features already.
+            features = to_features(images, self.meta["mean"], self.meta["std"], self.meta.get("pixel_permutation"))
         elif batch.dtype.kind == "f":
             features = torch.from_numpy(batch.astype(np.float32)).reshape(-1, size)
         else:

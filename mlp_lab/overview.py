@@ -27,8 +27,8 @@ from mlp_lab.errors import ConfigError, MLPLabError
 from mlp_lab.execute import estimated_cost
 from mlp_lab.report import CONFIDENCE, build_report
 
-# The course's order: the plain-base ladder, then the first lesson on MNIST, then the rest by name.
-LEAD_STUDIES = ("ladder", "mnist_linear_vs_mlp")
+# The course's order: the plain-base ladder, the first lesson on MNIST, why CNNs beat MLPs, then the rest by name.
+LEAD_STUDIES = ("ladder", "mnist_linear_vs_mlp", "mlp_vs_cnn", "mlp_vs_cnn_fashion", "permuted_pixels")
 MAIN_FIGURE = "val_curves.png"  # per study: the curves show why the verdicts come out as they do
 EFFECTS_FIGURE = "overview_effects.png"
 

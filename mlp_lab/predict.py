@@ -256,7 +256,7 @@ def image_to_features(
 ) -> torch.Tensor:
     """One picture -> a (1, C*H*W) float32 feature row, normalized exactly as the training data."""
     pixels = torch.from_numpy(prepare_image(image, meta, invert, normalise)).unsqueeze(0)
-    return to_features(pixels, meta["mean"], meta["std"])
+    return to_features(pixels, meta["mean"], meta["std"], meta.get("pixel_permutation"))
 
 
 def images_to_features(
@@ -267,7 +267,7 @@ def images_to_features(
         c, h, w = meta["image_shape"]
         return torch.empty(0, c * h * w)
     pixels = torch.from_numpy(np.stack([prepare_image(i, meta, invert, normalise) for i in images]))
-    return to_features(pixels, meta["mean"], meta["std"])
+    return to_features(pixels, meta["mean"], meta["std"], meta.get("pixel_permutation"))
 
 
 def predict(model: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ from mlp_lab.flatparams import flatten_parameters
 from mlp_lab.handstep import HandStep
 from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
-from mlp_lab.model import ParameterizedMLP
+from mlp_lab.networks import build_model
 from mlp_lab.optim import OptimizerStep, build_optimizer
 from mlp_lab.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 
@@ -223,7 +223,7 @@ class Trainer:
         info = self.data.info
         # The model is built right after seeding so its initial weights depend on the seed alone.
         torch.manual_seed(config.seed)
-        self.model = ParameterizedMLP.from_config(config.model, info.in_features, info.num_classes).to(self.device)
+        self.model = build_model(config.model, info.image_shape, info.num_classes).to(self.device)
         # The compiled module shares parameters with self.model; checkpoints use self.model.
         self.forward = torch.compile(self.model) if config.train.compile else self.model
         self.use_amp = config.train.amp and self.device.type == "cuda"

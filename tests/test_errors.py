@@ -315,6 +315,13 @@ CASES = [
     ),
     Case(
         "config",
+        "CNN blocks that leave no pixels",
+        ["run", "c.yaml"],
+        ["c.yaml", "model.conv", "leaves no pixels"],
+        {"c.yaml": "model:\n  kind: cnn\n  conv: {channels: [4, 4, 4, 4, 4], padding: 0}\n"},
+    ),
+    Case(
+        "config",
         "model too large for memory (run)",
         ["run", "c.yaml"],
         ["c.yaml", "model.hidden_sizes", "parameters need"],

@@ -259,6 +259,30 @@ def test_a_study_on_two_nodes_equals_the_local_executor_and_stops_resumably(
     assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
 
 
+# The tiny CNN (one conv block, BatchNorm, channel dropout) on pixels in a fixed shuffled order:
+# what the cluster must train exactly as this machine does.
+CNN = {
+    "model.kind": "cnn",
+    "model.conv": {"channels": [4], "kernel_size": 3, "padding": 1, "batch_norm": True, "dropout": 0.2},
+    "model.hidden_sizes": [16],
+    "data.permute_pixels": True,
+}
+
+
+@pytest.mark.slow
+def test_a_cnn_study_on_the_cluster_equals_the_local_executor(cluster, tiny_config, tmp_path):
+    from mlp_lab.checkpoint import load_model
+    from mlp_lab.cnn import ParameterizedCNN
+
+    exp = load_study(_study(tmp_path, tiny_config, "ray-cnn", epochs=2, overrides=CNN))
+    specs = plan(exp)
+    outcomes = compare(exp, executor=RayExecutor(threads=1), **quiet).outcomes
+    assert len(outcomes) == 4 and all(o.status == RunStatus.DONE for o in outcomes), outcomes
+    assert all(isinstance(load_model(s.run_dir).model, ParameterizedCNN) for s in specs)
+    reference = _serial_reference(tmp_path, tiny_config, epochs=2, overrides=CNN)
+    assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
+
+
 def _worker_children(raylet_pid: int) -> list[int]:
     """The processes the raylet started (its core workers), read from /proc."""
     children = []

@@ -92,7 +92,13 @@ def test_the_shipped_ladder_changes_one_factor_per_arm():
     assert plain.model.dropout == 0 and plain.train.l1 == plain.train.l2 == 0 and not plain.model.batch_norm
     assert plain.train.scheduler.name == "constant" and plain.train.early_stopping.patience is None
     assert len(exp.arms) == 10 and all(a.changes for a in exp.arms if a.name != "plain")
-    assert study_names(REPO / "experiments")[:2] == ["ladder", "mnist_linear_vs_mlp"]
+    assert study_names(REPO / "experiments")[:5] == [
+        "ladder",
+        "mnist_linear_vs_mlp",
+        "mlp_vs_cnn",
+        "mlp_vs_cnn_fashion",
+        "permuted_pixels",
+    ]
     linear = load_study(REPO / "experiments" / "mnist_linear_vs_mlp.yaml")
     assert linear.arm("logistic").config.model.hidden_sizes == [] and linear.arms[0].config.data.dataset == "mnist"
 

@@ -108,7 +108,7 @@ def data(
 
 @app.command()
 def summary(ctx: typer.Context, config: ConfigArg, overrides: SetOpt = None, as_json: JsonOpt = False) -> None:
-    """Layer table of a config's model (output shapes, parameters), totals and MACs per sample.
+    """Layer table of a config's model (output shapes, parameters, MACs), totals and MACs per sample.
 
     Example: mlp-lab summary configs/baseline.yaml
     """
@@ -125,10 +125,16 @@ def summary(ctx: typer.Context, config: ConfigArg, overrides: SetOpt = None, as_
         emit({"name": cfg.name, **info})
         return
     table = Table(
-        "layer", "detail", "output shape", "parameters", title=f"{cfg.name}: input {tuple(info['input_shape'])}"
+        "layer",
+        "detail",
+        "output shape",
+        "parameters",
+        "MACs",
+        title=f"{cfg.name}: input {tuple(info['input_shape'])}",
     )
     for row in info["layers"]:
-        table.add_row(row["layer"], row["detail"], str(tuple(row["output_shape"])), f"{row['parameters']:,}")
+        shape = str(tuple(row["output_shape"]))
+        table.add_row(row["layer"], row["detail"], shape, f"{row['parameters']:,}", f"{row['macs']:,}")
     out.print(table)
     out.print(
         f"total parameters: {info['total_parameters']:,}\ntrainable parameters: {info['trainable_parameters']:,}\n"
