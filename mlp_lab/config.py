@@ -31,14 +31,41 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AugmentConfig(_Section):
+    """Random distortions of each training batch (train split only; see `mlp_lab.augment`).
+
+    Each range is symmetric and drawn per example; a range of 0 turns that transform off, so the
+    default section (all zeros) is no augmentation at all."""
+
+    rotation: float = Field(0.0, ge=0, le=180)  # degrees: uniform in [-rotation, rotation]
+    scale: float = Field(0.0, ge=0, lt=1)  # relative: a zoom factor uniform in [1 - scale, 1 + scale]
+    shear: float = Field(0.0, ge=0, lt=60)  # degrees of horizontal shear: uniform in [-shear, shear]
+    translate: float = Field(0.0, ge=0, lt=1)  # shift per axis, as a share of the image's side
+    elastic: float = Field(0.0, ge=0, le=10)  # pixels: std of a smooth random displacement field
+    elastic_cells: int = Field(4, ge=2, le=28)  # the displacement field's coarse grid (cells per side)
+    stroke: float = Field(0.0, ge=0, le=1)  # share of a 3 x 3 dilation (+) or erosion (-): uniform in [-stroke, stroke]
+    blur: float = Field(0.0, ge=0, le=3)  # Gaussian blur, sigma in pixels uniform in [0, blur]
+
+    @property
+    def active(self) -> bool:
+        """Whether any transform is on."""
+        return any(getattr(self, name) > 0 for name in AUGMENT_RANGES)
+
+
+# The fields of AugmentConfig that switch a transform on (elastic_cells only shapes elastic's field).
+AUGMENT_RANGES = ("rotation", "scale", "shear", "translate", "elastic", "stroke", "blur")
+
+
 class DataConfig(_Section):
-    """Which dataset, where it lives, and how the training set is split into train/val."""
+    """Which dataset, where it lives, how the training set is split into train/val, and how
+    training batches are augmented."""
 
     dataset: Literal["fashion_mnist", "mnist", "cifar10"] = "fashion_mnist"
     root: str = "data"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
     download: bool = True
+    augment: AugmentConfig = AugmentConfig()
 
 
 class ModelConfig(_Section):
@@ -106,6 +133,7 @@ class OutputConfig(_Section):
     tensorboard: bool = True
     histograms: bool = False  # per-layer weight and gradient histograms in TensorBoard, every epoch
     mlflow: bool = False  # also log to MLflow (the [track] extra; mlp-lab run --track)
+    handwriting: bool = False  # MNIST runs: also score real handwriting after test (handwriting/acc in summary.json)
 
 
 class Config(_Section):
@@ -344,6 +372,8 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
                 f"{_gib(memory)}",
             )
         )
+    if cfg.output.handwriting and cfg.data.dataset != "mnist":
+        errors.append(("output.handwriting", f"scores digits: needs data.dataset 'mnist', not {cfg.data.dataset!r}"))
     train = cfg.train
     if train.scheduler.warmup_epochs >= train.epochs:
         errors.append(("train.scheduler.warmup_epochs", f"must be less than train.epochs ({train.epochs})"))
@@ -433,6 +463,10 @@ def config_hash(cfg: Config) -> str:
     payload = config_to_dict(cfg)
     payload.pop("name")
     payload.pop("output")
+    if not cfg.data.augment.active:
+        # The section came later: without augmentation a config hashes as it did before it
+        # existed, so finished runs stay current (and an unused elastic_cells changes nothing).
+        payload["data"].pop("augment")
     payload["numerics_version"] = NUMERICS_VERSION
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

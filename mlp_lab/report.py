@@ -18,6 +18,7 @@ import numpy as np
 
 from mlp_lab import rundir
 from mlp_lab.ablation import Study, plan
+from mlp_lab.metrics import HANDWRITING_METRIC
 
 CONFIDENCE = 0.95
 
@@ -97,6 +98,8 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
         runs = list(data["runs"].values())
         acc_mean, acc_std = mean_std([r["test/acc"] for r in runs])
         loss_mean, loss_std = mean_std([r["test/loss"] for r in runs])
+        # Runs made with output.handwriting carry their real-handwriting score beside the test's.
+        hw_mean, hw_std = mean_std([r[HANDWRITING_METRIC] for r in runs if HANDWRITING_METRIC in r])
         row = {
             "arm": arm.name,
             "changes": ", ".join(f"{k}={v}" for k, v in arm.changes.items()) or "(base)",
@@ -105,6 +108,8 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
             "test_acc_std": acc_std,
             "test_loss_mean": loss_mean,
             "test_loss_std": loss_std,
+            "handwriting_acc_mean": hw_mean,
+            "handwriting_acc_std": hw_std,
             "best_epoch_mean": mean_std([r["best_epoch"] for r in runs])[0],
             "epochs_run_mean": mean_std([r["epochs_run"] for r in runs])[0],
             "num_parameters": runs[0]["num_parameters"] if runs else None,
@@ -161,12 +166,18 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -
         "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    handwriting = any(r["handwriting_acc_mean"] is not None for r in rows)
+    if handwriting:
+        lines[-2] = lines[-2].replace(" | test loss |", " | real handwriting acc % (mean ± std) | test loss |")
+        lines[-1] += " --- |"
     for r in rows:
         std = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
         loss_std = f" ± {r['test_loss_std']:.4f}" if r["test_loss_std"] is not None else ""
         loss = f"{r['test_loss_mean']:.4f}{loss_std}" if r["test_loss_mean"] is not None else "–"
+        hw_std = f" ± {_pct(r['handwriting_acc_std'])}" if r["handwriting_acc_std"] is not None else ""
+        hw = f" {_pct(r['handwriting_acc_mean'])}{hw_std} |" if handwriting else ""
         lines.append(
-            f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} | {loss} | "
+            f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} |{hw} {loss} | "
             f"{_or_dash(r['best_epoch_mean'], '.1f')} | {_or_dash(r['epochs_run_mean'], '.1f')} | "
             f"{_or_dash(r['num_parameters'], ',')} | {_or_dash(r['wall_time_s_mean'], '.1f')} |"
         )

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mlp_lab import rundir
+from mlp_lab.augment import Augmenter
 from mlp_lab.checkpoint import (
     CheckpointError,
     checkpoint_header,
@@ -42,6 +43,7 @@ from mlp_lab.config import (
 )
 from mlp_lab.data import Data, Split, load_data
 from mlp_lab.errors import MLPLabError
+from mlp_lab.handwriting import handwriting_metrics
 from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.model import ParameterizedMLP
@@ -248,6 +250,9 @@ class Trainer:
         self.progress = _Progress()
         self.hash = config_hash(config)
         self.steps_per_epoch = num_batches(len(self.data.train), config.train.batch_size)
+        aug = config.data.augment
+        # Seeded by (seed, epoch, step) alone, so it needs nothing in last.pt to resume bit-exactly.
+        self.augment = Augmenter(aug, info.image_shape, info.mean, info.std, config.seed) if aug.active else None
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -362,6 +367,8 @@ class Trainer:
             lr0 = lr if lr0 is None else lr0
             start, end = step * bs, min((step + 1) * bs, len(train))
             x, y = train.x.index_select(0, perm[start:end]), labels[start:end]
+            if self.augment is not None:
+                x = self.augment(x, p.epoch, step)
             if self.use_amp:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     logits = self.forward(x)
@@ -493,6 +500,8 @@ class Trainer:
                 "wall_time_s": round(p.elapsed, 3),
             }
         )
+        if self.config.output.handwriting:
+            summary.update(handwriting_metrics(self.model, data_meta(self.data.info)))
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
         self.write_curves()
         for logger in loggers:
