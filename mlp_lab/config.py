@@ -37,14 +37,16 @@ class AugmentConfig(_Section):
     Each range is symmetric and drawn per example; a range of 0 turns that transform off, so the
     default section (all zeros) is no augmentation at all."""
 
-    rotation: float = Field(0.0, ge=0, le=180)  # degrees: uniform in [-rotation, rotation]
-    scale: float = Field(0.0, ge=0, lt=1)  # relative: a zoom factor uniform in [1 - scale, 1 + scale]
-    shear: float = Field(0.0, ge=0, lt=60)  # degrees of horizontal shear: uniform in [-shear, shear]
-    translate: float = Field(0.0, ge=0, lt=1)  # shift per axis, as a share of the image's side
-    elastic: float = Field(0.0, ge=0, le=10)  # pixels: std of a smooth random displacement field
-    elastic_cells: int = Field(4, ge=2, le=28)  # the displacement field's coarse grid (cells per side)
-    stroke: float = Field(0.0, ge=0, le=1)  # share of a 3 x 3 dilation (+) or erosion (-): uniform in [-stroke, stroke]
-    blur: float = Field(0.0, ge=0, le=3)  # Gaussian blur, sigma in pixels uniform in [0, blur]
+    rotation: float = Field(0.0, ge=0, le=180, description="degrees: uniform in [-rotation, rotation]")
+    scale: float = Field(0.0, ge=0, lt=1, description="relative: a zoom factor uniform in [1 - scale, 1 + scale]")
+    shear: float = Field(0.0, ge=0, lt=60, description="degrees of horizontal shear: uniform in [-shear, shear]")
+    translate: float = Field(0.0, ge=0, lt=1, description="shift per axis, as a share of the image's side")
+    elastic: float = Field(0.0, ge=0, le=10, description="pixels: std of a smooth random displacement field")
+    elastic_cells: int = Field(4, ge=2, le=28, description="the displacement field's coarse grid (cells per side)")
+    stroke: float = Field(
+        0.0, ge=0, le=1, description="share of a 3 x 3 dilation (+) or erosion (-): uniform in [-stroke, stroke]"
+    )
+    blur: float = Field(0.0, ge=0, le=3, description="Gaussian blur, sigma in pixels uniform in [0, blur]")
 
     @property
     def active(self) -> bool:
@@ -133,7 +135,11 @@ class OutputConfig(_Section):
     tensorboard: bool = True
     histograms: bool = False  # per-layer weight and gradient histograms in TensorBoard, every epoch
     mlflow: bool = False  # also log to MLflow (the [track] extra; mlp-lab run --track)
-    handwriting: bool = False  # MNIST runs: also score real handwriting after test (handwriting/acc in summary.json)
+    handwriting: bool = Field(
+        False,
+        description="MNIST runs: after test, also score real handwriting (scikit-learn's scanned digits) "
+        "into summary.json as handwriting/acc",
+    )
 
 
 class Config(_Section):
