@@ -92,6 +92,9 @@ def collect(study: Study) -> dict[str, Any]:
 def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per arm: aggregates over seeds and the paired comparison with the reference."""
     reference = {s: r["test/acc"] for s, r in arms[study.reference]["runs"].items()}
+    handwriting_reference = {
+        s: r[HANDWRITING_METRIC] for s, r in arms[study.reference]["runs"].items() if HANDWRITING_METRIC in r
+    }
     rows = []
     for arm in study.arms:
         data = arms[arm.name]
@@ -110,6 +113,9 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
             "test_loss_std": loss_std,
             "handwriting_acc_mean": hw_mean,
             "handwriting_acc_std": hw_std,
+            "handwriting_diff": None,
+            "handwriting_ci_low": None,
+            "handwriting_ci_high": None,
             "best_epoch_mean": mean_std([r["best_epoch"] for r in runs])[0],
             "epochs_run_mean": mean_std([r["epochs_run"] for r in runs])[0],
             "num_parameters": runs[0]["num_parameters"] if runs else None,
@@ -117,6 +123,9 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
             "failed_seeds": sorted(data["failed"]),
             "missing_seeds": sorted(data["missing"]),
         }
+        if handwriting_reference and arm.name != study.reference:
+            hw = paired_difference({s: r[HANDWRITING_METRIC] for s, r in data["runs"].items()}, handwriting_reference)
+            row.update({"handwriting_diff": hw.mean, "handwriting_ci_low": hw.low, "handwriting_ci_high": hw.high})
         if arm.name != study.reference:
             diff = paired_difference({s: r["test/acc"] for s, r in data["runs"].items()}, reference)
             row.update(
@@ -199,6 +208,19 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -
         lines.append(
             f"| {r['arm']} | {r['paired_seeds']} | {_pct(r['diff_vs_reference'], True)} | {ci} | **{r['verdict']}** |"
         )
+    if any(r["handwriting_diff"] is not None for r in rows):
+        lines += [
+            "",
+            "The same for real-handwriting accuracy (`output.handwriting`: scikit-learn's scanned digits):",
+            "",
+            "| arm | difference (pp) | 95% CI (pp) |",
+            "| --- | --- | --- |",
+        ]
+        for r in rows:
+            if r["handwriting_diff"] is not None:
+                low, high = r["handwriting_ci_low"], r["handwriting_ci_high"]
+                ci = f"[{_pct(low, True)}, {_pct(high, True)}]" if low is not None else "–"
+                lines.append(f"| {r['arm']} | {_pct(r['handwriting_diff'], True)} | {ci} |")
     problems = [(r["arm"], "failed", r["failed_seeds"]) for r in rows if r["failed_seeds"]]
     problems += [(r["arm"], "not run yet", r["missing_seeds"]) for r in rows if r["missing_seeds"]]
     if problems:

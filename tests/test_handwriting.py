@@ -107,4 +107,5 @@ def test_a_study_reports_real_handwriting_beside_test_accuracy(tiny_config, tmp_
     for row in report["arms"]:
         run = runs[row["arm"]]
         assert row["handwriting_acc_mean"] == pytest.approx(run["handwriting/acc"])
-    assert "real handwriting acc %" in (exp.output_dir / "report.md").read_text()
+    text = (exp.output_dir / "report.md").read_text()
+    assert "real handwriting acc %" in text and "The same for real-handwriting accuracy" in text
