@@ -1,7 +1,7 @@
 # make run  : create .venv, install mlp-lab, train the baseline on FashionMNIST
 # make lint : ruff check and ruff format --check (CI runs it before the tests)
 # make test : create .venv, install mlp-lab with its dev, track (MLflow), search (Optuna), app (Streamlit) and ray extras, run the whole test suite
-# make app  : the same install, train the baseline and MNIST models if they are not there yet, then serve the web app
+# make app  : the same install, train the baseline, MNIST and robust MNIST models if they are not there yet, then serve the web app (it opens on the robust one)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -37,7 +37,10 @@ runs/baseline/summary.json: | install
 runs/mnist/summary.json: | install
 	$(BIN)/mlp-lab run configs/mnist.yaml $(if $(wildcard $(MNIST_DIR)),--data-dir $(MNIST_DIR))
 
-app: install runs/baseline/summary.json runs/mnist/summary.json
+runs/mnist_robust/summary.json: | install
+	$(BIN)/mlp-lab run configs/mnist_robust.yaml $(if $(wildcard $(MNIST_DIR)),--data-dir $(MNIST_DIR))
+
+app: install runs/baseline/summary.json runs/mnist/summary.json runs/mnist_robust/summary.json
 	$(BIN)/mlp-lab app --runs runs
 
 clean:

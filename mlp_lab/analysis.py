@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from mlp_lab.config import Config, DataConfig
+from mlp_lab.augment import Augmenter
+from mlp_lab.config import AugmentConfig, Config, DataConfig
 from mlp_lab.data import Data, load_data
 from mlp_lab.datasets import DATASETS
 from mlp_lab.networks import build_model, layer_table, model_macs
@@ -66,14 +67,44 @@ def sample_grid(data: Data, path: str | Path, per_class: int = 4, seed: int = 0)
     image_grid(images, titles, path, f"{data.info.name}: {per_class} training samples per class", cols=per_class * 2)
 
 
+def augmented_grid(data: Data, cfg: AugmentConfig, path: str | Path, draws: int = 5, seed: int = 0) -> None:
+    """A PNG grid of one training sample per class (first column) and `draws` augmented versions
+    of it, as training batches would see them (the generators of the first steps of epoch 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = data.train.y.cpu()
+    chosen = [
+        int((labels == k).nonzero().flatten()[torch.randint(int((labels == k).sum()), (1,), generator=generator)])
+        for k in range(data.info.num_classes)
+    ]
+    x = data.train.x[chosen]
+    augmenter = Augmenter(cfg, data.info.image_shape, data.info.mean, data.info.std, seed)
+    rows = [x, *(augmenter(x, 0, step) for step in range(draws))]
+    stacked = torch.stack(rows, dim=1).flatten(0, 1)  # per class: the original, then its draws
+    images = unnormalize(stacked, data.info.image_shape, data.info.mean, data.info.std).numpy()
+    titles = [data.info.classes[labels[i]] if d == 0 else f"draw {d}" for i in chosen for d in range(draws + 1)]
+    image_grid(
+        images,
+        titles,
+        path,
+        f"{data.info.name}: a training sample per class, then {draws} augmented draws",
+        cols=draws + 1,
+    )
+
+
 def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] = ()) -> tuple[dict[str, Any], Path]:
-    """Describe a dataset and write its sample grid into `out_dir`; returns (description, PNG path)."""
+    """Describe a dataset and write its sample grid into `out_dir`; returns (description, PNG path).
+    With `cfg.augment` on, an augmented grid too (its path in the description's `augmented_grid`)."""
     data = load_data(cfg, "cpu", data_dirs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{cfg.dataset}_samples.png"
     sample_grid(data, path)
-    return describe_data(data), path
+    description = describe_data(data)
+    if cfg.augment.active:
+        augmented = out_dir / f"{cfg.dataset}_augmented.png"
+        augmented_grid(data, cfg.augment, augmented)
+        description["augmented_grid"] = str(augmented)
+    return description, path
 
 
 def model_summary(config: Config) -> dict[str, Any]:

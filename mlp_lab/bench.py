@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlp_lab.config import Config
+from mlp_lab.config import AugmentConfig, Config, load_config
 from mlp_lab.data import DATASETS, locate, split_indices
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.optim import build_optimizer
@@ -177,6 +177,34 @@ def roofline_epoch(widths: list[int], batch_size: int, n_train: int, n_val: int)
     return epoch, roofline_flops(widths, train_batches, val_batches)
 
 
+def time_augmentation(config: Config, data, repeats: int) -> dict[str, Any]:
+    """(g) A trainer epoch on augmented batches against the same epoch without: the config's own
+    data.augment, or configs/mnist_robust.yaml's where the config has none, timed interleaved."""
+    augment = config.data.augment if config.data.augment.active else load_config("mnist_robust").data.augment
+
+    def with_augment(aug: AugmentConfig) -> Config:
+        return config.model_copy(update={"data": config.data.model_copy(update={"augment": aug})}, deep=True)
+
+    epochs = []
+    for variant in (with_augment(AugmentConfig()), with_augment(augment)):
+        trainer = Trainer(variant, "/nonexistent-bench-run", data=data)
+
+        def epoch(trainer: Trainer = trainer) -> None:
+            trainer._train_epoch(None)
+            evaluate(trainer.model, trainer.data.val)
+
+        epoch()
+        epochs.append(epoch)
+    (plain, plain_times), (augmented, aug_times) = _interleaved_medians(epochs, repeats)
+    return {
+        "plain_seconds": plain,
+        "augmented_seconds": augmented,
+        "all": {"plain": plain_times, "augmented": aug_times},
+        "ratio": augmented / plain,
+        "augment": augment.model_dump(),
+    }
+
+
 def _interleaved_medians(fns: list[Callable[[], None]], repeats: int) -> list[tuple[float, list[float]]]:
     """Time each function once per round, `repeats` rounds: a burst of load from elsewhere on a
     shared machine then lands on every variant alike, and a ratio of the medians stays fair."""
@@ -229,6 +257,12 @@ def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[
     log(f"(c) floor, fixed batch + val matmuls:       {c['seconds']:.3f} s/epoch")
     b = time_tutorial(cpu_config, repeats, data, data_dirs)
     log(f"(b) tutorial DataLoader pipeline + val:     {b['seconds']:.3f} s/epoch")
+    g = time_augmentation(cpu_config, data, repeats)
+    results["augmentation"] = g
+    log(
+        f"(g) augmented epoch {g['augmented_seconds']:.3f} s vs {g['plain_seconds']:.3f} s without: "
+        f"{g['ratio']:.2f}x (target <= 1.3)"
+    )
     results.update(
         {
             "a": a,

@@ -31,14 +31,43 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AugmentConfig(_Section):
+    """Random distortions of each training batch (train split only; see `mlp_lab.augment`).
+
+    Each range is symmetric and drawn per example; a range of 0 turns that transform off, so the
+    default section (all zeros) is no augmentation at all."""
+
+    rotation: float = Field(0.0, ge=0, le=180, description="degrees: uniform in [-rotation, rotation]")
+    scale: float = Field(0.0, ge=0, lt=1, description="relative: a zoom factor uniform in [1 - scale, 1 + scale]")
+    shear: float = Field(0.0, ge=0, lt=60, description="degrees of horizontal shear: uniform in [-shear, shear]")
+    translate: float = Field(0.0, ge=0, lt=1, description="shift per axis, as a share of the image's side")
+    elastic: float = Field(0.0, ge=0, le=10, description="pixels: std of a smooth random displacement field")
+    elastic_cells: int = Field(4, ge=2, le=28, description="the displacement field's coarse grid (cells per side)")
+    stroke: float = Field(
+        0.0, ge=0, le=1, description="share of a 3 x 3 dilation (+) or erosion (-): uniform in [-stroke, stroke]"
+    )
+    blur: float = Field(0.0, ge=0, le=3, description="Gaussian blur, sigma in pixels uniform in [0, blur]")
+
+    @property
+    def active(self) -> bool:
+        """Whether any transform is on."""
+        return any(getattr(self, name) > 0 for name in AUGMENT_RANGES)
+
+
+# The fields of AugmentConfig that switch a transform on (elastic_cells only shapes elastic's field).
+AUGMENT_RANGES = ("rotation", "scale", "shear", "translate", "elastic", "stroke", "blur")
+
+
 class DataConfig(_Section):
-    """Which dataset, where it lives, and how the training set is split into train/val."""
+    """Which dataset, where it lives, how the training set is split into train/val, and how
+    training batches are augmented."""
 
     dataset: Literal["fashion_mnist", "mnist", "cifar10"] = "fashion_mnist"
     root: str = "data"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
     download: bool = True
+    augment: AugmentConfig = AugmentConfig()
     # One fixed shuffle of the pixel positions (the same for every channel and split): an MLP
     # does not care where a pixel is, a CNN does. Its own seed, apart from the run's and the split's.
     permute_pixels: bool = False
@@ -136,6 +165,11 @@ class OutputConfig(_Section):
     tensorboard: bool = True
     histograms: bool = False  # per-layer weight and gradient histograms in TensorBoard, every epoch
     mlflow: bool = False  # also log to MLflow (the [track] extra; mlp-lab run --track)
+    handwriting: bool = Field(
+        False,
+        description="MNIST runs: after test, also score real handwriting (scikit-learn's scanned digits) "
+        "into summary.json as handwriting/acc",
+    )
 
 
 class Config(_Section):
@@ -420,6 +454,8 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
                 f"{_gib(memory)}",
             )
         )
+    if cfg.output.handwriting and cfg.data.dataset != "mnist":
+        errors.append(("output.handwriting", f"scores digits: needs data.dataset 'mnist', not {cfg.data.dataset!r}"))
     train = cfg.train
     if train.scheduler.warmup_epochs >= train.epochs:
         errors.append(("train.scheduler.warmup_epochs", f"must be less than train.epochs ({train.epochs})"))
@@ -516,6 +552,10 @@ def config_hash(cfg: Config) -> str:
         del payload["model"]["kind"], payload["model"]["conv"]
     if not cfg.data.permute_pixels:
         del payload["data"]["permute_pixels"], payload["data"]["permute_seed"]
+    if not cfg.data.augment.active:
+        # The section came later: without augmentation a config hashes as it did before it
+        # existed, so finished runs stay current (and an unused elastic_cells changes nothing).
+        payload["data"].pop("augment")
     payload["numerics_version"] = NUMERICS_VERSION
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

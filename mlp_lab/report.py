@@ -18,6 +18,7 @@ import numpy as np
 
 from mlp_lab import rundir
 from mlp_lab.ablation import Study, plan
+from mlp_lab.metrics import HANDWRITING_METRIC
 
 CONFIDENCE = 0.95
 
@@ -91,12 +92,17 @@ def collect(study: Study) -> dict[str, Any]:
 def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per arm: aggregates over seeds and the paired comparison with the reference."""
     reference = {s: r["test/acc"] for s, r in arms[study.reference]["runs"].items()}
+    handwriting_reference = {
+        s: r[HANDWRITING_METRIC] for s, r in arms[study.reference]["runs"].items() if HANDWRITING_METRIC in r
+    }
     rows = []
     for arm in study.arms:
         data = arms[arm.name]
         runs = list(data["runs"].values())
         acc_mean, acc_std = mean_std([r["test/acc"] for r in runs])
         loss_mean, loss_std = mean_std([r["test/loss"] for r in runs])
+        # Runs made with output.handwriting carry their real-handwriting score beside the test's.
+        hw_mean, hw_std = mean_std([r[HANDWRITING_METRIC] for r in runs if HANDWRITING_METRIC in r])
         row = {
             "arm": arm.name,
             "changes": ", ".join(f"{k}={v}" for k, v in arm.changes.items()) or "(base)",
@@ -105,6 +111,11 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
             "test_acc_std": acc_std,
             "test_loss_mean": loss_mean,
             "test_loss_std": loss_std,
+            "handwriting_acc_mean": hw_mean,
+            "handwriting_acc_std": hw_std,
+            "handwriting_diff": None,
+            "handwriting_ci_low": None,
+            "handwriting_ci_high": None,
             "best_epoch_mean": mean_std([r["best_epoch"] for r in runs])[0],
             "epochs_run_mean": mean_std([r["epochs_run"] for r in runs])[0],
             "num_parameters": runs[0]["num_parameters"] if runs else None,
@@ -112,6 +123,9 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
             "failed_seeds": sorted(data["failed"]),
             "missing_seeds": sorted(data["missing"]),
         }
+        if handwriting_reference and arm.name != study.reference:
+            hw = paired_difference({s: r[HANDWRITING_METRIC] for s, r in data["runs"].items()}, handwriting_reference)
+            row.update({"handwriting_diff": hw.mean, "handwriting_ci_low": hw.low, "handwriting_ci_high": hw.high})
         if arm.name != study.reference:
             diff = paired_difference({s: r["test/acc"] for s, r in data["runs"].items()}, reference)
             row.update(
@@ -161,12 +175,18 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -
         "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    handwriting = any(r["handwriting_acc_mean"] is not None for r in rows)
+    if handwriting:
+        lines[-2] = lines[-2].replace(" | test loss |", " | real handwriting acc % (mean ± std) | test loss |")
+        lines[-1] += " --- |"
     for r in rows:
         std = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
         loss_std = f" ± {r['test_loss_std']:.4f}" if r["test_loss_std"] is not None else ""
         loss = f"{r['test_loss_mean']:.4f}{loss_std}" if r["test_loss_mean"] is not None else "–"
+        hw_std = f" ± {_pct(r['handwriting_acc_std'])}" if r["handwriting_acc_std"] is not None else ""
+        hw = f" {_pct(r['handwriting_acc_mean'])}{hw_std} |" if handwriting else ""
         lines.append(
-            f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} | {loss} | "
+            f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} |{hw} {loss} | "
             f"{_or_dash(r['best_epoch_mean'], '.1f')} | {_or_dash(r['epochs_run_mean'], '.1f')} | "
             f"{_or_dash(r['num_parameters'], ',')} | {_or_dash(r['wall_time_s_mean'], '.1f')} |"
         )
@@ -188,6 +208,19 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -
         lines.append(
             f"| {r['arm']} | {r['paired_seeds']} | {_pct(r['diff_vs_reference'], True)} | {ci} | **{r['verdict']}** |"
         )
+    if any(r["handwriting_diff"] is not None for r in rows):
+        lines += [
+            "",
+            "The same for real-handwriting accuracy (`output.handwriting`: scikit-learn's scanned digits):",
+            "",
+            "| arm | difference (pp) | 95% CI (pp) |",
+            "| --- | --- | --- |",
+        ]
+        for r in rows:
+            if r["handwriting_diff"] is not None:
+                low, high = r["handwriting_ci_low"], r["handwriting_ci_high"]
+                ci = f"[{_pct(low, True)}, {_pct(high, True)}]" if low is not None else "–"
+                lines.append(f"| {r['arm']} | {_pct(r['handwriting_diff'], True)} | {ci} |")
     problems = [(r["arm"], "failed", r["failed_seeds"]) for r in rows if r["failed_seeds"]]
     problems += [(r["arm"], "not run yet", r["missing_seeds"]) for r in rows if r["missing_seeds"]]
     if problems:

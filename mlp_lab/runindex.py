@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mlp_lab import rundir
+from mlp_lab.config import AUGMENT_RANGES
 from mlp_lab.errors import ConfigError
 from mlp_lab.yamlfile import read_yaml_mapping
 
@@ -36,6 +37,7 @@ FACT_KEYS = (
     "parameters",
     "test_acc",
     "wall_time_s",
+    "augmented",
 )
 
 
@@ -77,7 +79,7 @@ def find_run_dirs(runs_dir: str | Path) -> list[Path]:
 
 def read_facts(run_dir: str | Path) -> dict[str, Any]:
     """What `run_dir`'s files say (FACT_KEYS): its status, dataset, hidden sizes, epochs planned
-    and run, parameters, test accuracy and wall time; a missing or unreadable file leaves its
+    and run, parameters, test accuracy, wall time and whether it trained on augmented batches; a missing or unreadable file leaves its
     facts at their defaults ('?', [], None, 0)."""
     run_dir = Path(run_dir)
     facts: dict[str, Any] = {
@@ -89,12 +91,15 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
         "parameters": None,
         "test_acc": None,
         "wall_time_s": None,
+        "augmented": False,
     }
     try:
         config = read_yaml_mapping(run_dir / rundir.CONFIG_FILE)
         facts["dataset"] = config.get("data", {}).get("dataset", "?")
         facts["hidden_sizes"] = list(config.get("model", {}).get("hidden_sizes", []))
         facts["epochs_planned"] = config.get("train", {}).get("epochs")
+        augment = config.get("data", {}).get("augment") or {}
+        facts["augmented"] = any(bool(augment.get(key)) for key in AUGMENT_RANGES)
     except (ConfigError, AttributeError):
         pass
     try:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mlp_lab import rundir
+from mlp_lab.augment import Augmenter
 from mlp_lab.checkpoint import (
     CheckpointError,
     checkpoint_header,
@@ -43,6 +44,7 @@ from mlp_lab.data import Data, Split, load_data
 from mlp_lab.errors import MLPLabError
 from mlp_lab.flatparams import flatten_parameters
 from mlp_lab.handstep import HandStep
+from mlp_lab.handwriting import handwriting_metrics
 from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.networks import build_model
@@ -246,6 +248,9 @@ class Trainer:
         self.progress = _Progress()
         self.hash = config_hash(config)
         self.steps_per_epoch = num_batches(len(self.data.train), config.train.batch_size)
+        aug = config.data.augment
+        # Seeded by (seed, epoch, step) alone, so it needs nothing in last.pt to resume bit-exactly.
+        self.augment = Augmenter(aug, info.image_shape, info.mean, info.std, config.seed) if aug.active else None
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -387,6 +392,8 @@ class Trainer:
             lr0 = lr if lr0 is None else lr0
             start, end = step * bs, min((step + 1) * bs, len(train))
             x, y = train.x.index_select(0, perm[start:end]), labels[start:end]
+            if self.augment is not None:
+                x = self.augment(x, p.epoch, step)
             logits, loss = self.train_step(x, y, weights, p.epoch, step)
             # Accumulate on the device: no host sync per step (float64 += float32 * n, one kernel).
             loss_sum.add_(loss, alpha=end - start)
@@ -504,6 +511,8 @@ class Trainer:
                 "wall_time_s": round(p.elapsed, 3),
             }
         )
+        if self.config.output.handwriting:
+            summary.update(handwriting_metrics(self.model, data_meta(self.data.info)))
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
         self.write_curves()
         for logger in loggers:

@@ -331,13 +331,16 @@ def test_a_run_the_app_launched_is_live_before_it_takes_its_lock(tmp_path):
         assert app_runs.running_pid(run_dir) is None
 
 
-def copied_run(runs: Path, source: Path, name: str, dataset: str, test_acc: float) -> Path:
+def copied_run(runs: Path, source: Path, name: str, dataset: str, test_acc: float, augment: dict | None = None) -> Path:
     """A copy of a finished run under another name, as if trained on `dataset` to `test_acc`
-    (the model is the source's: only the facts the Draw page chooses by differ)."""
+    (with `augment` as its data.augment: the model is the source's, only the facts the Draw page
+    chooses by differ)."""
     run_dir = runs / name
     shutil.copytree(source, run_dir)
     config = yaml.safe_load((run_dir / rundir.CONFIG_FILE).read_text())
     config["data"]["dataset"] = dataset
+    if augment is not None:
+        config["data"]["augment"] = {**config["data"].get("augment", {}), **augment}
     (run_dir / rundir.CONFIG_FILE).write_text(yaml.safe_dump(config))
     summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE)
     rundir.write_json(run_dir / rundir.SUMMARY_FILE, {**summary, "test/acc": test_acc})
@@ -353,10 +356,14 @@ def copied_run(runs: Path, source: Path, name: str, dataset: str, test_acc: floa
         ([("mnist", None), ("fashion_mnist", 0.9)], 0),  # no tested digits model: the first listed
         ([("cifar10", 0.5), (None, 0.99)], 0),  # a registered model whose dataset is not known
         ([], 0),
+        # a robust (augmented) digits model first, even when less accurate on MNIST's test set
+        ([("mnist", 0.99), ("mnist", 0.985, True), ("fashion_mnist", 0.9, True)], 1),
+        ([("mnist", 0.99, True), ("mnist", 0.98, True)], 0),  # among robust ones, the most accurate
+        ([("mnist", 0.99), ("mnist", None, True)], 0),  # an untested robust run does not count
     ],
 )
-def test_the_draw_page_defaults_to_the_most_accurate_digits_model(facts, expected):
-    choices = [models.ModelChoice(f"m{i}", f"runs/m{i}", dataset, acc) for i, (dataset, acc) in enumerate(facts)]
+def test_the_draw_page_defaults_to_the_robust_then_the_most_accurate_digits_model(facts, expected):
+    choices = [models.ModelChoice(f"m{i}", f"runs/m{i}", *fact) for i, fact in enumerate(facts)]
     assert models.default_choice(choices) == expected
 
 
@@ -622,15 +629,30 @@ def test_draw_page_opens_on_the_most_accurate_digits_model_and_says_so(app_test,
     assert not page.exception and not page.error
     (picker,) = page.selectbox
     assert picker.options[0].startswith("a-fashion (fashion_mnist") and picker.value.startswith("c-digits (mnist")
-    assert page.caption[0].value == f"Using {picker.value}: the most accurate digits (MNIST) model here."
+    assert page.caption[0].value.startswith(f"Using {picker.value}: the most accurate digits (MNIST) model here")
+    assert "Preprocessing: the dataset's own recipe" in page.caption[0].value
     picker.select(picker.options[1]).run()  # the user's choice sticks and the caption follows it
     assert not page.exception and page.selectbox[0].value.startswith("b-digits")
-    assert page.caption[0].value == f"Using {page.selectbox[0].value}."
+    assert page.caption[0].value.startswith(f"Using {page.selectbox[0].value}. Preprocessing:")
     shutil.rmtree(runs / "b-digits")
     shutil.rmtree(runs / "c-digits")
     fashion_only = app_test(runs)  # no digits model: the first listed, as before
     assert not fashion_only.exception and fashion_only.selectbox[0].value.startswith("a-fashion")
-    assert fashion_only.caption[0].value.endswith("no tested digits (MNIST) model here, so the first one listed.")
+    assert "no tested digits (MNIST) model here, so the first one listed." in fashion_only.caption[0].value
+
+
+def test_draw_page_opens_on_the_robust_model_and_names_it_and_its_preprocessing(app_test, shapes_run, tmp_path):
+    runs = tmp_path / "runs"
+    copied_run(runs, shapes_run[1], "a-digits", "mnist", 0.99)
+    copied_run(runs, shapes_run[1], "b-robust", "mnist", 0.985, augment={"rotation": 12, "elastic": 1.0})
+    page = app_test(runs)
+    assert not page.exception and not page.error
+    assert page.selectbox[0].value.startswith("b-robust (mnist")
+    caption = page.caption[0].value
+    assert caption.startswith(f"Using {page.selectbox[0].value} (trained on augmented digits): the robust digits")
+    assert "Preprocessing: the dataset's own recipe" in caption and "centred by mass" in caption
+    page.radio(key="normalise").set_value("plain").run()  # the caption follows the preprocessing picked
+    assert not page.exception and page.caption[0].value.endswith("Preprocessing: a plain resize to the dataset's size.")
 
 
 # -- the served app in a real browser ---------------------------------------------------------

@@ -27,6 +27,20 @@ def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
     assert results["help_startup"]["torch_imported"] is False
     text = "\n".join(lines)
     assert "a/c =" in text and "b/a =" in text and "trainer/roofline =" in text and "peak RSS" in text
+    # (g): without an augment section of its own, the config is timed with mnist_robust.yaml's
+    g = results["augmentation"]
+    assert g["ratio"] == g["augmented_seconds"] / g["plain_seconds"] and g["augment"]["elastic"] > 0
+    assert "(g) augmented epoch" in text
+
+
+def test_augmentation_bench_times_the_configs_own_augmentation(tiny_config):
+    from mlp_lab.bench import time_augmentation
+    from mlp_lab.data import load_data
+
+    cfg = tiny_config(data={"augment": {"rotation": 5}}, train={"epochs": 1, "batch_size": 32, "device": "cpu"})
+    g = time_augmentation(cfg, load_data(cfg.data), repeats=1)
+    assert g["augment"]["rotation"] == 5 and g["augment"]["elastic"] == 0
+    assert g["plain_seconds"] > 0 and g["augmented_seconds"] > 0
 
 
 def test_roofline_counts_the_epochs_unavoidable_matmuls():

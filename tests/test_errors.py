@@ -205,6 +205,20 @@ CASES = [
     ),
     Case(
         "config",
+        "augmentation out of range",
+        ["validate", "c.yaml"],
+        ["c.yaml", "data.augment.scale", "less than 1"],
+        {"c.yaml": "data:\n  augment:\n    scale: 1.5\n"},
+    ),
+    Case(
+        "config",
+        "handwriting score on a fashion run",
+        ["validate", "c.yaml"],
+        ["c.yaml", "output.handwriting", "needs data.dataset 'mnist'"],
+        {"c.yaml": "output:\n  handwriting: true\n"},
+    ),
+    Case(
+        "config",
         "three problems at once",
         ["validate", "c.yaml", "--set", "train.optimizer.lr=0"],
         ["c.yaml"],

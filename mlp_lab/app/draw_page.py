@@ -1,5 +1,5 @@
 """The Draw page: draw or upload a picture, pick a model (a finished run or a registered alias;
-it opens on the most accurate digits model), see what it thinks. Thin Streamlit code over
+it opens on the robust digits model where one is trained, else the most accurate), see what it thinks. Thin Streamlit code over
 `drawing` and `models`."""
 
 from __future__ import annotations
@@ -103,13 +103,26 @@ def _model_dir(choice: str, runs: str) -> str:
     return str(models.model_dir(choice, runs))
 
 
-def model_caption(choice: models.ModelChoice, is_default: bool) -> str:
-    """Which model the page uses, and why when it chose it."""
+# What each preprocessing does to a picture before the model sees it, for the page's caption.
+PREPROCESSING = {
+    "auto": "the dataset's own recipe (digits: inverted if dark on light, cropped to the ink, scaled to "
+    "20 of 28 pixels, centred by mass, as MNIST was made)",
+    "plain": "a plain resize to the dataset's size",
+}
+
+
+def model_caption(choice: models.ModelChoice, is_default: bool, normalise: str = "auto") -> str:
+    """Which model the page uses (and why, when it chose it) and which preprocessing."""
+    trained = " (trained on augmented digits)" if choice.augmented else ""
     if not is_default:
-        return f"Using {choice.label}."
-    if choice.dataset == models.DIGITS and choice.test_acc is not None:
-        return f"Using {choice.label}: the most accurate digits (MNIST) model here."
-    return f"Using {choice.label}: no tested digits (MNIST) model here, so the first one listed."
+        why = ""
+    elif choice.dataset == models.DIGITS and choice.test_acc is not None and choice.augmented:
+        why = ": the robust digits model here, the one made for handwriting"
+    elif choice.dataset == models.DIGITS and choice.test_acc is not None:
+        why = ": the most accurate digits (MNIST) model here (train configs/mnist_robust.yaml for handwriting)"
+    else:
+        why = ": no tested digits (MNIST) model here, so the first one listed"
+    return f"Using {choice.label}{trained}{why}. Preprocessing: {PREPROCESSING[normalise]}."
 
 
 def draw_page(runs: Path) -> None:
@@ -124,13 +137,14 @@ def draw_page(runs: Path) -> None:
     labels = [choice.label for choice in choices]
     default = models.default_choice(choices)
     picked = labels.index(st.selectbox("Model", labels, index=default, key="model"))
-    st.caption(model_caption(choices[picked], picked == default))
+    caption = st.empty()  # filled once the preprocessing is picked, below it
     options = st.columns(3)
     scheme = options[0].radio("Canvas", (WHITE_ON_BLACK, BLACK_ON_WHITE), key="scheme", horizontal=True)
     brush = options[1].slider("Brush width", 4, 48, 20, key="brush")
     normalise = options[2].radio(
         "Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get, key="normalise", horizontal=True
     )
+    caption.caption(model_caption(choices[picked], picked == default, normalise))
     predictor = predictor_for(Path(_model_dir(choices[picked].target, str(runs))), normalise)
     canvas_panel(predictor, scheme, brush, normalise)
     st.subheader("Or upload pictures")

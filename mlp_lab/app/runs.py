@@ -34,6 +34,7 @@ class RunInfo:
     wall_time_s: float | None = None
     epochs_run: int = 0
     epochs_planned: int | None = None
+    augmented: bool = False  # trained on augmented batches (data.augment): a robust model
     pid: int | None = None
 
     @property

@@ -61,9 +61,10 @@ def data(
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Describe a dataset (shapes, value range, classes, counts per split) and save a sample grid.
+    """Describe a dataset (shapes, value range, classes, counts per split) and save a sample grid;
+    with a config whose data.augment is on, an augmented sample grid too.
 
-    Example: mlp-lab data fashion_mnist
+    Example: mlp-lab data fashion_mnist; mlp-lab data --config configs/mnist_robust.yaml
     """
     from rich.table import Table
 
@@ -104,6 +105,8 @@ def data(
     table.add_row("", "total", *(str(sum(info["counts"][split])) for split in ("train", "val", "test")), style="bold")
     out.print(table)
     out.print(f"sample grid: {grid}", highlight=False)
+    if "augmented_grid" in info:
+        out.print(f"augmented sample grid (data.augment): {info['augmented_grid']}", highlight=False)
 
 
 @app.command()

@@ -33,20 +33,32 @@ def evaluate(
     ctx: typer.Context,
     run_dir: RunDirArg,
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    handwriting: Annotated[
+        bool,
+        typer.Option(
+            "--handwriting",
+            help="Instead of a split, score a digits run on real handwriting: scikit-learn's 1,797 scanned "
+            "digits as PNG files, light-on-dark and dark-on-light, through predict's preprocessing.",
+        ),
+    ] = False,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-class report, confusion matrix and example grids for a run, written to RUN_DIR/eval/.
 
-    Example: mlp-lab evaluate runs/baseline --split test
+    Example: mlp-lab evaluate runs/baseline --split test; mlp-lab evaluate runs/mnist_robust --handwriting
     """
     emit = json_output(ctx, as_json)
     with user_errors():
         if split not in ("test", "val"):
             raise MLPLabError(f"--split {split}: choose test or val")
-        from mlp_lab.evaluation import evaluate_run
+        from mlp_lab.evaluation import evaluate_handwriting, evaluate_run
 
-        result = evaluate_run(_run_dir(run_dir), split, data_dirs(data_dir))
+        if handwriting:
+            result = evaluate_handwriting(_run_dir(run_dir))
+            split = "handwriting"
+        else:
+            result = evaluate_run(_run_dir(run_dir), split, data_dirs(data_dir))
     if as_json:
         emit(result)  # as RUN_DIR/eval/<split>_metrics.json
         return
