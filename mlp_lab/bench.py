@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from mlp_lab.config import AugmentConfig, Config, load_config
 from mlp_lab.data import DATASETS, locate, split_indices
+from mlp_lab.errors import MLPLabError
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.optim import build_optimizer
 from mlp_lab.train import EVAL_BATCH_SIZE, Trainer, evaluate, num_batches
@@ -238,6 +239,10 @@ def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
 
 def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure (a), (b), (c), (r) on the CPU (and the CUDA variants when a GPU is present); print a table."""
+    if config.model.kind != "mlp":
+        # The roofline, the floor and the tutorial pipeline are the MLP's; timing an MLP in their
+        # place for a CNN config would answer a question nobody asked.
+        raise MLPLabError(f"model.kind: bench measures the MLP trainer; {config.model.kind!r} is not benchmarked yet")
     results: dict[str, Any] = {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats}
     cpu_config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cpu"})}, deep=True)
     # (a) and (r) alternate round by round: trainer/roofline is the ratio this benchmark is for.

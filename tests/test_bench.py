@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import write_config
 from typer.testing import CliRunner
 
@@ -71,3 +72,11 @@ def test_validate_does_not_import_torch(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("NO-TORCH") and "name: x" in out
+
+
+def test_bench_refuses_a_cnn_config_rather_than_timing_an_mlp(tiny_config):
+    from mlp_lab.errors import MLPLabError
+
+    cfg = tiny_config(model={"kind": "cnn", "conv": {"channels": [4]}, "hidden_sizes": [8]})
+    with pytest.raises(MLPLabError, match="model.kind"):
+        run_benchmark(cfg, repeats=1, log=lambda _: None)
