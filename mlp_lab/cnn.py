@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mlp_lab.model import ACTIVATIONS, Dropout, dropout_mask
+from mlp_lab.model import ACTIVATIONS, Dropout, dense_layers, dropout_mask
 
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
@@ -97,16 +97,7 @@ class ParameterizedCNN(nn.Module):
         if h < 1 or w < 1:
             raise ValueError(f"the conv blocks leave no pixels of a {self.image_shape[1]}x{self.image_shape[2]} image")
         layers.append(nn.Flatten())
-        width = c * h * w
-        for size in hidden_sizes:
-            layers.append(nn.Linear(width, size, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(size))
-            layers.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                layers.append(Dropout(dropout))
-            width = size
-        layers.append(nn.Linear(width, num_classes))
+        layers += dense_layers(c * h * w, hidden_sizes, num_classes, activation, batch_norm, dropout)
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

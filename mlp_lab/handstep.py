@@ -133,6 +133,9 @@ class HandStep:
         self.layers = layers
         self.label_smoothing = label_smoothing
         self.l1, self.l2 = l1, l2
+        # Each dropout site's kept-unit scale, once: the step folds it into the next gemm's alpha.
+        self.input_scale = keep_threshold(input_dropout)[1] if input_dropout > 0 else 1.0
+        self.scales = [keep_threshold(layer.dropout)[1] if layer.dropout > 0 else 1.0 for layer in layers]
         # The dropout sites in forward order (the inputs, then each hidden layer's output).
         self.rates = ([input_dropout] if input_dropout > 0 else []) + [
             layer.dropout for layer in layers if layer.dropout > 0
@@ -185,11 +188,11 @@ class HandStep:
         keeps = list(keeps)
         h, scale = x.flatten(1), 1.0
         if self.input_dropout > 0:
-            h, scale = h * keeps.pop(0), keep_threshold(self.input_dropout)[1]
+            h, scale = h * keeps.pop(0), self.input_scale
         # Per layer, what its backward needs: its input h (a 0/1-masked activation, whose dropout
         # scale is `scale`), its activation's output a when that is not ReLU, and its mask.
         saved: list[tuple[torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]] = []
-        for layer in self.layers:
+        for layer, layer_scale in zip(self.layers, self.scales):
             z = torch.addmm(layer.linear.bias, h, layer.linear.weight.t(), alpha=scale)
             a = keep = None
             next_scale = 1.0
@@ -198,7 +201,7 @@ class HandStep:
                 if layer.dropout > 0:
                     keep = keeps.pop(0)
                     z = z * keep
-                    next_scale = keep_threshold(layer.dropout)[1]
+                    next_scale = layer_scale
             saved.append((h, scale, a, keep))
             h, scale = z, next_scale
         logits = h

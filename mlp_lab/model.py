@@ -51,6 +51,25 @@ class Dropout(nn.Dropout):
         return x * dropout_mask(x.shape, self.p, x.device, x.dtype)
 
 
+def dense_layers(
+    width: int, hidden_sizes: Sequence[int], num_classes: int, activation: str, batch_norm: bool, dropout: float
+) -> list[nn.Module]:
+    """Per hidden size: Linear -> [BatchNorm1d] -> activation -> [Dropout]; then Linear to logits.
+    The MLP's body, and the CNN's head after its conv blocks."""
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        # BatchNorm's shift makes the Linear bias redundant.
+        layers.append(nn.Linear(width, size, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(size))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+        width = size
+    layers.append(nn.Linear(width, num_classes))
+    return layers
+
+
 class ParameterizedMLP(nn.Module):
     """[Dropout on the inputs]; per hidden layer: Linear -> [BatchNorm1d] -> activation -> [Dropout];
     then Linear to logits.
@@ -85,17 +104,7 @@ class ParameterizedMLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         if input_dropout > 0:
             layers.append(Dropout(input_dropout))
-        width = in_features
-        for size in hidden_sizes:
-            # BatchNorm's shift makes the Linear bias redundant.
-            layers.append(nn.Linear(width, size, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(size))
-            layers.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                layers.append(Dropout(dropout))
-            width = size
-        layers.append(nn.Linear(width, num_classes))
+        layers += dense_layers(in_features, hidden_sizes, num_classes, activation, batch_norm, dropout)
         self.layers = nn.Sequential(*layers)
 
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from mlp_lab import rundir
@@ -108,6 +109,45 @@ def tiny_config(tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch):
         return validate_config(raw, "tiny.yaml")
 
     return make
+
+
+# The hashes main (54897e0, numerics version 2) gave the shipped MLP configs before data.augment,
+# model.kind and data.permute_pixels existed: those keys at their defaults must leave them as they
+# were, so finished runs stay finished (compare them under NUMERICS_VERSION = 2).
+SHIPPED_HASHES_NUMERICS_2 = {
+    "baseline": "b0a6db89ddb7dfea",
+    "cifar10": "471410c59a84bc0c",
+    "fashion_best": "1fb20eb9dfdf39dd",
+    "mnist": "efe824eeb0123eb5",
+    "mnist_keras": "8682ac96fb1594ea",
+    "plain": "0b925dc601199fb8",
+}
+
+
+def assert_resumes_identically(cfg: Config, tmp_path: Path) -> dict:
+    """Train `cfg` uninterrupted, and again interrupted at step 5 of epoch 2 (of 15 steps an epoch)
+    then resumed: metrics, test score and final weights must be equal. Returns the final weights."""
+    from mlp_lab.checkpoint import load_checkpoint
+    from mlp_lab.train import TrainingInterrupted, train
+
+    full = train(cfg, tmp_path / "full")
+    polls = {"n": 0}
+
+    def stop_mid_epoch_two():
+        polls["n"] += 1
+        return polls["n"] == 20
+
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "part", should_stop=stop_mid_epoch_two)
+    last = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")
+    assert (last["epoch"], last["step"]) == (1, 4)
+    resumed = train(cfg, tmp_path / "part", resume=True)
+    assert metrics_without_timing(tmp_path / "part") == metrics_without_timing(tmp_path / "full")
+    assert (resumed["test/acc"], resumed["test/loss"]) == (full["test/acc"], full["test/loss"])
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt", "last")["model"]
+    b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return a
 
 
 def metrics_without_timing(run_dir: Path) -> list[dict[str, float]]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import metrics_without_timing
+from conftest import SHIPPED_HASHES_NUMERICS_2, assert_resumes_identically, metrics_without_timing
 
 from mlp_lab.augment import Augmenter, augment_batch, augment_pixels, batch_generator
-from mlp_lab.checkpoint import load_checkpoint
 from mlp_lab.config import AugmentConfig, config_hash, load_config
 from mlp_lab.errors import ConfigError
-from mlp_lab.train import Trainer, TrainingInterrupted, train
+from mlp_lab.train import Trainer, train
 
 FULL = {
     "rotation": 12,
@@ -23,24 +22,13 @@ FULL = {
     "blur": 0.6,
 }
 
-# The hashes main (54897e0) gave the shipped configs before data.augment existed: finished runs
-# must stay current, and studies must not rerun them.
-HASHES_BEFORE_AUGMENT = {
-    "baseline": "b0a6db89ddb7dfea",
-    "cifar10": "471410c59a84bc0c",
-    "fashion_best": "1fb20eb9dfdf39dd",
-    "mnist": "efe824eeb0123eb5",
-    "mnist_keras": "8682ac96fb1594ea",
-    "plain": "0b925dc601199fb8",
-}
 
-
-@pytest.mark.parametrize("name", sorted(HASHES_BEFORE_AUGMENT))
+@pytest.mark.parametrize("name", sorted(SHIPPED_HASHES_NUMERICS_2))
 def test_shipped_configs_hash_as_before_the_augment_section(name, monkeypatch):
     # Pinned under numerics version 2 (main before the section existed); the numerics version
     # is part of the hash, so the comparison is made under that version.
     monkeypatch.setattr("mlp_lab.config.NUMERICS_VERSION", 2)
-    assert config_hash(load_config(f"configs/{name}.yaml")) == HASHES_BEFORE_AUGMENT[name]
+    assert config_hash(load_config(f"configs/{name}.yaml")) == SHIPPED_HASHES_NUMERICS_2[name]
 
 
 def test_augmentation_enters_the_hash_only_when_on(tiny_config):
@@ -141,22 +129,7 @@ def test_a_run_resumed_mid_epoch_with_augmentation_equals_an_uninterrupted_one(t
     cfg = tiny_config(
         data={"augment": FULL}, train={"epochs": 3, "batch_size": 32, "device": "cpu", "scheduler": {"name": "cosine"}}
     )
-    full = train(cfg, tmp_path / "full")
-    polls = {"n": 0}
-
-    def stop_mid_epoch_two():
-        polls["n"] += 1
-        return polls["n"] == 20  # 15 steps per epoch: this is step 5 of epoch 2
-
-    with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "part", should_stop=stop_mid_epoch_two)
-    assert load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")["step"] == 4
-    resumed = train(cfg, tmp_path / "part", resume=True)
-    assert metrics_without_timing(tmp_path / "part") == metrics_without_timing(tmp_path / "full")
-    assert (resumed["test/loss"], resumed["test/acc"]) == (full["test/loss"], full["test/acc"])
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt", "last")["model"]
-    b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_identically(cfg, tmp_path)
 
 
 def test_mlp_lab_data_shows_an_augmented_grid_only_when_augmentation_is_on(tiny_config, tmp_path):

@@ -10,12 +10,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import metrics_without_timing, write_config, write_study
+from conftest import (
+    SHIPPED_HASHES_NUMERICS_2,
+    assert_resumes_identically,
+    write_config,
+    write_study,
+)
 from test_ablation import REPO
 from typer.testing import CliRunner
 
 from mlp_lab.analysis import model_summary, unnormalize
-from mlp_lab.checkpoint import load_checkpoint, load_model
+from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
 from mlp_lab.cnn import ChannelDropout, ParameterizedCNN
 from mlp_lab.config import Config, config_hash, load_config, parameter_count, validate_config
@@ -25,7 +30,7 @@ from mlp_lab.errors import ConfigError
 from mlp_lab.model import ParameterizedMLP, macs_per_example
 from mlp_lab.networks import build_model, layer_table, model_macs
 from mlp_lab.predict import Predictor, predict
-from mlp_lab.train import TrainingInterrupted, evaluate, train
+from mlp_lab.train import evaluate, train
 
 runner = CliRunner()
 
@@ -42,36 +47,24 @@ def tiny_cnn(tiny_config, **train):
     return tiny_config(model=TINY_CNN, train={"epochs": 2, "batch_size": 32, "device": "cpu", **train})
 
 
-# Hashes of the shipped MLP configs under main before model.kind and data.permute_pixels existed:
-# finished runs of these configs must stay finished.
-OLD_HASHES = {
-    "baseline": "b0a6db89ddb7dfea",
-    "cifar10": "471410c59a84bc0c",
-    "fashion_best": "1fb20eb9dfdf39dd",
-    "mnist": "efe824eeb0123eb5",
-    "mnist_keras": "8682ac96fb1594ea",
-    "plain": "0b925dc601199fb8",
-}
-
-
-@pytest.mark.parametrize("name", sorted(OLD_HASHES))
+@pytest.mark.parametrize("name", sorted(SHIPPED_HASHES_NUMERICS_2))
 def test_the_new_keys_leave_every_earlier_config_hash_as_it_was(name, monkeypatch):
     # Pinned under numerics version 2 (main before the keys existed); the numerics version is
     # part of the hash, so the comparison is made under that version.
     monkeypatch.setattr("mlp_lab.config.NUMERICS_VERSION", 2)
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
-    assert config_hash(cfg) == OLD_HASHES[name]
+    assert config_hash(cfg) == SHIPPED_HASHES_NUMERICS_2[name]
     # An MLP ignores conv settings and an unpermuted run its permutation seed: same hash.
     unused = cfg.model_copy(deep=True)
     unused.model.conv.channels = [3, 5]
     unused.data.permute_seed = 7
-    assert config_hash(unused) == OLD_HASHES[name]
+    assert config_hash(unused) == SHIPPED_HASHES_NUMERICS_2[name]
     # What does change training changes the hash.
     for key, value in (("model.kind", "cnn"), ("data.permute_pixels", True)):
         raw = cfg.model_dump(mode="json")
         section, field = key.split(".")
         raw[section][field] = value
-        assert config_hash(validate_config(raw, "x.yaml")) != OLD_HASHES[name], key
+        assert config_hash(validate_config(raw, "x.yaml")) != SHIPPED_HASHES_NUMERICS_2[name], key
 
 
 def test_lenet5_has_its_textbook_size_and_every_count_agrees():
@@ -128,21 +121,7 @@ def test_channel_dropout_drops_whole_maps_and_keeps_the_mean():
 
 def test_a_cnn_run_interrupted_and_resumed_equals_an_uninterrupted_one(tiny_config, tmp_path):
     cfg = tiny_cnn(tiny_config, epochs=3, scheduler={"name": "cosine"})
-    full = train(cfg, tmp_path / "full")
-    polls = {"n": 0}
-
-    def stop_mid_epoch_two():
-        polls["n"] += 1
-        return polls["n"] == 20  # 15 steps per epoch: step 5 of epoch 2
-
-    with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "part", should_stop=stop_mid_epoch_two)
-    resumed = train(cfg, tmp_path / "part", resume=True)
-    assert metrics_without_timing(tmp_path / "part") == metrics_without_timing(tmp_path / "full")
-    assert (resumed["test/acc"], resumed["test/loss"]) == (full["test/acc"], full["test/loss"])
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt", "last")["model"]
-    b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")["model"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a = assert_resumes_identically(cfg, tmp_path)
     assert any(k.endswith("running_mean") for k in a), "the conv BatchNorm's statistics are saved too"
 
 

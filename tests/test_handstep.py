@@ -121,7 +121,7 @@ def test_flat_parameters_keep_the_model_and_let_autograd_accumulate_in_place():
         assert flat_ptr <= p.data_ptr() < flat_ptr + size
     x, y = _batch()
     for _ in range(2):  # the second backward must add into the same views, not replace them
-        params.zero_grad()
+        params.flat.grad.zero_()
         F.cross_entropy(model(x), y).backward()
     assert params.flat.grad is not None
     torch.testing.assert_close(params.flat.grad, torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
@@ -142,7 +142,7 @@ def test_one_flat_fused_step_equals_per_parameter_steps_bit_for_bit(name):
     list_opt = build_optimizer(twin.parameters(), cfg)
     x, y = _batch()
     for _ in range(5):
-        params.zero_grad()
+        params.flat.grad.zero_()
         F.cross_entropy(model(x), y).backward()
         flat_opt.step()
         list_opt.zero_grad(set_to_none=True)

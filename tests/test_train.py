@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import metrics_without_timing
+from conftest import assert_resumes_identically, metrics_without_timing
 
 from mlp_lab import rundir
 from mlp_lab.checkpoint import CheckpointError, load_checkpoint
@@ -127,24 +127,7 @@ def test_interrupted_run_resumes_to_the_identical_result(tiny_config, tmp_path, 
         model={**{"hidden_sizes": [32], "dropout": 0.1}, **model},
         train={"epochs": 3, "batch_size": 32, "device": "cpu", "scheduler": {"name": "cosine"}},
     )
-    full = train(cfg, tmp_path / "full")
-
-    polls = {"n": 0}
-
-    def stop_mid_epoch_two():
-        polls["n"] += 1
-        return polls["n"] == 20  # 15 steps per epoch: this is step 5 of epoch 2
-
-    with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "part", should_stop=stop_mid_epoch_two)
-    last = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")
-    assert (last["epoch"], last["step"]) == (1, 4)
-    resumed = train(cfg, tmp_path / "part", resume=True)
-    assert metrics_without_timing(tmp_path / "part") == metrics_without_timing(tmp_path / "full")
-    assert resumed["test/acc"] == full["test/acc"] and resumed["test/loss"] == full["test/loss"]
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt", "last")["model"]
-    b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_identically(cfg, tmp_path)
 
 
 def test_refuses_to_train_over_an_existing_run(tiny_config, tmp_path):
