@@ -112,20 +112,18 @@ def _as_found() -> Iterator[None]:
     """Put the process-wide state a run touches back as it was after the block."""
     import torch
 
-    from mlp_lab.runtime import rng_state, set_rng_state
+    from mlp_lab.runtime import determinism_as_found, rng_state, set_rng_state
 
     environ = dict(os.environ)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     rng = rng_state()
     try:
-        yield
+        with determinism_as_found():
+            yield
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         set_rng_state(rng)
         for key in [k for k in os.environ if k not in environ]:
             del os.environ[key]

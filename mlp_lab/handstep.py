@@ -8,12 +8,12 @@ two matmuls and one element-wise product, so this step does the forward and back
 plus the element-wise work and little else:
 
 - dropout's 1 / (1 - p) is folded into the next matmul's `alpha` (the next layer's forward, its
-  weight gradient and the gradient flowing back), so a mask is a multiply by 0/1 only;
+  weight gradient and the gradient flowing back), so dropping is a masked fill of zeros, in place;
 - ReLU and dropout share one backward, `threshold_backward(g, h, 0)`: the kept, positive units of
   the layer's output h are exactly those whose gradient passes;
 - the keep/drop decisions for `CHUNK_STEPS` steps are drawn in one call from a generator seeded
-  by (seed, epoch, chunk) (`DropoutMasks`), so they cost one comparison per step, and a resumed
-  run regenerates the same ones without any saved state.
+  by (seed, epoch, chunk) (`DropoutMasks`), as boolean drop masks, so they cost one comparison
+  per unit per chunk, and a resumed run regenerates the same ones without any saved state.
 
 It covers `ParameterizedMLP` without BatchNorm; anything else in the stack (BatchNorm, GELU, a
 conv layer), bf16 autocast and torch.compile take autograd (`HandStep.for_model` returns None).
@@ -48,7 +48,8 @@ def keep_threshold(p: float) -> tuple[int, float]:
 
 
 class DropoutMasks:
-    """Keep masks for every dropout site of every step, a function of (seed, epoch, step) alone."""
+    """Drop masks (True = dropped) for every dropout site of every step, a function of (seed,
+    epoch, step) alone."""
 
     def __init__(
         self,
@@ -57,10 +58,9 @@ class DropoutMasks:
         batch_size: int,
         seed: int,
         device: torch.device,
-        dtype: torch.dtype = torch.float32,
     ):
         self.thresholds = [keep_threshold(p)[0] for p in rates]
-        self.widths, self.batch_size, self.seed, self.device, self.dtype = widths, batch_size, seed, device, dtype
+        self.widths, self.batch_size, self.seed, self.device = widths, batch_size, seed, device
         self._chunk: tuple[int, int] | None = None
         self._masks: list[torch.Tensor] = []
 
@@ -74,13 +74,14 @@ class DropoutMasks:
         block = bits.view(torch.int16)[:n].view(CHUNK_STEPS, self.batch_size, total)
         self._masks, start = [], 0
         for width, threshold in zip(self.widths, self.thresholds):
-            # As 0/1 in the activations' dtype, converted once per chunk rather than by each step's multiply.
-            self._masks.append((block[:, :, start : start + width] >= threshold).to(self.dtype))
+            # Booleans for masked_fill_: a unit is kept when its draw reaches the threshold. (0/1
+            # floats to multiply by cost a conversion pass and a fresh tensor per step more.)
+            self._masks.append(block[:, :, start : start + width] < threshold)
             start += width
         self._chunk = (epoch, chunk)
 
     def at(self, epoch: int, step: int, n: int) -> list[torch.Tensor]:
-        """The 0/1 keep masks (n, width) of each site for `step` of `epoch` (a batch of n)."""
+        """The drop masks (n, width) of each site for `step` of `epoch` (a batch of n)."""
         chunk, offset = divmod(step, CHUNK_STEPS)
         if self._chunk != (epoch, chunk):
             self._draw(epoch, chunk)
@@ -125,7 +126,7 @@ class _Layer:
 
 
 class HandStep:
-    """A training step for a Linear/activation/dropout stack: call it with a batch and its keep
+    """A training step for a Linear/activation/dropout stack: call it with a batch and its drop
     masks, then step the optimizer. It writes every element of every parameter's `.grad`."""
 
     def __init__(self, input_dropout: float, layers: list[_Layer], label_smoothing: float, l1: float, l2: float):
@@ -176,33 +177,37 @@ class HandStep:
         return cls(input_dropout, layers, label_smoothing, l1, l2)
 
     def masks(self, batch_size: int, seed: int, device: torch.device) -> DropoutMasks:
-        """The keep-mask stream for this stack's dropout sites."""
+        """The drop-mask stream for this stack's dropout sites."""
         return DropoutMasks(self.rates, self.widths, batch_size, seed, device)
 
     @torch.no_grad()
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, keeps: list[torch.Tensor]
+        self, x: torch.Tensor, y: torch.Tensor, drops: list[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and backward on one batch with its keep masks (`DropoutMasks.at`): returns
+        """Forward and backward on one batch with its drop masks (`DropoutMasks.at`): returns
         (logits, the batch's plain cross-entropy)."""
-        keeps = list(keeps)
+        drops = list(drops)
         h, scale = x.flatten(1), 1.0
         if self.input_dropout > 0:
-            h, scale = h * keeps.pop(0), self.input_scale
-        # Per layer, what its backward needs: its input h (a 0/1-masked activation, whose dropout
+            h, scale = h.masked_fill(drops.pop(0), 0.0), self.input_scale
+        # Per layer, what its backward needs: its input h (a masked activation, whose dropout
         # scale is `scale`), its activation's output a when that is not ReLU, and its mask.
         saved: list[tuple[torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]] = []
         for layer, layer_scale in zip(self.layers, self.scales):
             z = torch.addmm(layer.linear.bias, h, layer.linear.weight.t(), alpha=scale)
-            a = keep = None
+            a = drop = None
             next_scale = 1.0
             if layer.activation is not None:
-                a = z = layer.activation(z)
+                if layer.activation_grad is _relu_grad:
+                    # In place on the fresh matmul output: ReLU's backward reads only h below.
+                    z = torch.relu_(z)
+                else:
+                    a = z = layer.activation(z)
                 if layer.dropout > 0:
-                    keep = keeps.pop(0)
-                    z = z * keep
+                    drop = drops.pop(0)
+                    z = z.masked_fill_(drop, 0.0) if a is None else z.masked_fill(drop, 0.0)
                     next_scale = layer_scale
-            saved.append((h, scale, a, keep))
+            saved.append((h, scale, a, drop))
             h, scale = z, next_scale
         logits = h
         logp = torch.log_softmax(logits, 1)
@@ -229,13 +234,13 @@ class HandStep:
             # Back through this layer's input: the previous layer's dropout (mask, scale) and activation.
             g = g.new_empty((g.shape[0], weight.shape[1])).addmm_(g, weight, beta=0, alpha=scale)
             below = self.layers[i - 1]
-            _, _, a, keep = saved[i - 1]
+            _, _, a, drop = saved[i - 1]
             if below.activation_grad is _relu_grad:
-                # h_in = relu(z) * keep is positive exactly where ReLU and the mask both pass.
+                # h_in = relu(z), masked, is positive exactly where ReLU and the mask both pass.
                 g = _relu_grad(g, h_in)
             else:
-                if keep is not None:
-                    g = g.mul_(keep)
+                if drop is not None:
+                    g = g.masked_fill_(drop, 0.0)
                 if below.activation_grad is not None:
                     g = below.activation_grad(g, a)
         return logits, loss

@@ -49,7 +49,7 @@ from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.networks import build_model
 from mlp_lab.optim import OptimizerStep, build_optimizer
-from mlp_lab.runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from mlp_lab.runtime import determinism_as_found, resolve_device, rng_state, seed_everything, set_rng_state
 
 EVAL_BATCH_SIZE = 8192
 
@@ -537,7 +537,7 @@ def train(
     With `resume`, continue from `run_dir/checkpoints/last.pt`; a finished run just returns
     its summary. `should_stop` is polled at batch boundaries: when it returns True, last.pt is
     written and TrainingInterrupted is raised. Metrics go to the loggers the config asks for
-    (`loggers_for`, given `tags`) and to `loggers`. The caller's deterministic-algorithms setting is restored.
+    (`loggers_for`, given `tags`) and to `loggers`. The caller's deterministic-algorithms settings are restored.
     """
     run_dir = Path(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
@@ -550,8 +550,7 @@ def train(
             return summary
     if not resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
         raise MLPLabError(f"{run_dir}: already holds a run; resume it with --resume or pick another directory")
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
+    with determinism_as_found():
         trainer = Trainer(config, run_dir, data=data, data_dirs=tuple(data_dirs))
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
@@ -569,5 +568,3 @@ def train(
         finally:
             for logger in sinks:
                 logger.close()
-    finally:
-        torch.use_deterministic_algorithms(deterministic)

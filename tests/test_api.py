@@ -36,6 +36,7 @@ def process_state() -> dict:
         # pytest's own variable names the test's phase (setup, call): it changes between the two
         "environ": {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory,
     }
 
 

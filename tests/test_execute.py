@@ -103,6 +103,7 @@ def test_start_run_picks_a_fresh_directory_and_leaves_no_global_state(tiny_confi
     cfg = tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"})
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     started = []
     first = start_run(cfg, threads=1, on_start=lambda d, renamed: started.append((d, renamed)))
     second = start_run(cfg, threads=1, on_start=lambda d, renamed: started.append((d, renamed)))
@@ -114,6 +115,7 @@ def test_start_run_picks_a_fresh_directory_and_leaves_no_global_state(tiny_confi
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
     assert torch.get_num_threads() == threads
     assert torch.are_deterministic_algorithms_enabled() == deterministic
+    assert torch.utils.deterministic.fill_uninitialized_memory == fill
 
 
 def test_start_run_works_off_the_main_thread(tiny_config, tmp_path):

@@ -11,7 +11,14 @@ import torch
 
 from mlp_lab.config import validate_config
 from mlp_lab.errors import ConfigError
-from mlp_lab.runtime import check_runtime, rng_state, seed_everything, set_rng_state, torch_threads
+from mlp_lab.runtime import (
+    check_runtime,
+    determinism_as_found,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    torch_threads,
+)
 
 
 def _draws() -> tuple:
@@ -19,8 +26,7 @@ def _draws() -> tuple:
 
 
 def test_rng_state_survives_a_weights_only_checkpoint_and_replays_the_same_numbers():
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
+    with determinism_as_found():
         seed_everything(5)
         _draws()
         buffer = io.BytesIO()
@@ -30,8 +36,6 @@ def test_rng_state_survives_a_weights_only_checkpoint_and_replays_the_same_numbe
         buffer.seek(0)
         set_rng_state(torch.load(buffer, weights_only=True))
         assert _draws() == expected
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
 
 
 def test_torch_threads_restores_the_count_even_when_the_block_fails():
@@ -49,3 +53,23 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_a_config_error_naming_the_f
     with pytest.raises(ConfigError, match=r"^gpu.yaml: train.device: 'cuda' was requested"):
         check_runtime(config, "gpu.yaml")
     check_runtime(validate_config({"train": {"device": "auto"}}, "auto.yaml"), "auto.yaml")
+
+
+def test_determinism_as_found_restores_the_switches_seed_everything_sets():
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    )
+    with pytest.raises(RuntimeError, match="inside"):
+        with determinism_as_found():
+            torch.use_deterministic_algorithms(not before[0], warn_only=not before[1])
+            seed_everything(0)
+            assert torch.are_deterministic_algorithms_enabled()
+            assert torch.utils.deterministic.fill_uninitialized_memory is False
+            raise RuntimeError("inside")
+    assert (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    ) == before

@@ -11,6 +11,7 @@ from mlp_lab.checkpoint import CheckpointError, load_checkpoint
 from mlp_lab.config import NUMERICS_VERSION, SchedulerConfig
 from mlp_lab.data import load_data
 from mlp_lab.model import ParameterizedMLP
+from mlp_lab.runtime import seed_everything
 from mlp_lab.train import (
     EarlyStopping,
     Plateau,
@@ -290,3 +291,23 @@ def test_the_trainer_takes_the_hand_step_for_a_plain_mlp_and_autograd_otherwise(
     assert Trainer(tiny_config(model={"hidden_sizes": []}), tmp_path / "b").hand_step is not None
     assert Trainer(tiny_config(model={"batch_norm": True}), tmp_path / "c").hand_step is None
     assert Trainer(tiny_config(model={"activation": "gelu"}), tmp_path / "d").hand_step is None
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{"hidden_sizes": [32, 16], "dropout": 0.2, "input_dropout": 0.1}, {"batch_norm": True, "dropout": 0.2}],
+    ids=["hand-step", "autograd-batchnorm"],
+)
+def test_no_step_reads_memory_it_never_wrote(tiny_config, tmp_path, model, monkeypatch):
+    # seed_everything turns off torch's NaN fill of new tensors (a pass over every output); a run
+    # with the fill back on must give the same numbers, or some op reads uninitialised memory.
+    cfg = tiny_config(model=model, train={"epochs": 2, "batch_size": 32, "device": "cpu"})
+    train(cfg, tmp_path / "without-fill")
+
+    def seed_with_fill(s: int) -> None:
+        seed_everything(s)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    monkeypatch.setattr("mlp_lab.train.seed_everything", seed_with_fill)
+    train(cfg, tmp_path / "with-fill")
+    assert metrics_without_timing(tmp_path / "with-fill") == metrics_without_timing(tmp_path / "without-fill")
