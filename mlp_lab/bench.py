@@ -237,12 +237,21 @@ def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
     return {"seconds": statistics.median(times), "all": times, "torch_imported": torch_imported}
 
 
-def run_benchmark(config: Config, repeats: int = 3, data_dirs=(), log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure (a), (b), (c), (r) on the CPU (and the CUDA variants when a GPU is present); print a table."""
+def run_benchmark(
+    config: Config,
+    repeats: int = 3,
+    data_dirs=(),
+    log: Callable[[str], None] = print,
+    source: str = "config",
+) -> dict[str, Any]:
+    """Measure (a), (b), (c), (r) on the CPU (and the CUDA variants when a GPU is present); print a
+    table. `source` names the config in errors (its file, for the CLI)."""
     if config.model.kind != "mlp":
         # The roofline, the floor and the tutorial pipeline are the MLP's; timing an MLP in their
         # place for a CNN config would answer a question nobody asked.
-        raise MLPLabError(f"model.kind: bench measures the MLP trainer; {config.model.kind!r} is not benchmarked yet")
+        raise MLPLabError(
+            f"{source}: model.kind: bench measures the MLP trainer; {config.model.kind!r} is not benchmarked yet"
+        )
     results: dict[str, Any] = {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats}
     cpu_config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cpu"})}, deep=True)
     # (a) and (r) alternate round by round: trainer/roofline is the ratio this benchmark is for.

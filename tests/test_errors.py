@@ -348,6 +348,13 @@ CASES = [
         ["c.yaml", "train.batch_size"],
         {"c.yaml": "train:\n  batch_size: 0\n"},
     ),
+    Case(
+        "config",
+        "bench a CNN config",
+        ["bench", "c.yaml"],
+        ["c.yaml", "model.kind", "'cnn' is not benchmarked yet"],
+        {"c.yaml": "model:\n  kind: cnn\n"},
+    ),
     # -- --set --------------------------------------------------------------------------------
     Case(
         "--set",
@@ -876,8 +883,14 @@ if not torch.cuda.is_available():
         )
     )
 # Refused before torch is imported: everything about config, --set, study and search files
-# and CLI arguments, except the checks that ask the machine (a GPU) or read a run's checkpoint.
-NEEDS_TORCH = {"device cuda without a GPU", "--confirm before any trial", "models --output-dir at a file"}
+# and CLI arguments, except the checks that ask the machine (a GPU), read a run's checkpoint, or
+# live in a module that imports torch (bench's rule on model.kind).
+NEEDS_TORCH = {
+    "device cuda without a GPU",
+    "--confirm before any trial",
+    "models --output-dir at a file",
+    "bench a CNN config",
+}
 for _case in CASES:
     _case.torch_free = _case.kind in ("config", "--set", "study", "search", "cli") and _case.name not in NEEDS_TORCH
 

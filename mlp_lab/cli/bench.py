@@ -29,7 +29,7 @@ def bench(
         from mlp_lab.runtime import configure_threads
 
         configure_threads(threads)
-        results = run_benchmark(cfg, repeats, data_dirs(data_dir), log=log)
+        results = run_benchmark(cfg, repeats, data_dirs(data_dir), log=log, source=str(config))
     if json_out is not None:
         import json
 
