@@ -55,12 +55,16 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_a_config_error_naming_the_f
     check_runtime(validate_config({"train": {"device": "auto"}}, "auto.yaml"), "auto.yaml")
 
 
-def test_determinism_as_found_restores_the_switches_seed_everything_sets():
-    before = (
+def _determinism_switches() -> tuple[bool, bool, bool]:
+    return (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.utils.deterministic.fill_uninitialized_memory,
     )
+
+
+def test_determinism_as_found_restores_the_switches_seed_everything_sets():
+    before = _determinism_switches()
     with pytest.raises(RuntimeError, match="inside"):
         with determinism_as_found():
             torch.use_deterministic_algorithms(not before[0], warn_only=not before[1])
@@ -68,8 +72,4 @@ def test_determinism_as_found_restores_the_switches_seed_everything_sets():
             assert torch.are_deterministic_algorithms_enabled()
             assert torch.utils.deterministic.fill_uninitialized_memory is False
             raise RuntimeError("inside")
-    assert (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.utils.deterministic.fill_uninitialized_memory,
-    ) == before
+    assert _determinism_switches() == before
