@@ -103,8 +103,14 @@ class DropoutMasks:
         return [m[offset, :n] for m in self._masks]
 
 
+# The overload itself (its out= form): calling the packet (`torch.ops.aten.threshold_backward`)
+# resolves the overload anew on every call, in Python.
+_threshold_backward = torch.ops.aten.threshold_backward.grad_input
+
+
 def _relu_grad(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.threshold_backward(g, a, 0)
+    # In place on g, which nothing else reads, like the other activations' backward.
+    return _threshold_backward(g, a, 0, grad_input=g)
 
 
 def _tanh_grad(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -139,6 +145,13 @@ class _Layer:
     activation_grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     dropout: float = 0.0
 
+    def __post_init__(self) -> None:
+        # The Parameter objects themselves, held once: `linear.weight` goes through
+        # nn.Module.__getattr__ (~1.5 us a look-up, five per layer per step). flatten_parameters
+        # rebinds their storage, not the objects, so these stay the module's own.
+        self.weight: nn.Parameter = self.linear.weight
+        self.bias: nn.Parameter = self.linear.bias
+
 
 class HandStep:
     """A training step for a Linear/activation/dropout stack: call it with a batch and its keep
@@ -149,7 +162,7 @@ class HandStep:
         self.layers = layers
         self.label_smoothing = label_smoothing
         self.l1, self.l2 = l1, l2
-        self._target: dict[int, torch.Tensor] = {}
+        self._loss_constants: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         # Each dropout site's kept-unit scale, once: the step folds it into the next gemm's alpha.
         self.input_scale = keep_threshold(input_dropout)[1] if input_dropout > 0 else 1.0
         self.scales = [keep_threshold(layer.dropout)[1] if layer.dropout > 0 else 1.0 for layer in layers]
@@ -196,12 +209,19 @@ class HandStep:
         """The keep-mask stream for this stack's dropout sites."""
         return DropoutMasks(self.rates, self.widths, batch_size, seed, device)
 
-    @torch.no_grad()
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, keeps: list[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward on one batch with its keep masks (`DropoutMasks.at`): returns
-        (logits, the batch's plain cross-entropy)."""
+        (logits, the batch's plain cross-entropy). Autograd is switched off for the step unless
+        the caller has done so (the Trainer does, once per epoch: a `no_grad` per step costs
+        ~10 us of Python)."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self._step(x, y, keeps)
+        return self._step(x, y, keeps)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, keeps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         keeps = list(keeps)
         h, scale = x.flatten(1), 1.0
         if self.input_dropout > 0:
@@ -210,7 +230,7 @@ class HandStep:
         # scale is `scale`), its activation's output a when that is not ReLU, and its mask.
         saved: list[tuple[torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]] = []
         for layer, layer_scale in zip(self.layers, self.scales):
-            z = torch.addmm(layer.linear.bias, h, layer.linear.weight.t(), alpha=scale)
+            z = torch.addmm(layer.bias, h, layer.weight.t(), alpha=scale)
             a = keep = None
             next_scale = 1.0
             if layer.activation is not None:
@@ -231,17 +251,25 @@ class HandStep:
         loss = F.nll_loss(logp, y)
         # d(cross-entropy with label smoothing eps)/d(logits) = softmax - ((1 - eps) one-hot + eps / K), / batch.
         g = logp.exp_()
-        eps, n = self.label_smoothing, len(y)
-        target = self._target.get(n)
-        if target is None:  # the -(1 - eps) added at each label: made once per batch size
-            target = self._target[n] = g.new_full((n, 1), -(1.0 - eps))
+        eps, n = self.label_smoothing, y.shape[0]  # (len() of a tensor runs Python of its own)
+        constants = self._loss_constants.get(n)
+        if constants is None:
+            # Made once per batch size: the -(1 - eps) added at each label, and eps / K and 1 / n
+            # as 0-d tensors in g's dtype (the value a Python float is rounded to in the op, without
+            # wrapping it into a tensor on every call).
+            constants = self._loss_constants[n] = (
+                g.new_full((n, 1), -(1.0 - eps)),
+                g.new_tensor(eps / g.shape[1]),
+                g.new_tensor(1.0 / n),
+            )
+        target, smoothing, inv_n = constants
         g.scatter_add_(1, y.unsqueeze(1), target)
         if eps > 0:
-            g.sub_(eps / g.shape[1])
-        g.mul_(1.0 / n)
+            g.sub_(smoothing)
+        g.mul_(inv_n)
         for i in range(len(self.layers) - 1, -1, -1):
             layer, (h_in, scale, _, _) = self.layers[i], saved[i]
-            weight, bias = layer.linear.weight, layer.linear.bias
+            weight, bias = layer.weight, layer.bias
             # dL/dW = g^T (scale * h_in), the scale in gemm's alpha; beta=0 ignores the old grad.
             weight.grad.addmm_(g.t(), h_in, beta=0, alpha=scale)
             torch.sum(g, 0, out=bias.grad)

@@ -9,6 +9,7 @@ What runs `train` under a run directory's lock, for every caller, is `execute.ru
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import time
@@ -331,25 +332,26 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch (step `step` of `epoch`, 0-based): returns (logits, plain
         cross-entropy), both detached."""
-        cfg = self.config.train
         if self.hand_step is not None:
             assert self.masks is not None
-            logits, loss = self.hand_step(x, y, self.masks.at(epoch, step, len(y)))
-        else:
-            if self.use_amp:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    logits = self.forward(x)
-                logits = logits.float()
-            else:
+            logits, loss = self.hand_step(x, y, self.masks.at(epoch, step, y.shape[0]))
+            self.optimizer_step()
+            return logits, loss  # made without autograd: nothing to detach
+        cfg = self.config.train
+        if self.use_amp:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 logits = self.forward(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            penalty = weight_penalty(weights, cfg.l1, cfg.l2)
-            objective = loss if penalty is None else loss + penalty
-            if cfg.label_smoothing > 0:
-                # Report the plain cross-entropy, so train/loss stays comparable with val/loss.
-                loss = F.cross_entropy(logits.detach(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
+            logits = logits.float()
+        else:
+            logits = self.forward(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        penalty = weight_penalty(weights, cfg.l1, cfg.l2)
+        objective = loss if penalty is None else loss + penalty
+        if cfg.label_smoothing > 0:
+            # Report the plain cross-entropy, so train/loss stays comparable with val/loss.
+            loss = F.cross_entropy(logits.detach(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
         self.optimizer_step()
         return logits.detach(), loss.detach()
 
@@ -377,28 +379,36 @@ class Trainer:
         labels = train.y.index_select(0, perm)
         predicted = torch.empty_like(labels)
         first = end = p.step * bs  # the first example this call trains on
+        n_train = len(train)
 
         def correct_so_far(stop: int) -> torch.Tensor:
             return correct + (predicted[first:stop] == labels[first:stop]).sum()
 
-        for step in range(p.step, self.steps_per_epoch):
-            if should_stop is not None and should_stop():
-                p.step, p.partial = (
-                    step,
-                    {"loss_sum": loss_sum.cpu(), "correct": correct_so_far(step * bs).cpu(), "seen": seen, "lr": lr0},
-                )
-                raise TrainingInterrupted(self.run_dir)
-            lr = self._set_lr(p.epoch * self.steps_per_epoch + step)
-            lr0 = lr if lr0 is None else lr0
-            start, end = step * bs, min((step + 1) * bs, len(train))
-            x, y = train.x.index_select(0, perm[start:end]), labels[start:end]
-            if self.augment is not None:
-                x = self.augment(x, p.epoch, step)
-            logits, loss = self.train_step(x, y, weights, p.epoch, step)
-            # Accumulate on the device: no host sync per step (float64 += float32 * n, one kernel).
-            loss_sum.add_(loss, alpha=end - start)
-            torch.argmax(logits, 1, out=predicted[start:end])
-            seen += end - start
+        # The hand step needs no autograd: switched off once for the epoch, not per step.
+        with torch.no_grad() if self.hand_step is not None else contextlib.nullcontext():
+            for step in range(p.step, self.steps_per_epoch):
+                if should_stop is not None and should_stop():
+                    p.step, p.partial = (
+                        step,
+                        {
+                            "loss_sum": loss_sum.cpu(),
+                            "correct": correct_so_far(step * bs).cpu(),
+                            "seen": seen,
+                            "lr": lr0,
+                        },
+                    )
+                    raise TrainingInterrupted(self.run_dir)
+                lr = self._set_lr(p.epoch * self.steps_per_epoch + step)
+                lr0 = lr if lr0 is None else lr0
+                start, end = step * bs, min((step + 1) * bs, n_train)
+                x, y = train.x.index_select(0, perm[start:end]), labels[start:end]
+                if self.augment is not None:
+                    x = self.augment(x, p.epoch, step)
+                logits, loss = self.train_step(x, y, weights, p.epoch, step)
+                # Accumulate on the device: no host sync per step (float64 += float32 * n, one kernel).
+                loss_sum.add_(loss, alpha=end - start)
+                torch.argmax(logits, 1, out=predicted[start:end])
+                seen += end - start
         correct = correct_so_far(end)
         p.step, p.partial = 0, None
         return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen), "lr": lr0}
