@@ -264,6 +264,9 @@ def run_benchmark(
     (a_median, a_times), (r_median, r_times) = _interleaved_medians([trainer_epoch, roof_epoch], repeats)
     a = _mlp_lab_result(trainer, a_median, a_times)
     r = {"seconds": r_median, "all": r_times, "gflops": flops / r_median / 1e9}
+    # Each round's own a/r: its two epochs ran back to back, so the spread of these shows how
+    # much the machine's load moved the ratio during this run.
+    round_ratios = [at / rt for at, rt in zip(a_times, r_times)]
     data = a.pop("data")
     log(f"(a) mlp-lab trainer, train + val:          {a['seconds']:.3f} s/epoch  (peak RSS {a['peak_rss_mb']:.0f} MB)")
     log(f"(r) roofline, the epoch's matmuls bare:     {r['seconds']:.3f} s/epoch  ({r['gflops']:.0f} GFLOPS)")
@@ -286,10 +289,12 @@ def run_benchmark(
             "a_over_c": a["seconds"] / c["seconds"],
             "b_over_a": b["seconds"] / a["seconds"],
             "trainer_over_roofline": a["seconds"] / r["seconds"],
+            "trainer_over_roofline_rounds": round_ratios,
         }
     )
     log(
-        f"trainer/roofline = {results['trainer_over_roofline']:.2f}  (target <= 2.0)    "
+        f"trainer/roofline = {results['trainer_over_roofline']:.2f}  (target <= 2.0; rounds "
+        f"{min(round_ratios):.2f}-{max(round_ratios):.2f})    "
         f"a/c = {results['a_over_c']:.2f}  (target <= 1.2)    b/a = {results['b_over_a']:.2f}  (target >= 4)    "
         f"peak RSS of (a) {a['peak_rss_mb']:.0f} MB (target <= 1536)    torch threads {results['threads']}"
     )

@@ -21,6 +21,9 @@ def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
     for key in ("a", "b", "c", "roofline"):
         assert results[key]["seconds"] > 0
     assert results["trainer_over_roofline"] == results["a"]["seconds"] / results["roofline"]["seconds"]
+    # one a/r per round, each from the round's own two epochs
+    rounds = results["trainer_over_roofline_rounds"]
+    assert rounds == [a / r for a, r in zip(results["a"]["all"], results["roofline"]["all"])] and len(rounds) == 1
     assert results["roofline"]["gflops"] > 0
     assert results["a_over_c"] == results["a"]["seconds"] / results["c"]["seconds"]
     assert results["b_over_a"] == results["b"]["seconds"] / results["a"]["seconds"]
@@ -28,6 +31,7 @@ def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
     assert results["help_startup"]["torch_imported"] is False
     text = "\n".join(lines)
     assert "a/c =" in text and "b/a =" in text and "trainer/roofline =" in text and "peak RSS" in text
+    assert f"rounds {rounds[0]:.2f}-{rounds[0]:.2f}" in text
     # (g): without an augment section of its own, the config is timed with mnist_robust.yaml's
     g = results["augmentation"]
     assert g["ratio"] == g["augmented_seconds"] / g["plain_seconds"] and g["augment"]["elastic"] > 0
