@@ -53,6 +53,10 @@ from mlp_lab.optim import OptimizerStep, build_optimizer
 from mlp_lab.runtime import determinism_as_found, resolve_device, rng_state, seed_everything, set_rng_state
 
 EVAL_BATCH_SIZE = 8192
+# Training examples gathered per `index_select`, a few batches at once: random rows of the split
+# come from memory, not cache, and one call over 1024 of them overlaps their fetches (a baseline
+# step's gather: ~60 us instead of ~85 on the CPU).
+GATHER_ROWS = 1024
 
 
 class TrainingDiverged(MLPLabError):
@@ -380,6 +384,10 @@ class Trainer:
         predicted = torch.empty_like(labels)
         first = end = p.step * bs  # the first example this call trains on
         n_train = len(train)
+        # Several batches' rows gathered in one call into one buffer (batches are views of it).
+        gather_steps = max(1, GATHER_ROWS // bs)
+        gathered = train.x.new_empty((gather_steps * bs, *train.x.shape[1:]))
+        gathered_from = first
 
         def correct_so_far(stop: int) -> torch.Tensor:
             return correct + (predicted[first:stop] == labels[first:stop]).sum()
@@ -401,7 +409,10 @@ class Trainer:
                 lr = self._set_lr(p.epoch * self.steps_per_epoch + step)
                 lr0 = lr if lr0 is None else lr0
                 start, end = step * bs, min((step + 1) * bs, n_train)
-                x, y = train.x.index_select(0, perm[start:end]), labels[start:end]
+                if (step - p.step) % gather_steps == 0:
+                    gathered_from, upto = start, min(start + gather_steps * bs, n_train)
+                    torch.index_select(train.x, 0, perm[start:upto], out=gathered[: upto - start])
+                x, y = gathered[start - gathered_from : end - gathered_from], labels[start:end]
                 if self.augment is not None:
                     x = self.augment(x, p.epoch, step)
                 logits, loss = self.train_step(x, y, weights, p.epoch, step)
