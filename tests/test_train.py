@@ -311,3 +311,17 @@ def test_no_step_reads_memory_it_never_wrote(tiny_config, tmp_path, model, monke
     monkeypatch.setattr("mlp_lab.train.seed_everything", seed_with_fill)
     train(cfg, tmp_path / "with-fill")
     assert metrics_without_timing(tmp_path / "with-fill") == metrics_without_timing(tmp_path / "without-fill")
+
+
+@pytest.mark.parametrize("model", [{"dropout": 0.1}, {"batch_norm": True}], ids=["hand-step", "autograd-batchnorm"])
+def test_batches_sliced_from_a_several_batch_gather_train_as_batches_gathered_one_by_one(
+    tiny_config, tmp_path, model, monkeypatch
+):
+    # 100 rows per gather at batch size 32: three batches a gather, and the split's last group and
+    # last batch both partial. The same batches must train to the same numbers as one per gather.
+    cfg = tiny_config(model={"hidden_sizes": [16], **model}, train={"epochs": 2, "batch_size": 32, "device": "cpu"})
+    monkeypatch.setattr("mlp_lab.train.GATHER_ROWS", 100)
+    train(cfg, tmp_path / "grouped")
+    monkeypatch.setattr("mlp_lab.train.GATHER_ROWS", 1)
+    train(cfg, tmp_path / "one-by-one")
+    assert metrics_without_timing(tmp_path / "grouped") == metrics_without_timing(tmp_path / "one-by-one")
