@@ -378,10 +378,12 @@ class Trainer:
             seen, lr0 = 0, None
         self.model.train()
         bs = cfg.batch_size
-        # The epoch's labels in order, and a slot per example for the predicted class: correct
-        # answers are counted once at the end instead of with four small operations per step.
+        # The epoch's labels in order. Each step's loss and logits are only kept (both are fresh
+        # tensors): the losses are summed and the predictions counted once per epoch, not with an
+        # accumulation, a dtype conversion and an argmax per step (~30 us a baseline step).
         labels = train.y.index_select(0, perm)
-        predicted = torch.empty_like(labels)
+        losses: list[torch.Tensor] = []
+        outputs: list[torch.Tensor] = []
         first = end = p.step * bs  # the first example this call trains on
         n_train = len(train)
         # Several batches' rows gathered in one call into one buffer (batches are views of it).
@@ -389,21 +391,28 @@ class Trainer:
         gathered = train.x.new_empty((gather_steps * bs, *train.x.shape[1:]))
         gathered_from = first
 
-        def correct_so_far(stop: int) -> torch.Tensor:
-            return correct + (predicted[first:stop] == labels[first:stop]).sum()
+        def totals(stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """(loss sum, correct count) over the examples up to `stop`, this call's steps added."""
+            if not losses:
+                return loss_sum, correct
+            # In step order, in float64, one batch at a time: the same additions, and so the same
+            # bits, as a float64 accumulator on the device that adds loss * batch size per step.
+            total = loss_sum.item()
+            for i, value in enumerate(torch.stack(losses).tolist()):
+                step_start = first + i * bs
+                total += value * (min(step_start + bs, n_train) - step_start)
+            predicted = torch.cat(outputs).argmax(1)
+            hits = (predicted == labels[first:stop]).sum()
+            return torch.tensor(total, dtype=torch.float64, device=self.device), correct + hits
 
         # The hand step needs no autograd: switched off once for the epoch, not per step.
         with torch.no_grad() if self.hand_step is not None else contextlib.nullcontext():
             for step in range(p.step, self.steps_per_epoch):
                 if should_stop is not None and should_stop():
+                    partial_loss, partial_correct = totals(step * bs)
                     p.step, p.partial = (
                         step,
-                        {
-                            "loss_sum": loss_sum.cpu(),
-                            "correct": correct_so_far(step * bs).cpu(),
-                            "seen": seen,
-                            "lr": lr0,
-                        },
+                        {"loss_sum": partial_loss.cpu(), "correct": partial_correct.cpu(), "seen": seen, "lr": lr0},
                     )
                     raise TrainingInterrupted(self.run_dir)
                 lr = self._set_lr(p.epoch * self.steps_per_epoch + step)
@@ -416,11 +425,10 @@ class Trainer:
                 if self.augment is not None:
                     x = self.augment(x, p.epoch, step)
                 logits, loss = self.train_step(x, y, weights, p.epoch, step)
-                # Accumulate on the device: no host sync per step (float64 += float32 * n, one kernel).
-                loss_sum.add_(loss, alpha=end - start)
-                torch.argmax(logits, 1, out=predicted[start:end])
+                losses.append(loss)
+                outputs.append(logits)
                 seen += end - start
-        correct = correct_so_far(end)
+        loss_sum, correct = totals(end)
         p.step, p.partial = 0, None
         return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen), "lr": lr0}
 
