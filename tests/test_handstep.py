@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import mlp_lab.model
-from mlp_lab.config import OptimizerConfig
+from mlp_lab.config import NUMERICS_VERSION, OptimizerConfig
 from mlp_lab.flatparams import flatten_parameters
 from mlp_lab.handstep import CHUNK_STEPS, DropoutMasks, HandStep, keep_threshold
 from mlp_lab.model import ParameterizedMLP
@@ -106,6 +106,15 @@ def test_dropout_masks_are_a_function_of_seed_epoch_and_step():
     assert set(many.unique().tolist()) == {0.0, 1.0}
     assert many.mean().item() == pytest.approx(0.5, abs=0.01)
     assert torch.stack([a.at(0, s, 64)[0] for s in range(CHUNK_STEPS)]).mean().item() == pytest.approx(0.75, abs=0.01)
+
+
+def test_the_mask_stream_is_pinned_to_its_numerics_version():
+    """Numerics version 4 draws the masks from numpy's PCG64 seeded by (seed, epoch, chunk). Another
+    generator or seeding trains every dropout MLP to other numbers: that must come with a new
+    NUMERICS_VERSION (so finished runs go stale, not mixed into studies), and a new pin here."""
+    keep = DropoutMasks([0.5], [16], 4, seed=0, device=torch.device("cpu")).at(3, CHUNK_STEPS + 1, 4)[0]
+    bits = "".join(str(int(v)) for v in keep.flatten().tolist())
+    assert (NUMERICS_VERSION, bits) == (4, "0010010110100100010101110011010011100000101111000101000001011100")
 
 
 def test_flat_parameters_keep_the_model_and_let_autograd_accumulate_in_place():
