@@ -325,3 +325,26 @@ def test_batches_sliced_from_a_several_batch_gather_train_as_batches_gathered_on
     monkeypatch.setattr("mlp_lab.train.GATHER_ROWS", 1)
     train(cfg, tmp_path / "one-by-one")
     assert metrics_without_timing(tmp_path / "grouped") == metrics_without_timing(tmp_path / "one-by-one")
+
+
+def test_an_epochs_train_loss_and_accuracy_count_every_example_once(tiny_config, tmp_path):
+    # Batches of 50 over the 480 training examples, so the last holds 30. With steps too small to
+    # move a float32 weight, the epoch's train/loss and train/acc (summed once per epoch from the
+    # steps' losses and logits) are the model's own over the train split, each example weighed once.
+    cfg = tiny_config(
+        model={"hidden_sizes": [16], "dropout": 0.0},
+        train={
+            "epochs": 1,
+            "batch_size": 50,
+            "device": "cpu",
+            "optimizer": {"name": "sgd", "lr": 1e-12, "momentum": 0.0},
+        },
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert len(trainer.data.train) % 50 != 0
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    record = trainer._train_epoch(None)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    loss, acc = evaluate(trainer.model, trainer.data.train)
+    assert record["train/loss"] == pytest.approx(loss, rel=1e-6)
+    assert record["train/acc"] == acc
