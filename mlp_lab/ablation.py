@@ -28,7 +28,7 @@ STUDIES_DIR = "experiments"
 class StudyFile(BaseModel):
     """The schema of a study YAML file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     description: str = ""
     base: str  # path to the base config, relative to the study file

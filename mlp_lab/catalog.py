@@ -46,7 +46,7 @@ def _describe_config(path: Path) -> tuple[RunStatus, str]:
     if state == RunStatus.STALE:
         detail += " (made with another version of this config)"
     if state == RunStatus.DONE:
-        detail += f", test/acc {rundir.read_json(run_dir / rundir.SUMMARY_FILE)['test/acc']:.4f}"
+        detail += f", test/acc {rundir.read_summary(run_dir)['test/acc']:.4f}"
     return state, detail
 
 

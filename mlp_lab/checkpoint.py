@@ -128,11 +128,10 @@ def load_model(run_dir: str | Path, which: str | None = None) -> LoadedRun:
     config = load_config(run_dir / rundir.CONFIG_FILE)
     summary_path = run_dir / rundir.SUMMARY_FILE
     try:
-        summary = rundir.read_json(summary_path) if summary_path.exists() else {}
-    except (OSError, ValueError):
-        raise MLPLabError(
-            f"{summary_path}: not readable JSON; rebuild it with mlp-lab run --resume {run_dir}"
-        ) from None
+        summary = rundir.read_summary(run_dir) if summary_path.exists() or summary_path.is_symlink() else {}
+    except (OSError, ValueError) as exc:
+        what = str(exc) if isinstance(exc, rundir.UnreadableFile) else f"{summary_path}: cannot read ({exc.strerror})"
+        raise MLPLabError(f"{what}; rebuild it with mlp-lab run --resume {run_dir}") from None
     if summary.get("status") == "diverged":
         # Its weights are whatever the last good epoch left, not a result: say why, not "best.pt not found".
         raise MLPLabError(

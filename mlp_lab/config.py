@@ -27,8 +27,9 @@ from mlp_lab.yamlfile import read_yaml_mapping, safe_load_strict
 
 
 class _Section(BaseModel):
-    # Unknown keys are errors: a typo must never silently fall back to a default.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are errors: a typo must never silently fall back to a default. Every float is
+    # finite: YAML's .inf and .nan parse as floats, and an infinite penalty or NaN rate would train.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AugmentConfig(_Section):

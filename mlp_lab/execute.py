@@ -175,7 +175,7 @@ def run_locked(
             resuming = existing == "resume"
             if resuming and rundir.run_status(run_dir) == RunStatus.DONE:
                 failed = False
-                return RunResult(run_dir, rundir.read_json(run_dir / rundir.SUMMARY_FILE), "skipped")
+                return RunResult(run_dir, rundir.read_summary(run_dir), "skipped")
             if existing == "reuse":
                 # The status is read under the lock: another process may have just finished this run.
                 status = rundir.run_status(run_dir, config_hash(config))
@@ -184,7 +184,7 @@ def run_locked(
                     status = RunStatus.NEW
                 if status in (RunStatus.DONE, RunStatus.FAILED):
                     failed = False
-                    return RunResult(run_dir, rundir.read_json(run_dir / rundir.SUMMARY_FILE), "skipped")
+                    return RunResult(run_dir, rundir.read_summary(run_dir), "skipped")
                 if status == RunStatus.STALE:
                     # The study changed since this run was made: keep the old run, out of the way.
                     aside = run_dir.with_name(f"{run_dir.name}.old-{int(time.time())}")
@@ -388,7 +388,7 @@ def run_one(
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return rundir.read_json(run_dir / rundir.SUMMARY_FILE)
+        return rundir.read_summary(run_dir)
     except (OSError, ValueError):
         return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,10 @@ def paired_difference(arm: dict[int, float], reference: dict[int, float]) -> Pai
     return PairedDifference(len(diffs), mean, low, high, verdict)
 
 
-def collect(study: Study) -> dict[str, Any]:
-    """Read every planned run directory; the numbers a report shows, per arm and per seed."""
+def collect(study: Study, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Read every planned run directory; the numbers a report shows, per arm and per seed. A run
+    whose summary.json or metrics.csv is damaged counts as missing (compare trains it again),
+    each said in one line to `warn`."""
     arms: dict[str, Any] = {}
     for spec in plan(study):
         arm = arms.setdefault(
@@ -77,15 +80,23 @@ def collect(study: Study) -> dict[str, Any]:
             {"runs": {}, "missing": [], "failed": {}, "history": {}, "changes": study.arm(spec.arm).changes},
         )
         summary_path = spec.run_dir / rundir.SUMMARY_FILE
-        if not summary_path.exists():
+        if not summary_path.exists() and not summary_path.is_symlink():  # a dangling link is damage: warned
             arm["missing"].append(spec.seed)
             continue
-        summary = rundir.read_json(summary_path)
+        try:
+            summary = rundir.read_summary(spec.run_dir)
+            history = rundir.read_metrics(spec.run_dir) if summary["status"] == "completed" else []
+        except (rundir.UnreadableFile, FileNotFoundError) as exc:
+            arm["missing"].append(spec.seed)
+            if warn is not None:
+                what = str(exc) if isinstance(exc, rundir.UnreadableFile) else f"{exc.filename}: missing"
+                warn(f"warning: {what}; counted as not finished (mlp-lab compare {study.name} trains it again)")
+            continue
         if summary.get("status") != "completed":
             arm["failed"][spec.seed] = summary.get("error", summary.get("status"))
             continue
         arm["runs"][spec.seed] = summary
-        arm["history"][spec.seed] = rundir.read_metrics(spec.run_dir)
+        arm["history"][spec.seed] = history
     return arms
 
 
@@ -345,9 +356,10 @@ def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
     return plots
 
 
-def build_report(study: Study) -> dict[str, Any]:
-    """Rebuild report.md, report.csv, report.json and the plots from the run directories."""
-    arms = collect(study)
+def build_report(study: Study, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Rebuild report.md, report.csv, report.json and the plots from the run directories (a
+    damaged run's files said to `warn`, see `collect`)."""
+    arms = collect(study, warn)
     rows = build_rows(study, arms)
     study.output_dir.mkdir(parents=True, exist_ok=True)
     plots = make_plots(study, arms)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab.config import config_hash, validate_config
-from mlp_lab.errors import ConfigError, MLPLabError, os_fault
+from mlp_lab.errors import ConfigError, MLPLabError, clip_repr, os_fault
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.yamlfile import read_yaml_mapping
 
@@ -30,6 +30,26 @@ LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
 
 # Columns that measure time and so differ between otherwise identical runs.
 TIMING_COLUMNS = ("seconds",)
+# The largest JSON or CSV file read back: a summary is a few KB and metrics.csv a line an epoch;
+# a file far bigger is not one the tool wrote, and reading it whole would only spend memory.
+MAX_READ_BYTES = 64 << 20
+# The numbers a report, a listing and the registry read from a completed run's summary.json.
+SUMMARY_NUMBERS = (
+    "test/acc",
+    "test/loss",
+    "best/val_acc",
+    "best/val_loss",
+    "best_epoch",
+    "epochs_run",
+    "num_parameters",
+    "wall_time_s",
+)
+
+
+class UnreadableFile(MLPLabError, ValueError):
+    """A file the tool wrote and reads back is damaged (truncated, garbage, the wrong shape, a
+    directory, far too big): one line naming it. A ValueError too, so a reader that treats a torn
+    file as absent (a run not finished yet, a cache to rebuild) catches it as it did a JSON error."""
 
 
 class RunStatus(str, Enum):
@@ -53,9 +73,9 @@ def run_status(run_dir: str | Path, want_hash: str | None = None) -> RunStatus:
     summary_path = run_dir / SUMMARY_FILE
     if summary_path.exists():
         try:
-            summary = read_json(summary_path)
+            summary = read_summary(run_dir)
         except (OSError, ValueError):
-            return RunStatus.STALE
+            return RunStatus.STALE  # not a finished run: compare moves it aside and trains again
         if want_hash is not None and summary.get("config_hash") != want_hash:
             return RunStatus.STALE
         return RunStatus.DONE if summary.get("status") == "completed" else RunStatus.FAILED
@@ -176,9 +196,54 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_bytes(path: str | Path, limit: int = MAX_READ_BYTES) -> bytes:
+    """A file the tool wrote, read whole; a directory, a dangling link or a file over `limit`
+    bytes is an UnreadableFile, a file that is not there a FileNotFoundError."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except IsADirectoryError:
+        raise UnreadableFile(f"{path}: is a directory, expected a file") from None
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise UnreadableFile(f"{path}: a symbolic link to a missing file") from None
+        raise
+    if len(data) > limit:
+        raise UnreadableFile(f"{path}: larger than {limit >> 20} MiB, not a file mlp-lab wrote")
+    return data
+
+
+def read_json(path: str | Path, limit: int = MAX_READ_BYTES) -> Any:
+    """Read a JSON file; damage of any kind is one UnreadableFile line naming it."""
+    data = read_bytes(path, limit)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        what = "empty" if not data.strip() else f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise UnreadableFile(f"{path}: not valid JSON ({what})") from None
+    except RecursionError:
+        raise UnreadableFile(f"{path}: not valid JSON (nested too deeply)") from None
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A run's summary.json, checked for the shape the tool wrote: a mapping whose status is text
+    and, for a completed run, whose SUMMARY_NUMBERS are numbers. Damage is an UnreadableFile (its
+    readers count the run as not finished); a missing file a FileNotFoundError."""
+    path = Path(run_dir) / SUMMARY_FILE
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise UnreadableFile(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    if not isinstance(summary.get("status"), str):
+        raise UnreadableFile(f"{path}: status: expected text, got {clip_repr(summary.get('status'))}")
+    for key in SUMMARY_NUMBERS:
+        value = summary.get(key)
+        required = summary["status"] == "completed"
+        if (value is not None or required) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UnreadableFile(f"{path}: {key}: expected a number, got {clip_repr(value)}")
+    return summary
 
 
 def metrics_csv_text(history: list[dict[str, Any]]) -> str:
@@ -192,10 +257,39 @@ def metrics_csv_text(history: list[dict[str, Any]]) -> str:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
-    """metrics.csv as a list of rows with numeric values (epoch as int)."""
-    with open(Path(run_dir) / METRICS_FILE, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+    """metrics.csv as a list of rows with numeric values (epoch as int); damage (a row cut short,
+    text where a number belongs, garbage) is one UnreadableFile line naming the file and row."""
+    path = Path(run_dir) / METRICS_FILE
+    data = read_bytes(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+    except csv.Error as exc:
+        raise UnreadableFile(f"{path}: not readable CSV ({exc})") from None
+    if rows and "epoch" not in (reader.fieldnames or []):
+        raise UnreadableFile(f"{path}: no epoch column in its header; not a metrics file mlp-lab wrote")
+    parsed = []
+    for line, row in enumerate(rows, 2):
+        if None in row or None in row.values():
+            raise UnreadableFile(f"{path}: line {line}: not as many values as the header has columns")
+        try:
+            parsed.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()})
+        except ValueError:
+            bad = next(k for k, v in row.items() if not _is_number(v, k == "epoch"))
+            raise UnreadableFile(f"{path}: line {line}: {bad}: expected a number, got {clip_repr(row[bad])}") from None
+    return parsed
+
+
+def _is_number(text: str, integer: bool) -> bool:
+    try:
+        int(text) if integer else float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run_record(run_dir: str | Path) -> dict[str, Any]:
@@ -204,7 +298,7 @@ def run_record(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     return {
         "run_dir": str(run_dir),
-        "summary": read_json(run_dir / SUMMARY_FILE),
+        "summary": read_summary(run_dir),
         "history": read_metrics(run_dir),
     }
 

@@ -107,7 +107,7 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError, KeyError):
         pass
     try:
-        summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE)
+        summary = rundir.read_summary(run_dir)
         facts["parameters"] = summary.get("num_parameters")
         facts["test_acc"] = summary.get("test/acc")
         facts["wall_time_s"] = summary.get("wall_time_s")

@@ -572,7 +572,7 @@ def train(
     summary_path = run_dir / rundir.SUMMARY_FILE
     if resume and summary_path.exists():
         try:
-            summary = rundir.read_json(summary_path)
+            summary = rundir.read_summary(run_dir)
         except ValueError:  # torn by a crash or a full disk: finishing again rewrites it
             summary = {}
         if summary.get("status") == "completed":

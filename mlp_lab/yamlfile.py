@@ -1,5 +1,10 @@
 """YAML files read strictly: a key written twice or a tab in the indentation is an error (PyYAML
-lets the last key win silently), and every problem is one ConfigError line with the file and line."""
+lets the last key win silently), and every problem is one ConfigError line with the file and line.
+
+Every YAML the tool reads comes through here (configs, study and search files, a run's saved
+config.yaml, --set values), so the limits on a hostile file live here once: no anchors' aliases
+(ten lines of nested aliases expand to a billion nodes and hang the reader; a config needs
+none), no nesting deeper than any config has, and no file larger than any config is."""
 
 from __future__ import annotations
 
@@ -8,7 +13,14 @@ from typing import Any
 
 import yaml
 
-from mlp_lab.errors import ConfigError, clip_repr
+from mlp_lab.errors import ConfigError, clip, clip_repr
+
+# The largest YAML file read: configs, studies and searches are a few KB; anything near this is
+# not one, and reading it whole would only spend memory.
+MAX_YAML_BYTES = 1 << 20
+# Deeper nesting than any config has; PyYAML recurses once a level, so a file of 10,000 "["
+# would otherwise end in a RecursionError.
+MAX_YAML_DEPTH = 64
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -18,6 +30,24 @@ class _StrictLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicates: list[str] = []
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        # Refused as it is parsed, before anything is expanded: an alias bomb costs nothing.
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ValueError(
+                f"line {event.start_mark.line + 1}: alias *{clip(event.anchor, 40)} repeats another part of the "
+                "file; mlp-lab files take no anchors or aliases, write the value out"
+            )
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ValueError(f"line {mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep; no config is")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -49,7 +79,8 @@ def _tab_indents(text: str) -> list[str]:
 
 def safe_load_strict(text: str) -> Any:
     """yaml.safe_load that raises ValueError (one line per problem) for a key written twice in a
-    mapping or a tab in the indentation; YAML syntax errors raise yaml.YAMLError as usual."""
+    mapping, a tab in the indentation, an alias or nesting deeper than MAX_YAML_DEPTH; YAML syntax
+    errors raise yaml.YAMLError as usual."""
     tabs = _tab_indents(text)
     if tabs:
         raise ValueError("\n".join(tabs))
@@ -67,13 +98,25 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; any problem is a one-line ConfigError."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise ConfigError([f"{path}: a symbolic link to a missing file; point it at a YAML file"])
         raise ConfigError([f"{path}: file not found"])
     if path.is_dir():
         raise ConfigError([f"{path}: is a directory, expected a YAML file"])
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+        with open(path, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
+        if len(data) > MAX_YAML_BYTES:
+            raise ConfigError(
+                [f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB; a config is a few KB, is this the right file?"]
+            )
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8 YAML"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
         data = safe_load_strict(text)
     except ValueError as exc:

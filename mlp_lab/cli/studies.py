@@ -103,7 +103,7 @@ def compare(
             raise typer.Exit(stop.exit_code)
         if any(f.fault for f in result.failures):
             report_busy_and_failed(result, "the report")  # a full disk would fail the report too
-        report = build_report(exp)
+        report = build_report(exp, warn)
         attach_report(exp, warn)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
     if as_json:
@@ -145,7 +145,7 @@ def report(
         exp = load_study(study)
         if not exp.output_dir.exists():
             raise MLPLabError(f"{exp.output_dir}: no runs yet; run: mlp-lab compare {study}")
-        build_report(exp)
+        build_report(exp, warn)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
 
 

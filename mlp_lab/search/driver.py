@@ -68,6 +68,22 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
         return []
 
 
+def _trial_record(path: Path) -> dict[str, Any] | None:
+    """A trial's trial.json, or None when there is none or it is damaged (torn, not this shape):
+    the trial's run directory then decides its outcome, as it does when the record was never written."""
+    try:
+        record = rundir.read_json(path)
+    except (OSError, ValueError):
+        return None
+    valid = (
+        isinstance(record, dict)
+        and record.get("state") in ("complete", "pruned", "failed")
+        and (record.get("value") is None or isinstance(record["value"], (int, float)))
+        and (record.get("error") is None or isinstance(record["error"], str))
+    )
+    return {"value": None, "error": None, **record} if valid else None
+
+
 def _settle(
     search: Search,
     study,
@@ -148,8 +164,8 @@ def _reclaim(search: Search, study, storage, log: Callable[[str], None]) -> list
             continue
         try:
             recorded = run_dir / TRIAL_FILE
-            if recorded.exists():  # decided, but the search stopped before telling the study
-                record = rundir.read_json(recorded)
+            record = _trial_record(recorded)
+            if record is not None:  # decided, but the search stopped before telling the study
                 _settle(
                     search,
                     study,
@@ -158,7 +174,7 @@ def _reclaim(search: Search, study, storage, log: Callable[[str], None]) -> list
                     record["state"],
                     value=record["value"],
                     error=record["error"],
-                    interrupted=record.get("interrupted", False),
+                    interrupted=record.get("interrupted") is True,
                 )
                 continue
             raw = frozen.user_attrs.get("config")
@@ -170,11 +186,7 @@ def _reclaim(search: Search, study, storage, log: Callable[[str], None]) -> list
                 continue
             config = validate_config(raw, f"{run_dir}: trial config")
             status = rundir.run_status(run_dir, config_hash(config))
-            summary = (
-                rundir.read_json(run_dir / rundir.SUMMARY_FILE)
-                if status in (RunStatus.DONE, RunStatus.FAILED)
-                else None
-            )
+            summary = rundir.read_summary(run_dir) if status in (RunStatus.DONE, RunStatus.FAILED) else None
             if status in (RunStatus.DONE, RunStatus.FAILED):
                 _settle_from_run(search, study, storage, number, status, summary, summary.get("error"), False)
             elif status in (RunStatus.NEW, RunStatus.PARTIAL):

@@ -44,7 +44,7 @@ VIRTUAL_KEYS = ("model.depth", "model.width")
 class ParamSpec(BaseModel):
     """One searched key: a float or int range (optionally log-scaled or stepped) or choices."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: Literal["float", "int", "categorical"]
     low: float | None = None
@@ -58,7 +58,7 @@ class PrunerSpec(BaseModel):
     """The pruner: `median` stops a trial whose metric is worse than the median of earlier trials
     at the same epoch, `hyperband` runs successive halving brackets, `none` never prunes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["median", "hyperband", "none"] = "median"
     startup_trials: int = Field(5, ge=0)  # median: trials that always run to the end first
@@ -70,7 +70,7 @@ class ConfirmSpec(BaseModel):
     """How `--confirm` retrains the best and the base config: `overrides` applied to both arms alike
     (e.g. a longer schedule than the search could afford per trial)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     overrides: dict[str, Any] = {}
 
@@ -78,7 +78,7 @@ class ConfirmSpec(BaseModel):
 class SearchFile(BaseModel):
     """The schema of a search YAML file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     description: str = ""
     base: str  # path to the base config, relative to the search file

@@ -6,12 +6,13 @@ optuna is imported inside the functions that need it: it is the optional ``[sear
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.errors import MLPLabError
+from mlp_lab.errors import MLPLabError, clip
 from mlp_lab.search.spec import PrunerSpec, Search
 
 MISSING_EXTRA = "mlp-lab search needs the [search] extra: pip install -e '.[search]'"
@@ -32,7 +33,37 @@ def journal_storage(journal: str | Path):
     from optuna.storages.journal import JournalFileBackend
 
     Path(journal).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(journal)))
+    try:
+        _check_journal_lines(Path(journal))
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        storage.get_all_studies()  # replays the journal now: damage is one line here, not a trace in a trial
+    except Exception as exc:  # Optuna's replay raises whatever a damaged line leads it to
+        raise MLPLabError(
+            f"{journal}: not a readable Optuna journal ({clip(str(exc) or type(exc).__name__, 60)}); "
+            "move it aside to start the search afresh"
+        ) from None
+    return storage
+
+
+def _check_journal_lines(journal: Path) -> None:
+    """Raise ValueError if a line of `journal` is not JSON. Optuna passes over a broken last line
+    (another process may be writing it) and fails only once a line is appended after it, in the
+    middle of a search. Read under Optuna's own write lock, no line is being written, so a last
+    line without its newline is one a crash cut short."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not journal.is_file():
+        return  # none yet (Optuna makes it), or a directory or dangling link that Optuna reports
+    lock = JournalFileSymlinkLock(str(journal))
+    lock.acquire()
+    try:
+        with open(journal, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    raise ValueError(f"line {number} cut short")
+                json.loads(line)
+    finally:
+        lock.release()
 
 
 def build_pruner(spec: PrunerSpec, max_epochs: int):

@@ -45,7 +45,7 @@ def export_run(run_dir: str | Path, tags: Mapping[str, str] | None = None) -> Ex
     if not (run_dir / rundir.CONFIG_FILE).is_file():
         raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
     config = load_config(run_dir / rundir.CONFIG_FILE)
-    summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE) if (run_dir / rundir.SUMMARY_FILE).exists() else None
+    summary = rundir.read_summary(run_dir) if (run_dir / rundir.SUMMARY_FILE).exists() else None
     epochs = len(rundir.read_metrics(run_dir)) if (run_dir / rundir.METRICS_FILE).exists() else 0
     logger = MLflowLogger(config, run_dir, epochs, tags or _tags_from_record(run_dir, config), strict=True)
     with errors(logger.store):

@@ -42,9 +42,10 @@ def run_record(run_dir: Path, store: Store) -> dict[str, Any]:
     """What `run_dir` recorded of its MLflow run in `store` (run id, experiment, logged model);
     empty when nothing is recorded or the record is unreadable."""
     try:
-        return rundir.read_json(run_dir / RUN_FILE).get(store.uri, {})
+        record = rundir.read_json(run_dir / RUN_FILE).get(store.uri, {})
     except (OSError, ValueError, AttributeError):
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def save_run_record(run_dir: Path, store: Store, **fields: Any) -> None:
@@ -54,7 +55,10 @@ def save_run_record(run_dir: Path, store: Store, **fields: Any) -> None:
         records = rundir.read_json(path)
     except (OSError, ValueError):
         records = {}
-    records[store.uri] = {**records.get(store.uri, {}), **fields}
+    if not isinstance(records, dict):
+        records = {}  # a torn record is rewritten whole: it only caches what MLflow holds
+    mine = records.get(store.uri)
+    records[store.uri] = {**(mine if isinstance(mine, dict) else {}), **fields}
     rundir.write_json(path, records)
 
 

@@ -42,7 +42,7 @@ def best_seed_run(study: Study, arm: str) -> tuple[Path, dict[str, str]]:
     candidates = []
     for spec in plan(study):
         if spec.arm == arm and spec.status() == rundir.RunStatus.DONE:  # finished, with this study's config
-            candidates.append((rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)["best/val_acc"], spec))
+            candidates.append((rundir.read_summary(spec.run_dir)["best/val_acc"], spec))
     if not candidates:
         raise MLPLabError(f"{study.name}: arm {arm} has no completed run; run: mlp-lab compare {study.name}")
     spec = max(candidates, key=lambda c: c[0])[1]
@@ -56,7 +56,7 @@ def register(
     same run registered again reuses its version) and point `alias` at it."""
     run_dir = Path(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
-    if not summary_path.exists() or rundir.read_json(summary_path).get("status") != "completed":
+    if not summary_path.exists() or rundir.read_summary(run_dir).get("status") != "completed":
         raise MLPLabError(f"{run_dir}: not a completed run; only finished runs can be registered")
     exported = export_run(run_dir, tags)
     store = store_for(load_config(run_dir / rundir.CONFIG_FILE).output.dir)
@@ -149,7 +149,7 @@ def materialize(model_uri: str, output_dir: str | Path = "runs") -> Path:
                 mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=store.uri)
             )
             files = {p.name: p for p in (local / "artifacts").iterdir()}
-            summary = rundir.read_json(files[rundir.SUMMARY_FILE])
+            summary = rundir.read_summary(local / "artifacts")
             kind = summary.get("test_weights", "best")
             staged = Path(tmp) / "run"
             (staged / rundir.CHECKPOINT_DIR).mkdir(parents=True)
