@@ -72,7 +72,10 @@ def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
     """Load an mlp-lab checkpoint safely (weights_only=True), checking it is the expected kind."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        what = (
+            "a symbolic link to a missing file" if path.is_symlink() and not path.exists() else "checkpoint not found"
+        )
+        raise CheckpointError(f"{path}: {what}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, disallowed globals...

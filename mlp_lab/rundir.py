@@ -270,7 +270,9 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
         rows = list(reader)
     except csv.Error as exc:
         raise UnreadableFile(f"{path}: not readable CSV ({exc})") from None
-    if rows and "epoch" not in (reader.fieldnames or []):
+    if not reader.fieldnames:
+        raise UnreadableFile(f"{path}: empty, not even its header line")
+    if "epoch" not in reader.fieldnames:
         raise UnreadableFile(f"{path}: no epoch column in its header; not a metrics file mlp-lab wrote")
     parsed = []
     for line, row in enumerate(rows, 2):

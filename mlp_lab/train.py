@@ -582,7 +582,8 @@ def train(
     with determinism_as_found():
         trainer = Trainer(config, run_dir, data=data, data_dirs=tuple(data_dirs))
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
+        last = run_dir / rundir.LAST_CHECKPOINT
+        if resume and (last.exists() or last.is_symlink()):  # a dangling link is reported, not trained over
             trainer.restore()
         rundir.atomic_write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
         sinks = [*loggers_for(config, run_dir, trainer.model, trainer.progress.epoch, tags), *loggers]

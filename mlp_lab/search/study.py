@@ -52,8 +52,10 @@ def _check_journal_lines(journal: Path) -> None:
     line without its newline is one a crash cut short."""
     from optuna.storages.journal import JournalFileSymlinkLock
 
+    if journal.is_symlink() and not journal.exists():
+        raise ValueError("a symbolic link to a missing file")  # Optuna would start a new study there
     if not journal.is_file():
-        return  # none yet (Optuna makes it), or a directory or dangling link that Optuna reports
+        return  # none yet (Optuna makes it), or a directory that Optuna reports
     lock = JournalFileSymlinkLock(str(journal))
     lock.acquire()
     try:
