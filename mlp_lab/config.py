@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from mlp_lab.datasets import DATASETS
-from mlp_lab.errors import ConfigError, clip, clip_repr
+from mlp_lab.errors import ConfigError, clip, clip_repr, printable
 from mlp_lab.shipped import resolve
 from mlp_lab.yamlfile import read_yaml_mapping, safe_load_strict
 
@@ -295,7 +295,8 @@ def deep_merge(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, A
 def _dotted(loc: Iterable[Any]) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        part = part if isinstance(part, int) else printable(str(part))  # a "\n" in a key must not split the line
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
 
 

@@ -72,6 +72,12 @@ def clip(value: Any, limit: int = ECHO_LIMIT) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def printable(line: str) -> str:
+    """`line` with every character a terminal would act on (a carriage return or a bidi mark in
+    a YAML key) written as its escape: an error line stays one line, shown as it reads."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+
+
 def clip_repr(value: Any, limit: int = ECHO_LIMIT) -> str:
     """repr(value), cut like `clip`."""
     return clip(repr(value), limit)

@@ -148,6 +148,31 @@ def _images(tmp: Path, runs: dict[str, Path]) -> None:
     (tmp / "notes.txt").write_text("just text")
 
 
+def _dangling(name: str) -> Callable[[Path, dict[str, Path]], None]:
+    """`name` as a symbolic link to a file that is not there (moved, or on an unmounted disk)."""
+
+    def setup(tmp: Path, runs: dict[str, Path]) -> None:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).symlink_to(tmp / "gone.yaml")
+
+    return setup
+
+
+def _run_with_dangling(relative: str) -> Callable[[Path, dict[str, Path]], None]:
+    def setup(tmp: Path, runs: dict[str, Path]) -> None:
+        shutil.copytree(runs["run"], tmp / "copy")
+        (tmp / "copy" / relative).unlink()
+        (tmp / "copy" / relative).symlink_to(tmp / "copy" / "gone.pt")
+
+    return setup
+
+
+# Ten lines that expand to 10**9 strings: PyYAML's safe_load builds them all (a hang, then out of memory).
+ALIAS_BOMB = (
+    "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 9))
+    + "name: *a8\n"
+)
 EXP_FILES = {"base.yaml": GOOD, "experiments/x.yaml": EXP}
 SEARCH_FILES = {"base.yaml": GOOD, "searches/s.yaml": SEARCH}
 BIG = "[1000000000000]"
@@ -247,13 +272,50 @@ CASES = [
         ["c.yaml", "line 3", "tab in the indentation"],
         {"c.yaml": "name: a\nmodel:\n\thidden_sizes: [8]\n"},
     ),
-    Case("config", "not UTF-8", ["validate", "c.yaml"], ["c.yaml", "cannot read"], {"c.yaml": b"name: \xff\xfe\n"}),
+    Case(
+        "config", "not UTF-8", ["validate", "c.yaml"], ["c.yaml", "not UTF-8", "0xff"], {"c.yaml": b"name: \xff\xfe\n"}
+    ),
     Case(
         "config",
         "top level is a list",
         ["validate", "c.yaml"],
         ["c.yaml", "expected a mapping"],
         {"c.yaml": "- 1\n- 2\n"},
+    ),
+    Case(
+        "config",
+        "YAML alias bomb",
+        ["validate", "c.yaml"],
+        ["c.yaml", "line 2", "alias *a0", "no anchors or aliases"],
+        {"c.yaml": ALIAS_BOMB},
+    ),
+    Case(
+        "config",
+        "nested 100 levels deep",
+        ["validate", "c.yaml"],
+        ["c.yaml", "nested more than 64 levels"],
+        {"c.yaml": "name: " + "[" * 100 + "]" * 100 + "\n"},
+    ),
+    Case(
+        "config",
+        "a file over 1 MiB",
+        ["validate", "c.yaml"],
+        ["c.yaml", "larger than 1 MiB"],
+        {"c.yaml": "name: x\n" + "#" * (1 << 20) + "\n"},
+    ),
+    Case(
+        "config",
+        "a dangling symbolic link",
+        ["validate", "c.yaml"],
+        ["c.yaml", "symbolic link to a missing file"],
+        setup=_dangling("c.yaml"),
+    ),
+    Case(
+        "config",
+        ".nan for a float",
+        ["validate", "c.yaml"],
+        ["c.yaml", "train.l2", "finite number"],
+        {"c.yaml": "train:\n  l2: .nan\n"},
     ),
     Case("config", "missing file", ["run", "nope.yaml"], ["nope.yaml", "file not found"]),
     Case("config", "directory as file", ["validate", "."], ["is a directory"]),
@@ -358,6 +420,13 @@ CASES = [
     # -- --set --------------------------------------------------------------------------------
     Case(
         "--set",
+        ".inf for a float",
+        ["validate", "c.yaml", "--set", "train.l2=.inf"],
+        ["--set train.l2=.inf", "train.l2", "finite number"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
         "malformed --set",
         ["run", "c.yaml", "--set", "train.epochs"],
         ["--set train.epochs", "KEY=VALUE"],
@@ -441,6 +510,20 @@ CASES = [
         SEARCH_FILES,
     ),
     # -- experiment files ---------------------------------------------------------------------
+    Case(
+        "study",
+        ".nan in an arm",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "arms.b", "model.dropout", "finite number"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("{model.dropout: 0.1}", "{model.dropout: .nan}")},
+    ),
+    Case(
+        "study",
+        "an alias in a study file",
+        ["compare", "experiments/x.yaml"],
+        ["x.yaml", "line 8", "alias *a"],
+        {"base.yaml": GOOD, "experiments/x.yaml": EXP.replace("a: {}", "a: &a {}") + "  c: *a\n"},
+    ),
     Case("study", "unknown study", ["compare", "nope"], ["no study named 'nope'"]),
     Case(
         "study",
@@ -545,6 +628,24 @@ CASES = [
     Case("study", "report --all with a name", ["report", "x", "--all"], ["--all covers every study"]),
     Case("study", "report without a name", ["report"], ["missing EXPERIMENT"]),
     # -- search files -------------------------------------------------------------------------
+    Case(
+        "search",
+        ".inf as a bound",
+        ["search", "searches/s.yaml"],
+        ["s.yaml", "params.train.optimizer.lr.high", "finite number"],
+        {"base.yaml": GOOD, "searches/s.yaml": SEARCH.replace("high: 0.1", "high: .inf")},
+    ),
+    Case(
+        "search",
+        "a torn Optuna journal",
+        ["search", "searches/s.yaml"],
+        ["out/s/study.journal", "not a readable Optuna journal", "line 1 cut short", "move it aside"],
+        {
+            "base.yaml": GOOD + "output: {dir: out}\n",
+            "searches/s.yaml": SEARCH,
+            "out/s/study.journal": '{"op_code": 0, "worker_id": "w", "study_na',
+        },
+    ),
     Case("search", "unknown search", ["search", "nope"], ["no search named 'nope'"]),
     Case(
         "search",
@@ -787,8 +888,8 @@ CASES = [
         "checkpoint",
         "evaluate with summary.json torn",
         ["evaluate", "copy"],
-        ["summary.json", "not readable JSON"],
-        setup=_cut("summary.json"),
+        ["summary.json", "not valid JSON", "mlp-lab run --resume"],
+        setup=_replace("summary.json", '{"status": "completed", "test/acc": 0.9'),  # a write cut short
     ),
     Case(
         "checkpoint",
@@ -796,6 +897,20 @@ CASES = [
         ["evaluate", "copy"],
         ["config.yaml", "YAML syntax error"],
         setup=_replace("config.yaml", "name: tiny\nmodel: {hidden_sizes: [16\n"),
+    ),
+    Case(
+        "checkpoint",
+        "evaluate with summary.json a list",
+        ["evaluate", "copy"],
+        ["summary.json", "expected a JSON object, got list", "mlp-lab run --resume"],
+        setup=_replace("summary.json", "[1, 2]"),
+    ),
+    Case(
+        "checkpoint",
+        "evaluate with best.pt a dangling link",
+        ["evaluate", "copy"],
+        ["best.pt", "symbolic link to a missing file"],
+        setup=_run_with_dangling("checkpoints/best.pt"),
     ),
     Case(
         "checkpoint",
@@ -888,6 +1003,7 @@ if not torch.cuda.is_available():
 NEEDS_TORCH = {
     "device cuda without a GPU",
     "--confirm before any trial",
+    "a torn Optuna journal",
     "models --output-dir at a file",
     "bench a CNN config",
 }

@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from mlp_lab.errors import MachineFault, MLPLabError, clip, memory_fault, os_fault
+from mlp_lab.errors import MachineFault, MLPLabError, clip, memory_fault, os_fault, printable
 
 if TYPE_CHECKING:
     from mlp_lab.ablation import CompareResult, Study
@@ -227,8 +227,10 @@ def data_dirs(data_dir: list[Path] | None) -> tuple[str, ...]:
 
 def print_error(exc: MLPLabError) -> None:
     """An error as `error:` lines on stderr, one per problem."""
-    for line in str(exc).splitlines() or [type(exc).__name__]:
-        err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    # Split on newlines only: the problems are joined by them, and any other line break (a "\r"
+    # in a key) is part of a problem's text, escaped by `printable`.
+    for line in str(exc).split("\n") if str(exc) else [type(exc).__name__]:
+        err.print(f"error: {printable(line)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def log(line: str) -> None:
@@ -242,8 +244,8 @@ def say(line: str) -> None:
 
 
 def warn(line: str) -> None:
-    """One warning line on stderr, printed as it is."""
-    err.print(line, highlight=False, markup=False)
+    """One warning line on stderr, printed as it is (control characters escaped)."""
+    err.print(printable(line), highlight=False, markup=False)
 
 
 @contextmanager
