@@ -229,18 +229,19 @@ def read_json(path: str | Path, limit: int = MAX_READ_BYTES) -> Any:
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:
-    """A run's summary.json, checked for the shape the tool wrote: a mapping whose status is text
-    and, for a completed run, whose SUMMARY_NUMBERS are numbers. Damage is an UnreadableFile (its
-    readers count the run as not finished); a missing file a FileNotFoundError."""
+    """A run's summary.json, checked for the shape the tool wrote: a mapping whose status (if
+    any) is text and whose SUMMARY_NUMBERS are numbers (all there, for a completed run). Damage
+    is an UnreadableFile (its readers count the run as not finished); a missing file a
+    FileNotFoundError."""
     path = Path(run_dir) / SUMMARY_FILE
     summary = read_json(path)
     if not isinstance(summary, dict):
         raise UnreadableFile(f"{path}: expected a JSON object, got {type(summary).__name__}")
-    if not isinstance(summary.get("status"), str):
-        raise UnreadableFile(f"{path}: status: expected text, got {clip_repr(summary.get('status'))}")
+    if not isinstance(summary.get("status", ""), str):
+        raise UnreadableFile(f"{path}: status: expected text, got {clip_repr(summary['status'])}")
     for key in SUMMARY_NUMBERS:
         value = summary.get(key)
-        required = summary["status"] == "completed"
+        required = summary.get("status") == "completed"
         if (value is not None or required) and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise UnreadableFile(f"{path}: {key}: expected a number, got {clip_repr(value)}")
     return summary
