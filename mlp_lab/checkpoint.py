@@ -19,7 +19,7 @@ import torch
 from mlp_lab import rundir
 from mlp_lab.config import Config, config_to_dict, load_config
 from mlp_lab.data import DatasetInfo
-from mlp_lab.errors import MLPLabError
+from mlp_lab.errors import MLPLabError, clip
 from mlp_lab.networks import Network, model_from_args
 
 CHECKPOINT_VERSION = 1
@@ -72,15 +72,19 @@ def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
     """Load an mlp-lab checkpoint safely (weights_only=True), checking it is the expected kind."""
     path = Path(path)
     if not path.is_file():
-        what = (
-            "a symbolic link to a missing file" if path.is_symlink() and not path.exists() else "checkpoint not found"
-        )
+        if path.is_dir():
+            what = "is a directory, expected a checkpoint file"
+        elif path.is_symlink():
+            what = "a symbolic link to a missing file"
+        else:
+            what = "checkpoint not found"
         raise CheckpointError(f"{path}: {what}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, disallowed globals...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable mlp-lab checkpoint ({first[:200]})") from None
+        # torch's first sentence says what failed; the rest is advice about weights_only, not ours.
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable mlp-lab checkpoint ({clip(first, 120)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != f"mlp-lab/{kind}":
         raise CheckpointError(f"{path}: not an mlp-lab {kind} checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:

@@ -60,7 +60,7 @@ def resolve(name_or_path: str | Path, kind: str, directory: str | Path | None = 
     folder = FOLDERS.get(kind)
     user_dir = Path(directory if directory is not None else folder or ".")
     candidate = user_dir / f"{name_or_path}.yaml"
-    if candidate.exists():
+    if candidate.exists() or candidate.is_symlink():  # a dangling link: its reader says so
         return candidate
     known = sorted(p.stem for p in user_dir.glob("*.yaml"))
     shipped = [p for p in shipped_files(folder) if p.stem not in known] if folder else []
