@@ -253,9 +253,9 @@ def _study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
 
 def _study_meta(study: StudyResult) -> str:
     exp = study.study
-    dataset = exp.arms[0].config.data.dataset
+    datasets = study.ran.datasets or [exp.arms[0].config.data.dataset]
     return (
-        f"{display_name(dataset)} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
+        f"{', '.join(map(display_name, datasets))} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
         f"seeds with runs: {', '.join(map(str, study.ran.seeds))}"
     )
 

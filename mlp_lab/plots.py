@@ -57,6 +57,14 @@ def run_title(run_dir: str | Path, name: str, seed: int) -> str:
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+    """curves.png: `curves_figure`, saved."""
+    plt = _pyplot()
+    fig = curves_figure(history, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curves_figure(history: Sequence[dict[str, Any]], title: str) -> Any:
     """Loss and accuracy (train vs val) and the LR, per epoch, side by side."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
@@ -82,8 +90,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str)
     handles, labels = axes[0].get_legend_handles_labels()
     handles2, labels2 = axes[1].get_legend_handles_labels()
     fig.legend(handles + handles2, labels + labels2, loc="lower center", ncol=4, frameon=False)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def to_display(images: np.ndarray) -> tuple[np.ndarray, str | None]:

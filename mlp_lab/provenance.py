@@ -49,6 +49,7 @@ class StudyFacts:
     base: str  # the base config as the study file names it
     base_vs_plain: dict[str, tuple[Any, Any]] | None  # key -> (plain's value, base's value); None: no plain
     environment: dict[str, list[Any]] = field(default_factory=dict)  # label -> distinct values recorded
+    datasets: list[str] = field(default_factory=list)  # the datasets the runs recorded
 
     def lines(self) -> list[str]:
         """The facts as short sentences, for the top of a report (markdown, backticks for code)."""
@@ -135,6 +136,7 @@ def study_facts(
     conflicts: dict[str, dict[str, dict[int, Any]]] = {}
     environment: dict[str, list[Any]] = {label: [] for _, label in ENVIRONMENT_FIELDS}
     seeds: set[int] = set()
+    datasets: list[str] = []
     for arm, by_seed in runs.items():
         meant = _flat_config(file_configs[arm])
         recorded: dict[int, dict[str, Any]] = {}
@@ -146,6 +148,8 @@ def study_facts(
             except (MLPLabError, OSError, ValueError):
                 continue  # a run whose files cannot be read is the report's to flag, not ours
             recorded[seed] = {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+            if summary.get("dataset") and summary["dataset"] not in datasets:
+                datasets.append(summary["dataset"])
             for key, label in ENVIRONMENT_FIELDS:
                 value = summary.get(key)
                 if value is not None and value not in environment[label]:
@@ -167,4 +171,5 @@ def study_facts(
         base,
         base_vs_plain,
         environment,
+        datasets,
     )

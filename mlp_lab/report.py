@@ -206,7 +206,8 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str], r
     planned = [s for s in study.seeds if s not in ran.seeds]
     lines += [
         f"Factor: `{', '.join(study.factor)}` · reference arm: `{study.reference}` · "
-        f"seeds with runs: {', '.join(map(str, ran.seeds)) or 'none'} · dataset: {study.arms[0].config.data.dataset}",
+        f"seeds with runs: {', '.join(map(str, ran.seeds)) or 'none'} · "
+        f"dataset: {', '.join(ran.datasets) or study.arms[0].config.data.dataset}",
         "",
         *(
             [f"No runs yet for seeds {', '.join(map(str, planned))}: `mlp-lab compare {study.name}` runs them.", ""]
@@ -298,6 +299,43 @@ def _curve(
     return np.arange(1, longest + 1), np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
+def _shown(study: Study, arms: dict[str, Any]) -> tuple[list[str], dict[str, Any], list[int], str]:
+    """The arms with curves, a color each, the seeds they ran and how a title names those seeds."""
+    import matplotlib.pyplot as plt
+
+    names = [a.name for a in study.arms if arms[a.name]["history"]]
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    seeds = sorted({s for name in names for s in arms[name]["history"]})
+    shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    return names, colors, seeds, shown
+
+
+def lr_figure(study: Study, arms: dict[str, Any]) -> Any:
+    """The learning rate per epoch, one line per arm (mean over seeds): on a log axis when the
+    rates span a decade or more, so SGD's 0.05 does not flatten Adam's cosine decay into the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, colors, _, shown = _shown(study, arms)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    rates = []
+    for name in names:
+        x, mean, _, _ = _curve(arms[name]["history"], "lr")
+        ax.plot(x, mean, color=colors[name], label=name, marker=".")
+        rates.extend(mean)
+    scale = lr_axis(ax, rates)
+    ax.set(
+        ylabel=f"learning rate at the epoch's first step ({scale})",
+        title=f"{study.name}: learning rate per epoch and arm, {shown}",
+    )
+    epoch_axis(ax)
+    ax.grid(alpha=0.3, which="both" if scale == "log scale" else "major")
+    outside_legend(fig, ax, "arm")
+    return fig
+
+
 def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
     """Write the PNG plots next to the report; returns {title: file name}. Every figure names its
     study and the seeds it shows (each arm is a line or a panel), epochs are whole numbers, legends
@@ -308,12 +346,9 @@ def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     out = study.output_dir
-    names = [a.name for a in study.arms if arms[a.name]["history"]]
+    names, colors, seeds, shown = _shown(study, arms)
     if not names:
         return {}
-    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
-    seeds = sorted({s for name in names for s in arms[name]["history"]})
-    shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     band_note = "" if len(seeds) == 1 else " (line: mean over seeds; band: min–max)"
     plots: dict[str, str] = {}
 
@@ -353,20 +388,7 @@ def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
     plt.close(fig)
     plots["Train vs validation loss per arm"] = "overfitting.png"
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    rates = []
-    for name in names:
-        x, mean, _, _ = _curve(arms[name]["history"], "lr")
-        ax.plot(x, mean, color=colors[name], label=name, marker=".")
-        rates.extend(mean)
-    scale = lr_axis(ax, rates)
-    ax.set(
-        ylabel=f"learning rate at the epoch's first step ({scale})",
-        title=f"{study.name}: learning rate per epoch and arm, {shown}",
-    )
-    epoch_axis(ax)
-    ax.grid(alpha=0.3, which="both" if scale == "log scale" else "major")
-    outside_legend(fig, ax, "arm")
+    fig = lr_figure(study, arms)
     fig.savefig(out / "lr.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     plots["Learning rate per epoch"] = "lr.png"
