@@ -485,7 +485,7 @@ def build_overview(studies: Sequence[Study], out_dir: str | Path | None = None) 
     for exp in studies:
         if has_runs(exp):
             report = build_report(exp)
-            results.append(StudyResult(exp, report["arms"], report["facts"]))
+            results.append(StudyResult(exp, report["arms"], StudyFacts(**report["ran"])))
         else:
             skipped.append(exp.name)
     if not results:

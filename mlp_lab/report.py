@@ -450,4 +450,4 @@ def build_report(study: Study) -> dict[str, Any]:
         "ran": dataclasses.asdict(ran),
     }
     rundir.write_json(out / "report.json", report)
-    return {**report, "facts": ran}
+    return report
