@@ -263,7 +263,8 @@ def _study_meta(study: StudyResult) -> str:
 def what_ran(study: StudyResult) -> str:
     """One line per study for the top of the page: its seeds with runs, base and every override."""
     ran = study.ran
-    parts = [f"seeds {', '.join(map(str, ran.seeds))}", f"base `{ran.base}`"]
+    seeds = f"seed{'s' if len(ran.seeds) > 1 else ''} {', '.join(map(str, ran.seeds))}"
+    parts = [seeds, f"base `{ran.base}`"]
     if ran.file_overrides:
         parts.append("study overrides " + ", ".join(f"`{k}={value_text(v)}`" for k, v in ran.file_overrides.items()))
     if ran.set_keys:

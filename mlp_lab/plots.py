@@ -152,6 +152,6 @@ def confusion_matrix_plot(matrix: np.ndarray, classes: Sequence[str], path: str 
                 )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title above the panels' own
     fig.savefig(path, dpi=110, bbox_inches="tight")  # the rotated class names and x label stay inside
     plt.close(fig)

@@ -362,8 +362,8 @@ def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
         ax.set(ylabel=label, title=f"{label} per epoch")
         epoch_axis(ax)
         ax.grid(alpha=0.3)
-    outside_legend(fig, axes[1], "arm")
     fig.suptitle(f"{study.name}: validation curves per arm, {shown}{band_note}")
+    outside_legend(fig, axes[1], "arm")  # lays the figure out: after the suptitle, so it makes room
     fig.savefig(out / "val_curves.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     plots["Validation loss and accuracy per epoch"] = "val_curves.png"

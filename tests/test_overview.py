@@ -220,7 +220,7 @@ def test_overview_says_the_seeds_that_ran_and_the_set_they_ran_with(tiny_config,
     md = (runs / "index.md").read_text()
     text = page_text((runs / "index.html").read_text())
     for page in (md, text):
-        assert "width: seeds 0 · base ../configs/tiny.yaml · --set train.epochs=1" in page.replace("`", "")
+        assert "width: seed 0 · base ../configs/tiny.yaml · --set train.epochs=1" in page.replace("`", "")
         assert "Seeds with runs: 0." in page and "seeds with runs: 0" in page
         assert "Runs differ from the study file in (a --set): train.epochs=1." in page.replace("`", "")
         # The study file lists seeds 0 and 1; only 0 ran, and nothing claims seed 1.
