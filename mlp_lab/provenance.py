@@ -11,7 +11,7 @@ are the source of truth; the study file only says what was meant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ class StudyFacts:
     base_vs_plain: dict[str, tuple[Any, Any]] | None  # key -> (plain's value, base's value); None: no plain
     environment: dict[str, list[Any]] = field(default_factory=dict)  # label -> distinct values recorded
     datasets: list[str] = field(default_factory=list)  # the datasets the runs recorded
+    unchecked_sets: list[str] = field(default_factory=list)  # --set texts no study file could be compared with
 
     def lines(self) -> list[str]:
         """The facts as short sentences, for the top of a report (markdown, backticks for code)."""
@@ -76,7 +77,9 @@ class StudyFacts:
                 + ", ".join(f"`{k}={' / '.join(value_text(v) for v in vals)}`" for k, vals in self.set_keys.items())
                 + "."
             )
-        else:
+        if self.unchecked_sets:
+            out.append("Every arm with " + ", ".join(f"`{o}`" for o in self.unchecked_sets) + " (--set).")
+        if not self.set_keys and not self.unchecked_sets:
             out.append("Every run has the study file's config (no --set).")
         for arm, keys in self.conflicts.items():
             for key, by_seed in keys.items():
@@ -128,10 +131,14 @@ def base_and_plain(study_path: Path) -> tuple[str, dict[str, tuple[Any, Any]] | 
 
 
 def study_facts(
-    study_path: Path, file_configs: Mapping[str, Any], runs: Mapping[str, Mapping[int, Path]]
+    study_path: Path,
+    file_configs: Mapping[str, Any],
+    runs: Mapping[str, Mapping[int, Path]],
+    unchecked_sets: Sequence[str] = (),
 ) -> StudyFacts:
     """The facts of a study whose finished runs are `runs` (arm -> {seed: run directory});
-    `file_configs` maps each arm to its config as the study file alone makes it (no --set)."""
+    `file_configs` maps each arm to its config as the study file alone makes it (no --set), or,
+    where the file cannot make it without them, with the `unchecked_sets` applied."""
     set_keys: dict[str, list[Any]] = {}
     conflicts: dict[str, dict[str, dict[int, Any]]] = {}
     environment: dict[str, list[Any]] = {label: [] for _, label in ENVIRONMENT_FIELDS}
@@ -172,4 +179,5 @@ def study_facts(
         base_vs_plain,
         environment,
         datasets,
+        list(unchecked_sets),
     )

@@ -104,14 +104,17 @@ def collect(study: Study) -> dict[str, Any]:
 def facts(study: Study, arms: dict[str, Any]) -> StudyFacts:
     """What ran (see `provenance`): the runs' recorded configs against the study file's own, so a
     --set given now or at an earlier `compare` shows either way."""
-    file_study = study
+    file_study, unchecked = study, ()
     if study.overrides:
         try:
             file_study = load_study(study.path, study.seeds)
         except ConfigError:
-            pass  # the file is valid only with the --set: compare against what was asked now
+            # Not a study file (a search's confirmation) or valid only with the --set: compare
+            # the runs with what was asked now, and say the --set as given.
+            unchecked = study.overrides
     file_configs = {arm.name: arm.config for arm in file_study.arms}
-    return study_facts(study.path, file_configs, {name: data["run_dirs"] for name, data in arms.items()})
+    runs = {name: data["run_dirs"] for name, data in arms.items()}
+    return study_facts(study.path, file_configs, runs, unchecked)
 
 
 def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
