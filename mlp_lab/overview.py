@@ -211,8 +211,13 @@ def _effects_figure(studies: Sequence[StudyResult], path: Path) -> bool:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(entries)), [f"{study}: {row['arm']}" for study, row in entries])
     ax.invert_yaxis()  # first study on top, as in the table
+    interval = (
+        f"{int(CONFIDENCE * 100)}% CI"
+        if any(row["ci_low"] is not None for _, row in entries)
+        else "one seed: no interval"
+    )
     ax.set(
-        xlabel=f"effect on test accuracy vs the study's reference (points, {int(CONFIDENCE * 100)}% CI)",
+        xlabel=f"effect on test accuracy vs the study's reference (points, {interval})",
         title="Every change, every study (green: helps, red: hurts, grey: no clear effect)",
     )
     ax.grid(alpha=0.3, axis="x")
@@ -292,7 +297,8 @@ def _incomplete(study: StudyResult) -> list[str]:
     planned = [s for s in study.study.seeds if s not in study.ran.seeds]
     if planned:
         notes.append(
-            f"the study file plans {len(study.study.seeds)} seeds; {len(planned)} have no runs "
+            f"the study file plans {len(study.study.seeds)} seeds; {len(planned)} "
+            f"{'has' if len(planned) == 1 else 'have'} no runs "
             f"(mlp-lab compare {study.study.name} runs them)"
         )
     notes += [
