@@ -4,7 +4,9 @@ At the top, a summary table "change -> effect on test accuracy [95% interval], v
 time" over every arm of every study (the plain-base ladder first) and a figure of those effects;
 then one section per study: its question, its arms (mean ± std over seeds, paired difference with
 the reference, verdict), its main figure and a link to its full report.md. Each study's report is
-rebuilt from its run directories first, so the overview, like every report, needs nothing else.
+rebuilt from its run directories first, so the overview, like every report, needs nothing else;
+it says what ran as those directories record it (seeds with runs, base, --set, machine), and the
+studies without runs once, at the end.
 Writes <output>/index.md and a self-contained <output>/index.html (figures embedded as data URIs,
 so the page opens from disk without a server and can be handed in as one file).
 """

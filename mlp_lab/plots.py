@@ -42,7 +42,8 @@ def lr_axis(ax: Any, rates: Sequence[float]) -> str:
 
 
 def outside_legend(fig: Any, ax: Any, title: str | None = None) -> None:
-    """The legend right of the axes, where it covers no curve (save with bbox_inches="tight")."""
+    """The legend right of the axes, where it covers no curve: lays the figure out first (so give
+    it its suptitle before), and save it with bbox_inches="tight" so the legend is kept."""
     fig.tight_layout()
     ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
