@@ -16,7 +16,7 @@ from mlp_lab.analysis import unnormalize
 from mlp_lab.checkpoint import load_model
 from mlp_lab.data import load_data
 from mlp_lab.handwriting import RENDERINGS, score_scans
-from mlp_lab.plots import confusion_matrix_plot, image_grid
+from mlp_lab.plots import confusion_matrix_plot, image_grid, run_title
 from mlp_lab.train import EVAL_BATCH_SIZE, evaluate
 
 
@@ -86,14 +86,15 @@ def evaluate_run(
     writer.writeheader()
     writer.writerows(rows)
     rundir.atomic_write_text(out / f"{tag}per_class.csv", buffer.getvalue())
-    title = f"{run.run_dir.name}: {split} split ({run.checkpoint} weights), accuracy {accuracy:.4f}"
+    named = run_title(run.run_dir, run.config.name, run.config.seed)
+    title = f"{named}: {split} split ({run.checkpoint} weights), accuracy {accuracy:.4f}"
     confusion_matrix_plot(matrix, classes, out / f"{tag}confusion_matrix.png", title)
 
     def grid(indices: list[int], path: Path, what: str) -> None:
         images = unnormalize(part.x[indices], data.info.image_shape, data.info.mean, data.info.std).numpy()
         titles = [f"true: {classes[y_true[i]]}\npred: {classes[y_pred[i]]} ({confidence[i]:.2f})" for i in indices]
         colors = ["black" if y_true[i] == y_pred[i] else "crimson" for i in indices]
-        image_grid(images, titles, path, f"{run.run_dir.name}: {what}", title_colors=colors)
+        image_grid(images, titles, path, f"{named}: {what}", title_colors=colors)
 
     generator = np.random.default_rng(seed)
     wrong = np.flatnonzero(y_true != y_pred)

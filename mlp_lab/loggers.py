@@ -70,19 +70,15 @@ class TensorBoardLogger:
     def log_summary(self, summary: dict[str, Any]) -> None:
         if summary.get("status") != "completed" or self.config is None:
             return  # HParams compare finished runs; a diverged run's scalars already tell its story
-        from torch.utils.tensorboard.summary import hparams
-
         step = summary["epochs_run"]
         metrics = {k: summary[k] for k in SCORE_METRICS}
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
-        flat = {
-            k: _hparam_value(v) for k, v in flatten(config_to_dict(self.config)).items() if not k.startswith("output.")
-        }
+        flat = hparams_of(self.config)
         flat["epochs_run"] = summary["epochs_run"]
         # Written into this run's own event file (not add_hparams' extra sub-run), so the HParams
         # tab links each row to this run's scalars.
-        for item in hparams(flat, metrics):
+        for item in _hparams_summaries(flat, metrics):
             self.writer.file_writer.add_summary(item)
         self.writer.flush()
 
@@ -90,8 +86,45 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-def _hparam_value(value: Any) -> Any:
-    return value if isinstance(value, (bool, int, float, str)) else str(value)
+# Config sections that apply to one model kind only: an MLP's HParams row has no conv keys.
+KIND_SECTIONS = {"model.conv.": "cnn"}
+
+
+def hparams_of(config: Config) -> dict[str, Any]:
+    """The config's keys as HParams: the ones that apply to the run's model kind, output settings
+    left out, lists as text."""
+    flat = {}
+    for key, value in flatten(config_to_dict(config)).items():
+        if key.startswith("output."):
+            continue
+        if any(key.startswith(section) and config.model.kind != kind for section, kind in KIND_SECTIONS.items()):
+            continue
+        flat[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
+def _hparams_summaries(flat: dict[str, Any], metrics: dict[str, float]) -> list[Any]:
+    """torch's `hparams` summaries with booleans typed as booleans: torch checks int before bool,
+    so True would show as 1.0; the plugin's own protos are corrected here."""
+    from tensorboard.plugins.hparams.api_pb2 import DataType
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+    from torch.utils.tensorboard.summary import hparams
+
+    flags = {k: v for k, v in flat.items() if isinstance(v, bool)}
+    items = list(hparams(flat, metrics))
+    for item in items:
+        for value in item.value:
+            data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+            kind = data.WhichOneof("data")
+            if kind == "experiment":
+                for info in data.experiment.hparam_infos:
+                    if info.name in flags:
+                        info.type = DataType.DATA_TYPE_BOOL
+            elif kind == "session_start_info":
+                for key, flag in flags.items():
+                    data.session_start_info.hparams[key].bool_value = flag
+            value.metadata.plugin_data.content = data.SerializeToString()
+    return items
 
 
 def loggers_for(

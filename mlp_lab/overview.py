@@ -4,7 +4,9 @@ At the top, a summary table "change -> effect on test accuracy [95% interval], v
 time" over every arm of every study (the plain-base ladder first) and a figure of those effects;
 then one section per study: its question, its arms (mean ± std over seeds, paired difference with
 the reference, verdict), its main figure and a link to its full report.md. Each study's report is
-rebuilt from its run directories first, so the overview, like every report, needs nothing else.
+rebuilt from its run directories first, so the overview, like every report, needs nothing else;
+it says what ran as those directories record it (seeds with runs, base, --set, machine), and the
+studies without runs once, at the end.
 Writes <output>/index.md and a self-contained <output>/index.html (figures embedded as data URIs,
 so the page opens from disk without a server and can be handed in as one file).
 """
@@ -25,7 +27,9 @@ from mlp_lab.ablation import STUDIES_DIR, Study, load_study, plan
 from mlp_lab.datasets import display_name
 from mlp_lab.errors import ConfigError, MLPLabError
 from mlp_lab.execute import estimated_cost
-from mlp_lab.report import CONFIDENCE, build_report
+from mlp_lab.provenance import StudyFacts, value_text
+from mlp_lab.report import CONFIDENCE, build_report, epochs_text, unrun_seeds
+from mlp_lab.shipped import shipped_dir
 
 # The course's order: the plain-base ladder, the first lesson on MNIST, why CNNs beat MLPs, then the rest by name.
 LEAD_STUDIES = ("ladder", "mnist_linear_vs_mlp", "mlp_vs_cnn", "mlp_vs_cnn_fashion", "permuted_pixels")
@@ -39,6 +43,7 @@ class StudyResult:
 
     study: Study
     rows: list[dict[str, Any]]
+    ran: StudyFacts  # what the runs really were (seeds, --set, base, machine), from their directories
 
     @property
     def reference_row(self) -> dict[str, Any]:
@@ -51,17 +56,28 @@ def study_names(studies_dir: str | Path = STUDIES_DIR) -> list[str]:
     return [n for n in LEAD_STUDIES if n in names] + [n for n in names if n not in LEAD_STUDIES]
 
 
+def default_studies(studies_dir: str | Path = STUDIES_DIR) -> list[str | Path]:
+    """The studies `suite` and `report --all` cover: the files in `studies_dir`, or, where it has
+    none (the package installed, shipped studies run by name), the shipped ones, as paths so each
+    is not announced as a fallback once more."""
+    names = study_names(studies_dir)
+    if names:
+        return list(names)
+    shipped = shipped_dir(STUDIES_DIR)
+    return [shipped / f"{name}.yaml" for name in study_names(shipped)]
+
+
 def load_studies(
-    names: Sequence[str] | None = None,
+    names: Sequence[str | Path] | None = None,
     seeds: Sequence[int] | None = None,
     studies_dir: str | Path = STUDIES_DIR,
     overrides: Sequence[str] = (),
 ) -> list[Study]:
-    """Load the named studies (default: all in `studies_dir`), `overrides` (--set texts) applied
-    to every arm of each; every file's errors reported together (a bad --set once)."""
-    names = list(names) if names else study_names(studies_dir)
+    """Load the named studies (default: `default_studies(studies_dir)`), `overrides` (--set texts)
+    applied to every arm of each; every file's errors reported together (a bad --set once)."""
+    names = list(names) if names else default_studies(studies_dir)
     if not names:
-        raise MLPLabError(f"{studies_dir}/: no study files")
+        raise MLPLabError(f"{studies_dir}/: no study files, and no shipped ones")
     studies, errors = [], []
     for name in names:
         try:
@@ -197,8 +213,13 @@ def _effects_figure(studies: Sequence[StudyResult], path: Path) -> bool:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(entries)), [f"{study}: {row['arm']}" for study, row in entries])
     ax.invert_yaxis()  # first study on top, as in the table
+    interval = (
+        f"{int(CONFIDENCE * 100)}% CI"
+        if any(row["ci_low"] is not None for _, row in entries)
+        else "one seed: no interval"
+    )
     ax.set(
-        xlabel=f"effect on test accuracy vs the study's reference (points, {int(CONFIDENCE * 100)}% CI)",
+        xlabel=f"effect on test accuracy vs the study's reference (points, {interval})",
         title="Every change, every study (green: helps, red: hurts, grey: no clear effect)",
     )
     ax.grid(alpha=0.3, axis="x")
@@ -230,7 +251,7 @@ def _study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
                 _acc(r),
                 _effect(r),
                 r["verdict"],
-                fmt(r["epochs_run_mean"], ".1f"),
+                epochs_text(r["epochs_run_mean"]),
                 fmt(r["wall_time_s_mean"], ".1f"),
             ]
         )
@@ -239,11 +260,25 @@ def _study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
 
 def _study_meta(study: StudyResult) -> str:
     exp = study.study
-    dataset = exp.arms[0].config.data.dataset
+    datasets = study.ran.datasets or [exp.arms[0].config.data.dataset]
     return (
-        f"{display_name(dataset)} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
-        f"seeds {', '.join(map(str, exp.seeds))}"
+        f"{', '.join(map(display_name, datasets))} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
+        f"seeds with runs: {', '.join(map(str, study.ran.seeds))}"
     )
+
+
+def what_ran(study: StudyResult) -> str:
+    """One line per study for the top of the page: its seeds with runs, base and every override."""
+    ran = study.ran
+    seeds = f"seed{'s' if len(ran.seeds) > 1 else ''} {', '.join(map(str, ran.seeds))}"
+    parts = [seeds, f"base `{ran.base}`"]
+    if ran.file_overrides:
+        parts.append("study overrides " + ", ".join(f"`{k}={value_text(v)}`" for k, v in ran.file_overrides.items()))
+    if ran.set_keys:
+        parts.append("--set " + ", ".join(f"`{k}={' / '.join(map(value_text, v))}`" for k, v in ran.set_keys.items()))
+    if ran.conflicts:
+        parts.append("**mixed configs** in " + ", ".join(f"`{arm}`" for arm in ran.conflicts))
+    return f"{study.study.name}: " + " · ".join(parts)
 
 
 def finding(study: StudyResult) -> str:
@@ -259,10 +294,19 @@ def finding(study: StudyResult) -> str:
 
 
 def _incomplete(study: StudyResult) -> list[str]:
-    notes = [
-        f"{r['arm']}: seeds {', '.join(map(str, r['missing_seeds']))} not run yet"
+    """Seeds an arm lacks that other arms ran, and failed runs; a seed no arm ran is said once."""
+    notes = []
+    planned = [s for s in study.study.seeds if s not in study.ran.seeds]
+    if planned:
+        notes.append(
+            f"the study file plans {len(study.study.seeds)} seeds; {len(planned)} "
+            f"{'has' if len(planned) == 1 else 'have'} no runs "
+            f"(mlp-lab compare {study.study.name} runs them)"
+        )
+    notes += [
+        f"{r['arm']}: seeds {', '.join(map(str, unrun_seeds(r['missing_seeds'], study.ran)))} not run yet"
         for r in study.rows
-        if r["missing_seeds"]
+        if unrun_seeds(r["missing_seeds"], study.ran)
     ]
     return notes + [
         f"{r['arm']}: seeds {', '.join(map(str, r['failed_seeds']))} failed" for r in study.rows if r["failed_seeds"]
@@ -303,13 +347,13 @@ def _relative(path: Path, start: Path) -> str:
 
 
 def _markdown(studies: Sequence[StudyResult], skipped: Sequence[str], effects: bool, out: Path) -> str:
-    lines = ["# Findings: every study", "", INTRO, "", "## Summary: what each change does to test accuracy", ""]
+    lines = ["# Findings: every study", "", INTRO, "", "What ran (read from the run directories):", ""]
+    lines += [f"- {what_ran(study)}" for study in studies]
+    lines += ["", "## Summary: what each change does to test accuracy", ""]
     summary = summary_rows(studies)
     lines += _md_table(SUMMARY_HEAD, [[r[k] for k in SUMMARY_KEYS] for r in summary])
     if effects:
         lines += ["", f"![effects]({EFFECTS_FIGURE})"]
-    if skipped:
-        lines += ["", f"Not run yet (no finished runs): {', '.join(skipped)}."]
     for study in studies:
         exp = study.study
         lines += [
@@ -317,6 +361,8 @@ def _markdown(studies: Sequence[StudyResult], skipped: Sequence[str], effects: b
             f"## {exp.name}",
             "",
             _study_meta(study),
+            "",
+            *[f"- {line}" for line in study.ran.lines()],
             "",
             f"**Question.** {exp.description}",
             "",
@@ -332,8 +378,21 @@ def _markdown(studies: Sequence[StudyResult], skipped: Sequence[str], effects: b
         if (exp.output_dir / MAIN_FIGURE).exists():
             lines += ["", f"![{exp.name}: validation curves]({folder}/{MAIN_FIGURE})"]
         lines += ["", f"Full report: [{folder}/report.md]({folder}/report.md)"]
+    if skipped:
+        lines += ["", _not_run(skipped)]
     lines += ["", "Rebuild with `mlp-lab report --all`; run what is missing with `mlp-lab suite`.", ""]
     return "\n".join(lines)
+
+
+def _not_run(skipped: Sequence[str]) -> str:
+    """The studies without runs, said once at the end: the page is about what ran."""
+    return f"Not run yet (no finished runs): {', '.join(skipped)}."
+
+
+def _markup(line: str) -> str:
+    """A facts line's markdown (backticks, **bold**) as HTML."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(line))
+    return re.sub(r"[*][*]([^*]+)[*][*]", r"<b>\1</b>", text)
 
 
 def _data_uri(path: Path) -> str:
@@ -383,6 +442,8 @@ def _html(studies: Sequence[StudyResult], skipped: Sequence[str], effects_path: 
         f"<style>{CSS}</style></head><body>",
         "<h1>Findings: every study</h1>",
         "<p>" + re.sub(r"[*]([^*]+)[*]", r"<em>\1</em>", html.escape(INTRO)) + "</p>",
+        "<p>What ran (read from the run directories):</p>",
+        "<ul>" + "".join(f"<li>{_markup(what_ran(study))}</li>" for study in studies) + "</ul>",
         "<h2>Summary: what each change does to test accuracy</h2>",
     ]
     summary = summary_rows(studies)
@@ -393,14 +454,13 @@ def _html(studies: Sequence[StudyResult], skipped: Sequence[str], effects_path: 
     parts.append(_html_table(SUMMARY_HEAD, body, verdict_col=5, num_cols={3, 4, 7}, html_col=0))
     if effects_path is not None:
         parts.append(f'<p><img alt="effects of every change" src="{_data_uri(effects_path)}"></p>')
-    if skipped:
-        parts.append(f'<p class="note">Not run yet (no finished runs): {html.escape(", ".join(skipped))}.</p>')
     for study in studies:
         exp = study.study
         meta = html.escape(_study_meta(study)).replace("`", "")
         parts += [
             f'<h2 id="{html.escape(exp.name)}">{html.escape(exp.name)}</h2>',
             f'<p class="meta">{meta}</p>',
+            '<ul class="meta">' + "".join(f"<li>{_markup(line)}</li>" for line in study.ran.lines()) + "</ul>",
             f"<p><b>Question.</b> {html.escape(exp.description)}</p>",
             f"<p><b>Finding.</b> {html.escape(finding(study))}</p>",
         ]
@@ -417,6 +477,8 @@ def _html(studies: Sequence[StudyResult], skipped: Sequence[str], effects_path: 
             f'<p>Full report: <a href="{folder}/report.md">{folder}/report.md</a> '
             f"(all plots in <code>{folder}/</code>)</p>"
         )
+    if skipped:
+        parts.append(f'<p class="note">{html.escape(_not_run(skipped))}</p>')
     parts.append('<p class="meta">Rebuilt from the run directories with <code>mlp-lab report --all</code>.</p>')
     parts.append("</body></html>\n")
     return "\n".join(parts)
@@ -431,7 +493,8 @@ def build_overview(studies: Sequence[Study], out_dir: str | Path | None = None) 
     results, skipped = [], []
     for exp in studies:
         if has_runs(exp):
-            results.append(StudyResult(exp, build_report(exp)["arms"]))
+            report = build_report(exp)
+            results.append(StudyResult(exp, report["arms"], StudyFacts(**report["ran"])))
         else:
             skipped.append(exp.name)
     if not results:

@@ -18,28 +18,80 @@ def _pyplot():
     return plt
 
 
+# Rates spanning at least this ratio get a log axis: SGD's 0.05 beside Adam's 1e-3 would flatten
+# Adam's schedule into the floor of a linear one.
+LOG_SCALE_SPAN = 10.0
+
+
+def epoch_axis(ax: Any) -> None:
+    """Epochs on the x axis as whole numbers (a short run would otherwise get ticks at 1.25, 1.5...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
+def lr_axis(ax: Any, rates: Sequence[float]) -> str:
+    """A log y axis when the positive rates span decades, so every schedule's decay shows; returns
+    the scale's name for the axis label."""
+    positive = [r for r in rates if r > 0 and np.isfinite(r)]
+    if positive and max(positive) / min(positive) >= LOG_SCALE_SPAN:
+        ax.set_yscale("log")
+        return "log scale"
+    return "linear scale"
+
+
+def outside_legend(fig: Any, ax: Any, title: str | None = None) -> None:
+    """The legend right of the axes, where it covers no curve: lays the figure out first (so give
+    it its suptitle before), and save it with bbox_inches="tight" so the legend is kept."""
+    fig.tight_layout()
+    ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
+def run_title(run_dir: str | Path, name: str, seed: int) -> str:
+    """What a run's figures are of: `study, arm, seed` for a study's run (<study>/<arm>/seed-<n>),
+    else the config's name and seed."""
+    run_dir = Path(run_dir)
+    if run_dir.name == f"seed-{seed}" and run_dir.parent.parent.name:
+        return f"study {run_dir.parent.parent.name}, arm {run_dir.parent.name}, seed {seed}"
+    return f"{name}, seed {seed} ({run_dir.name})"
+
+
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+    """curves.png: `curves_figure`, saved."""
+    plt = _pyplot()
+    fig = curves_figure(history, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curves_figure(history: Sequence[dict[str, Any]], title: str) -> Any:
     """Loss and accuracy (train vs val) and the LR, per epoch, side by side."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for ax, metric in ((axes[0], "loss"), (axes[1], "acc")):
-        ax.plot(epochs, [r[f"train/{metric}"] for r in history], "--", label=f"train/{metric}")
-        ax.plot(epochs, [r[f"val/{metric}"] for r in history], "-", label=f"val/{metric}")
+        ax.plot(epochs, [r[f"train/{metric}"] for r in history], "--", marker=".", label=f"train/{metric}")
+        ax.plot(epochs, [r[f"val/{metric}"] for r in history], "-", marker=".", label=f"val/{metric}")
         ax.set(
-            xlabel="epoch",
             ylabel="accuracy" if metric == "acc" else "cross-entropy loss",
             title=f"{'accuracy' if metric == 'acc' else 'loss'}: train vs val",
         )
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
-        ax.legend()
-    axes[2].plot(epochs, [r["lr"] for r in history], marker=".")
-    axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate (epoch start)")
+    rates = [r["lr"] for r in history]
+    axes[2].plot(epochs, rates, marker=".")
+    scale = lr_axis(axes[2], rates)
+    axes[2].set(ylabel=f"learning rate ({scale})", title="learning rate (epoch start)")
+    epoch_axis(axes[2])
     axes[2].grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    # One legend under the panels: inside, it would sit on the curves it names.
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles2, labels2 = axes[1].get_legend_handles_labels()
+    fig.legend(handles + handles2, labels + labels2, loc="lower center", ncol=4, frameon=False)
+    return fig
 
 
 def to_display(images: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -101,6 +153,6 @@ def confusion_matrix_plot(matrix: np.ndarray, classes: Sequence[str], path: str 
                 )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title above the panels' own
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the rotated class names and x label stay inside
     plt.close(fig)

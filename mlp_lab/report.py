@@ -9,6 +9,7 @@ report.json and PNG plots into the study's output directory.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from collections.abc import Callable
@@ -18,8 +19,11 @@ from typing import Any
 import numpy as np
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Study, plan
+from mlp_lab.ablation import Study, load_study, plan
+from mlp_lab.errors import ConfigError
 from mlp_lab.metrics import HANDWRITING_METRIC
+from mlp_lab.plots import epoch_axis, lr_axis, outside_legend
+from mlp_lab.provenance import StudyFacts, study_facts
 
 CONFIDENCE = 0.95
 
@@ -77,7 +81,14 @@ def collect(study: Study, warn: Callable[[str], None] | None = None) -> dict[str
     for spec in plan(study):
         arm = arms.setdefault(
             spec.arm,
-            {"runs": {}, "missing": [], "failed": {}, "history": {}, "changes": study.arm(spec.arm).changes},
+            {
+                "runs": {},
+                "missing": [],
+                "failed": {},
+                "history": {},
+                "changes": study.arm(spec.arm).changes,
+                "run_dirs": {},
+            },
         )
         summary_path = spec.run_dir / rundir.SUMMARY_FILE
         if not summary_path.exists() and not summary_path.is_symlink():  # a dangling link is damage: warned
@@ -92,12 +103,29 @@ def collect(study: Study, warn: Callable[[str], None] | None = None) -> dict[str
                 what = str(exc) if isinstance(exc, rundir.UnreadableFile) else f"{exc.filename}: missing"
                 warn(f"warning: {what}; counted as not finished (mlp-lab compare {study.name} trains it again)")
             continue
+        arm["run_dirs"][spec.seed] = spec.run_dir
         if summary.get("status") != "completed":
             arm["failed"][spec.seed] = summary.get("error", summary.get("status"))
             continue
         arm["runs"][spec.seed] = summary
         arm["history"][spec.seed] = history
     return arms
+
+
+def facts(study: Study, arms: dict[str, Any]) -> StudyFacts:
+    """What ran (see `provenance`): the runs' recorded configs against the study file's own, so a
+    --set given now or at an earlier `compare` shows either way."""
+    file_study, unchecked = study, ()
+    if study.overrides:
+        try:
+            file_study = load_study(study.path, study.seeds)
+        except ConfigError:
+            # Not a study file (a search's confirmation) or valid only with the --set: compare
+            # the runs with what was asked now, and say the --set as given.
+            unchecked = study.overrides
+    file_configs = {arm.name: arm.config for arm in file_study.arms}
+    runs = {name: data["run_dirs"] for name, data in arms.items()}
+    return study_facts(study.path, file_configs, runs, unchecked)
 
 
 def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,15 +200,34 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}"
 
 
-def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -> str:
+def epochs_text(value: float | None) -> str:
+    """Epochs as a count: `6`, or `6.7` for a mean over seeds that ran different lengths."""
+    if value is None:
+        return "–"
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def unrun_seeds(arm_missing: list[int], ran: StudyFacts) -> list[int]:
+    """Seeds an arm lacks that other arms ran: the gaps worth naming (seeds no arm ran are one line)."""
+    return [s for s in arm_missing if s in ran.seeds]
+
+
+def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str], ran: StudyFacts) -> str:
     lines = [f"# Study: {study.name}", ""]
+    lines += [f"- {line}" for line in ran.lines()] + [""]
     if study.description:
         lines += [study.description, ""]
+    planned = [s for s in study.seeds if s not in ran.seeds]
     lines += [
         f"Factor: `{', '.join(study.factor)}` · reference arm: `{study.reference}` · "
-        f"seeds: {', '.join(map(str, study.seeds))} · dataset: {study.arms[0].config.data.dataset}",
+        f"seeds with runs: {', '.join(map(str, ran.seeds)) or 'none'} · "
+        f"dataset: {', '.join(ran.datasets) or study.arms[0].config.data.dataset}",
         "",
-        *([f"Every arm with {', '.join(f'`{o}`' for o in study.overrides)} (--set).", ""] if study.overrides else []),
+        *(
+            [f"No runs yet for seeds {', '.join(map(str, planned))}: `mlp-lab compare {study.name}` runs them.", ""]
+            if planned
+            else []
+        ),
         "## Arms",
         "",
         "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
@@ -198,7 +245,7 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -
         hw = f" {_pct(r['handwriting_acc_mean'])}{hw_std} |" if handwriting else ""
         lines.append(
             f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} |{hw} {loss} | "
-            f"{_or_dash(r['best_epoch_mean'], '.1f')} | {_or_dash(r['epochs_run_mean'], '.1f')} | "
+            f"{epochs_text(r['best_epoch_mean'])} | {epochs_text(r['epochs_run_mean'])} | "
             f"{_or_dash(r['num_parameters'], ',')} | {_or_dash(r['wall_time_s_mean'], '.1f')} |"
         )
     lines += [
@@ -233,7 +280,11 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str]) -
                 ci = f"[{_pct(low, True)}, {_pct(high, True)}]" if low is not None else "–"
                 lines.append(f"| {r['arm']} | {_pct(r['handwriting_diff'], True)} | {ci} |")
     problems = [(r["arm"], "failed", r["failed_seeds"]) for r in rows if r["failed_seeds"]]
-    problems += [(r["arm"], "not run yet", r["missing_seeds"]) for r in rows if r["missing_seeds"]]
+    problems += [
+        (r["arm"], "not run yet", unrun_seeds(r["missing_seeds"], ran))
+        for r in rows
+        if unrun_seeds(r["missing_seeds"], ran)
+    ]
     if problems:
         lines += ["", "## Incomplete", ""]
         lines += [f"- `{arm}`: seeds {', '.join(map(str, seeds))} {what}" for arm, what, seeds in problems]
@@ -262,19 +313,57 @@ def _curve(
     return np.arange(1, longest + 1), np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
+def _shown(study: Study, arms: dict[str, Any]) -> tuple[list[str], dict[str, Any], list[int], str]:
+    """The arms with curves, a color each, the seeds they ran and how a title names those seeds."""
+    import matplotlib.pyplot as plt
+
+    names = [a.name for a in study.arms if arms[a.name]["history"]]
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    seeds = sorted({s for name in names for s in arms[name]["history"]})
+    shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    return names, colors, seeds, shown
+
+
+def lr_figure(study: Study, arms: dict[str, Any]) -> Any:
+    """The learning rate per epoch, one line per arm (mean over seeds): on a log axis when the
+    rates span a decade or more, so SGD's 0.05 does not flatten Adam's cosine decay into the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, colors, _, shown = _shown(study, arms)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    rates = []
+    for name in names:
+        x, mean, _, _ = _curve(arms[name]["history"], "lr")
+        ax.plot(x, mean, color=colors[name], label=name, marker=".")
+        rates.extend(mean)
+    scale = lr_axis(ax, rates)
+    ax.set(
+        ylabel=f"learning rate at the epoch's first step ({scale})",
+        title=f"{study.name}: learning rate per epoch and arm, {shown}",
+    )
+    epoch_axis(ax)
+    ax.grid(alpha=0.3, which="both" if scale == "log scale" else "major")
+    outside_legend(fig, ax, "arm")
+    return fig
+
+
 def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
-    """Write the PNG plots next to the report; returns {title: file name}."""
+    """Write the PNG plots next to the report; returns {title: file name}. Every figure names its
+    study and the seeds it shows (each arm is a line or a panel), epochs are whole numbers, legends
+    sit outside the data, and the LR axis is logarithmic when the arms' rates span decades."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = study.output_dir
-    names = [a.name for a in study.arms if arms[a.name]["history"]]
+    names, colors, seeds, shown = _shown(study, arms)
     if not names:
         return {}
-    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
-    band_note = " (line: mean over seeds; band: min–max)"
+    band_note = "" if len(seeds) == 1 else " (line: mean over seeds; band: min–max)"
     plots: dict[str, str] = {}
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -284,12 +373,12 @@ def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
             ax.plot(x, mean, color=colors[name], label=name)
             ax.plot(x[-1], mean[-1], "o", color=colors[name])  # where the arm stopped: arms overlap until then
             ax.fill_between(x, low, high, color=colors[name], alpha=0.2)
-        ax.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
+        ax.set(ylabel=label, title=f"{label} per epoch")
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
-    axes[1].legend(title="arm")
-    fig.suptitle(f"{study.name}: validation curves{band_note}")
-    fig.tight_layout()
-    fig.savefig(out / "val_curves.png", dpi=110)
+    fig.suptitle(f"{study.name}: validation curves per arm, {shown}{band_note}")
+    outside_legend(fig, axes[1], "arm")  # lays the figure out: after the suptitle, so it makes room
+    fig.savefig(out / "val_curves.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     plots["Validation loss and accuracy per epoch"] = "val_curves.png"
 
@@ -301,30 +390,20 @@ def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
             x, mean, low, high = _curve(arms[name]["history"], key)
             ax.plot(x, mean, style, color=colors[name], label=key)
             ax.fill_between(x, low, high, color=colors[name], alpha=0.15)
-        ax.set(title=name, xlabel="epoch", ylabel="loss")
+        ax.set(title=f"arm {name}", ylabel="loss")
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{study.name}: train vs validation loss per arm (the gap is overfitting)")
+    fig.suptitle(f"{study.name}: train vs validation loss per arm, {shown} (the gap is overfitting)")
     fig.tight_layout()
     fig.savefig(out / "overfitting.png", dpi=110)
     plt.close(fig)
     plots["Train vs validation loss per arm"] = "overfitting.png"
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in names:
-        x, mean, _, _ = _curve(arms[name]["history"], "lr")
-        ax.plot(x, mean, color=colors[name], label=name, marker=".")
-    ax.set(
-        xlabel="epoch",
-        ylabel="learning rate (at the epoch's first step)",
-        title=f"{study.name}: learning rate per epoch",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(title="arm")
-    fig.tight_layout()
-    fig.savefig(out / "lr.png", dpi=110)
+    fig = lr_figure(study, arms)
+    fig.savefig(out / "lr.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     plots["Learning rate per epoch"] = "lr.png"
 
@@ -347,7 +426,8 @@ def make_plots(study: Study, arms: dict[str, Any]) -> dict[str, str]:
             ax.plot(i, mean, "o", color=colors[name], markersize=8)
         ax.scatter([i + 0.12] * len(accs), accs, color=colors[name], s=12, alpha=0.6)
     ax.set_xticks(range(len(names)), names, rotation=20)
-    ax.set(ylabel="test accuracy (%)", title=f"{study.name}: test accuracy per arm (mean, 95% CI; dots: seeds)")
+    what = "mean, 95% CI; dots: seeds" if len(seeds) > 1 else "one seed: no interval"
+    ax.set(xlabel="arm", ylabel="test accuracy (%)", title=f"{study.name}: test accuracy per arm, {shown} ({what})")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(out / "test_acc.png", dpi=110)
@@ -362,9 +442,10 @@ def build_report(study: Study, warn: Callable[[str], None] | None = None) -> dic
     arms = collect(study, warn)
     rows = build_rows(study, arms)
     study.output_dir.mkdir(parents=True, exist_ok=True)
+    ran = facts(study, arms)
     plots = make_plots(study, arms)
     out = study.output_dir
-    rundir.atomic_write_text(out / "report.md", _markdown(study, rows, plots))
+    rundir.atomic_write_text(out / "report.md", _markdown(study, rows, plots, ran))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -381,6 +462,7 @@ def build_report(study: Study, warn: Callable[[str], None] | None = None) -> dic
         "arms": rows,
         "runs": {name: {str(s): r for s, r in data["runs"].items()} for name, data in arms.items()},
         "plots": plots,
+        "ran": dataclasses.asdict(ran),
     }
     rundir.write_json(out / "report.json", report)
     return report

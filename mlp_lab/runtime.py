@@ -37,6 +37,20 @@ def check_runtime(config: Config, source: str) -> None:
         raise ConfigError([f"{source}: {exc}"]) from None
 
 
+def machine() -> str:
+    """What a run was computed on: the CPU's model name (where Linux says it; else the
+    architecture) and the cores this process may use, e.g. `AMD EPYC 7B13, 2 cores`."""
+    import platform
+
+    name = platform.machine() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), name)
+    except OSError:
+        pass  # not Linux: the architecture says enough
+    return f"{name}, {available_cores()} cores"
+
+
 def available_cores() -> int:
     """The CPU cores this process may run on: its affinity mask where the OS has one (a
     container's CPU set, taskset), which os.cpu_count() ignores."""

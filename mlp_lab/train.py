@@ -50,7 +50,14 @@ from mlp_lab.loggers import MetricLogger, loggers_for
 from mlp_lab.metrics import METRICS_CSV_COLUMNS
 from mlp_lab.networks import build_model
 from mlp_lab.optim import OptimizerStep, build_optimizer
-from mlp_lab.runtime import determinism_as_found, resolve_device, rng_state, seed_everything, set_rng_state
+from mlp_lab.runtime import (
+    determinism_as_found,
+    machine,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 EVAL_BATCH_SIZE = 8192
 # Training examples gathered per `index_select`, a few batches at once: random rows of the split
@@ -471,9 +478,10 @@ class Trainer:
     def write_curves(self) -> None:
         """curves.png: loss and accuracy (train vs val) and LR per epoch."""
         if self.progress.history:
-            from mlp_lab.plots import plot_curves
+            from mlp_lab.plots import plot_curves, run_title
 
-            plot_curves(self.progress.history, self.run_dir / "curves.png", f"{self.run_dir.name} ({self.config.name})")
+            title = run_title(self.run_dir, self.config.name, self.config.seed)
+            plot_curves(self.progress.history, self.run_dir / "curves.png", title)
 
     def _fail(self, record: dict[str, Any], loggers: Sequence[MetricLogger]) -> None:
         """Record a diverged run in summary.json and stop; best.pt and last.pt stay as they were."""
@@ -511,6 +519,7 @@ class Trainer:
             "device": str(self.device),
             "torch_version": torch.__version__,
             "threads": torch.get_num_threads(),
+            "machine": machine(),
             "monitor": self.config.train.early_stopping.monitor,
         }
 

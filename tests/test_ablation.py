@@ -157,7 +157,8 @@ def test_set_applies_to_every_arm_changes_the_hash_and_is_in_the_report(tiny_con
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "study" / "half" / "seed-0"
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 2  # header + 1 epoch
-    assert "Every arm with `train.epochs=1` (--set)." in (tmp_path / "runs" / "study" / "report.md").read_text()
+    report = (tmp_path / "runs" / "study" / "report.md").read_text()
+    assert "- Runs differ from the study file in (a --set): `train.epochs=1`." in report
     assert yaml.safe_load((tmp_path / "runs" / "study" / "report.json").read_text())["overrides"] == ["train.epochs=1"]
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from mlp_lab.loggers import MetricLogger, TensorBoardLogger, loggers_for
+from mlp_lab.loggers import MetricLogger, TensorBoardLogger, hparams_of, loggers_for
 from mlp_lab.metrics import EPOCH_METRICS
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.train import TrainingDiverged, TrainingInterrupted, train
@@ -76,3 +76,33 @@ def test_the_config_chooses_the_loggers(tiny_config, tmp_path):
     (tb,) = loggers_for(tiny_config(output={"tensorboard": True, "histograms": True}), tmp_path, model)
     assert isinstance(tb, TensorBoardLogger) and isinstance(tb, MetricLogger) and tb.histograms
     tb.close()
+
+
+def hparams_in(run_dir) -> tuple[dict[str, Any], dict[str, str]]:
+    """What TensorBoard's HParams tab reads from a run's event file: each hparam's value (as the
+    proto's kind and value) and each declared type."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.api_pb2 import DataType
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    values = {k: (v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind"))) for k, v in start.hparams.items()}
+    return values, {info.name: DataType.Name(info.type) for info in experiment.hparam_infos}
+
+
+def test_hparams_hold_the_model_kinds_keys_and_booleans_as_booleans(tiny_config, tmp_path):
+    cfg = tiny_config(model={"batch_norm": True}, train={"epochs": 1, "batch_size": 32, "device": "cpu"})
+    train(cfg.model_copy(update={"output": cfg.output.model_copy(update={"tensorboard": True})}), tmp_path / "run")
+    values, types = hparams_in(tmp_path / "run")
+    assert not [k for k in values if k.startswith("model.conv.")], "an MLP run has no conv keys"
+    assert values["model.batch_norm"] == ("bool_value", True) and types["model.batch_norm"] == "DATA_TYPE_BOOL"
+    assert values["data.download"] == ("bool_value", False) and types["data.download"] == "DATA_TYPE_BOOL"
+    assert values["train.epochs"] == ("number_value", 1.0) and types["train.epochs"] == "DATA_TYPE_FLOAT64"
+    assert values["model.kind"] == ("string_value", "mlp") and "epochs_run" in values
+    # A CNN's conv keys are its own: they stay.
+    cnn = tiny_config(model={"kind": "cnn", "conv": {"channels": [4], "batch_norm": True}})
+    assert hparams_of(cnn)["model.conv.batch_norm"] is True and hparams_of(cnn)["model.conv.channels"] == "[4]"

@@ -1,5 +1,6 @@
 """The overview over every study, the suite verb, the ladder's one-factor-per-arm rule, the page in a browser."""
 
+import html
 import os
 import re
 import shutil
@@ -198,3 +199,63 @@ def test_overview_page_renders_in_headless_chromium(tiny_config, tmp_path):
     # Text, tables and the embedded figures: a real share of the page is not background.
     assert white / (image.width * image.height) < 0.97, "the screenshot is (almost) blank"
     assert sum(histogram[:100]) > 2000, "no dark pixels: no text was drawn"
+
+
+def page_text(html_page: str) -> str:
+    """What a reader of the HTML page sees: the text without tags."""
+    inline = re.sub(r"</?(code|b|em|a)\b[^>]*>", "", re.sub(r'src="[^"]*"', "", html_page))
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", inline)))
+
+
+def test_overview_says_the_seeds_that_ran_and_the_set_they_ran_with(tiny_config, tmp_path, monkeypatch):
+    write_studies(tmp_path, tiny_config)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    ran = runner.invoke(app, ["compare", "width", "--seeds", "0", "--set", "train.epochs=1"])
+    assert ran.exit_code == 0, ran.output
+    # report --all is given no --set: what it says comes from the run directories.
+    built = runner.invoke(app, ["report", "--all"])
+    assert built.exit_code == 0, built.output
+    runs = tmp_path / "runs"
+    md = (runs / "index.md").read_text()
+    text = page_text((runs / "index.html").read_text())
+    for page in (md, text):
+        assert "width: seed 0 · base ../configs/tiny.yaml · --set train.epochs=1" in page.replace("`", "")
+        assert "Seeds with runs: 0." in page and "seeds with runs: 0" in page
+        assert "Runs differ from the study file in (a --set): train.epochs=1." in page.replace("`", "")
+        # The study file lists seeds 0 and 1; only 0 ran, and nothing claims seed 1.
+        claimed = re.findall(r"[Ss]eeds?(?: with runs)?:? ((?:\d+, )*\d+)", page)
+        assert claimed and all(seeds == "0" for seeds in claimed), claimed
+        assert "not run yet" not in page.split("Not run yet (no finished runs)")[0]
+        assert page.index("## width" if page is md else "width MNIST") < page.index("Not run yet (no finished runs)")
+    width = md[md.index("## width") :]
+    assert "| narrow | `(base)` | 1 |" in width and width.count(" | 1 | ") >= 2  # one seed, one epoch each
+    report = (runs / "width" / "report.md").read_text()
+    assert report.splitlines()[2:4] == [
+        "- Seeds with runs: 0.",
+        "- Base: `../configs/tiny.yaml`, which differs from `configs/plain.yaml` in data.dataset=mnist "
+        "(plain: fashion_mnist), data.val_fraction=0.2 (plain: 0.1), model.hidden_sizes=[32] (plain: [256, 128]), "
+        "train.epochs=2 (plain: 20), train.batch_size=32 (plain: 128), train.early_stopping.monitor=val/loss "
+        "(plain: val/acc).",
+    ]
+    assert "numerics version 4" in report and "threads " in report and "machine " in report
+
+
+def test_report_all_in_a_folder_without_experiments_finds_the_shipped_studies(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["report", "--all"])
+    assert nothing.exit_code == 2 and "no study has finished runs yet (ladder, mnist_linear_vs_mlp" in nothing.stderr
+    tiny = tiny_config()
+    sets = [f"data.root={tiny.data.root}", "data.dataset=mnist", "data.download=false", "data.val_fraction=0.2"]
+    sets += ["model.hidden_sizes=[16]", "train.epochs=1", "train.batch_size=64", "train.device=cpu"]
+    ran = runner.invoke(app, ["compare", "batch_norm", "--seeds", "0", *[a for s in sets for a in ("--set", s)]])
+    assert ran.exit_code == 0, ran.output
+    built = runner.invoke(app, ["report", "--all"])
+    assert built.exit_code == 0, built.output
+    assert "studies: batch_norm" in built.output and "no study files" not in built.output + built.stderr
+    md = (tmp_path / "runs" / "index.md").read_text()
+    assert md.index("## batch_norm") < md.index("Not run yet (no finished runs): ladder, ")
+    # The shipped study's base is the tuned baseline, not the plain model: the page says how they differ.
+    assert "Base: `../configs/baseline.yaml`, which differs from `configs/plain.yaml` in model.dropout=0.2" in md
+    assert "train.scheduler.name=cosine (plain: constant)" in md

@@ -3,14 +3,19 @@
 import json
 import math
 
-import pytest
-from conftest import write_study
-from typer.testing import CliRunner
+import matplotlib
 
-from mlp_lab import rundir
-from mlp_lab.ablation import compare, load_study, plan
-from mlp_lab.cli import app
-from mlp_lab.report import build_report, mean_std, paired_difference, t_interval
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from conftest import write_study  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from mlp_lab import rundir  # noqa: E402
+from mlp_lab.ablation import compare, load_study, plan  # noqa: E402
+from mlp_lab.cli import app  # noqa: E402
+from mlp_lab.plots import curves_figure  # noqa: E402
+from mlp_lab.report import build_report, collect, lr_figure, mean_std, paired_difference, t_interval  # noqa: E402
 
 
 def test_t_interval_on_known_values():
@@ -88,3 +93,70 @@ def test_cli_compare_report_and_list(tiny_config, tmp_path, monkeypatch):
     assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr
     bad_seeds = runner.invoke(app, ["compare", "study", "--seeds", "a,b"])
     assert bad_seeds.exit_code == 2 and "--seeds" in bad_seeds.stderr
+
+
+def test_a_report_says_when_runs_of_one_arm_ran_with_different_sets(tiny_config, tmp_path, monkeypatch):
+    write_study(tmp_path, tiny_config)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(app, ["compare", "study", "--seeds", "0", "--set", "train.epochs=1"])
+    second = runner.invoke(app, ["compare", "study", "--seeds", "1", "--set", "train.epochs=2"])
+    assert first.exit_code == second.exit_code == 0, first.output + second.output
+    # The report over the study file's seeds (0 and 1), rebuilt without any --set, pools both runs.
+    assert runner.invoke(app, ["report", "study"]).exit_code == 0
+    md = (tmp_path / "runs" / "study" / "report.md").read_text()
+    for arm in ("none", "half"):
+        assert (
+            f"- **Mixed configs**: arm `{arm}`'s runs disagree in `train.epochs` (seed 0: 1; seed 1: 2); "
+            f"they are pooled here." in md
+        )
+    assert "- Runs differ from the study file in (a --set): `train.epochs=1 / 2`." in md
+    assert "- Seeds with runs: 0, 1." in md
+    assert "| none | `model.dropout=0.0` | 2 |" in md and "| 1.5 |" in md  # epochs run: the mean of 1 and 2
+    ran = json.loads((tmp_path / "runs" / "study" / "report.json").read_text())["ran"]
+    assert ran["conflicts"] == {arm: {"train.epochs": {"0": 1, "1": 2}} for arm in ("none", "half")}
+    # One --set for every run: no conflict, the override said once.
+    again = runner.invoke(app, ["compare", "study", "--seeds", "0,1", "--set", "train.epochs=1"])
+    assert again.exit_code == 0, again.output
+    md = (tmp_path / "runs" / "study" / "report.md").read_text()
+    assert "Mixed configs" not in md and "- Runs differ from the study file in (a --set): `train.epochs=1`." in md
+    assert "| 1 | 1 | 25,450 |" in md  # best epoch and epochs run as whole numbers
+
+
+def test_the_lr_plot_shows_every_schedule_on_a_log_axis_with_whole_epochs(tiny_config, tmp_path):
+    path = write_study(
+        tmp_path,
+        tiny_config,
+        factor="train",
+        reference="adam_cosine",
+        seeds=[0],
+        arms={
+            "adam_cosine": {"train.scheduler.name": "cosine", "train.epochs": 4},
+            "sgd": {"train.optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}, "train.epochs": 4},
+        },
+    )
+    exp = load_study(path)
+    compare(exp, log=lambda _: None)
+    fig = lr_figure(exp, collect(exp))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    cosine, sgd = lines["adam_cosine"].get_ydata(), lines["sgd"].get_ydata()
+    assert list(sgd) == [0.05] * 4 and list(lines["sgd"].get_xdata()) == [1, 2, 3, 4]
+    # The cosine decay spans more than a decade of the visible axis: it is not flattened into the floor.
+    low, high = ax.get_ylim()
+    assert cosine[0] == 1e-3 and cosine[-1] < cosine[0] / 5 and low < cosine[-1] and high > 0.05
+    assert math.log10(cosine[0] / cosine[-1]) / math.log10(high / low) > 0.15
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 4]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert "study" in ax.get_title() and "seed 0" in ax.get_title()
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1  # beside the axes
+    plt.close(fig)
+    # A single run's curves: whole epochs on every panel, the LR panel on a log axis once it spans decades.
+    history = rundir.read_metrics(exp.output_dir / "adam_cosine" / "seed-0")
+    curves = curves_figure(history, "t")
+    for panel in curves.axes:
+        assert all(float(t).is_integer() for t in panel.get_xticks())
+    assert curves.axes[2].get_yscale() == "linear"  # 1e-3 down to 1.5e-4 at epoch 4: under a decade
+    plt.close(curves)
