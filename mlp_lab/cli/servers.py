@@ -41,7 +41,10 @@ def app_(
     ] = Path("runs"),
     mlflow: Annotated[
         bool,
-        typer.Option("--mlflow", help="Also serve the MLflow UI (the track extra), shown on the app's MLflow page."),
+        typer.Option(
+            "--mlflow",
+            help="Also serve the MLflow UI (the track extra) on --host, shown on the app's MLflow page.",
+        ),
     ] = False,
     mlflow_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI with --mlflow.")] = 5000,
     data_dir: DataDirOpt = None,
@@ -57,13 +60,14 @@ def app_(
 
         check_port_free(host, port)
         if mlflow:
-            check_port_free("127.0.0.1", mlflow_port, "--mlflow-port")
+            # MLflow binds where the app does: a browser that reaches the app must reach the UI it frames.
+            check_port_free(host, mlflow_port, "--mlflow-port")
         servers, mlflow_address = [], None
         if mlflow:
             from mlp_lab.tracking.store import ui_command
 
             # Framed by the app's pages only: its MLflow page shows the UI, no other site may.
-            mlflow_command, mlflow_address = ui_command(runs, mlflow_port, framed_by=app_address(host, port))
+            mlflow_command, mlflow_address = ui_command(runs, mlflow_port, framed_by=app_address(host, port), host=host)
             servers.append(Server("mlflow", mlflow_command))
         command, address, env = app_command(host, port, runs, data_dirs(data_dir), mlflow_address)
         servers.append(Server("streamlit", command, env, quiet=True))
