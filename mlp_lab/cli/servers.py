@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from mlp_lab.cli.common import DataDirOpt, OutputDirOpt, app, data_dirs, out, user_errors
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit once the servers are stopped, without Python's teardown: nothing of ours is left to
+    flush or close, and tearing down the ~2,000 modules the MLflow store check imported took 1-2 s
+    of the 10 s `docker stop` allows the whole container (two loaded cores)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @app.command()
@@ -27,7 +38,7 @@ def ui(
         check_port_free("127.0.0.1", port)
         command, address = ui_command(output_dir, port)
     out.print(f"MLflow UI: {address}  (store {output_dir / 'mlflow.db'}; Ctrl-C stops it)", highlight=False)
-    raise typer.Exit(serve([Server("mlflow", command)]))
+    exit_now(serve([Server("mlflow", command)]))
 
 
 @app.command("app")
@@ -74,4 +85,4 @@ def app_(
     out.print(f"mlp-lab app: {address}  (runs {runs}; Ctrl-C stops it)", highlight=False)
     if mlflow_address:
         out.print(f"MLflow UI: {mlflow_address}  (also on the app's MLflow page)", highlight=False)
-    raise typer.Exit(serve(servers))
+    exit_now(serve(servers))
