@@ -2,13 +2,14 @@
 # make lint : ruff check and ruff format --check (CI runs it before the tests)
 # make test : create .venv, install mlp-lab with its dev, track (MLflow), search (Optuna), app (Streamlit) and ray extras, run the whole test suite
 # make app  : the same install, train the baseline, MNIST and robust MNIST models if they are not there yet, then serve the web app (it opens on the robust one)
+# make image: the container image (Dockerfile): the app and its MLflow server; docs/guide/container.md
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
 MNIST_DIR ?= ../shared/data/mnist
 
-.PHONY: install run test test-fast lint app clean
+.PHONY: install run test test-fast lint app image clean
 
 $(BIN)/mlp-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,16 @@ runs/mnist_robust/summary.json: | install
 
 app: install runs/baseline/summary.json runs/mnist/summary.json runs/mnist_robust/summary.json
 	$(BIN)/mlp-lab app --runs runs
+
+# The image: IMAGE names it, TORCH_INDEX_URL picks torch's build (https://download.pytorch.org/whl/cpu:
+# CPU only, several GB smaller), CONTAINER the tool (podman works too), IMAGE_FLAGS anything more.
+IMAGE ?= mlp-lab
+TORCH_INDEX_URL ?= https://pypi.org/simple
+CONTAINER ?= docker
+IMAGE_FLAGS ?=
+
+image:
+	$(CONTAINER) build -t $(IMAGE) --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) $(IMAGE_FLAGS) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

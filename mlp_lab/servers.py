@@ -14,13 +14,14 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mlp_lab.errors import MLPLabError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-GRACE_S = 10.0  # a server's time to stop on SIGTERM before it is killed
+GRACE_S = 8.0  # the servers' time to stop on SIGTERM before they are killed: inside docker stop's 10 s
 
 
 class PortTaken(MLPLabError):
@@ -63,17 +64,18 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _stop(process: subprocess.Popen, grace: float = GRACE_S) -> None:
-    """SIGTERM to the server's process group; SIGKILL to whatever of it is left after `grace`."""
-    import time
-
-    deadline = time.monotonic() + grace
+def _terminate(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (the group we made for it: its pid is the group id)."""
     try:
-        os.killpg(process.pid, signal.SIGTERM)  # the group we made for it: its pid is the group id
+        os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
+
+
+def _reap(process: subprocess.Popen, deadline: float) -> None:
+    """Wait for the server's group until `deadline` (time.monotonic); SIGKILL to whatever of it is left."""
     try:
-        process.wait(timeout=grace)
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         pass
     # The leader may be gone while a child of its (uvicorn under `mlflow server`) still stops.
@@ -119,7 +121,12 @@ def serve(servers: Sequence[Server]) -> int:
                     return next(p.returncode for p in processes[:-1] if p.returncode is not None) or 1
         return 128 + received[0] if received else 0
     finally:
+        # Every server is told at once and they share one grace period: the whole stop fits
+        # within `docker stop`'s 10 s however many servers there are.
         for process in reversed(processes):
-            _stop(process)
+            _terminate(process)
+        deadline = time.monotonic() + GRACE_S
+        for process in reversed(processes):
+            _reap(process, deadline)
         for sig, old in previous.items():
             signal.signal(sig, old)

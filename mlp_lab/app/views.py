@@ -15,7 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from mlp_lab.app.draw_page import draw_page
-from mlp_lab.app.mlflow_page import mlflow_page
+from mlp_lab.app.mlflow_page import browser_address, mlflow_page
 from mlp_lab.app.runs_page import runs_page
 from mlp_lab.app.serve import DATA_DIRS_ENV, MLFLOW_ENV, RUNS_ENV
 from mlp_lab.app.train_page import train_page
@@ -46,6 +46,8 @@ def main() -> None:
     """The app: a page picker in the sidebar (also `?page=`), then the page."""
     st.set_page_config(page_title="mlp-lab", layout="wide")
     runs, data_dirs, mlflow_address = settings()
+    if mlflow_address:
+        mlflow_address = browser_address(mlflow_address, st.context.url)
     offered = pages(mlflow_address)
     page = st.sidebar.radio("Page", offered, index=page_index(st.query_params.get("page"), offered), key="page")
     if st.query_params.get("page") != page:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from mlp_lab.environ import env_defaults
 from mlp_lab.errors import MLPLabError
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]")  # a server bound here answers on every address of the machine
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
@@ -199,12 +201,14 @@ def experiment_id(client: MlflowClient, store: Store, name: str) -> str:
 
 
 def ui_command(
-    output_dir: str | Path = "runs", port: int = 5000, framed_by: str | None = None
+    output_dir: str | Path = "runs", port: int = 5000, framed_by: str | None = None, host: str = "127.0.0.1"
 ) -> tuple[list[str], str]:
-    """The command that serves the MLflow UI for the default store on 127.0.0.1, and its address.
+    """The command that serves the MLflow UI for the default store on `host`, and its address.
 
     `framed_by`, an origin (``http://127.0.0.1:8501``: the app's), may show the UI in a frame; no
-    other origin may. X-Frame-Options cannot name an origin (SAMEORIGIN, DENY or none), so the
+    other origin may. An origin on a wildcard address (``http://0.0.0.0:8501``, the app in a
+    container) stands for whatever name the browser reaches it by: any host on that port may frame
+    the UI, and MLflow's own CORS and Host defaults (loopback and private addresses) stay. X-Frame-Options cannot name an origin (SAMEORIGIN, DENY or none), so the
     server also sends ``Content-Security-Policy: frame-ancestors ORIGIN`` (a uvicorn default
     header, through `mlflow server --uvicorn-opts`): a browser that knows frame-ancestors obeys it
     and ignores X-Frame-Options, one that does not keeps SAMEORIGIN and refuses every frame.
@@ -222,7 +226,7 @@ def ui_command(
         "mlflow",
         "server",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--workers",
@@ -233,13 +237,10 @@ def ui_command(
     if store.embedded:
         command += ["--artifacts-destination", str(store.artifact_root)]
     if framed_by:
-        header = f"Content-Security-Policy:frame-ancestors {framed_by}"
-        command += [
-            "--x-frame-options",
-            "SAMEORIGIN",
-            "--cors-allowed-origins",
-            framed_by,
-            "--uvicorn-opts",
-            f"--header {shlex.quote(header)}",
-        ]
-    return command, f"http://127.0.0.1:{port}"
+        ancestors, cors = framed_by, ["--cors-allowed-origins", framed_by]
+        app_host, _, app_port = framed_by.partition("://")[2].rpartition(":")
+        if app_host in WILDCARD_HOSTS:
+            ancestors, cors = f"http://*:{app_port} https://*:{app_port}", []
+        header = f"Content-Security-Policy:frame-ancestors {ancestors}"
+        command += ["--x-frame-options", "SAMEORIGIN", *cors, "--uvicorn-opts", f"--header {shlex.quote(header)}"]
+    return command, f"http://{'[' + host + ']' if ':' in host else host}:{port}"
