@@ -64,16 +64,16 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def show_completion(command: Any, shell_arg: list[str], prog_name: str) -> int:
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")  # the shells typer writes scripts for
+
+
+def show_completion(group: TyperGroup, shell_arg: list[str], prog_name: str) -> int:
     """`--show-completion [SHELL]`: the completion script of the shell named, or else of the
     parent shell. typer's own flag takes no shell name and only detects the parent shell, so from
     `sh` (make's recipes, CI) it ended in "Shell sh not supported"; here that is one `error:` line
     that says how to get a script."""
-    from click.shell_completion import get_completion_class
-
     shell = shell_arg[0] if shell_arg else _parent_shell()
-    complete_class = get_completion_class(shell) if shell else None
-    if complete_class is None:
+    if shell not in COMPLETION_SHELLS:
         err.print(
             f"error: --show-completion: no completion script for {shell or 'this shell'} (bash, zsh, fish and "
             f"powershell have one); name the shell: {prog_name} --show-completion bash (or zsh), or run "
@@ -83,8 +83,20 @@ def show_completion(command: Any, shell_arg: list[str], prog_name: str) -> int:
             soft_wrap=True,
         )
         return 2
-    complete_var = "_{}_COMPLETE".format(prog_name.replace("-", "_").upper())  # the variable click reads
-    print(complete_class(command, {}, prog_name, complete_var).source())
+    # The script comes from the completion variable the scripts themselves use (click's public
+    # mechanism, in typer's `source_<shell>` form); set for this call only.
+    complete_var = "_{}_COMPLETE".format(prog_name.replace("-", "_").upper())
+    previous = os.environ.get(complete_var)
+    os.environ[complete_var] = f"source_{shell}"
+    try:
+        super(OneLineErrors, group).main([], prog_name, complete_var)
+    except SystemExit as exc:  # click exits once the script is printed
+        return exc.code if isinstance(exc.code, int) else 0
+    finally:
+        if previous is None:
+            os.environ.pop(complete_var, None)
+        else:
+            os.environ[complete_var] = previous
     return 0
 
 
