@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Study, plan
+from mlp_lab.ablation import Study, study_runs
 from mlp_lab.metrics import HANDWRITING_METRIC
+from mlp_lab.rundir import RunStatus
 
 CONFIDENCE = 0.95
 
@@ -71,17 +72,17 @@ def paired_difference(arm: dict[int, float], reference: dict[int, float]) -> Pai
 def collect(study: Study) -> dict[str, Any]:
     """Read every planned run directory; the numbers a report shows, per arm and per seed."""
     arms: dict[str, Any] = {}
-    for spec in plan(study):
+    for run in study_runs(study):  # the runs track, register and list see too
+        spec = run.spec
         arm = arms.setdefault(
             spec.arm,
             {"runs": {}, "missing": [], "failed": {}, "history": {}, "changes": study.arm(spec.arm).changes},
         )
-        summary_path = spec.run_dir / rundir.SUMMARY_FILE
-        if not summary_path.exists():
+        if not run.finished:
             arm["missing"].append(spec.seed)
             continue
-        summary = rundir.read_json(summary_path)
-        if summary.get("status") != "completed":
+        summary = rundir.read_json(spec.run_dir / rundir.SUMMARY_FILE)
+        if run.status != RunStatus.DONE:
             arm["failed"][spec.seed] = summary.get("error", summary.get("status"))
             continue
         arm["runs"][spec.seed] = summary
