@@ -96,7 +96,8 @@ def test_without_mlflow_a_tracking_command_exits_2_naming_the_extra(args, tiny_c
     assert (
         len(lines) == 1
         and lines[0].startswith("error: ")
-        and "needs the [track] extra: pip install -e '.[track]'" in lines[0]
+        and "needs the [track] extra: pip install 'mlp-lab[track]' (in a checkout: pip install -e '.[track]')"
+        in lines[0]
     )
 
 

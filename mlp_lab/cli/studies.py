@@ -179,11 +179,13 @@ def suite(
     address: AddressOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Run every study (or the named ones), skipping finished runs, then the overview over all of them.
+    """Run every study (or the named ones), skipping finished runs, then the overview over them.
 
-    --set applies to every arm of every study; --track and --backend work as in compare.
+    --set applies to every arm of every study; --track and --backend work as in compare. Named
+    studies rewrite runs/index.md with those only (mlp-lab report --all: over every study).
 
-    Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ../shared/data/mnist ;
+    Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ~/mnist   (your MNIST IDX files;
+    without --data-dir, MNIST is downloaded) ;
     on a Ray cluster, tracked: mlp-lab suite --backend ray --address auto --track
     """
     with user_errors():
