@@ -542,7 +542,7 @@ CASES = [
         ["no runs yet", "mlp-lab compare"],
         EXP_FILES,
     ),
-    Case("study", "report --all with a name", ["report", "x", "--all"], ["--all covers every study"]),
+    Case("study", "report --all with a name", ["report", "x", "--all"], ["--all covers every study", "give no EXPERIMENT"]),
     Case("study", "report without a name", ["report"], ["missing EXPERIMENT"]),
     # -- search files -------------------------------------------------------------------------
     Case("search", "unknown search", ["search", "nope"], ["no search named 'nope'"]),
@@ -923,6 +923,18 @@ CASES += [
         ["evaluate", "study/ladder"],
         ["study/ladder: a study's folder", "study/ladder/plain/seed-0", "mlp-lab report ladder"],
         setup=_study_folder,
+    ),
+    Case(
+        "cli",
+        "track a run directory with --set",
+        ["track", "{run}", "--set", "train.epochs=1"],
+        ["a run directory keeps its own config", "--set applies to a study only"],
+    ),
+    Case(
+        "cli",
+        "register --set without --arm",
+        ["register", "{run}", "--name", "m", "--set", "train.epochs=1"],
+        ["--set applies to a study's runs; give --arm ARM with it"],
     ),
     Case(
         "cli",
