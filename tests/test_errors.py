@@ -542,7 +542,12 @@ CASES = [
         ["no runs yet", "mlp-lab compare"],
         EXP_FILES,
     ),
-    Case("study", "report --all with a name", ["report", "x", "--all"], ["--all covers every study", "give no EXPERIMENT"]),
+    Case(
+        "study",
+        "report --all with a name",
+        ["report", "x", "--all"],
+        ["--all covers every study", "give no EXPERIMENT"],
+    ),
     Case("study", "report without a name", ["report"], ["missing EXPERIMENT"]),
     # -- search files -------------------------------------------------------------------------
     Case("search", "unknown search", ["search", "nope"], ["no search named 'nope'"]),
