@@ -7,6 +7,8 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
+# MNIST's IDX files, used when this folder exists (this project's own machines have it); anywhere
+# else torchvision downloads MNIST into data/ on first use. make app MNIST_DIR=~/mnist names yours.
 MNIST_DIR ?= ../shared/data/mnist
 
 .PHONY: install run test test-fast lint app image clean

@@ -9,6 +9,7 @@ of the same config, continuing partial ones, in parallel processes if asked.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlp_lab.config import Config, apply_overrides, flatten, validate_config
+from mlp_lab import rundir
+from mlp_lab.config import Config, apply_overrides, config_to_dict, flatten, validate_config
 from mlp_lab.errors import ConfigError, clip
 from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
 from mlp_lab.rundir import RunStatus
 from mlp_lab.specfile import read_spec_file
+from mlp_lab.yamlfile import read_yaml_mapping
 
 STUDIES_DIR = "experiments"
 
@@ -170,6 +173,71 @@ def plan(study: Study) -> list[RunSpec]:
                 )
             )
     return specs
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One planned run of a study as every verb sees it (report, track, register, list): the
+    directory's own status, whatever config made it, and how that config differs from the study
+    as loaded (the `key=value`s a `--set` of compare gave, say), so a verb can name them."""
+
+    spec: RunSpec
+    status: RunStatus  # NEW: not run; STALE: a directory that is no readable run
+    differs: tuple[str, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (RunStatus.DONE, RunStatus.FAILED)
+
+
+def _differences(spec: RunSpec) -> tuple[str, ...]:
+    """`key=value` of the run directory's recorded config where it differs from the spec's
+    (name and output settings aside: they do not change what is trained)."""
+    try:
+        recorded = validate_config(read_yaml_mapping(spec.run_dir / rundir.CONFIG_FILE), "", machine=False)
+    except (ConfigError, OSError):
+        return ("an unreadable config.yaml",)
+    ran, planned = (flatten(config_to_dict(c)) for c in (recorded, spec.config))
+    return tuple(
+        f"{key}={_as_set_value(ran.get(key))}"
+        for key in sorted(set(ran) | set(planned))
+        if not key.startswith(("name", "output.")) and ran.get(key) != planned.get(key)
+    )
+
+
+def study_runs(study: Study) -> list[StudyRun]:
+    """Every planned arm x seed with what its directory holds: the one reading of a study's runs
+    that report, track, register and list share. A run made with other settings (compare's
+    --set) is the study's run all the same; `differs` says how."""
+    runs = []
+    for spec in plan(study):
+        status = rundir.run_status(spec.run_dir)
+        started = status in (RunStatus.DONE, RunStatus.FAILED, RunStatus.PARTIAL)
+        differs = _differences(spec) if started and spec.status() == RunStatus.STALE else ()
+        runs.append(StudyRun(spec, status, differs))
+    return runs
+
+
+def _as_set_value(value: Any) -> str:
+    """A value as a --set would write it (YAML), e.g. train.epochs=1, train.scheduler.name=cosine."""
+    if isinstance(value, str) and value and value.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        return value
+    return json.dumps(value)
+
+
+def differences_note(study: Study, runs: Sequence[StudyRun]) -> str | None:
+    """One line on the runs made with settings the study as loaded does not give (a --set of
+    compare), with the --set that matches them; None when every run matches."""
+    other = [run for run in runs if run.differs]
+    if not other:
+        return None
+    settings = sorted({d for run in other for d in run.differs})
+    shown = ", ".join(settings[:4]) + (f" and {len(settings) - 4} more" if len(settings) > 4 else "")
+    given = "the study file and this --set" if study.overrides else "the study file"
+    sets = " ".join(f"--set {d}" for d in settings[:4] if "=" in d)
+    return f"{len(other)} of {len(runs)} runs of {study.name} were made with {shown}, not as {given} say" + (
+        f"; to name them as they ran, add {sets}" if sets else ""
+    )
 
 
 @dataclass

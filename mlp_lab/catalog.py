@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import load_study, plan
+from mlp_lab.ablation import load_study, study_runs
 from mlp_lab.config import config_hash, load_config
 from mlp_lab.errors import ConfigError
 from mlp_lab.rundir import RunStatus
@@ -52,7 +52,8 @@ def _describe_config(path: Path) -> tuple[RunStatus, str]:
 
 def _describe_study(path: Path) -> tuple[RunStatus, str]:
     study = load_study(path)
-    statuses = [spec.status() for spec in plan(study)]
+    runs = study_runs(study)  # as its report sees them: a run made with compare's --set counts
+    statuses = [run.status for run in runs]
     finished = sum(s in (RunStatus.DONE, RunStatus.FAILED) for s in statuses)
     started = finished + statuses.count(RunStatus.PARTIAL)
     state = RunStatus.DONE if finished == len(statuses) else RunStatus.PARTIAL if started else RunStatus.NEW
@@ -62,6 +63,9 @@ def _describe_study(path: Path) -> tuple[RunStatus, str]:
     )
     if RunStatus.FAILED in statuses:
         detail += f", {statuses.count(RunStatus.FAILED)} failed"
+    other = sorted({d for run in runs for d in run.differs})
+    if other:
+        detail += f", {sum(bool(run.differs) for run in runs)} made with {', '.join(other[:3])}"
     return state, detail
 
 

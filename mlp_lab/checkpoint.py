@@ -82,9 +82,14 @@ def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, disallowed globals...
-        # torch's first sentence says what failed; the rest is advice about weights_only, not ours.
-        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable mlp-lab checkpoint ({clip(first, 120)})") from None
+        # torch's first sentence only: the rest is advice about trusting pickles, and cutting
+        # the text at a length left the line ending mid-word.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = clip(first.split(". ")[0].rstrip("."), 160)
+        raise CheckpointError(
+            f"{path}: truncated or corrupt, not a readable mlp-lab checkpoint ({reason}); "
+            "restore a complete copy, or train the run again"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != f"mlp-lab/{kind}":
         raise CheckpointError(f"{path}: not an mlp-lab {kind} checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
@@ -131,7 +136,7 @@ def load_model(run_dir: str | Path, which: str | None = None) -> LoadedRun:
     (best, or last when the run kept its last weights), else the kind `which` names."""
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG_FILE).is_file():
-        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
+        raise rundir.not_a_run_directory(run_dir)
     config = load_config(run_dir / rundir.CONFIG_FILE)
     summary_path = run_dir / rundir.SUMMARY_FILE
     try:

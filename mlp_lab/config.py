@@ -327,6 +327,31 @@ def _section_at(loc: tuple[Any, ...], root: type[BaseModel] = Config) -> type[Ba
     return node if isinstance(node, type) and issubclass(node, BaseModel) else None
 
 
+def _natural_key(section: type[BaseModel], value: Any) -> str | None:
+    """The key of `section` a lone `value` most likely meant: its first field that takes the
+    value (`5` for early stopping is its patience, `cosine` a scheduler's name), else its first
+    required field. Derived from the schema, so a new section needs no entry anywhere."""
+    for name in section.model_fields:
+        try:
+            section.model_validate({name: value}, strict=True)  # a bool is no rotation angle
+        except ValidationError:
+            continue
+        return name
+    required = [name for name, f in section.model_fields.items() if f.is_required()]
+    return required[0] if required else None
+
+
+def _scalar_for_section(loc: tuple[Any, ...], section: type[BaseModel], value: Any) -> str:
+    """A value given where the schema has a section: name its keys and say what to type."""
+    dotted = _dotted(loc)
+    keys = ", ".join(section.model_fields)
+    key = _natural_key(section, value)
+    shown = str(value).lower() if isinstance(value, bool) else value
+    shown = shown if isinstance(value, str | int | float) and len(str(value)) <= 40 else "VALUE"
+    hint = f"set one of its keys, e.g. {dotted}.{key}={shown}" if key else "set one of its keys"
+    return f"is a section ({keys}), not a value (got {clip_repr(value)}); {hint}"
+
+
 def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Config, echo: bool = True) -> str:
     """One pydantic error as a short phrase: an unknown key gets a did-you-mean (or the known
     keys), a bad value is echoed cut to about 80 characters (unless `echo` is off, for a caller
@@ -342,6 +367,10 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
             else:
                 msg += f" (known: {', '.join(section.model_fields)})"
         return msg
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        section = _section_at(loc + ("",), root)
+        if section is not None:
+            return _scalar_for_section(loc, section, error["input"])
     msg = error["msg"]
     if echo and error["type"] not in ("missing",):
         msg += f" (got {clip_repr(error['input'])})"

@@ -106,7 +106,7 @@ class DatasetInfo:
     image_shape: tuple[int, int, int]
     mean: tuple[float, ...]  # per channel, on the [0, 1] pixel scale, from the train split
     std: tuple[float, ...]
-    source: str  # the directory the files were read from
+    source: str  # the directory the files were read from, and where they were copied from
     pixel_permutation: tuple[int, ...] | None = None  # data.permute_pixels: features[..., i] = pixel perm[i]
 
     @property
@@ -221,7 +221,7 @@ def _install_from(spec: DatasetSpec, found: Path, root: Path) -> Path:
     """Make a copy found elsewhere loadable by torchvision; return the root to load it from."""
     if not spec.is_idx and found.name == "cifar-10-batches-py":
         return found.parent  # already in torchvision's layout: load it where it is
-    target = root / (spec.torchvision_class + "/raw" if spec.is_idx else "cifar-10-batches-py")
+    target = _dataset_dir(spec, root)
     if root.exists() and not root.is_dir():
         raise DataError(f"data.root {root}: is a file, expected a directory for the dataset files")
     try:
@@ -241,7 +241,34 @@ def _install_from(spec: DatasetSpec, found: Path, root: Path) -> Path:
             raise os_fault(exc, key="data.root") from None
         finally:
             tmp.unlink(missing_ok=True)
+    _record_origin(target, str(found.resolve()))
     return root
+
+
+ORIGIN_FILE = ".copied-from"  # in a root's dataset folder: where its files came from
+
+
+def _dataset_dir(spec: DatasetSpec, root: Path) -> Path:
+    return root / (spec.torchvision_class + "/raw" if spec.is_idx else "cifar-10-batches-py")
+
+
+def _record_origin(directory: Path, origin: str) -> None:
+    """Note where a root's copy came from, so later runs can say the real source rather than the
+    root it was copied into; a note that cannot be written only costs that sentence."""
+    try:
+        (directory / ORIGIN_FILE).write_text(origin + "\n", encoding="utf-8")
+    except OSError:
+        pass
+
+
+def describe_source(spec: DatasetSpec, root: Path) -> str:
+    """Where a loaded dataset's files are, and where they were copied or downloaded from."""
+    where = str(root.resolve())
+    try:
+        origin = (_dataset_dir(spec, root) / ORIGIN_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return where
+    return f"{where} (copied from {origin})" if origin.startswith("/") else f"{where} ({origin})"
 
 
 def _copy_file(found: Path, name: str, dst_path: Path) -> None:
@@ -296,6 +323,7 @@ def locate(cfg: DataConfig, extra_dirs: Sequence[str | Path] = ()) -> Path:
         try:
             for train in (True, False):
                 getattr(tvd, spec.torchvision_class)(str(root), train=train, download=True)
+            _record_origin(_dataset_dir(spec, root), "downloaded by torchvision")
             return root
         except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError for network faults
             download_note = f"download failed ({str(exc).splitlines()[0]})"
@@ -398,7 +426,7 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: S
     c, h, w = spec.facts.image_shape
     permutation = pixel_permutation(h * w, cfg.permute_seed) if cfg.permute_pixels else None
     info = DatasetInfo(
-        spec.key, spec.facts.classes, spec.facts.image_shape, mean, std, str(root.resolve()), permutation
+        spec.key, spec.facts.classes, spec.facts.image_shape, mean, std, describe_source(spec, root), permutation
     )
 
     def make(images: torch.Tensor, labels: torch.Tensor) -> Split:

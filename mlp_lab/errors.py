@@ -66,6 +66,11 @@ def memory_fault(exc: BaseException, then: str = "") -> MachineFault | None:
 ECHO_LIMIT = 80
 
 
+def install_extra(extra: str) -> str:
+    """How to install an optional extra: from the package index, and in a checkout of the code."""
+    return f"pip install 'mlp-lab[{extra}]' (in a checkout: pip install -e '.[{extra}]')"
+
+
 def clip(value: Any, limit: int = ECHO_LIMIT) -> str:
     """`value` as text (a string as it is, anything else as repr), cut to about `limit` characters."""
     text = value if isinstance(value, str) else repr(value)

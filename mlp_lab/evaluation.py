@@ -116,7 +116,7 @@ def evaluate_run(
         "loss": loss,
         "per_class": rows,
         "confusion_matrix": matrix.tolist(),
-        "files": sorted(p.name for p in out.glob(f"{tag}*")),
+        "files": sorted({p.name for p in out.glob(f"{tag}*")} | {f"{tag}metrics.json"}),  # this file too
     }
     rundir.write_json(out / f"{tag}metrics.json", result)
     return result

@@ -289,7 +289,7 @@ def resume_run(
     run_dir = Path(run_dir)
     config_path = run_dir / rundir.CONFIG_FILE
     if not config_path.is_file():
-        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
+        raise rundir.not_a_run_directory(run_dir)
     config = load_config(config_path)
     check_runtime(config, str(config_path))
     return run_locked(

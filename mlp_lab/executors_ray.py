@@ -38,11 +38,12 @@ from pathlib import Path
 
 from mlp_lab import rundir
 from mlp_lab.environ import env_defaults, preserved
-from mlp_lab.errors import MLPLabError
+from mlp_lab.errors import MLPLabError, install_extra
 from mlp_lab.execute import OnOutcome, RunOutcome, RunSpec, _Throttled, longest_first, run_one
+from mlp_lab.interrupt import signal_handlers_kept
 from mlp_lab.rundir import RunStatus
 
-MISSING_EXTRA = "--backend ray needs the [ray] extra: pip install -e '.[ray]'"
+MISSING_EXTRA = f"--backend ray needs the [ray] extra: {install_extra('ray')}"
 # For an instance mlp-lab starts itself: every address on the loopback, no usage statistics.
 LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 # How long a retried task waits for the lock its dead attempt held: a network file system
@@ -94,17 +95,11 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         if address and address != "auto":
             _check_reachable(address)
         try:
-            if address:
-                ray.init(address=address, log_to_driver=True)
-            else:
-                from mlp_lab.runtime import available_cores
-
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus or available_cores(),
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                )
+            # ray.init sets a SIGTERM handler of its own (sys.exit) and ray.shutdown leaves it:
+            # the caller's stay, so a SIGTERM still stops a study at a batch boundary and
+            # nothing outlives the session.
+            with signal_handlers_kept():
+                _init(ray, address, num_cpus)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
@@ -112,7 +107,23 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         try:
             yield ray.get_runtime_context().gcs_address
         finally:
-            ray.shutdown()
+            with signal_handlers_kept():
+                ray.shutdown()
+
+
+def _init(ray, address: str | None, num_cpus: int | None) -> None:
+    """ray.init: join the cluster at `address`, or start a local instance of `num_cpus` CPUs."""
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    from mlp_lab.runtime import available_cores
+
+    ray.init(
+        address="local",
+        num_cpus=num_cpus or available_cores(),
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+    )
 
 
 def token_source() -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Study, load_study, plan
+from mlp_lab.ablation import Study, load_study, study_runs
 from mlp_lab.errors import ConfigError
 from mlp_lab.metrics import HANDWRITING_METRIC
 from mlp_lab.plots import epoch_axis, lr_axis, outside_legend
@@ -78,7 +78,8 @@ def collect(study: Study, warn: Callable[[str], None] | None = None) -> dict[str
     whose summary.json or metrics.csv is damaged counts as missing (compare trains it again),
     each said in one line to `warn`."""
     arms: dict[str, Any] = {}
-    for spec in plan(study):
+    for run in study_runs(study):  # the runs track, register and list see too
+        spec = run.spec
         arm = arms.setdefault(
             spec.arm,
             {

@@ -66,6 +66,19 @@ class RunStatus(str, Enum):
         return self.value
 
 
+def not_a_run_directory(path: str | Path) -> MLPLabError:
+    """The error for a path without a config.yaml; a study's folder (runs/<study>/<arm>/seed-N)
+    is recognised, and the message names one of its runs and the study's report."""
+    path = Path(path)
+    runs = sorted(path.glob(f"*/seed-*/{CONFIG_FILE}")) if path.is_dir() else []
+    if runs:
+        return MLPLabError(
+            f"{path}: a study's folder, not a run directory; give one of its runs, e.g. {runs[0].parent}, "
+            f"or see the study: mlp-lab report {path.name}"
+        )
+    return MLPLabError(f"{path}: not a run directory (no {CONFIG_FILE})")
+
+
 def run_status(run_dir: str | Path, want_hash: str | None = None) -> RunStatus:
     """The status of `run_dir`, read from its files. With `want_hash`, a run made with another
     config is STALE; without it, whatever config the directory holds is taken as its own."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
+import signal
 import socket
 import subprocess
 import time
@@ -205,3 +207,84 @@ def wait_for_health(
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}")
         time.sleep(poll)
+
+
+GUARDED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1") if hasattr(signal, name)
+)
+_BASELINE: dict[str, object] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _BASELINE["signals"] = {sig: signal.getsignal(sig) for sig in GUARDED_SIGNALS}
+    _BASELINE["cwd"] = os.getcwd()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_process_state(request: pytest.FixtureRequest):
+    """Fail the test that leaves a signal handler or another working directory behind (and put
+    them back): a SIGTERM handler left by one test once turned a SIGTERM sent to pytest into a
+    failure of an unrelated later test. Compared with the session's start, so a leak from a
+    module-scoped fixture is caught at its module's next test too."""
+    yield
+    leaked = []
+    for sig, handler in _BASELINE["signals"].items():
+        if signal.getsignal(sig) is not handler:
+            leaked.append(f"a {signal.Signals(sig).name} handler ({signal.getsignal(sig)!r})")
+            signal.signal(sig, handler)
+    if os.getcwd() != _BASELINE["cwd"]:
+        leaked.append(f"the working directory {os.getcwd()}")
+        os.chdir(_BASELINE["cwd"])
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} left {', '.join(leaked)} behind; restore it where it is set")
+
+
+# What each kind of skip needs, as the one command that installs it (CI's .ci/run does the same).
+_SKIP_NEEDS = (
+    (("fashionmnist not available", "real data not available"), "apt", "dataset-fashion-mnist"),
+    (("chromium",), "apt", "chromium"),
+    (("could not import", "is not installed"), "pip", "-e '.[dev,track,search,app,ray]'"),
+)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def install_command(reasons: list[str]) -> str | None:
+    """The one command line that installs what the skip `reasons` name, or None if nothing does
+    (no root for a tmpfs, no GPU)."""
+    apt, pip = [], []
+    for reason in reasons:
+        for fragments, tool, package in _SKIP_NEEDS:
+            if any(f in reason.lower() for f in fragments):
+                (apt if tool == "apt" else pip).append(package)
+                break
+    parts = []
+    if apt:
+        parts.append(f"sudo apt-get install -y {' '.join(dict.fromkeys(apt))}")
+    if pip:
+        parts.append(f"python -m pip install {pip[0]}")
+    return " && ".join(parts) or None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """At the end of a run: what skipped, grouped by reason, and the command that installs what
+    those tests need (a run without Debian's dataset or Chromium otherwise skips them quietly)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if getattr(r, "when", "") != "teardown"]
+    if not skipped:
+        return
+    counts: dict[str, int] = {}
+    for report in skipped:
+        reason = _skip_reason(report)
+        counts[reason] = counts.get(reason, 0) + 1
+    terminalreporter.section(f"{len(skipped)} skipped: what they need")
+    for reason, n in sorted(counts.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{n:4d} x {reason[:160]}")
+    command = install_command(list(counts))
+    if command:
+        terminalreporter.write_line(f"to run them, install what they need: {command}")
+    else:
+        terminalreporter.write_line("nothing to install: they need this machine to differ (root, a GPU, a whole file)")

@@ -53,6 +53,7 @@ def test_evaluate_matches_summary_and_confusion_matrix_sums_to_split(trained_run
     ):
         path = run_dir / "eval" / name
         assert path.is_file() and path.stat().st_size > 0, name
+        assert name in result["files"], name  # the files it says it wrote: the metrics JSON too
     val = evaluate_run(run_dir, "val")
     assert val["examples"] == 120 and val["accuracy"] == pytest.approx(summary["best/val_acc"])
 
@@ -113,9 +114,12 @@ def test_summary_counts_equal_the_model(tiny_config):
     assert info["layers"][-1]["output_shape"] == ["batch", 10]
 
 
-def test_data_counts_match_split_sizes(tiny_config, tmp_path):
+def test_data_counts_match_split_sizes(tiny_config, tmp_path, idx_dir):
     cfg = tiny_config()
     data = load_data(cfg.data)
+    # The copy in data.root says where it came from (Debian's folder, a --data-dir), on this load
+    # and on later ones that find the copy ready.
+    assert data.info.source == f"{(tmp_path / 'data').resolve()} (copied from {idx_dir.resolve()})"
     info = describe_data(data)
     assert [sum(info["counts"][s]) for s in ("train", "val", "test")] == [480, 120, 200]
     assert info["channels"] == 1 and info["colour"] == "grayscale" and info["classes"][3] == "3"
@@ -124,6 +128,7 @@ def test_data_counts_match_split_sizes(tiny_config, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "mnist_samples.png").stat().st_size > 0
     assert "480" in result.output and "120" in result.output
+    assert f"(copied from {idx_dir.resolve()})" in result.output
     unknown = runner.invoke(app, ["data", "imagenet"])
     assert unknown.exit_code == 2 and "unknown" in unknown.stderr
 

@@ -394,7 +394,8 @@ def test_app_without_the_extra_exits_2_naming_it(monkeypatch):
     result = runner.invoke(app, ["app"])
     assert result.exit_code == 2
     assert (
-        result.stderr.strip() == "error: mlp-lab app needs the [app] extra (streamlit missing): pip install -e '.[app]'"
+        result.stderr.strip() == "error: mlp-lab app needs the [app] extra (streamlit missing): "
+        "pip install 'mlp-lab[app]' (in a checkout: pip install -e '.[app]')"
     )
 
 

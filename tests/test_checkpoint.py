@@ -54,3 +54,17 @@ def test_a_checkpoint_of_an_older_format_without_data_is_named(tiny_config, tmp_
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="holds no data description"):
         load_model(tmp_path / "run")
+
+
+def test_a_checkpoint_cut_short_is_one_whole_sentence(tmp_path):
+    """torch's message for a torn zip runs on about trusting the source; the error keeps its first
+    sentence whole (it was cut at 200 characters, mid-word) and says what to do."""
+    path = tmp_path / "best.pt"
+    torch.save({"kind": "mlp-lab/best", "model": {"w": torch.zeros(256, 784)}}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path, "best")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: truncated or corrupt, not a readable mlp-lab checkpoint (")
+    assert "failed finding central directory)" in message, message
+    assert message.endswith("; restore a complete copy, or train the run again"), message

@@ -1,9 +1,12 @@
 """End-to-end CLI: typer's CliRunner for commands, a subprocess for start-up cost."""
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 
+import pytest
 import typer
 import yaml
 from conftest import write_config
@@ -213,7 +216,24 @@ def test_shell_completion_completes_verbs_and_options():
         env = {**os.environ, "_MLP_LAB_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert result.returncode == 0 and result.stdout.split() == [expected], result
+    # The shell named is honoured whatever shell started this test (make runs recipes through sh).
     script = subprocess.run(
         [sys.executable, "-c", code, "--show-completion", "bash"], capture_output=True, text=True, check=True
     )
     assert "complete -o default -F _mlp_lab_completion mlp-lab" in script.stdout
+    zsh = subprocess.run(
+        [sys.executable, "-c", code, "--show-completion", "zsh"], capture_output=True, text=True, check=True
+    )
+    assert "compdef _mlp_lab_completion mlp-lab" in zsh.stdout
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+def test_show_completion_from_sh_says_how_to_get_a_script():
+    """From sh (which has no completion), --show-completion is one line naming what to type, not
+    typer's "Shell sh not supported"; `; exit` keeps sh the parent (no exec of the last command)."""
+    code = "from mlp_lab.cli import app; app(prog_name='mlp-lab')"
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} --show-completion; exit $?"
+    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == "", result
+    assert result.stderr.startswith("error: --show-completion: no completion script for sh"), result.stderr
+    assert "mlp-lab --show-completion bash" in result.stderr and len(result.stderr.splitlines()) == 1

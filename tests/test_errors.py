@@ -625,7 +625,12 @@ CASES = [
         ["no runs yet", "mlp-lab compare"],
         EXP_FILES,
     ),
-    Case("study", "report --all with a name", ["report", "x", "--all"], ["--all covers every study"]),
+    Case(
+        "study",
+        "report --all with a name",
+        ["report", "x", "--all"],
+        ["--all covers every study", "give no EXPERIMENT"],
+    ),
     Case("study", "report without a name", ["report"], ["missing EXPERIMENT"]),
     # -- search files -------------------------------------------------------------------------
     Case(
@@ -874,7 +879,7 @@ CASES = [
         "checkpoint",
         "evaluate with best.pt cut short",
         ["evaluate", "copy"],
-        ["best.pt", "not a readable mlp-lab checkpoint"],
+        ["best.pt: truncated or corrupt", "not a readable mlp-lab checkpoint", "train the run again"],
         setup=_cut("checkpoints/best.pt"),
     ),
     Case(
@@ -987,6 +992,78 @@ CASES = [
         env={"MLP_LAB_DATA": "{tmp}/bad"},
     ),
 ]
+
+
+def _study_folder(tmp: Path, runs: dict[str, Path]) -> None:
+    """A study's folder as compare leaves it: runs/<study>/<arm>/seed-N (here under study/)."""
+    shutil.copytree(runs["run"], tmp / "study" / "ladder" / "plain" / "seed-0")
+
+
+# Messages that say what to type (issue 36): a section given a value, a study's folder given
+# where a run is wanted, a checkpoint cut short, completion asked for a shell that has none.
+CASES += [
+    Case(
+        "--set",
+        "--set a section to a number (early stopping)",
+        ["validate", "c.yaml", "--set", "train.early_stopping=5"],
+        ["--set train.early_stopping=5", "is a section (patience, ", "train.early_stopping.patience=5"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set a section to a name (scheduler)",
+        ["validate", "c.yaml", "--set", "train.scheduler=cosine"],
+        ["train.scheduler: is a section", "train.scheduler.name=cosine"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set a section to a name (optimizer)",
+        ["validate", "c.yaml", "--set", "train.optimizer=sgd"],
+        ["train.optimizer: is a section", "train.optimizer.name=sgd"],
+        {"c.yaml": GOOD},
+    ),
+    Case(
+        "config",
+        "a section given a value in the file",
+        ["validate", "c.yaml"],
+        ["c.yaml", "train.early_stopping: is a section", "train.early_stopping.patience=3"],
+        {"c.yaml": "train:\n  early_stopping: 3\n"},
+    ),
+    Case(
+        "config",
+        "a section given a value no key takes",
+        ["validate", "c.yaml"],
+        ["c.yaml", "data.augment: is a section (rotation, ", "set one of its keys"],
+        {"c.yaml": "data:\n  augment: true\n"},
+    ),
+    Case(
+        "checkpoint",
+        "evaluate a study's folder",
+        ["evaluate", "study/ladder"],
+        ["study/ladder: a study's folder", "study/ladder/plain/seed-0", "mlp-lab report ladder"],
+        setup=_study_folder,
+    ),
+    Case(
+        "cli",
+        "track a run directory with --set",
+        ["track", "{run}", "--set", "train.epochs=1"],
+        ["a run directory keeps its own config", "--set applies to a study only"],
+    ),
+    Case(
+        "cli",
+        "register --set without --arm",
+        ["register", "{run}", "--name", "m", "--set", "train.epochs=1"],
+        ["--set applies to a study's runs; give --arm ARM with it"],
+    ),
+    Case(
+        "cli",
+        "--show-completion for a shell without completion",
+        ["--show-completion", "sh"],
+        ["no completion script for sh", "mlp-lab --show-completion bash"],
+    ),
+]
+
 if not torch.cuda.is_available():
     CASES.append(
         Case(

@@ -25,6 +25,7 @@ from mlp_lab.ablation import compare, load_study, plan
 from mlp_lab.cli import app
 from mlp_lab.errors import MLPLabError
 from mlp_lab.execute import SerialExecutor
+from mlp_lab.interrupt import signal_handlers_kept
 from mlp_lab.rundir import RunStatus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,9 @@ else:
 from mlp_lab.executors_ray import RayExecutor, check_shared_storage  # noqa: E402
 
 quiet = {"log": lambda _: None}
+RAY_EXTRA = (
+    "error: --backend ray needs the [ray] extra: pip install 'mlp-lab[ray]' (in a checkout: pip install -e '.[ray]')"
+)
 
 
 def _wait_until(condition, timeout: float, what: str, poll: float = 0.05):
@@ -61,36 +65,40 @@ def cluster(tmp_path_factory):
     """
     from ray.cluster_utils import Cluster
 
-    here = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("ray-workers-cwd"))
-    try:
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={
-                "num_cpus": 0,
-                "include_dashboard": False,
-                "_system_config": {
-                    "health_check_initial_delay_ms": 0,
-                    "health_check_period_ms": 300,
-                    "health_check_failure_threshold": 3,
-                },
-            },
-        )
+    # The head node and ray.init each set a SIGTERM handler and leave it: kept, a SIGTERM to
+    # pytest after these tests failed whichever unrelated test was running.
+    with signal_handlers_kept():
+        here = os.getcwd()
+        os.chdir(tmp_path_factory.mktemp("ray-workers-cwd"))
         try:
-            for _ in range(2):
-                cluster.add_node(num_cpus=1)
-            cluster.wait_for_nodes()
-            ray.init(address=cluster.address)
-        except BaseException:
-            cluster.shutdown()
-            raise
-    finally:
-        os.chdir(here)
+            cluster = Cluster(
+                initialize_head=True,
+                head_node_args={
+                    "num_cpus": 0,
+                    "include_dashboard": False,
+                    "_system_config": {
+                        "health_check_initial_delay_ms": 0,
+                        "health_check_period_ms": 300,
+                        "health_check_failure_threshold": 3,
+                    },
+                },
+            )
+            try:
+                for _ in range(2):
+                    cluster.add_node(num_cpus=1)
+                cluster.wait_for_nodes()
+                ray.init(address=cluster.address)
+            except BaseException:
+                cluster.shutdown()
+                raise
+        finally:
+            os.chdir(here)
     try:
         yield cluster
     finally:
-        ray.shutdown()
-        cluster.shutdown()
+        with signal_handlers_kept():
+            ray.shutdown()
+            cluster.shutdown()
 
 
 # A model about ten times the tiny one's cost: with `bigger_data`, an epoch takes some tenths of a
@@ -175,7 +183,7 @@ def test_without_ray_the_backend_exits_2_naming_the_extra(monkeypatch, tiny_conf
     study = _study(tmp_path, tiny_config, "noray")
     result = CliRunner().invoke(app, ["compare", str(study), "--backend", "ray"])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: --backend ray needs the [ray] extra: pip install -e '.[ray]'"
+    assert result.output.strip() == RAY_EXTRA
     assert not (tmp_path / "noray" / "runs").exists()
 
 
@@ -206,7 +214,7 @@ def test_suite_checks_its_backend_as_compare_does(monkeypatch, tiny_config, tmp_
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
     noray = CliRunner().invoke(app, ["suite", str(study), "--backend", "ray"])
     assert noray.exit_code == 2
-    assert noray.output.strip() == "error: --backend ray needs the [ray] extra: pip install -e '.[ray]'"
+    assert noray.output.strip() == RAY_EXTRA
     assert not (tmp_path / "suite" / "runs").exists()
 
 
@@ -489,3 +497,18 @@ def test_a_tracked_suite_on_the_cluster_logs_each_run_once_and_its_report(cluste
     ]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert len(client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")) == 1
+
+
+def test_a_ray_session_leaves_the_signal_handlers_as_it_found_them():
+    """ray.init installs a SIGTERM handler that calls sys.exit and ray.shutdown leaves it; inside
+    the session the caller's handlers (compare's graceful stop) stay, and after it too."""
+    from mlp_lab.executors_ray import ray_session
+    from mlp_lab.interrupt import graceful_stop
+
+    with graceful_stop() as stop:
+        ours = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        with ray_session(num_cpus=1):
+            assert {sig: signal.getsignal(sig) for sig in ours} == ours
+            os.kill(os.getpid(), signal.SIGTERM)  # a stop request, not sys.exit
+            _wait_until(stop, 5, "the stop flag")
+        assert {sig: signal.getsignal(sig) for sig in ours} == ours and stop.signum == signal.SIGTERM

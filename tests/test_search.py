@@ -258,7 +258,10 @@ def test_without_optuna_the_command_exits_2_naming_the_extra(monkeypatch, tiny_c
     write_search(tmp_path, tiny_config)
     result = CliRunner().invoke(app, ["search", "tiny_search"])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: mlp-lab search needs the [search] extra: pip install -e '.[search]'"
+    assert result.output.strip() == (
+        "error: mlp-lab search needs the [search] extra: pip install 'mlp-lab[search]' "
+        "(in a checkout: pip install -e '.[search]')"
+    )
 
 
 def test_help_imports_neither_torch_nor_optuna():

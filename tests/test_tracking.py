@@ -96,7 +96,8 @@ def test_without_mlflow_a_tracking_command_exits_2_naming_the_extra(args, tiny_c
     assert (
         len(lines) == 1
         and lines[0].startswith("error: ")
-        and "needs the [track] extra: pip install -e '.[track]'" in lines[0]
+        and "needs the [track] extra: pip install 'mlp-lab[track]' (in a checkout: pip install -e '.[track]')"
+        in lines[0]
     )
 
 
@@ -533,3 +534,31 @@ def test_ui_serves_the_default_store_on_localhost(tiny_config, tmp_path, store):
         assert process.wait(timeout=30) == 128 + signal.SIGTERM
     finally:
         stop_server(process)
+
+
+def test_track_register_list_and_report_see_a_study_run_with_compare_s_set(tiny_config, tmp_path, store, monkeypatch):
+    """After `compare study --seeds 0 --set train.epochs=1`, every verb sees the runs report shows:
+    track exports them and names the setting, register finds the arm's run, list does not call
+    them stale; with the same --set nothing differs."""
+    write_study(tmp_path, tiny_config)
+    monkeypatch.chdir(tmp_path)
+    made = runner.invoke(app, ["compare", "study", "--seeds", "0", "--set", "train.epochs=1"])
+    assert made.exit_code == 0, made.output
+    reported = runner.invoke(app, ["report", "study"])
+    assert reported.exit_code == 0 and "2 of 4 runs of study were made with train.epochs=1" in reported.output
+    assert "add --set train.epochs=1" in reported.output
+    listed = runner.invoke(app, ["list", "--json"])
+    (entry,) = [s for s in json.loads(listed.stdout)["studies"] if s["name"] == "study"]
+    assert entry["state"] == "partial" and "2/4 runs done" in entry["detail"], entry  # seed 1 never ran
+    assert "2 made with train.epochs=1" in entry["detail"] and "stale" not in entry["detail"]
+    tracked = runner.invoke(app, ["track", "study"])
+    assert tracked.exit_code == 0 and tracked.output.count("exported") == 2, tracked.output
+    assert "made with train.epochs=1" in tracked.output
+    client = client_of(tmp_path / "runs")
+    assert sorted(r.data.tags["arm"] for r in mlp_runs(client, "study")) == ["half", "none"]
+    registered = runner.invoke(app, ["register", "study", "--arm", "half", "--name", "m", "--set", "train.epochs=1"])
+    assert registered.exit_code == 0 and "study/half/seed-0 -> models:/m/1" in registered.output, registered.output
+    again = runner.invoke(app, ["track", "study", "--set", "train.epochs=1"])
+    assert again.exit_code == 0 and "note:" not in again.output, again.output  # as compare ran them
+    bad = runner.invoke(app, ["track", "runs/study/half/seed-0", "--set", "train.epochs=1"])
+    assert bad.exit_code == 2 and "--set applies to a study only" in bad.stderr

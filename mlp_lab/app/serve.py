@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlp_lab.app.drawing import MAX_UPLOAD_BYTES
-from mlp_lab.errors import MLPLabError
+from mlp_lab.errors import MLPLabError, install_extra
 
-EXTRA = "pip install -e '.[app]'"
+EXTRA = install_extra("app")
 MAIN = Path(__file__).with_name("main.py")
 RUNS_ENV = "MLP_LAB_APP_RUNS"
 MLFLOW_ENV = "MLP_LAB_APP_MLFLOW"  # the MLflow UI's address, when `mlp-lab app --mlflow` started one

@@ -36,6 +36,12 @@ class OneLineErrors(TyperGroup):
     `error:` line and exit 2, like every other bad input, instead of click's usage panel."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv[:1] == ["--show-completion"]:
+            code = show_completion(self, argv[1:2], prog_name or "mlp-lab")
+            if not standalone_mode:
+                return code
+            sys.exit(code)
         try:
             with library_notices():
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -56,6 +62,52 @@ class OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")  # the shells typer writes scripts for
+
+
+def show_completion(group: TyperGroup, shell_arg: list[str], prog_name: str) -> int:
+    """`--show-completion [SHELL]`: the completion script of the shell named, or else of the
+    parent shell. typer's own flag takes no shell name and only detects the parent shell, so from
+    `sh` (make's recipes, CI) it ended in "Shell sh not supported"; here that is one `error:` line
+    that says how to get a script."""
+    shell = shell_arg[0] if shell_arg else _parent_shell()
+    if shell not in COMPLETION_SHELLS:
+        err.print(
+            f"error: --show-completion: no completion script for {shell or 'this shell'} (bash, zsh, fish and "
+            f"powershell have one); name the shell: {prog_name} --show-completion bash (or zsh), or run "
+            f"{prog_name} --install-completion from bash or zsh",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 2
+    # The script comes from the completion variable the scripts themselves use (click's public
+    # mechanism, in typer's `source_<shell>` form); set for this call only.
+    complete_var = "_{}_COMPLETE".format(prog_name.replace("-", "_").upper())
+    previous = os.environ.get(complete_var)
+    os.environ[complete_var] = f"source_{shell}"
+    try:
+        super(OneLineErrors, group).main([], prog_name, complete_var)
+    except SystemExit as exc:  # click exits once the script is printed
+        return exc.code if isinstance(exc.code, int) else 0
+    finally:
+        if previous is None:
+            os.environ.pop(complete_var, None)
+        else:
+            os.environ[complete_var] = previous
+    return 0
+
+
+def _parent_shell() -> str | None:
+    """The name of the shell this command was started from, as typer finds it (shellingham)."""
+    import shellingham
+
+    try:
+        return shellingham.detect_shell()[0]
+    except shellingham.ShellDetectionFailure:
+        return None
 
 
 class _Stderr(logging.Handler):

@@ -21,6 +21,10 @@ def list_(
 ) -> None:
     """List the configs and studies available and the state of their runs.
 
+    States: new (no run yet), partial (started or stopped mid-way: resume or compare again),
+    done (finished), failed (the run recorded a failure), stale (a config's run directory was
+    made with another version of the config: run it again for a fresh one),
+    invalid (the file does not load). A study counts its runs whatever --set made them.
     Example: mlp-lab list    (for scripts: mlp-lab list --json)
     """
     from mlp_lab.catalog import list_configs, list_studies

@@ -125,27 +125,32 @@ def report(
             "--all", help="Every study with runs, and the overview runs/index.md + runs/index.html over them."
         ),
     ] = False,
+    overrides: SetOpt = None,
 ) -> None:
     """Rebuild a study's report (markdown, CSV, JSON, plots) from its run directories alone.
 
+    --set loads the study as compare did (the same --set; e.g. output.dir moves its folder).
     Example: mlp-lab report early_stopping    (every study and the overview: mlp-lab report --all)
     """
     with user_errors():
-        from mlp_lab.ablation import load_study
+        from mlp_lab.ablation import differences_note, load_study, study_runs
         from mlp_lab.overview import build_overview, load_studies
         from mlp_lab.report import build_report
 
         if all_:
-            if study is not None:
-                raise MLPLabError("--all covers every study; give no EXPERIMENT")
+            if study is not None or overrides:
+                raise MLPLabError("--all covers every study as its file says; give no EXPERIMENT or --set")
             _print_overview(build_overview(load_studies()))
             return
         if study is None:
             raise MLPLabError("missing EXPERIMENT: e.g. mlp-lab report early_stopping, or mlp-lab report --all")
-        exp = load_study(study)
+        exp = load_study(study, overrides=overrides or ())
         if not exp.output_dir.exists():
             raise MLPLabError(f"{exp.output_dir}: no runs yet; run: mlp-lab compare {study}")
         build_report(exp, warn)
+        note = differences_note(exp, study_runs(exp))
+    if note:
+        say(f"note: {note}")
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
 
 
@@ -174,11 +179,13 @@ def suite(
     address: AddressOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Run every study (or the named ones), skipping finished runs, then the overview over all of them.
+    """Run every study (or the named ones), skipping finished runs, then the overview over them.
 
-    --set applies to every arm of every study; --track and --backend work as in compare.
+    --set applies to every arm of every study; --track and --backend work as in compare. Named
+    studies rewrite runs/index.md with those only (mlp-lab report --all: over every study).
 
-    Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ../shared/data/mnist ;
+    Example: mlp-lab suite ladder mnist_linear_vs_mlp --seeds 0 --data-dir ~/mnist   (your MNIST IDX files;
+    without --data-dir, MNIST is downloaded) ;
     on a Ray cluster, tracked: mlp-lab suite --backend ray --address auto --track
     """
     with user_errors():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlp_lab.cli.common import JsonOpt, OutputDirOpt, app, json_output, out, say, user_errors
+from mlp_lab.cli.common import JsonOpt, OutputDirOpt, SetOpt, app, json_output, out, say, user_errors
 
 TargetArg = Annotated[
     str, typer.Argument(help="A run directory (runs/baseline) or a study name (early_stopping).", show_default=False)
@@ -20,15 +20,19 @@ def track(
         list[str],
         typer.Argument(help="Run directories or study names, e.g. runs/baseline early_stopping.", show_default=False),
     ],
+    overrides: SetOpt = None,
 ) -> None:
     """Export existing runs (and a study's report) to MLflow; a second export adds nothing.
 
+    A study's runs are those its report shows; --set loads the study as compare did.
     Example: mlp-lab track runs/baseline early_stopping
     """
     with user_errors():
         from mlp_lab.tracking.workflows import export_targets
 
-        for line in export_targets(targets):  # each store reached (or reported) within seconds, before its exports
+        for line in export_targets(
+            targets, overrides or ()
+        ):  # each store reached (or reported) within seconds, before its exports
             say(line)
 
 
@@ -40,15 +44,17 @@ def register(
     arm: Annotated[
         str | None, typer.Option(help="For a study: the arm whose best seed (by val/acc) to register.")
     ] = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Register a finished run's model (exported to MLflow first if needed) and set an alias.
 
+    For a study, --arm picks among the runs its report shows; --set loads the study as compare did.
     Example: mlp-lab register runs/baseline --name fashion-mlp --alias champion
     """
     with user_errors():
         from mlp_lab.tracking.workflows import register_target
 
-        made = register_target(target, name, alias, arm)
+        made = register_target(target, name, alias, arm, overrides or ())
     acc = f"test/acc {made.test_acc:.4f}" if made.test_acc is not None else "no test/acc"
     aliased = f", alias {made.alias}" if made.alias else ""
     out.print(f"{made.run_dir} -> models:/{made.name}/{made.version}{aliased} ({acc})", highlight=False)

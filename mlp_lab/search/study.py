@@ -12,10 +12,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.errors import MLPLabError, clip
+from mlp_lab.errors import MLPLabError, clip, install_extra
 from mlp_lab.search.spec import PrunerSpec, Search
 
-MISSING_EXTRA = "mlp-lab search needs the [search] extra: pip install -e '.[search]'"
+MISSING_EXTRA = f"mlp-lab search needs the [search] extra: {install_extra('search')}"
 
 
 def require_optuna():

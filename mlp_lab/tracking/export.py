@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Study, plan
+from mlp_lab.ablation import Study, study_runs
 from mlp_lab.config import Config, load_config
-from mlp_lab.errors import MLPLabError
 from mlp_lab.tracking.logger import RUN_FILE, MLflowLogger, recorded_run, run_record, save_run_record
 from mlp_lab.tracking.store import client_for, errors, experiment_id, store_for
 
@@ -43,7 +42,7 @@ def export_run(run_dir: str | Path, tags: Mapping[str, str] | None = None) -> Ex
     one exported in part (tracking failed mid-run, or the run was partial) is completed."""
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG_FILE).is_file():
-        raise MLPLabError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
+        raise rundir.not_a_run_directory(run_dir)
     config = load_config(run_dir / rundir.CONFIG_FILE)
     summary = rundir.read_summary(run_dir) if (run_dir / rundir.SUMMARY_FILE).exists() else None
     epochs = len(rundir.read_metrics(run_dir)) if (run_dir / rundir.METRICS_FILE).exists() else 0
@@ -77,9 +76,9 @@ def _complete(run: Run, summary: Mapping[str, Any] | None, epochs: int, record: 
 
 def export_study(study: Study) -> list[Exported]:
     """Export every run directory of a study (one MLflow experiment named after it), then its report."""
-    # Only runs of the study as it stands: a directory made with another config is not its run.
+    # The runs its report shows (a run made with compare's --set among them), and partial ones.
     exportable = (rundir.RunStatus.DONE, rundir.RunStatus.FAILED, rundir.RunStatus.PARTIAL)
-    done = [export_run(spec.run_dir, spec.tags) for spec in plan(study) if spec.status() in exportable]
+    done = [export_run(run.spec.run_dir, run.spec.tags) for run in study_runs(study) if run.status in exportable]
     log_study_report(study)
     return done
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Study, plan
+from mlp_lab.ablation import Study, study_runs
 from mlp_lab.config import load_config
 from mlp_lab.errors import MLPLabError
 from mlp_lab.tracking.export import export_run
@@ -40,9 +40,9 @@ def best_seed_run(study: Study, arm: str) -> tuple[Path, dict[str, str]]:
     if arm not in [a.name for a in study.arms]:
         raise MLPLabError(f"{study.name}: no arm {arm!r}; arms: {', '.join(a.name for a in study.arms)}")
     candidates = []
-    for spec in plan(study):
-        if spec.arm == arm and spec.status() == rundir.RunStatus.DONE:  # finished, with this study's config
-            candidates.append((rundir.read_summary(spec.run_dir)["best/val_acc"], spec))
+    for run in study_runs(study):  # the runs its report shows
+        if run.spec.arm == arm and run.status == rundir.RunStatus.DONE:
+            candidates.append((rundir.read_summary(run.spec.run_dir)["best/val_acc"], run.spec))
     if not candidates:
         raise MLPLabError(f"{study.name}: arm {arm} has no completed run; run: mlp-lab compare {study.name}")
     spec = max(candidates, key=lambda c: c[0])[1]

@@ -22,14 +22,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from mlp_lab.environ import env_defaults
-from mlp_lab.errors import MLPLabError
+from mlp_lab.errors import MLPLabError, install_extra
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]")  # a server bound here answers on every address of the machine
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-EXTRA = "pip install -e '.[track]'"
+EXTRA = install_extra("track")
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 # No progress bars, and no "View run ... at: URL" lines on stdout for each run a server ends.

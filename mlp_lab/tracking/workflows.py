@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlp_lab import rundir
-from mlp_lab.ablation import CompareResult, Study, load_study
+from mlp_lab.ablation import CompareResult, Study, differences_note, load_study, study_runs
 from mlp_lab.config import Config, load_config
 from mlp_lab.errors import MLPLabError
 from mlp_lab.tracking.export import export_run, export_study, log_study_report
@@ -227,31 +227,57 @@ def confirm_search(
     return result, lines
 
 
-def export_targets(targets: Sequence[str]) -> Iterator[str]:
-    """`mlp-lab track`: export each target (a run directory, or a study by name or path), its
-    store reached first (within seconds, or reported); yields the lines to show: where runs go
-    (once per store), then each run's outcome."""
+def _study_target(target: str, overrides: Sequence[str]) -> Study | None:
+    """The study a target names (None for a run directory); --set is for studies only, since a
+    run directory keeps the config it ran with."""
+    if (Path(target) / rundir.CONFIG_FILE).is_file():
+        if overrides:
+            raise MLPLabError(f"{target}: a run directory keeps its own config; --set applies to a study only")
+        return None
+    return load_study(target, overrides=overrides)
+
+
+def export_targets(targets: Sequence[str], overrides: Sequence[str] = ()) -> Iterator[str]:
+    """`mlp-lab track`: export each target (a run directory, or a study by name or path, loaded
+    with `overrides` as compare's --set), its store reached first (within seconds, or reported);
+    yields the lines to show: where runs go (once per store), then each run's outcome, then how
+    a study's runs differ from it, if they do."""
     require_mlflow("mlp-lab track")
     stores: set[Store] = set()
     for target in targets:
         config_file = Path(target) / rundir.CONFIG_FILE
-        study = None if config_file.is_file() else load_study(target)
+        study = _study_target(target, overrides)
         store = prepare_store(load_config(config_file).output.dir if study is None else study.arms[0].config.output.dir)
         if store not in stores:
             stores.add(store)
             yield describe(store)
-        for exported in [export_run(target)] if study is None else export_study(study):
-            yield exported.describe()
+        if study is None:
+            yield export_run(target).describe()
+            continue
+        runs = study_runs(study)
+        exported = export_study(study)
+        for one in exported:
+            yield one.describe()
+        if not exported:
+            yield f"{study.name}: no runs in {study.output_dir} to export; run: mlp-lab compare {study.name}"
+        note = differences_note(study, runs)
+        if note:
+            yield f"note: {note}"
 
 
-def register_target(target: str, name: str, alias: str | None = None, arm: str | None = None) -> Registered:
-    """`mlp-lab register`: a run directory, or with `arm` a study's best seed of that arm,
-    registered as `name` (its store reached first, within seconds, or reported)."""
+def register_target(
+    target: str, name: str, alias: str | None = None, arm: str | None = None, overrides: Sequence[str] = ()
+) -> Registered:
+    """`mlp-lab register`: a run directory, or with `arm` a study's (loaded with `overrides`, as
+    compare's --set) best seed of that arm, registered as `name` (its store reached first, within
+    seconds, or reported)."""
     require_mlflow("mlp-lab register")
     tags = None
     run_dir = Path(target)
     if arm is not None:
-        run_dir, tags = best_seed_run(load_study(target), arm)
+        run_dir, tags = best_seed_run(load_study(target, overrides=overrides), arm)
+    elif overrides:
+        raise MLPLabError(f"{target}: --set applies to a study's runs; give --arm ARM with it")
     elif not (run_dir / rundir.CONFIG_FILE).is_file():
         raise MLPLabError(f"{target}: not a run directory; for a study give --arm ARM")
     prepare_store(load_config(run_dir / rundir.CONFIG_FILE).output.dir)
