@@ -148,7 +148,7 @@ def test_an_empty_or_missing_canvas_is_a_hint_not_an_error(predictor):
     with pytest.raises(drawing.EmptyDrawing, match="draw"):
         drawing.classify(predictor, None)
     for blank in (np.zeros((CANVAS, CANVAS, 4), np.uint8), np.full((CANVAS, CANVAS, 4), 255, np.uint8)):
-        with pytest.raises(drawing.EmptyDrawing, match="empty"):
+        with pytest.raises(drawing.EmptyDrawing, match="blank .*nothing to classify"):
             drawing.classify(predictor, blank)
 
 
@@ -164,7 +164,7 @@ def test_uploads_are_read_or_refused_with_one_message_naming_the_file(predictor)
     for fmt in ("PNG", "JPEG"):
         img = drawing.read_upload(f"bar.{fmt.lower()}", png_bytes(photo, fmt))
         assert drawing.classify(predictor, img).best["class"] == "2"  # dark on light: inverted automatically
-    with pytest.raises(MLPLabError, match=r"^notes\.png: not a readable PNG or JPEG image"):
+    with pytest.raises(MLPLabError, match=r"^notes\.png: not a readable image .*give a PNG or JPEG file"):
         drawing.read_upload("notes.png", b"this is text, not a picture")
     with pytest.raises(MLPLabError, match=r"cut\.png: not a readable"):
         drawing.read_upload("cut.png", png_bytes(photo)[:300])
@@ -175,7 +175,7 @@ def test_uploads_are_read_or_refused_with_one_message_naming_the_file(predictor)
     # A small file that decodes to 36 megapixels: refused from its header, before decoding.
     bomb = png_bytes(Image.new("L", (6000, 6000)))
     assert len(bomb) < drawing.MAX_UPLOAD_BYTES
-    with pytest.raises(MLPLabError, match=r"bomb\.png: 6000x6000 pixels is too large"):
+    with pytest.raises(MLPLabError, match=r"bomb\.png: the image is too large: 6000x6000 = 36,000,000 pixels"):
         drawing.read_upload("bomb.png", bomb)
 
 
@@ -230,29 +230,33 @@ def test_form_values_become_a_config(tmp_path):
     )
 
 
-def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
+def test_invalid_form_values_give_one_plain_message_per_field_all_at_once(tmp_path):
     base = validate_config({}, "base")
     values = {
         **form.form_defaults(base),
-        "name": "no spaces allowed",
-        "hidden_sizes": "256, 0",
+        "name": "",
+        "hidden_sizes": "-5",
         "dropout": 1.5,
         "lr": "fast",
         "epochs": 0,
         "patience": -1,
+        "l1": "1e400",
         "l2": "-1",
+        "seed": "123456789012345678901234567890",
     }
     config, errors = form.form_to_config(values, base, tmp_path)
     assert config is None
-    assert set(errors) == {"lr"}  # a value that is not even a number is reported first, alone
-    values["lr"] = "-0.1"
-    config, errors = form.form_to_config(values, base, tmp_path)
-    assert config is None
-    assert set(errors) == {"name", "hidden_sizes", "dropout", "lr", "epochs", "patience", "l2"}
-    assert "less than 1" in errors["dropout"] and "greater than 0" in errors["lr"]
-    assert "hidden_sizes" not in errors["hidden_sizes"]  # the message, without the key the form already shows
+    # Text that is not a number and values out of range, in one round.
+    assert set(errors) == {"name", "hidden_sizes", "dropout", "lr", "epochs", "patience", "l1", "l2", "seed"}
+    assert errors["hidden_sizes"].startswith("-5 is not allowed: use whole numbers above 0")  # not 5
+    assert errors["l1"].startswith("1e400 is not allowed")  # not infinity
+    assert errors["name"].startswith("an empty value is not allowed: use 1 to 100 letters")
+    assert errors["seed"].startswith("123456789012345678901234567890 is not allowed: use a whole number from 0 to")
+    assert "at least 0 and below 1" in errors["dropout"] and "at least 1" in errors["epochs"]
+    for message in errors.values():  # a student's words, not pydantic's
+        assert not any(word in message for word in ("should", "pattern", "Input", "hidden_sizes", "String"))
     bad_sizes = form.form_to_config({**form.form_defaults(base), "hidden_sizes": "wide"}, base, tmp_path)[1]
-    assert "whole numbers" in bad_sizes["hidden_sizes"]
+    assert set(bad_sizes) == {"hidden_sizes"} and "whole numbers" in bad_sizes["hidden_sizes"]
     # A rule on a key the form does not show is still reported, under the form as a whole.
     cosine = validate_config(
         {"train": {"optimizer": {"lr": 0.1}, "scheduler": {"name": "cosine", "min_lr": 0.01}}}, "base"
@@ -260,6 +264,17 @@ def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
     errors = form.form_to_config({**form.form_defaults(cosine), "lr": "0.001"}, cosine, tmp_path)[1]
     assert list(errors) == [form.FORM_ERRORS] and errors[form.FORM_ERRORS].startswith("train.scheduler.min_lr")
     assert not (tmp_path / launched.APP_DIR).exists()  # nothing was started
+
+
+def test_a_name_taken_by_another_run_is_refused_not_renamed(tmp_path):
+    base = validate_config({}, "base")
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist-2").mkdir()
+    values = {**form.form_defaults(base), "name": "mnist", "dataset": "fashion_mnist"}
+    config, errors = form.form_to_config(values, base, tmp_path)
+    assert config is None and errors == {
+        "name": f"a run named mnist is already in {tmp_path}: choose another name, e.g. mnist-3"
+    }
 
 
 # -- run directories ------------------------------------------------------------------------
@@ -533,21 +548,34 @@ def test_a_prediction_is_shown_as_top_class_chart_and_the_models_view(predictor)
 
 
 def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_nothing(app_test, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
     runs = tmp_path / "runs"
     page = app_test(runs, "Train")
     assert not page.exception
     page.number_input(key="form_dropout").set_value(1.5)
     page.text_input(key="form_lr").set_value("fast")
+    page.text_input(key="form_hidden_sizes").set_value("-5")
+    page.text_input(key="form_seed").set_value("99999999999999999999")
     page.button[0].click().run()
     assert not page.exception
     messages = [e.value for e in page.error]
-    assert any("not a number" in m for m in messages)
+    # Every bad field at once, in plain words: text that is no number beside values out of range.
+    assert any(m.startswith("fast is not allowed: use a number above 0") for m in messages)
+    assert any(m.startswith("1.5 is not allowed: use a share of units to drop") for m in messages)
+    assert any(m.startswith("-5 is not allowed") for m in messages)
+    assert any(m.startswith("99999999999999999999 is not allowed: use a whole number from 0 to") for m in messages)
     assert "Nothing was started: fix the fields marked above." in messages
-    page.text_input(key="form_lr").set_value("0.001")
-    page.button[0].click().run()
-    messages = [e.value for e in page.error]
-    assert any("less than 1" in m for m in messages)
     assert not (runs / launched.APP_DIR).exists() and not runs.exists()
+    # A reload (a new session on the same address) shows the form as it was sent.
+    assert page.query_params["form_lr"] in ("fast", ["fast"])  # AppTest keeps a value or a list of them
+    again = AppTest.from_file(str(MAIN), default_timeout=60)
+    for key, value in page.query_params.items():
+        again.query_params[key] = value
+    again.run()
+    assert not again.exception
+    assert again.text_input(key="form_lr").value == "fast" and again.number_input(key="form_dropout").value == 1.5
+    assert again.text_input(key="form_seed").value == "99999999999999999999"
 
 
 def test_train_form_offers_the_schemas_choices(app_test, tmp_path):
