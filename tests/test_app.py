@@ -18,13 +18,14 @@ import pytest
 import yaml
 from app_helpers import (
     CANVAS,
-    CHROMIUM,
     SHAPES,
     draw_and_wait,
     draw_shape,
     launch_chromium,
+    require_browser,
     served_app,
     shape_strokes,
+    shapes_config,
     wait_for_empty_canvas,
     write_shapes_dataset,
 )
@@ -45,20 +46,6 @@ from mlp_lab.predict import Predictor
 
 runner = CliRunner()
 MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
-
-
-def shapes_config(root: Path, **train):
-    """A small MNIST-format run over the drawn-shapes data: seconds to train, 100% on its test split."""
-    return validate_config(
-        {
-            "name": "shapes",
-            "data": {"dataset": "mnist", "root": str(root / "data"), "download": False, "val_fraction": 0.2},
-            "model": {"hidden_sizes": [64]},
-            "train": {"epochs": 10, "batch_size": 32, "device": "cpu", **train},
-            "output": {"dir": str(root / "runs"), "tensorboard": False},
-        },
-        "shapes.yaml",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -476,7 +463,7 @@ def test_a_launched_run_is_watched_stopped_and_resumed_from_its_directory(shapes
 
 
 @pytest.mark.slow
-def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch):
+def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch, app_test):
     monkeypatch.delenv("MLP_LAB_DATA", raising=False)
     config = validate_config(
         {
@@ -490,6 +477,13 @@ def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch):
     wait_for(lambda: app_runs.running_pid(run_dir) is None, what="the run to give up")
     progress = training.run_progress(run_dir)
     assert not progress.running and progress.error and "mnist" in progress.error.lower()
+    # The Train page shows that line, not "the run directory no longer exists": the run failed
+    # before its first epoch, so nothing of it was kept.
+    assert not run_dir.exists()
+    page = app_test(tmp_path / "runs", "Train")
+    assert not page.exception
+    errors = [e.value for e in page.error]
+    assert f"nodata: {progress.error}" in errors and not any("no longer exists" in e for e in errors)
 
 
 # -- pages under AppTest ----------------------------------------------------------------------
@@ -684,21 +678,6 @@ def test_draw_page_opens_on_the_robust_model_and_names_it_and_its_preprocessing(
 
 
 # -- the served app in a real browser ---------------------------------------------------------
-
-
-def require_browser():
-    """Playwright's sync API, or a skip (outside CI) / failure (in CI) saying what is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package (pip install -e '.[app]')"
-    else:
-        if CHROMIUM.exists():
-            return sync_playwright
-        missing = f"{CHROMIUM} (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{missing} is missing in CI")
-    pytest.skip(f"{missing} is not installed")
 
 
 @pytest.mark.slow
