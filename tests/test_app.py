@@ -285,6 +285,30 @@ LOCK_HOLDER = (
 )
 
 
+def test_a_study_report_shows_each_plot_under_its_own_heading(tmp_path):
+    """report.md puts a heading, then its plot: cut there, not stripped of its images and the
+    plots dumped at the end (the headings rendered empty)."""
+    study = tmp_path / "dropout"
+    study.mkdir()
+    for name in ("val_acc.png", "val_loss.png"):
+        Image.new("RGB", (20, 20), "white").save(study / name)
+    (study / "report.md").write_text(
+        "# dropout\n\n| arm | verdict |\n| --- | --- |\n| p0.5 | hurts |\n\n"
+        "### validation accuracy\n\n![validation accuracy](val_acc.png)\n\n"
+        "### validation loss\n\n![validation loss](val_loss.png)\n\n![gone](missing.png)\n"
+    )
+    (report,) = studies.list_studies(tmp_path)
+    # Each piece by its last line (text) or its file name (plot).
+    assert [part.strip().splitlines()[-1] if isinstance(part, str) else part.name for part in report.parts] == [
+        "### validation accuracy",
+        "val_acc.png",
+        "### validation loss",
+        "val_loss.png",
+        "![gone](missing.png)",  # a link to no file stays as the report wrote it
+    ]
+    assert report.plots == [(study / "val_acc.png").resolve(), (study / "val_loss.png").resolve()]
+
+
 def test_a_run_is_live_while_a_process_holds_its_lock(tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "held"
@@ -610,6 +634,31 @@ def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkey
     assert any("[MLflow page](?page=MLflow)" in m.value and "(http://127.0.0.1:5999)" in m.value for m in page.markdown)
 
 
+def test_study_runs_are_grouped_by_study_in_the_runs_table_and_the_model_picker(app_test, shapes_run, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(shapes_run[1], runs / "shapes")
+    for arm in ("p0", "p0.5"):
+        shutil.copytree(shapes_run[1], runs / "dropout" / arm / "seed-0")
+    page = app_test(runs, "Runs")
+    assert not page.exception
+    show = page.selectbox(key="runs_group")
+    assert show.options == ["runs outside studies", "study: dropout", "all runs"]
+    assert list(page.dataframe[0].value["run"]) == ["shapes"]  # not every study run at once
+    show.select("study: dropout").run()
+    assert list(page.dataframe[0].value["run"]) == ["dropout/p0/seed-0", "dropout/p0.5/seed-0"]
+    draw = app_test(runs, "Draw")
+    assert not draw.exception and not draw.error
+    group = draw.selectbox(key="model_group")
+    # Equally accurate: the default model is the first listed, in the study; its group opens.
+    assert group.value == "study: dropout"
+    assert [o.split(" (")[0] for o in draw.selectbox(key="model").options] == [
+        "dropout/p0/seed-0",
+        "dropout/p0.5/seed-0",
+    ]
+    group.select("runs outside studies").run()
+    assert not draw.exception and [o.split(" (")[0] for o in draw.selectbox(key="model").options] == ["shapes"]
+
+
 def test_the_mlflow_page_is_offered_only_when_the_app_serves_the_ui(app_test, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv(MLFLOW_ENV, raising=False)
@@ -786,11 +835,15 @@ def test_the_mlflow_page_shows_the_ui_in_chromium_and_only_the_app_may_frame_it(
             if os.environ.get("MLP_LAB_SCREENSHOT_DIR"):
                 shutil.copy(shot, Path(os.environ["MLP_LAB_SCREENSHOT_DIR"]) / shot.name)
             assert child_frame_url(page).startswith(f"{mlflow_address}/")
-            # The same app reached by another name is another origin: the server refuses it the UI.
+            # The same app reached by another name is another origin, which the server refuses the
+            # UI: no broken frame, the page says which address to open.
             elsewhere = address.replace("127.0.0.1", "localhost")
             page.goto(f"{elsewhere}/?page=MLflow")
-            page.get_by_text("served with this app").wait_for()
-            assert child_frame_url(page).startswith("chrome-error://")  # Chromium's page for a refused frame
+            page.get_by_text(f"only when the app is opened at {address}").wait_for()
+            assert page.get_by_role("link", name="open the app there").get_attribute("href") == (
+                f"{address}/?page=MLflow"
+            )
+            assert page.locator("iframe").count() == 0
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'failure.png'}; app log: {log}")

@@ -38,11 +38,11 @@ NAMES_JS = "() => [...document.querySelectorAll('[data-testid=stMarkdownContaine
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(runs directory, run directory) of a small model trained on MNIST-format drawn shapes."""
+    """(runs directory, run directory, data directory) of a small model trained on MNIST-format drawn shapes."""
     root = tmp_path_factory.mktemp("classroom")
     data = write_shapes_dataset(root / "idx", n_train=600, n_test=100)
     result = start_run(shapes_config(root, epochs=3), data_dirs=[str(data)], threads=1)
-    return root / "runs", result.run_dir
+    return root / "runs", result.run_dir, data
 
 
 def write_photos(directory, seed: int = 0) -> list:
@@ -73,7 +73,7 @@ def cli_predictions(run_dir, paths) -> list[dict]:
 @pytest.mark.slow
 def test_uploaded_digit_photos_get_the_answer_predict_gives(trained, tmp_path):
     sync_playwright = require_browser()
-    runs, run_dir = trained
+    runs, run_dir, _ = trained
     photos = write_photos(tmp_path)
     expected = cli_predictions(run_dir, photos)
     # Different photos, different answers: a picture read twice became one white square for all.
@@ -107,3 +107,44 @@ def test_uploaded_digit_photos_get_the_answer_predict_gives(trained, tmp_path):
         assert on_page.keys() == from_cli.keys()
         for name, percent in on_page.items():  # shown to 0.1 %
             assert percent == pytest.approx(from_cli[name], abs=0.051), (photo.name, name)
+
+
+@pytest.mark.slow
+def test_runs_exported_to_mlflow_are_listed_once_and_draw_opens_on_a_real_model(trained, tmp_path, monkeypatch):
+    """`mlp-lab track` copies each run's files into <runs>/mlartifacts/...: copies, not runs."""
+    pytest.importorskip("mlflow")
+    from streamlit.testing.v1 import AppTest
+    from typer.testing import CliRunner
+
+    from mlp_lab.app.serve import RUNS_ENV
+    from mlp_lab.cli import app
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runs, data = tmp_path / "runs", trained[2]
+    made = [
+        start_run(
+            shapes_config(tmp_path, epochs=2).model_copy(update={"name": f"shapes-{s}", "seed": s}),
+            data_dirs=[str(data)],
+            threads=1,
+        )
+        for s in (0, 1)
+    ]
+    result = CliRunner().invoke(app, ["track", *(str(m.run_dir) for m in made)])
+    assert result.exit_code == 0, result.output
+    copies = list((runs / "mlartifacts").rglob("config.yaml"))
+    assert len(copies) >= 2  # MLflow's copies of both runs' files are there
+    names = sorted(m.run_dir.name for m in made)
+    monkeypatch.setenv(RUNS_ENV, str(runs))
+    main = REPO / "mlp_lab" / "app" / "main.py"
+    draw = AppTest.from_file(str(main), default_timeout=60)
+    draw.query_params["page"] = "Draw"
+    draw.run()
+    assert not draw.exception and not draw.error
+    (picker,) = draw.selectbox
+    assert sorted(option.split(" (")[0] for option in picker.options) == names  # each run once, no copies
+    assert any("draw a digit" in info.value for info in draw.info)  # the canvas's hint: a model is loaded
+    listing = AppTest.from_file(str(main), default_timeout=60)
+    listing.query_params["page"] = "Runs"
+    listing.run()
+    assert not listing.exception
+    assert sorted(listing.dataframe[0].value["run"]) == names

@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from mlp_lab.app import drawing, models
+from mlp_lab.app.runs import group_of, in_group, run_groups
 from mlp_lab.app.widgets import guarded
 from mlp_lab.errors import MLPLabError
 
@@ -155,8 +156,14 @@ def draw_page(runs: Path) -> None:
             f"No finished runs in {runs}/ yet: train one on the Train page or with `mlp-lab run configs/mnist.yaml`."
         )
         return
+    default_model = choices[models.default_choice(choices)]
+    groups = run_groups([choice.study for choice in choices])
+    if groups:  # a study's runs are many: picked by study first
+        first = groups.index(group_of(default_model.study, groups))
+        group = st.selectbox("Models from", groups, index=first, key="model_group")
+        choices = [choice for choice in choices if in_group(choice.study, group)]
     labels = [choice.label for choice in choices]
-    default = models.default_choice(choices)
+    default = choices.index(default_model) if default_model in choices else models.default_choice(choices)
     picked = labels.index(st.selectbox("Model", labels, index=default, key="model"))
     caption = st.empty()  # filled once the preprocessing is picked, below it
     options = st.columns(3)

@@ -7,14 +7,33 @@ is not ours to set.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import streamlit as st
 
 FRAME_HEIGHT = 900  # px: the UI's run table and charts without a second scroll bar on a laptop
 
 
-def mlflow_page(mlflow_address: str) -> None:
-    """The MLflow UI in a frame, and a link that opens it in its own tab."""
+def origin(url: str) -> str:
+    """scheme://host:port of a URL (the port spelled out), as a browser compares origins."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def mlflow_page(mlflow_address: str, app_address: str | None = None) -> None:
+    """The MLflow UI in a frame, and a link that opens it in its own tab. Opened at another address
+    than `app_address` (localhost for 127.0.0.1), the frame would be refused and show broken:
+    the page says which address to open instead."""
     st.header("MLflow")
+    opened = st.context.url
+    if app_address and opened and origin(opened) != origin(app_address):
+        st.warning(
+            f"The MLflow UI can be shown inside the app only when the app is opened at {app_address} "
+            f"(this page is at {origin(opened)}): [open the app there]({app_address}/?page=MLflow), "
+            f"or [open the MLflow UI in its own tab]({mlflow_address})."
+        )
+        return
     st.caption(
         f"The MLflow UI at {mlflow_address}, served with this app ([open it in its own tab]({mlflow_address})). "
         "It shows here when the app is opened at the address `mlp-lab app` printed: the UI may be framed by "

@@ -20,6 +20,7 @@ MAIN = Path(__file__).with_name("main.py")
 RUNS_ENV = "MLP_LAB_APP_RUNS"
 MLFLOW_ENV = "MLP_LAB_APP_MLFLOW"  # the MLflow UI's address, when `mlp-lab app --mlflow` started one
 DATA_DIRS_ENV = "MLP_LAB_APP_DATA_DIRS"  # --data-dir values, os.pathsep-separated, for runs started here
+ADDRESS_ENV = "MLP_LAB_APP_ADDRESS"  # where `mlp-lab app` serves the app: the one origin that may frame the MLflow UI
 THREADS_ENV = "MLP_LAB_APP_THREADS"  # --threads: torch threads of each run started here
 
 
@@ -95,4 +96,5 @@ def app_command(
     if mlflow_address:
         env[MLFLOW_ENV] = mlflow_address
     env[THREADS_ENV] = str(threads or default_threads())
+    env[ADDRESS_ENV] = app_address(host, port)
     return command, app_address(host, port), env

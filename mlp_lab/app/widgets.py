@@ -29,8 +29,8 @@ def curves(history: list[dict[str, float]]) -> None:
     if not history:
         return
     left, right = st.columns(2)
-    left.altair_chart(curve_chart(history, "loss"), use_container_width=True)
-    right.altair_chart(curve_chart(history, "acc"), use_container_width=True)
+    left.altair_chart(curve_chart(history, "loss"), width="stretch")
+    right.altair_chart(curve_chart(history, "acc"), width="stretch")
 
 
 def curve_chart(history: list[dict[str, float]], metric: str):
