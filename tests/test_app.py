@@ -309,6 +309,35 @@ def test_a_study_report_shows_each_plot_under_its_own_heading(tmp_path):
     assert report.plots == [(study / "val_acc.png").resolve(), (study / "val_loss.png").resolve()]
 
 
+def test_a_fashion_model_is_not_offered_as_a_digits_model():
+    from mlp_lab.app import draw_page
+
+    assert draw_page.subject("mnist") == "a digit" and draw_page.subject("fashion_mnist") == "a piece of clothing"
+    choice = models.ModelChoice(
+        "fashion (fashion_mnist, 784-64-10, test acc 85.00%)", "runs/fashion", "fashion_mnist", 0.85
+    )
+    caption = draw_page.model_caption(choice, True, "auto", ["T-shirt/top", "Trouser"])
+    assert "It classifies T-shirt/top, Trouser." in caption and "FashionMNIST was made" in caption
+    assert "20 of 28" not in caption  # not the digits recipe
+
+
+def test_progress_says_epochs_planned_before_the_run_writes_its_config_and_charts_start_at_epoch_one(tmp_path):
+    from mlp_lab.app.launched import sidecar
+    from mlp_lab.app.widgets import curve_chart
+
+    runs = tmp_path / "runs"
+    run_dir = runs / "starting"
+    sidecar(run_dir, ".yaml").parent.mkdir(parents=True)
+    sidecar(run_dir, ".yaml").write_text("name: starting\ntrain:\n  epochs: 7\n")
+    assert training.run_progress(run_dir, runs).epochs_planned == 7  # not "epoch 0/None"
+    chart = curve_chart([{"epoch": 1, "train/acc": 0.91, "val/acc": 0.93}], "acc").to_dict()
+    assert chart["mark"] == {"type": "line", "point": True}  # one epoch already shows, as points
+    assert chart["encoding"]["y"]["title"] == "accuracy (%)" and chart["encoding"]["y"]["scale"] == {"zero": False}
+    assert chart["encoding"]["x"]["axis"]["format"] == "d" and chart["encoding"]["x"]["title"] == "epoch"
+    values = next(iter(chart["datasets"].values()))
+    assert sorted(round(v["value"], 6) for v in values) == [91.0, 93.0]
+
+
 def test_a_run_is_live_while_a_process_holds_its_lock(tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "held"
