@@ -205,6 +205,7 @@ def load_pixels(image: ImageInput) -> Pixels:
         raise MLPLabError(f"an image array must hold numbers, not {array.dtype}")
     if pixels.shape[-1] in (2, 4):
         pixels = _flatten_alpha(pixels)
+    pixels.setflags(write=False)  # shared by every use of this picture: none may change it for the next
     return Pixels(pixels)
 
 
