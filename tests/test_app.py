@@ -463,6 +463,18 @@ def test_the_app_is_served_on_loopback_without_a_full_gc_after_every_rerun():
     assert env[RUNS_ENV] == str(Path("somewhere").resolve())
 
 
+def test_train_page_runs_use_the_apps_threads_half_the_cores_by_default():
+    from mlp_lab.app.serve import ADDRESS_ENV, THREADS_ENV, app_command, app_threads, default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads() == max(1, cores // 2)
+    _, _, env = app_command(runs="somewhere", port=8600)
+    assert env[THREADS_ENV] == str(default_threads()) and env[ADDRESS_ENV] == "http://127.0.0.1:8600"
+    _, _, env = app_command(runs="somewhere", threads=3)
+    assert app_threads(env) == 3
+    assert app_threads({THREADS_ENV: "zero"}) == default_threads()
+
+
 def test_help_and_the_core_do_not_import_streamlit():
     code = (
         "import sys; from typer.testing import CliRunner; from mlp_lab.cli import app; "
