@@ -32,6 +32,11 @@ BARS_JS = (
     ".map(row => [row.children[0].innerText, row.children[2].innerText]))"
 )
 
+# The page's messages about the uploads (a blank or unreadable one gets one instead of an answer).
+ALERTS_JS = (
+    "() => [...document.querySelectorAll('[data-testid=stAlertContainer]')].map(e => e.innerText)"
+    ".filter(t => t.startsWith('digit-'))"
+)
 # The uploads' names as the page heads their answers (bold), in page order.
 NAMES_JS = "() => [...document.querySelectorAll('[data-testid=stMarkdownContainer] strong')].map(e => e.innerText)"
 
@@ -89,7 +94,10 @@ def test_uploaded_digit_photos_get_the_answer_predict_gives(trained, tmp_path):
             page.goto(f"{address}/?page=Draw")
             page.get_by_text("Or upload pictures").wait_for()
             page.locator("input[type=file]").set_input_files([str(p) for p in photos])
-            page.wait_for_function(f"() => ({BARS_JS})().length === {len(photos)}", polling=100)
+            # Each upload gets its answer, or a message (a picture read twice turned blank).
+            answered = f"() => ({BARS_JS})().length + ({ALERTS_JS})().length === {len(photos)}"
+            page.wait_for_function(answered, polling=100)
+            assert page.evaluate(ALERTS_JS) == []
             shown = page.evaluate(BARS_JS)
             names = page.evaluate(NAMES_JS)
         except Exception:
