@@ -177,7 +177,9 @@ class Config(_Section):
     """A complete, validated run configuration."""
 
     name: str = Field("baseline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
-    seed: int = 0
+    # numpy's global generator (runtime.seed_everything) takes 0 .. 2**32 - 1: a larger seed
+    # would pass validation and fail when training starts.
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -16,7 +16,11 @@ model gets what it was trained on:
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,7 +35,6 @@ from mlp_lab.errors import MLPLabError
 if TYPE_CHECKING:
     from mlp_lab.checkpoint import LoadedRun
 
-ImageInput = str | Path | np.ndarray | Image.Image
 Invert = bool | Literal["auto"]
 
 NORMALISATIONS = ("auto", "plain", "digit", "fashion")
@@ -52,19 +55,92 @@ FASHION_SHARPEN_AMOUNT = 1.0
 BLANK_CONTRAST = 8.0
 # ITU-R 601 luma, the weights Pillow's convert("L") uses.
 LUMA = np.array([0.299, 0.587, 0.114])
+# A phone photo is 12-50 megapixels; a digit needs far fewer. A decompression bomb (a 16000 x 16000
+# PNG is a few hundred KB) is refused from its header, before decoding it.
+MAX_IMAGE_PIXELS = 25_000_000
+
+
+class BlankImage(MLPLabError):
+    """A picture of one colour: no ink, nothing to classify."""
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """A picture read once: float64 (H, W, C) on 0..255, alpha composited, as `load_pixels` gives it.
+
+    Every function here takes one, or anything `load_pixels` reads; a `Pixels` is never read again
+    (a float array would be taken as 0..1 and a 0..255 picture would turn white)."""
+
+    array: np.ndarray
+
+    def channels(self, channels: int) -> np.ndarray:
+        """The pixels as gray (1) or RGB (3) channels."""
+        pixels = self.array
+        if channels == 1 and pixels.shape[-1] == 3:
+            return _luma(pixels)[..., None]
+        if channels == 3 and pixels.shape[-1] == 1:
+            return np.repeat(pixels, 3, axis=-1)
+        return pixels
+
+    @property
+    def blank(self) -> bool:
+        """One colour throughout (a white page, an empty canvas): no ink to classify."""
+        return float(np.ptp(self.array)) < BLANK_CONTRAST
+
+
+ImageInput = str | Path | np.ndarray | Image.Image | Pixels
+
+
+def _bomb_pixels(exc: Exception) -> str:
+    """The pixel count Pillow's DecompressionBombError names, or what it says when it names none."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow opens"
+
+
+def read_image(name: str, source: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """An image file (a path or a binary stream) -> a decoded PIL image, or one MLPLabError naming
+    `name`: too many pixels (checked from the header, before decoding), or not a readable image.
+    The one reader of PNG/JPEG inputs: `mlp-lab predict` and the app's uploads."""
+    too_large = "give a smaller picture (a digit needs no more than a few hundred pixels a side)"
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and refuses at twice its own cap) by itself; the cap here is lower.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise MLPLabError(
+                        f"{name}: the image is too large: {width}x{height} = {width * height:,} pixels, "
+                        f"at most {max_pixels:,}; {too_large}"
+                    )
+                img.load()
+                return img.copy()
+    except Image.DecompressionBombError as exc:
+        raise MLPLabError(
+            f"{name}: the image is too large: {_bomb_pixels(exc)}, at most {max_pixels:,}; {too_large}"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        what = "the file is empty" if isinstance(exc, UnidentifiedImageError) and _empty(source) else None
+        raise MLPLabError(
+            f"{name}: not a readable image ({what or type(exc).__name__}); give a PNG or JPEG file"
+        ) from None
+
+
+def _empty(source: Any) -> bool:
+    try:
+        return Path(source).stat().st_size == 0 if isinstance(source, (str, Path)) else not source.getbuffer().nbytes
+    except (OSError, AttributeError):
+        return False
 
 
 def _read_file(path: Path) -> Image.Image:
     if path.is_dir():
         raise MLPLabError(f"{path}: is a directory, expected an image file (give the files, e.g. {path}/*.png)")
     if not path.is_file():
+        if path.is_symlink():
+            raise MLPLabError(f"{path}: a link to {os.readlink(path)}, which does not exist; give the image file")
         raise MLPLabError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MLPLabError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    return read_image(str(path), path)
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:
@@ -98,12 +174,15 @@ def _luma(pixels: np.ndarray) -> np.ndarray:
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3] @ LUMA
 
 
-def load_pixels(image: ImageInput, channels: int = 1) -> np.ndarray:
-    """A path, PIL image or array -> float64 (H, W, channels) on the 0..255 scale, alpha composited.
+def load_pixels(image: ImageInput) -> Pixels:
+    """A path, PIL image or array -> `Pixels` (float64 on the 0..255 scale, alpha composited).
 
     Arrays may be H x W (gray), H x W x 1, x 3 (RGB) or x 4 (RGBA, as a drawing canvas gives);
     integer arrays are on 0..255, float arrays on 0..1, boolean arrays are ink masks (True = 255).
+    A `Pixels` is returned as it is: it was read already.
     """
+    if isinstance(image, Pixels):
+        return image
     if isinstance(image, (str, Path)):
         image = _read_file(Path(image))
     if isinstance(image, Image.Image):
@@ -126,11 +205,8 @@ def load_pixels(image: ImageInput, channels: int = 1) -> np.ndarray:
         raise MLPLabError(f"an image array must hold numbers, not {array.dtype}")
     if pixels.shape[-1] in (2, 4):
         pixels = _flatten_alpha(pixels)
-    if channels == 1 and pixels.shape[-1] == 3:
-        pixels = _luma(pixels)[..., None]
-    elif channels == 3 and pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
-    return pixels
+    pixels.setflags(write=False)  # shared by every use of this picture: none may change it for the next
+    return Pixels(pixels)
 
 
 def _border(pixels: np.ndarray) -> np.ndarray:
@@ -234,12 +310,20 @@ def prepare_image(
 
     `invert` turns dark-on-light pictures into MNIST's light-on-dark ("auto": decided from the
     border, grayscale datasets only). `normalise` is "auto" (by dataset), "digit", "fashion" or
-    "plain" (resize the whole picture). A blank picture gets the plain result: all background.
+    "plain" (resize the whole picture). A picture of one colour raises BlankImage: nothing to classify.
     """
     channels, height, width = meta["image_shape"]
     recipe = _recipe(normalise, meta)
-    pixels = load_pixels(image, channels)
-    if _should_invert(pixels, invert, channels):
+    loaded = load_pixels(image)
+    pixels = loaded.channels(channels)
+    inverted = _should_invert(pixels, invert, channels)
+    if loaded.blank:
+        name = f"{image}: " if isinstance(image, (str, Path)) else ""
+        raise BlankImage(
+            f"{name}the picture is blank (one colour, no ink): nothing to classify; "
+            "give a picture with the digit or object on it"
+        )
+    if inverted:
         pixels = 255.0 - pixels
     result = None
     if recipe == "digit":
@@ -321,6 +405,15 @@ class Predictor:
     def top(self, image: ImageInput, k: int = 3) -> list[dict[str, Any]]:
         """The k most probable classes for one picture."""
         return top_classes(self.probabilities([image]), self.classes, k)[0]
+
+    def see(self, image: ImageInput) -> tuple[np.ndarray, torch.Tensor]:
+        """What the model sees for one picture and its (classes,) probabilities, the picture read
+        and preprocessed once: the app's one call per drawing or upload."""
+        view = self.view(image)
+        features = to_features(
+            torch.from_numpy(view).unsqueeze(0), self.meta["mean"], self.meta["std"], self.meta.get("pixel_permutation")
+        )
+        return view, predict(self.model, features)[0]
 
 
 def predict_files(

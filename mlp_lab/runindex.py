@@ -28,6 +28,10 @@ INDEX_FILE = ".index.json"
 INDEX_VERSION = 1
 # The files a run's facts are read from; a change to any of them (or its appearing or going) re-reads the run.
 STAMPED_FILES = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.SUMMARY_FILE, rundir.LAST_CHECKPOINT)
+# Copies of runs kept by the tracking store, not runs: MLflow's artifact store
+# (<output.dir>/mlartifacts/<experiment>/<run>/artifacts/config.yaml) and registered models fetched
+# for the app (<output.dir>/registry/<name>/v<version>). Listed, each run would appear twice or more.
+COPIES_DIRS = frozenset({"mlartifacts", "registry"})
 FACT_KEYS = (
     "status",
     "dataset",
@@ -64,7 +68,7 @@ def _run_parts(runs_dir: Path) -> list[tuple[str, ...]]:
         for entry in entries:
             if entry.name == rundir.CONFIG_FILE and (entry.is_file() or os.path.exists(entry.path)):
                 found.append(parts)
-            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            if not entry.name.startswith(".") and entry.name not in COPIES_DIRS and entry.is_dir(follow_symlinks=False):
                 pending.append((*parts, entry.name))
     # By the config's path, as a sorted listing of <runs>/**/config.yaml is (a/b before a, a before a-c).
     return sorted(found, key=lambda parts: (*parts, rundir.CONFIG_FILE))
@@ -72,7 +76,8 @@ def _run_parts(runs_dir: Path) -> list[tuple[str, ...]]:
 
 def find_run_dirs(runs_dir: str | Path) -> list[Path]:
     """Every directory holding a config.yaml under `runs_dir`, at any depth (studies nest them),
-    outside dot-directories (``.app``), sorted by its config's path."""
+    outside dot-directories (``.app``) and the tracking store's copies (COPIES_DIRS), sorted by its
+    config's path."""
     runs_dir = Path(runs_dir)
     return [runs_dir.joinpath(*parts) for parts in _run_parts(runs_dir)]
 

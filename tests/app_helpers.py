@@ -18,9 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import free_port, wait_for_health
 from PIL import Image, ImageDraw
 
+from mlp_lab.config import validate_config
 from mlp_lab.predict import prepare_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,3 +198,55 @@ def draw_and_wait(page, strokes: list[list[tuple[float, float]]], timeout_ms: fl
     before = canvas_caption(page)
     draw_strokes(page, strokes)
     wait_for_new_answer(page, before, timeout_ms)
+
+
+def shapes_config(root: Path, **train):
+    """A small MNIST-format run over the drawn-shapes data: seconds to train, 100% on its test split."""
+    return validate_config(
+        {
+            "name": "shapes",
+            "data": {"dataset": "mnist", "root": str(root / "data"), "download": False, "val_fraction": 0.2},
+            "model": {"hidden_sizes": [64]},
+            "train": {"epochs": 10, "batch_size": 32, "device": "cpu", **train},
+            "output": {"dir": str(root / "runs"), "tensorboard": False},
+        },
+        "shapes.yaml",
+    )
+
+
+def require_browser():
+    """Playwright's sync API, or a skip (outside CI) / failure (in CI) saying what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package (pip install -e '.[app]')"
+    else:
+        if CHROMIUM.exists():
+            return sync_playwright
+        missing = f"{CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{missing} is missing in CI")
+    pytest.skip(f"{missing} is not installed")
+
+
+def digit_photo(ink: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
+    """A photo of a digit written on paper: one of scikit-learn's 8 x 8 UCI scans (ink 0..16), dark
+    pencil on light paper with uneven light and grain, `size` (width, height) pixels, the digit
+    somewhere near the middle at 40-60 % of the shorter side."""
+    width, height = size
+    side = int(min(width, height) * rng.uniform(0.4, 0.6))
+    glyph = np.asarray(
+        # A blank ring round the 8 x 8 grid (cropped to the ink): the strokes fade out, not cut off.
+        Image.fromarray((np.pad(ink, 1) * (255 / 16)).astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC),
+        dtype=np.float64,
+    )
+    rows, cols = np.mgrid[0:height, 0:width]
+    paper = 228 + 14 * cols / width - 10 * rows / height + rng.normal(0, 5, (height, width))  # light falls off
+    left = int(rng.integers(width // 2 - side // 2 - width // 10, width // 2 - side // 2 + width // 10 + 1))
+    top = int(rng.integers(height // 2 - side // 2 - height // 10, height // 2 - side // 2 + height // 10 + 1))
+    left, top = min(max(left, 0), width - side), min(max(top, 0), height - side)
+    darkness = np.zeros((height, width))
+    darkness[top : top + side, left : left + side] = np.clip(glyph, 0, 255) / 255
+    pencil = rng.uniform(40, 80)
+    photo = paper * (1 - darkness) + (pencil + rng.normal(0, 6, (height, width))) * darkness
+    return Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).convert("RGB")

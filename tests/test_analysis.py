@@ -89,7 +89,9 @@ def test_predict_on_a_saved_test_image_returns_the_models_label(trained_run, tmp
 def test_predict_cli_json_and_not_an_image(trained_run, tmp_path):
     _, run_dir, _ = trained_run
     picture = tmp_path / "p.png"
-    Image.fromarray(np.zeros((40, 30, 3), dtype=np.uint8)).save(picture)
+    pixels = np.zeros((40, 30, 3), dtype=np.uint8)
+    pixels[8:32, 12:18] = 255  # a stroke: an all-black picture is refused as blank
+    Image.fromarray(pixels).save(picture)
     result = runner.invoke(app, ["predict", str(run_dir), str(picture), "--json", "--top-k", "2", "--invert"])
     assert result.exit_code == 0, result.output
     parsed = json.loads(result.stdout)

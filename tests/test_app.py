@@ -18,13 +18,14 @@ import pytest
 import yaml
 from app_helpers import (
     CANVAS,
-    CHROMIUM,
     SHAPES,
     draw_and_wait,
     draw_shape,
     launch_chromium,
+    require_browser,
     served_app,
     shape_strokes,
+    shapes_config,
     wait_for_empty_canvas,
     write_shapes_dataset,
 )
@@ -45,20 +46,6 @@ from mlp_lab.predict import Predictor
 
 runner = CliRunner()
 MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
-
-
-def shapes_config(root: Path, **train):
-    """A small MNIST-format run over the drawn-shapes data: seconds to train, 100% on its test split."""
-    return validate_config(
-        {
-            "name": "shapes",
-            "data": {"dataset": "mnist", "root": str(root / "data"), "download": False, "val_fraction": 0.2},
-            "model": {"hidden_sizes": [64]},
-            "train": {"epochs": 10, "batch_size": 32, "device": "cpu", **train},
-            "output": {"dir": str(root / "runs"), "tensorboard": False},
-        },
-        "shapes.yaml",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +135,7 @@ def test_an_empty_or_missing_canvas_is_a_hint_not_an_error(predictor):
     with pytest.raises(drawing.EmptyDrawing, match="draw"):
         drawing.classify(predictor, None)
     for blank in (np.zeros((CANVAS, CANVAS, 4), np.uint8), np.full((CANVAS, CANVAS, 4), 255, np.uint8)):
-        with pytest.raises(drawing.EmptyDrawing, match="empty"):
+        with pytest.raises(drawing.EmptyDrawing, match="blank .*nothing to classify"):
             drawing.classify(predictor, blank)
 
 
@@ -164,7 +151,7 @@ def test_uploads_are_read_or_refused_with_one_message_naming_the_file(predictor)
     for fmt in ("PNG", "JPEG"):
         img = drawing.read_upload(f"bar.{fmt.lower()}", png_bytes(photo, fmt))
         assert drawing.classify(predictor, img).best["class"] == "2"  # dark on light: inverted automatically
-    with pytest.raises(MLPLabError, match=r"^notes\.png: not a readable PNG or JPEG image"):
+    with pytest.raises(MLPLabError, match=r"^notes\.png: not a readable image .*give a PNG or JPEG file"):
         drawing.read_upload("notes.png", b"this is text, not a picture")
     with pytest.raises(MLPLabError, match=r"cut\.png: not a readable"):
         drawing.read_upload("cut.png", png_bytes(photo)[:300])
@@ -175,7 +162,7 @@ def test_uploads_are_read_or_refused_with_one_message_naming_the_file(predictor)
     # A small file that decodes to 36 megapixels: refused from its header, before decoding.
     bomb = png_bytes(Image.new("L", (6000, 6000)))
     assert len(bomb) < drawing.MAX_UPLOAD_BYTES
-    with pytest.raises(MLPLabError, match=r"bomb\.png: 6000x6000 pixels is too large"):
+    with pytest.raises(MLPLabError, match=r"bomb\.png: the image is too large: 6000x6000 = 36,000,000 pixels"):
         drawing.read_upload("bomb.png", bomb)
 
 
@@ -230,29 +217,33 @@ def test_form_values_become_a_config(tmp_path):
     )
 
 
-def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
+def test_invalid_form_values_give_one_plain_message_per_field_all_at_once(tmp_path):
     base = validate_config({}, "base")
     values = {
         **form.form_defaults(base),
-        "name": "no spaces allowed",
-        "hidden_sizes": "256, 0",
+        "name": "",
+        "hidden_sizes": "-5",
         "dropout": 1.5,
         "lr": "fast",
         "epochs": 0,
         "patience": -1,
+        "l1": "1e400",
         "l2": "-1",
+        "seed": "123456789012345678901234567890",
     }
     config, errors = form.form_to_config(values, base, tmp_path)
     assert config is None
-    assert set(errors) == {"lr"}  # a value that is not even a number is reported first, alone
-    values["lr"] = "-0.1"
-    config, errors = form.form_to_config(values, base, tmp_path)
-    assert config is None
-    assert set(errors) == {"name", "hidden_sizes", "dropout", "lr", "epochs", "patience", "l2"}
-    assert "less than 1" in errors["dropout"] and "greater than 0" in errors["lr"]
-    assert "hidden_sizes" not in errors["hidden_sizes"]  # the message, without the key the form already shows
+    # Text that is not a number and values out of range, in one round.
+    assert set(errors) == {"name", "hidden_sizes", "dropout", "lr", "epochs", "patience", "l1", "l2", "seed"}
+    assert errors["hidden_sizes"].startswith("-5 is not allowed: use whole numbers above 0")  # not 5
+    assert errors["l1"].startswith("1e400 is not allowed")  # not infinity
+    assert errors["name"].startswith("an empty value is not allowed: use 1 to 100 letters")
+    assert errors["seed"].startswith("123456789012345678901234567890 is not allowed: use a whole number from 0 to")
+    assert "at least 0 and below 1" in errors["dropout"] and "at least 1" in errors["epochs"]
+    for message in errors.values():  # a student's words, not pydantic's
+        assert not any(word in message for word in ("should", "pattern", "Input", "hidden_sizes", "String"))
     bad_sizes = form.form_to_config({**form.form_defaults(base), "hidden_sizes": "wide"}, base, tmp_path)[1]
-    assert "whole numbers" in bad_sizes["hidden_sizes"]
+    assert set(bad_sizes) == {"hidden_sizes"} and "whole numbers" in bad_sizes["hidden_sizes"]
     # A rule on a key the form does not show is still reported, under the form as a whole.
     cosine = validate_config(
         {"train": {"optimizer": {"lr": 0.1}, "scheduler": {"name": "cosine", "min_lr": 0.01}}}, "base"
@@ -260,6 +251,17 @@ def test_invalid_form_values_give_one_message_per_field_and_no_config(tmp_path):
     errors = form.form_to_config({**form.form_defaults(cosine), "lr": "0.001"}, cosine, tmp_path)[1]
     assert list(errors) == [form.FORM_ERRORS] and errors[form.FORM_ERRORS].startswith("train.scheduler.min_lr")
     assert not (tmp_path / launched.APP_DIR).exists()  # nothing was started
+
+
+def test_a_name_taken_by_another_run_is_refused_not_renamed(tmp_path):
+    base = validate_config({}, "base")
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist-2").mkdir()
+    values = {**form.form_defaults(base), "name": "mnist", "dataset": "fashion_mnist"}
+    config, errors = form.form_to_config(values, base, tmp_path)
+    assert config is None and errors == {
+        "name": f"a run named mnist is already in {tmp_path}: choose another name, e.g. mnist-3"
+    }
 
 
 # -- run directories ------------------------------------------------------------------------
@@ -281,6 +283,59 @@ LOCK_HOLDER = (
     "import sys; from mlp_lab.rundir import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
     "print('locked', flush=True); sys.stdin.read()"
 )
+
+
+def test_a_study_report_shows_each_plot_under_its_own_heading(tmp_path):
+    """report.md puts a heading, then its plot: cut there, not stripped of its images and the
+    plots dumped at the end (the headings rendered empty)."""
+    study = tmp_path / "dropout"
+    study.mkdir()
+    for name in ("val_acc.png", "val_loss.png"):
+        Image.new("RGB", (20, 20), "white").save(study / name)
+    (study / "report.md").write_text(
+        "# dropout\n\n| arm | verdict |\n| --- | --- |\n| p0.5 | hurts |\n\n"
+        "### validation accuracy\n\n![validation accuracy](val_acc.png)\n\n"
+        "### validation loss\n\n![validation loss](val_loss.png)\n\n![gone](missing.png)\n"
+    )
+    (report,) = studies.list_studies(tmp_path)
+    # Each piece by its last line (text) or its file name (plot).
+    assert [part.strip().splitlines()[-1] if isinstance(part, str) else part.name for part in report.parts] == [
+        "### validation accuracy",
+        "val_acc.png",
+        "### validation loss",
+        "val_loss.png",
+        "![gone](missing.png)",  # a link to no file stays as the report wrote it
+    ]
+    assert report.plots == [(study / "val_acc.png").resolve(), (study / "val_loss.png").resolve()]
+
+
+def test_a_fashion_model_is_not_offered_as_a_digits_model():
+    from mlp_lab.app import draw_page
+
+    assert draw_page.subject("mnist") == "a digit" and draw_page.subject("fashion_mnist") == "a piece of clothing"
+    choice = models.ModelChoice(
+        "fashion (fashion_mnist, 784-64-10, test acc 85.00%)", "runs/fashion", "fashion_mnist", 0.85
+    )
+    caption = draw_page.model_caption(choice, True, "auto", ["T-shirt/top", "Trouser"])
+    assert "It classifies T-shirt/top, Trouser." in caption and "FashionMNIST was made" in caption
+    assert "20 of 28" not in caption  # not the digits recipe
+
+
+def test_progress_says_epochs_planned_before_the_run_writes_its_config_and_charts_start_at_epoch_one(tmp_path):
+    from mlp_lab.app.launched import sidecar
+    from mlp_lab.app.widgets import curve_chart
+
+    runs = tmp_path / "runs"
+    run_dir = runs / "starting"
+    sidecar(run_dir, ".yaml").parent.mkdir(parents=True)
+    sidecar(run_dir, ".yaml").write_text("name: starting\ntrain:\n  epochs: 7\n")
+    assert training.run_progress(run_dir, runs).epochs_planned == 7  # not "epoch 0/None"
+    chart = curve_chart([{"epoch": 1, "train/acc": 0.91, "val/acc": 0.93}], "acc").to_dict()
+    assert chart["mark"] == {"type": "line", "point": True}  # one epoch already shows, as points
+    assert chart["encoding"]["y"]["title"] == "accuracy (%)" and chart["encoding"]["y"]["scale"] == {"zero": False}
+    assert chart["encoding"]["x"]["axis"]["format"] == "d" and chart["encoding"]["x"]["title"] == "epoch"
+    values = next(iter(chart["datasets"].values()))
+    assert sorted(round(v["value"], 6) for v in values) == [91.0, 93.0]
 
 
 def test_a_run_is_live_while_a_process_holds_its_lock(tmp_path):
@@ -409,6 +464,18 @@ def test_the_app_is_served_on_loopback_without_a_full_gc_after_every_rerun():
     assert env[RUNS_ENV] == str(Path("somewhere").resolve())
 
 
+def test_train_page_runs_use_the_apps_threads_half_the_cores_by_default():
+    from mlp_lab.app.serve import ADDRESS_ENV, THREADS_ENV, app_command, app_threads, default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads() == max(1, cores // 2)
+    _, _, env = app_command(runs="somewhere", port=8600)
+    assert env[THREADS_ENV] == str(default_threads()) and env[ADDRESS_ENV] == "http://127.0.0.1:8600"
+    _, _, env = app_command(runs="somewhere", threads=3)
+    assert app_threads(env) == 3
+    assert app_threads({THREADS_ENV: "zero"}) == default_threads()
+
+
 def test_help_and_the_core_do_not_import_streamlit():
     code = (
         "import sys; from typer.testing import CliRunner; from mlp_lab.cli import app; "
@@ -462,7 +529,7 @@ def test_a_launched_run_is_watched_stopped_and_resumed_from_its_directory(shapes
 
 
 @pytest.mark.slow
-def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch):
+def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch, app_test):
     monkeypatch.delenv("MLP_LAB_DATA", raising=False)
     config = validate_config(
         {
@@ -476,6 +543,13 @@ def test_a_run_that_cannot_start_reports_its_error(tmp_path, monkeypatch):
     wait_for(lambda: app_runs.running_pid(run_dir) is None, what="the run to give up")
     progress = training.run_progress(run_dir)
     assert not progress.running and progress.error and "mnist" in progress.error.lower()
+    # The Train page shows that line, not "the run directory no longer exists": the run failed
+    # before its first epoch, so nothing of it was kept.
+    assert not run_dir.exists()
+    page = app_test(tmp_path / "runs", "Train")
+    assert not page.exception
+    errors = [e.value for e in page.error]
+    assert f"nodata: {progress.error}" in errors and not any("no longer exists" in e for e in errors)
 
 
 # -- pages under AppTest ----------------------------------------------------------------------
@@ -534,21 +608,34 @@ def test_a_prediction_is_shown_as_top_class_chart_and_the_models_view(predictor)
 
 
 def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_nothing(app_test, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
     runs = tmp_path / "runs"
     page = app_test(runs, "Train")
     assert not page.exception
     page.number_input(key="form_dropout").set_value(1.5)
     page.text_input(key="form_lr").set_value("fast")
+    page.text_input(key="form_hidden_sizes").set_value("-5")
+    page.text_input(key="form_seed").set_value("99999999999999999999")
     page.button[0].click().run()
     assert not page.exception
     messages = [e.value for e in page.error]
-    assert any("not a number" in m for m in messages)
+    # Every bad field at once, in plain words: text that is no number beside values out of range.
+    assert any(m.startswith("fast is not allowed: use a number above 0") for m in messages)
+    assert any(m.startswith("1.5 is not allowed: use a share of units to drop") for m in messages)
+    assert any(m.startswith("-5 is not allowed") for m in messages)
+    assert any(m.startswith("99999999999999999999 is not allowed: use a whole number from 0 to") for m in messages)
     assert "Nothing was started: fix the fields marked above." in messages
-    page.text_input(key="form_lr").set_value("0.001")
-    page.button[0].click().run()
-    messages = [e.value for e in page.error]
-    assert any("less than 1" in m for m in messages)
     assert not (runs / launched.APP_DIR).exists() and not runs.exists()
+    # A reload (a new session on the same address) shows the form as it was sent.
+    assert page.query_params["form_lr"] in ("fast", ["fast"])  # AppTest keeps a value or a list of them
+    again = AppTest.from_file(str(MAIN), default_timeout=60)
+    for key, value in page.query_params.items():
+        again.query_params[key] = value
+    again.run()
+    assert not again.exception
+    assert again.text_input(key="form_lr").value == "fast" and again.number_input(key="form_dropout").value == 1.5
+    assert again.text_input(key="form_seed").value == "99999999999999999999"
 
 
 def test_train_form_offers_the_schemas_choices(app_test, tmp_path):
@@ -587,6 +674,31 @@ def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkey
     assert any("hurts" in m.value for m in page.markdown) and not any("![" in m.value for m in page.markdown)
     # Served with the app: the MLflow page shows it, and a link opens it in its own tab.
     assert any("[MLflow page](?page=MLflow)" in m.value and "(http://127.0.0.1:5999)" in m.value for m in page.markdown)
+
+
+def test_study_runs_are_grouped_by_study_in_the_runs_table_and_the_model_picker(app_test, shapes_run, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(shapes_run[1], runs / "shapes")
+    for arm in ("p0", "p0.5"):
+        shutil.copytree(shapes_run[1], runs / "dropout" / arm / "seed-0")
+    page = app_test(runs, "Runs")
+    assert not page.exception
+    show = page.selectbox(key="runs_group")
+    assert show.options == ["runs outside studies", "study: dropout", "all runs"]
+    assert list(page.dataframe[0].value["run"]) == ["shapes"]  # not every study run at once
+    show.select("study: dropout").run()
+    assert list(page.dataframe[0].value["run"]) == ["dropout/p0/seed-0", "dropout/p0.5/seed-0"]
+    draw = app_test(runs, "Draw")
+    assert not draw.exception and not draw.error
+    group = draw.selectbox(key="model_group")
+    # Equally accurate: the default model is the first listed, in the study; its group opens.
+    assert group.value == "study: dropout"
+    assert [o.split(" (")[0] for o in draw.selectbox(key="model").options] == [
+        "dropout/p0/seed-0",
+        "dropout/p0.5/seed-0",
+    ]
+    group.select("runs outside studies").run()
+    assert not draw.exception and [o.split(" (")[0] for o in draw.selectbox(key="model").options] == ["shapes"]
 
 
 def test_the_mlflow_page_is_offered_only_when_the_app_serves_the_ui(app_test, tmp_path, monkeypatch):
@@ -657,21 +769,6 @@ def test_draw_page_opens_on_the_robust_model_and_names_it_and_its_preprocessing(
 
 
 # -- the served app in a real browser ---------------------------------------------------------
-
-
-def require_browser():
-    """Playwright's sync API, or a skip (outside CI) / failure (in CI) saying what is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package (pip install -e '.[app]')"
-    else:
-        if CHROMIUM.exists():
-            return sync_playwright
-        missing = f"{CHROMIUM} (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{missing} is missing in CI")
-    pytest.skip(f"{missing} is not installed")
 
 
 @pytest.mark.slow
@@ -780,11 +877,15 @@ def test_the_mlflow_page_shows_the_ui_in_chromium_and_only_the_app_may_frame_it(
             if os.environ.get("MLP_LAB_SCREENSHOT_DIR"):
                 shutil.copy(shot, Path(os.environ["MLP_LAB_SCREENSHOT_DIR"]) / shot.name)
             assert child_frame_url(page).startswith(f"{mlflow_address}/")
-            # The same app reached by another name is another origin: the server refuses it the UI.
+            # The same app reached by another name is another origin, which the server refuses the
+            # UI: no broken frame, the page says which address to open.
             elsewhere = address.replace("127.0.0.1", "localhost")
             page.goto(f"{elsewhere}/?page=MLflow")
-            page.get_by_text("served with this app").wait_for()
-            assert child_frame_url(page).startswith("chrome-error://")  # Chromium's page for a refused frame
+            page.get_by_text(f"only when the app is opened at {address}").wait_for()
+            assert page.get_by_role("link", name="open the app there").get_attribute("href") == (
+                f"{address}/?page=MLflow"
+            )
+            assert page.locator("iframe").count() == 0
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'failure.png'}; app log: {log}")

@@ -144,7 +144,9 @@ def _images(tmp: Path, runs: dict[str, Path]) -> None:
     from PIL import Image
 
     (tmp / "imgs").mkdir()
-    Image.fromarray(np.full((28, 28), 200, dtype=np.uint8)).save(tmp / "imgs" / "good.png")
+    good = np.full((28, 28), 200, dtype=np.uint8)
+    good[6:22, 12:16] = 20  # a dark stroke: something to classify
+    Image.fromarray(good).save(tmp / "imgs" / "good.png")
     (tmp / "notes.txt").write_text("just text")
 
 
@@ -173,6 +175,21 @@ ALIAS_BOMB = (
     + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 9))
     + "name: *a8\n"
 )
+
+
+def _hostile_images(tmp: Path, runs: dict[str, Path]) -> None:
+    """Pictures a disk, a camera or another person can produce: a decompression bomb (16000 x
+    16000 in a few hundred KB), a blank page, a cut-off PNG, a link to a deleted file."""
+    from PIL import Image
+
+    _images(tmp, runs)
+    Image.new("1", (16000, 16000)).save(tmp / "bomb.png")
+    Image.new("RGB", (300, 300), "white").save(tmp / "white.png")
+    whole = (tmp / "imgs" / "good.png").read_bytes()
+    (tmp / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (tmp / "gone.png").symlink_to("deleted.png")
+
+
 EXP_FILES = {"base.yaml": GOOD, "experiments/x.yaml": EXP}
 SEARCH_FILES = {"base.yaml": GOOD, "searches/s.yaml": SEARCH}
 BIG = "[1000000000000]"
@@ -445,6 +462,14 @@ CASES = [
         ["run", "c.yaml", "--set", "seed.x=1"],
         ["--set seed.x=1", "seed"],
         {"c.yaml": GOOD},
+    ),
+    Case(
+        "--set",
+        "--set a seed numpy cannot take",
+        ["validate", "c.yaml", "--set", "seed=4294967296"],
+        ["--set seed=4294967296", "seed", "4294967295"],
+        {"c.yaml": GOOD},
+        torch_free=True,
     ),
     Case(
         "--set",
@@ -855,6 +880,41 @@ CASES = [
         ["notes.txt", "not a readable image"],
         setup=_images,
         stdout="imgs/good.png: ",
+    ),
+    Case(
+        "image",
+        "predict a decompression bomb",
+        ["predict", "{run}", "bomb.png"],
+        ["bomb.png", "the image is too large: 256,000,000 pixels, at most 25,000,000", "smaller picture"],
+        setup=_hostile_images,
+    ),
+    Case(
+        "image",
+        "predict a blank picture",
+        ["predict", "{run}", "white.png"],
+        ["white.png", "blank", "no ink", "nothing to classify"],
+        setup=_hostile_images,
+    ),
+    Case(
+        "image",
+        "predict a truncated PNG",
+        ["predict", "{run}", "cut.png"],
+        ["cut.png", "not a readable image (OSError)"],
+        setup=_hostile_images,
+    ),
+    Case(
+        "image",
+        "predict a link to a deleted file",
+        ["predict", "{run}", "gone.png"],
+        ["gone.png", "deleted.png, which does not exist"],
+        setup=_hostile_images,
+    ),
+    Case(
+        "image",
+        "predict binary garbage named .jpg",
+        ["predict", "{run}", "noise.jpg"],
+        ["noise.jpg", "not a readable image"],
+        {"noise.jpg": bytes(range(256)) * 20},
     ),
     # -- run directories and checkpoints ------------------------------------------------------
     Case(

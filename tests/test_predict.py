@@ -1,5 +1,6 @@
 """Prediction from memory: pictures as users give them -> the run's input format -> probabilities."""
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,14 +9,19 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+import mlp_lab.predict as predict_module
 from mlp_lab.checkpoint import load_model
 from mlp_lab.errors import MLPLabError
 from mlp_lab.model import ParameterizedMLP
 from mlp_lab.predict import (
+    MAX_IMAGE_PIXELS,
+    BlankImage,
+    Pixels,
     Predictor,
     image_to_features,
     images_to_features,
     is_dark_on_light,
+    load_pixels,
     predict,
     predict_files,
     prepare_image,
@@ -114,10 +120,11 @@ def test_rgba_canvas_with_transparent_background_is_read_like_paper():
     "blank", [np.full((280, 280), 255, np.uint8), np.zeros((280, 280, 4), np.uint8), np.zeros((5, 7), np.float32)]
 )
 @pytest.mark.parametrize("meta", [MNIST, FASHION])
-def test_blank_picture_gives_an_empty_field(blank, meta):
-    view = prepare_image(blank, meta)
-    assert view.shape == (1, 28, 28) and view.max() == 0
-    assert torch.isfinite(image_to_features(blank, meta)).all()
+def test_a_blank_picture_is_refused_not_classified(blank, meta):
+    with pytest.raises(BlankImage, match="blank .*no ink.*nothing to classify"):
+        prepare_image(blank, meta)
+    with pytest.raises(BlankImage):
+        image_to_features(blank, meta)
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
@@ -162,7 +169,7 @@ def test_in_memory_array_and_saved_png_get_the_same_probabilities(tiny_run, tmp_
 def test_a_batch_gets_one_probability_row_per_picture(untrained_run):
     model = untrained_run.model
     model.train()
-    pictures = [np.asarray(drawing(box=(20 + 10 * i, 20, 120, 150))) for i in range(4)] + [np.zeros((28, 28))]
+    pictures = [np.asarray(drawing(box=(20 + 10 * i, 20, 120, 150))) for i in range(5)]
     features = images_to_features(pictures, untrained_run.data_meta)
     assert features.shape == (5, 784) and features.dtype == torch.float32
     probabilities = predict(model, features)
@@ -179,3 +186,64 @@ def test_missing_and_unreadable_files_name_the_file(untrained_run, tmp_path):
         predict_files(untrained_run, [text])
     with pytest.raises(MLPLabError, match=r"nope\.png: image file not found"):
         predict_files(untrained_run, [tmp_path / "nope.png"])
+
+
+def test_pixels_are_read_once_and_a_read_picture_is_never_read_again(tiny_run, monkeypatch):
+    """The app's double read (issue 37): float 0..255 pixels read again as 0..1 turned a photo white."""
+    photo = np.asarray(drawing(size=300, box=(60, 40, 220, 260), ink=40, paper=225))
+    pixels = load_pixels(photo)
+    assert isinstance(pixels, Pixels) and load_pixels(pixels) is pixels
+    reads = []
+    real = predict_module._pil_to_array
+
+    def counted(img):
+        reads.append(img.size)
+        return real(img)
+
+    monkeypatch.setattr(predict_module, "_pil_to_array", counted)
+    predictor = Predictor(tiny_run)
+    view, probabilities = predictor.see(Image.fromarray(photo))
+    assert reads == [(300, 300)]  # one read of the picture for its view and its probabilities
+    np.testing.assert_array_equal(view, prepare_image(photo, MNIST))
+    assert view.max() == 255 and (view == 0).mean() > 0.5  # ink on a dark field, not a white square
+    assert torch.equal(probabilities, predictor.probabilities([photo])[0])
+    np.testing.assert_array_equal(predictor.view(pixels), view)
+
+
+def test_files_that_are_not_pictures_name_the_file(untrained_run, tmp_path):
+    cut = tmp_path / "cut.png"
+    drawing(size=60).save(tmp_path / "whole.png")
+    whole = (tmp_path / "whole.png").read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "noise.jpg").write_bytes(np.random.default_rng(0).bytes(5000))
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "gone.png").symlink_to(tmp_path / "deleted.png")
+    expected = {
+        "cut.png": "not a readable image",
+        "empty.png": "not a readable image (the file is empty)",
+        "noise.jpg": "not a readable image",
+        "folder.png": "is a directory",
+        "gone.png": "which does not exist",
+    }
+    for name, message in expected.items():
+        with pytest.raises(MLPLabError, match=rf"^{re.escape(str(tmp_path / name))}: .*{re.escape(message)}") as caught:
+            predict_files(untrained_run, [tmp_path / name])
+        assert "\n" not in str(caught.value)
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(untrained_run, tmp_path):
+    """16000 x 16000 pixels in a few hundred KB: past Pillow's own refusal; 6000 x 6000 past ours."""
+    big, bigger = tmp_path / "big.png", tmp_path / "bomb.png"
+    Image.new("1", (6000, 6000)).save(big)
+    Image.new("1", (16000, 16000)).save(bigger)
+    assert bigger.stat().st_size < 1_000_000
+    with pytest.raises(
+        MLPLabError,
+        match=rf"big\.png: the image is too large: 6000x6000 = 36,000,000 pixels, at most {MAX_IMAGE_PIXELS:,}",
+    ):
+        predict_files(untrained_run, [big])
+    with pytest.raises(
+        MLPLabError, match=rf"bomb\.png: the image is too large: 256,000,000 pixels, at most {MAX_IMAGE_PIXELS:,}"
+    ):
+        predict_files(untrained_run, [bigger])

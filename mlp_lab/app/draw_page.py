@@ -10,12 +10,13 @@ from typing import Any
 import streamlit as st
 
 from mlp_lab.app import drawing, models
+from mlp_lab.app.runs import group_of, in_group, run_groups
 from mlp_lab.app.widgets import guarded
 from mlp_lab.errors import MLPLabError
 
 WHITE_ON_BLACK, BLACK_ON_WHITE = "white on black", "black on white"
 CANVAS_SIZE = 280
-NORMALISE_LABELS = {"auto": "the dataset's own (MNIST-style for digits)", "plain": "plain resize"}
+NORMALISE_LABELS = {"auto": "the dataset's own", "plain": "plain resize"}
 VIEW_SCALE = 5  # the 28x28 view, enlarged with square pixels so each one can be seen
 
 
@@ -66,20 +67,20 @@ def show_classified(classified: drawing.Classified, classes: list[str]) -> None:
 
 
 @st.fragment
-def canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
+def canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str, what: str = "a digit") -> None:
     """The canvas and its prediction. A fragment: a stroke reruns only this, not the whole page
     (no listing of run directories between a stroke and its answer)."""
-    guarded(_canvas_panel, predictor, scheme, brush, normalise)
+    guarded(_canvas_panel, predictor, scheme, brush, normalise, what)
 
 
-def _canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str) -> None:
+def _canvas_panel(predictor: Any, scheme: str, brush: int, normalise: str, what: str) -> None:
     left, right = st.columns(2)
     with left:
         image = _canvas(scheme, brush)
         st.button("Clear", on_click=_clear_canvas)
     with right:
         try:
-            classified = drawing.classify(predictor, image)
+            classified = drawing.classify(predictor, image, subject=what)
         except drawing.EmptyDrawing as exc:
             st.info(str(exc))
         else:
@@ -103,15 +104,34 @@ def _model_dir(choice: str, runs: str) -> str:
     return str(models.model_dir(choice, runs))
 
 
-# What each preprocessing does to a picture before the model sees it, for the page's caption.
+# What each preprocessing does to a picture before the model sees it, for the page's caption:
+# "auto" is the recipe of the model's dataset (predict.DATASET_RECIPES).
 PREPROCESSING = {
-    "auto": "the dataset's own recipe (digits: inverted if dark on light, cropped to the ink, scaled to "
+    "digit": "the dataset's own recipe (digits: inverted if dark on light, cropped to the ink, scaled to "
     "20 of 28 pixels, centred by mass, as MNIST was made)",
+    "fashion": "the dataset's own recipe (inverted if dark on light, the background trimmed, scaled to fill "
+    "28 x 28 pixels, sharpened, as FashionMNIST was made)",
     "plain": "a plain resize to the dataset's size",
 }
+# What a model classifies, for the page's title and hints: a FashionMNIST model is not shown "Draw a digit".
+SUBJECTS = {"mnist": "a digit", "fashion_mnist": "a piece of clothing", "cifar10": "an object"}
 
 
-def model_caption(choice: models.ModelChoice, is_default: bool, normalise: str = "auto") -> str:
+def subject(dataset: str | None) -> str:
+    """What to draw for a model of `dataset`: "a digit", "a piece of clothing", ..."""
+    return SUBJECTS.get(dataset or "", "a picture")
+
+
+def preprocessing(normalise: str, dataset: str | None) -> str:
+    """The caption's words for a preprocessing choice with a model of `dataset`."""
+    from mlp_lab.predict import DATASET_RECIPES
+
+    return PREPROCESSING[DATASET_RECIPES.get(dataset or "", "plain") if normalise == "auto" else normalise]
+
+
+def model_caption(
+    choice: models.ModelChoice, is_default: bool, normalise: str = "auto", classes: list[str] | None = None
+) -> str:
     """Which model the page uses (and why, when it chose it) and which preprocessing."""
     trained = " (trained on augmented digits)" if choice.augmented else ""
     if not is_default:
@@ -122,20 +142,28 @@ def model_caption(choice: models.ModelChoice, is_default: bool, normalise: str =
         why = ": the most accurate digits (MNIST) model here (train configs/mnist_robust.yaml for handwriting)"
     else:
         why = ": no tested digits (MNIST) model here, so the first one listed"
-    return f"Using {choice.label}{trained}{why}. Preprocessing: {PREPROCESSING[normalise]}."
+    what = f" It classifies {', '.join(classes)}." if classes else ""
+    return f"Using {choice.label}{trained}{why}.{what} Preprocessing: {preprocessing(normalise, choice.dataset)}."
 
 
 def draw_page(runs: Path) -> None:
     """Draw or upload a picture, pick a model, see what it thinks."""
-    st.header("Draw a digit")
+    title = st.empty()  # what to draw depends on the model picked below it
     choices = models.model_choices(models.finished_runs(runs), _registered(str(runs)))
     if not choices:
+        title.header("Draw a digit")
         st.info(
             f"No finished runs in {runs}/ yet: train one on the Train page or with `mlp-lab run configs/mnist.yaml`."
         )
         return
+    default_model = choices[models.default_choice(choices)]
+    groups = run_groups([choice.study for choice in choices])
+    if groups:  # a study's runs are many: picked by study first
+        first = groups.index(group_of(default_model.study, groups))
+        group = st.selectbox("Models from", groups, index=first, key="model_group")
+        choices = [choice for choice in choices if in_group(choice.study, group)]
     labels = [choice.label for choice in choices]
-    default = models.default_choice(choices)
+    default = choices.index(default_model) if default_model in choices else models.default_choice(choices)
     picked = labels.index(st.selectbox("Model", labels, index=default, key="model"))
     caption = st.empty()  # filled once the preprocessing is picked, below it
     options = st.columns(3)
@@ -144,9 +172,12 @@ def draw_page(runs: Path) -> None:
     normalise = options[2].radio(
         "Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get, key="normalise", horizontal=True
     )
-    caption.caption(model_caption(choices[picked], picked == default, normalise))
     predictor = predictor_for(Path(_model_dir(choices[picked].target, str(runs))), normalise)
-    canvas_panel(predictor, scheme, brush, normalise)
+    dataset = predictor.meta.get("dataset")
+    title.header(f"Draw {subject(dataset)}")
+    shown_classes = predictor.classes if dataset != models.DIGITS else None
+    caption.caption(model_caption(choices[picked], picked == default, normalise, shown_classes))
+    canvas_panel(predictor, scheme, brush, normalise, subject(dataset))
     st.subheader("Or upload pictures")
     files = st.file_uploader(
         "PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted automatically)",
@@ -157,8 +188,8 @@ def draw_page(runs: Path) -> None:
     for upload in files or []:
         try:
             classified = drawing.classify(predictor, drawing.read_upload(upload.name, upload.getvalue()))
-        except drawing.EmptyDrawing:
-            st.warning(f"{upload.name}: the picture is blank (one colour)")
+        except drawing.EmptyDrawing as exc:
+            st.warning(f"{upload.name}: {exc}")
             continue
         except MLPLabError as exc:
             st.error(str(exc))

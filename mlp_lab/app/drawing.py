@@ -15,9 +15,9 @@ from typing import Any
 
 from mlp_lab.errors import MLPLabError
 
-# Uploads: a phone photo is fine, a decompression bomb or a 200 MB TIFF is refused before decoding.
+# Uploads: a phone photo is fine, a 200 MB TIFF is refused before decoding (and a decompression
+# bomb by its pixel count, predict.MAX_IMAGE_PIXELS).
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 25_000_000
 
 
 class EmptyDrawing(MLPLabError):
@@ -72,30 +72,28 @@ def ink_pixels(image_data: Any) -> int:
 
     from mlp_lab.predict import BLANK_CONTRAST, load_pixels
 
-    pixels = load_pixels(image_data)[..., 0]
+    pixels = load_pixels(image_data).channels(1)[..., 0]
     return int(np.count_nonzero(np.abs(pixels - pixels[0, 0]) > BLANK_CONTRAST))
 
 
-def classify(predictor: Any, image: Any, k: int = 3) -> Classified:
-    """Run one picture (a canvas's RGBA array, a PIL image, a path) through a `predict.Predictor`.
+def classify(predictor: Any, image: Any, k: int = 3, subject: str = "a digit") -> Classified:
+    """Run one picture (a canvas's RGBA array, a PIL image, a path) through a `predict.Predictor`,
+    read and preprocessed once (`Predictor.see`), as `mlp-lab predict` does.
 
     A missing or blank picture raises EmptyDrawing, which the page shows as a hint, not an error.
     """
-    import numpy as np
-
-    from mlp_lab.predict import BLANK_CONTRAST, load_pixels, top_classes
+    from mlp_lab.predict import BlankImage, top_classes
 
     if image is None:
-        raise EmptyDrawing("draw a digit on the canvas (or upload a picture)")
+        raise EmptyDrawing(f"draw {subject} on the canvas (or upload a picture)")
     started = time.perf_counter()
-    pixels = load_pixels(image)
-    if float(np.ptp(pixels)) < BLANK_CONTRAST:
-        raise EmptyDrawing("the canvas is empty: draw something")
-    view = predictor.view(pixels)
-    probabilities = predictor.probabilities([pixels])
-    top = top_classes(probabilities, predictor.classes, k)[0]
+    try:
+        view, probabilities = predictor.see(image)
+    except BlankImage:
+        raise EmptyDrawing("the picture is blank (one colour, no ink): nothing to classify") from None
+    top = top_classes(probabilities.unsqueeze(0), predictor.classes, k)[0]
     milliseconds = (time.perf_counter() - started) * 1000.0
-    return Classified(view, probabilities[0].tolist(), top, milliseconds)
+    return Classified(view, probabilities.tolist(), top, milliseconds)
 
 
 def bars_html(classes: list[str], probabilities: list[float]) -> str:
@@ -134,25 +132,14 @@ def view_html(view: Any, scale: int) -> str:
     )
 
 
-def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS):
+def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int | None = None):
     """An uploaded file -> a PIL image, or one MLPLabError naming the file: too large, too many
-    pixels (checked from the header, before decoding), or not a readable image."""
-    from PIL import Image, UnidentifiedImageError
+    pixels (checked from the header, before decoding), or not a readable image; read by the same
+    reader as `mlp-lab predict`'s files (`predict.read_image`)."""
+    from mlp_lab.predict import MAX_IMAGE_PIXELS, read_image
 
     if len(data) > max_bytes:
         raise MLPLabError(f"{name}: {len(data) / 1e6:.1f} MB is too large (at most {max_bytes / 1e6:.0f} MB)")
     if not data:
         raise MLPLabError(f"{name}: the file is empty")
-    try:
-        img = Image.open(io.BytesIO(data))
-        width, height = img.size
-        if width * height > max_pixels:
-            raise MLPLabError(
-                f"{name}: {width}x{height} pixels is too large (at most {max_pixels / 1e6:.0f} megapixels)"
-            )
-        img.load()
-    except MLPLabError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise MLPLabError(f"{name}: not a readable PNG or JPEG image ({type(exc).__name__})") from None
-    return img
+    return read_image(name, io.BytesIO(data), MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)

@@ -4,6 +4,8 @@ message per field. Nothing is started here (`training` does that); no streamlit.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -28,7 +30,11 @@ FORM_KEYS = {
     "l2": "train.l2",
     "seed": "seed",
 }
-FORM_ERRORS = "_form"  # errors that belong to no single field (a cross-field rule on a hidden key)
+FORM_ERRORS = "_form"
+# The schema's own bound on the seed, quoted in the form's message.
+SEED_MAX = next(
+    rule.le for rule in Config.model_fields["seed"].metadata if hasattr(rule, "le")
+)  # errors that belong to no single field (a cross-field rule on a hidden key)
 
 
 def schema_choices(dotted: str) -> tuple[Any, ...] | None:
@@ -59,49 +65,109 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
 
 
 def form_defaults(base: Config) -> dict[str, Any]:
-    """The form's initial values from a config: hidden sizes as text, patience 0 meaning off."""
+    """The form's initial values from a config: hidden sizes, rates and the seed as text (a
+    browser's number box cannot hold every seed), patience 0 meaning off."""
     data = config_to_dict(base)
     values = {name: _get(data, key) for name, key in FORM_KEYS.items()}
     values["hidden_sizes"] = ", ".join(map(str, values["hidden_sizes"]))
     values["patience"] = values["patience"] or 0
     for name in ("lr", "l1", "l2"):
         values[name] = f"{values[name]:g}"
+    values["seed"] = str(values["seed"])
     return values
+
+
+# What each field takes, in a student's words: shown whenever the schema refuses a value, in place
+# of pydantic's own message ("String should match pattern ...").
+RULES = {
+    "name": "1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit, no spaces (e.g. mnist-small)",
+    "dataset": f"one of {', '.join(CHOICES['dataset'])}",
+    "hidden_sizes": "whole numbers above 0 separated by commas, e.g. 256, 128 (empty: logistic regression)",
+    "batch_norm": "on or off",
+    "dropout": "a share of units to drop: at least 0 and below 1, e.g. 0.2",
+    "optimizer": f"one of {', '.join(CHOICES['optimizer'])}",
+    "lr": "a number above 0, e.g. 0.001 or 1e-3",
+    "scheduler": f"one of {', '.join(CHOICES['scheduler'])}",
+    "epochs": "a whole number, at least 1",
+    "patience": "a whole number of epochs, 0 (off) or more",
+    "l1": "0 (off) or a small positive number, e.g. 1e-5",
+    "l2": "0 (off) or a small positive number, e.g. 1e-4",
+    "seed": f"a whole number from 0 to {SEED_MAX}",
+}
+
+
+def _refused(name: str, value: Any) -> str:
+    shown = str(value).strip() if str(value).strip() else "an empty value"
+    return f"{_clip(shown)} is not allowed: use {RULES[name]}"
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_sizes(text: Any) -> list[int]:
     if isinstance(text, (list, tuple)):
         return list(text)
-    parts = str(text).replace(",", " ").replace("-", " ").split()
-    if not all(part.isdigit() for part in parts):
-        raise ValueError("whole numbers separated by commas, e.g. 256, 128 (empty: logistic regression)")
+    stripped = str(text).strip()
+    if not stripped:
+        return []
+    # Commas, spaces or dashes between the sizes (256, 128 / 784-256-10 style); a dash before a
+    # number is a minus sign: "-5" is refused, not read as 5.
+    parts = re.split(r"\s*[,-]\s*|\s+", stripped)
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError
     return [int(part) for part in parts]
 
 
 def _parse_float(text: Any) -> float:
-    try:
-        return float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"not a number: {text!r} (e.g. 0.001 or 1e-3)") from None
+    value = float(str(text).strip())  # ValueError for "fast"
+    if not math.isfinite(value):  # "1e400" reads as infinity: refused, not trained with
+        raise ValueError
+    return value
+
+
+def _parse_int(text: Any) -> int:
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if isinstance(text, float) and text.is_integer():
+        return int(text)
+    stripped = str(text).strip()
+    if not stripped.lstrip("-").isdigit():
+        raise ValueError
+    return int(stripped)
+
+
+PARSERS = {"hidden_sizes": _parse_sizes, "lr": _parse_float, "l1": _parse_float, "l2": _parse_float, "seed": _parse_int}
+
+
+def _free_name(output_dir: Path, name: str) -> str:
+    n = 2
+    while (output_dir / f"{name}-{n}").exists():
+        n += 1
+    return f"{name}-{n}"
 
 
 def form_to_config(
     values: Mapping[str, Any], base: Config, output_dir: str | Path
 ) -> tuple[Config | None, dict[str, str]]:
     """Form values -> a Config validated by the same schema as a YAML file, or None and one
-    message per field (``FORM_ERRORS`` for problems no form field owns). Nothing is started here."""
+    plain message per field, all at once (``FORM_ERRORS`` for problems no form field owns). A
+    value the schema refuses is refused, never rounded or clipped into range; a name taken by a
+    run already in `output_dir` is refused too (the run would land in NAME-2 otherwise). Nothing
+    is started here."""
+    output_dir = Path(output_dir)
     errors: dict[str, str] = {}
     data = config_to_dict(base)
-    parsers = {"hidden_sizes": _parse_sizes, "lr": _parse_float, "l1": _parse_float, "l2": _parse_float}
     for name, key in FORM_KEYS.items():
         if name not in values:
             continue
         value = values[name]
-        if name in parsers:
+        if name in PARSERS:
             try:
-                value = parsers[name](value)
-            except ValueError as exc:
-                errors[name] = str(exc)
+                value = PARSERS[name](value)
+            except (ValueError, TypeError):
+                # Left at the base value, so the other fields are still checked by the schema.
+                errors[name] = _refused(name, value)
                 continue
         if name == "patience" and value in (0, None, ""):
             value = None  # 0 in the form: early stopping off
@@ -113,12 +179,12 @@ def form_to_config(
             node = node[part]
         node[last] = value
     data["output"]["dir"] = str(output_dir)
-    if errors:
-        return None, errors
     key_to_field = {key: name for name, key in FORM_KEYS.items()}
+    config = None
     try:
-        return validate_config(data, "form"), {}
+        config = validate_config(data, "form")
     except ConfigError as exc:
+        refused_by_schema = _schema_refusals(data)
         for line in exc.errors:
             _, _, rest = line.partition(": ")
             dotted, _, message = rest.partition(": ")
@@ -126,5 +192,26 @@ def form_to_config(
             name = key_to_field.get(dotted.split("[")[0], FORM_ERRORS)
             if name == FORM_ERRORS:
                 message = f"{dotted}: {message}"
+            elif name in errors:
+                continue  # refused already, as typed
+            elif dotted.split("[")[0] in refused_by_schema:
+                message = _refused(name, values.get(name, ""))  # the rule in plain words, not pydantic's
             errors[name] = f"{errors[name]}; {message}" if name in errors else message
-        return None, errors
+    name = str(data["name"])
+    if "name" not in errors and name and (output_dir / name).exists():
+        errors["name"] = (
+            f"a run named {name} is already in {output_dir}: choose another name, e.g. {_free_name(output_dir, name)}"
+        )
+    return (None, errors) if errors else (config, {})
+
+
+def _schema_refusals(data: Mapping[str, Any]) -> set[str]:
+    """The dotted keys the schema itself refuses (a pattern, a range, a type), as against the
+    config's cross-field rules, whose messages are plain already."""
+    from pydantic import ValidationError
+
+    try:
+        Config.model_validate(dict(data))
+    except ValidationError as exc:
+        return {".".join(str(part) for part in err["loc"] if not isinstance(part, int)) for err in exc.errors()}
+    return set()

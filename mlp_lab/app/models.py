@@ -28,6 +28,7 @@ class ModelChoice:
     dataset: str | None
     test_acc: float | None
     augmented: bool = False  # trained on augmented batches (data.augment); unknown for registered models
+    study: str | None = None  # the study folder a run belongs to (runs.study_of); None for the others
 
 
 def finished_runs(runs_dir: str | Path) -> list[RunInfo]:
@@ -59,7 +60,7 @@ def registered_models(runs_dir: str | Path) -> list[ModelChoice]:
 def model_choices(runs: list[RunInfo], registered: list[ModelChoice]) -> list[ModelChoice]:
     """The picker's models: finished runs (by path), then registered aliases."""
     return [
-        ModelChoice(run.describe(), str(run.path), run.dataset, run.test_acc, run.augmented) for run in runs
+        ModelChoice(run.describe(), str(run.path), run.dataset, run.test_acc, run.augmented, run.study) for run in runs
     ] + registered
 
 

@@ -38,6 +38,11 @@ class RunInfo:
     pid: int | None = None
 
     @property
+    def study(self) -> str | None:
+        """The study (or search) folder a nested run belongs to: its label's first part; None for a run of its own."""
+        return study_of(self.label)
+
+    @property
     def architecture(self) -> str:
         """e.g. 784-256-128-10 (a '?' for the ends of a run whose dataset is not known)."""
         facts = DATASETS.get(self.dataset)
@@ -62,6 +67,41 @@ class RunInfo:
             "test acc %": None if self.test_acc is None else round(100 * self.test_acc, 2),
             "time s": None if self.wall_time_s is None else round(self.wall_time_s, 1),
         }
+
+
+def study_of(label: str) -> str | None:
+    """The first part of a nested run's label (``dropout/p0.5/seed-0`` -> ``dropout``); None for a top-level run."""
+    return label.split("/", 1)[0] if "/" in label else None
+
+
+# The pickers' groups besides each study's own: a class's runs sit among dozens of study runs.
+ALL_RUNS, OWN_RUNS = "all runs", "runs outside studies"
+
+
+def run_groups(studies: Sequence[str | None]) -> list[str]:
+    """The choices of a group filter over runs of these studies (None: a run of its own), or []
+    when there is nothing to group (no study runs)."""
+    named = sorted({study for study in studies if study})
+    if not named:
+        return []
+    return ([OWN_RUNS] if None in studies else []) + [f"study: {name}" for name in named] + [ALL_RUNS]
+
+
+def in_group(study: str | None, group: str | None) -> bool:
+    """Whether a run of `study` is shown under `group` (a `run_groups` choice; None: no filter)."""
+    if group in (None, ALL_RUNS):
+        return True
+    if group == OWN_RUNS:
+        return study is None
+    return group == f"study: {study}"
+
+
+def group_of(study: str | None, groups: list[str]) -> str | None:
+    """The group a run of `study` is listed under first (its study's, else the runs outside studies)."""
+    for group in groups:
+        if group != ALL_RUNS and in_group(study, group):
+            return group
+    return groups[0] if groups else None
 
 
 def running_pid(run_dir: str | Path) -> int | None:

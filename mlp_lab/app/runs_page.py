@@ -9,7 +9,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from mlp_lab.app.runs import RunInfo, ensure_evaluation, list_runs, read_history
+from mlp_lab.app.runs import (
+    RunInfo,
+    ensure_evaluation,
+    group_of,
+    in_group,
+    list_runs,
+    read_history,
+    run_groups,
+    study_of,
+)
 from mlp_lab.app.studies import list_studies
 from mlp_lab.app.widgets import curves
 from mlp_lab.errors import MLPLabError
@@ -47,9 +56,14 @@ def runs_page(runs: Path, data_dirs: tuple[str, ...], mlflow_address: str | None
     if not infos:
         st.info(f"No runs in {runs}/ yet.")
     else:
+        wanted = st.query_params.get("run")
+        groups = run_groups([info.study for info in infos])
+        if groups:  # a study's runs are many: shown by study, not all in one list
+            first = group_of(study_of(wanted), groups) if wanted else groups[0]
+            group = st.selectbox("Show", groups, index=groups.index(first), key="runs_group")
+            infos = [info for info in infos if in_group(info.study, group)]
         st.dataframe([info.row() for info in infos], hide_index=True)
         labels = [info.label for info in infos]
-        wanted = st.query_params.get("run")
         label = st.selectbox("Run", labels, index=labels.index(wanted) if wanted in labels else 0)
         run_details(infos[labels.index(label)], data_dirs)
     studies = list_studies(runs)
@@ -58,9 +72,11 @@ def runs_page(runs: Path, data_dirs: tuple[str, ...], mlflow_address: str | None
         st.caption("No study reports yet: `mlp-lab compare STUDY` writes one.")
     for study in studies:
         with st.expander(study.name):
-            st.markdown(study.markdown)
-            for plot in study.plots:
-                st.image(str(plot), caption=plot.name)
+            for part in study.parts:  # each plot under its heading, as the report places it
+                if isinstance(part, Path):
+                    st.image(str(part), caption=part.name)
+                else:
+                    st.markdown(part)
 
 
 def run_details(info: RunInfo, data_dirs: tuple[str, ...]) -> None:

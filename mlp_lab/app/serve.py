@@ -20,6 +20,22 @@ MAIN = Path(__file__).with_name("main.py")
 RUNS_ENV = "MLP_LAB_APP_RUNS"
 MLFLOW_ENV = "MLP_LAB_APP_MLFLOW"  # the MLflow UI's address, when `mlp-lab app --mlflow` started one
 DATA_DIRS_ENV = "MLP_LAB_APP_DATA_DIRS"  # --data-dir values, os.pathsep-separated, for runs started here
+ADDRESS_ENV = "MLP_LAB_APP_ADDRESS"  # where `mlp-lab app` serves the app: the one origin that may frame the MLflow UI
+THREADS_ENV = "MLP_LAB_APP_THREADS"  # --threads: torch threads of each run started here
+
+
+def default_threads() -> int:
+    """Half the cores the app may use, at least one: a run started from the Train page leaves the
+    other half to the app (a drawing's answer) and to whatever else the machine runs."""
+    # As runtime.available_cores (the affinity mask), without importing torch into the CLI.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // 2)
+
+
+def app_threads(environ: dict[str, str] | None = None) -> int:
+    """The torch threads of each run the Train page starts: `mlp-lab app --threads`, else `default_threads`."""
+    value = (os.environ if environ is None else environ).get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default_threads()
 
 
 def require_app_extra() -> None:
@@ -43,6 +59,7 @@ def app_command(
     runs: str | Path = "runs",
     data_dirs: Sequence[str] = (),
     mlflow_address: str | None = None,
+    threads: int | None = None,
 ) -> tuple[list[str], str, dict[str, str]]:
     """(command, address, environment) that serve the app; fails naming the extra when it is missing."""
     require_app_extra()
@@ -78,4 +95,6 @@ def app_command(
     env = {**os.environ, RUNS_ENV: str(Path(runs).resolve()), DATA_DIRS_ENV: os.pathsep.join(map(str, data_dirs))}
     if mlflow_address:
         env[MLFLOW_ENV] = mlflow_address
+    env[THREADS_ENV] = str(threads or default_threads())
+    env[ADDRESS_ENV] = app_address(host, port)
     return command, app_address(host, port), env

@@ -22,8 +22,9 @@ from mlp_lab import rundir
 from mlp_lab.app.launched import sidecar
 from mlp_lab.app.runs import RunInfo, describe_run, read_history, running_pid
 from mlp_lab.config import Config, config_to_yaml
-from mlp_lab.errors import MLPLabError
+from mlp_lab.errors import ConfigError, MLPLabError
 from mlp_lab.rundir import RunStatus
+from mlp_lab.yamlfile import read_yaml_mapping
 
 
 def _spawn(command: list[str], run_dir: Path, action: str) -> int:
@@ -115,6 +116,7 @@ class Progress:
     history: list[dict[str, float]]
     log_tail: str
     error: str | None
+    epochs_planned: int | None = None  # from the config the app launched it with, before the run writes its own
 
     @property
     def running(self) -> bool:
@@ -148,4 +150,10 @@ def run_progress(run_dir: str | Path, runs_dir: str | Path | None = None) -> Pro
                 error = rundir.read_json(run_dir / rundir.SUMMARY_FILE).get("error")
             except (OSError, ValueError):
                 pass
-    return Progress(info, history, log_tail, error)
+    planned = info.epochs_planned
+    if planned is None:
+        try:
+            planned = read_yaml_mapping(sidecar(run_dir, ".yaml")).get("train", {}).get("epochs")
+        except (ConfigError, AttributeError):
+            planned = None
+    return Progress(info, history, log_tail, error, planned if isinstance(planned, int) else None)

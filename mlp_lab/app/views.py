@@ -17,7 +17,7 @@ import streamlit as st
 from mlp_lab.app.draw_page import draw_page
 from mlp_lab.app.mlflow_page import browser_address, mlflow_page
 from mlp_lab.app.runs_page import runs_page
-from mlp_lab.app.serve import DATA_DIRS_ENV, MLFLOW_ENV, RUNS_ENV
+from mlp_lab.app.serve import ADDRESS_ENV, DATA_DIRS_ENV, MLFLOW_ENV, RUNS_ENV, app_threads
 from mlp_lab.app.train_page import train_page
 from mlp_lab.app.widgets import guarded
 
@@ -56,8 +56,8 @@ def main() -> None:
     if page == "Draw":
         guarded(draw_page, runs)
     elif page == "Train":
-        guarded(train_page, runs, data_dirs)
+        guarded(train_page, runs, data_dirs, app_threads())
     elif page == "Runs":
         guarded(runs_page, runs, data_dirs, mlflow_address)
     else:
-        guarded(mlflow_page, mlflow_address)
+        guarded(mlflow_page, mlflow_address, os.environ.get(ADDRESS_ENV))

@@ -59,6 +59,10 @@ def app_(
     ] = False,
     mlflow_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI with --mlflow.")] = 5000,
     data_dir: DataDirOpt = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="torch threads of each run the Train page starts \\[default: half the CPU cores]."),
+    ] = None,
 ) -> None:
     """Serve the web app (the app extra): draw digits for any model, train, watch and compare runs.
 
@@ -80,7 +84,7 @@ def app_(
             # Framed by the app's pages only: its MLflow page shows the UI, no other site may.
             mlflow_command, mlflow_address = ui_command(runs, mlflow_port, framed_by=app_address(host, port), host=host)
             servers.append(Server("mlflow", mlflow_command))
-        command, address, env = app_command(host, port, runs, data_dirs(data_dir), mlflow_address)
+        command, address, env = app_command(host, port, runs, data_dirs(data_dir), mlflow_address, threads)
         servers.append(Server("streamlit", command, env, quiet=True))
     out.print(f"mlp-lab app: {address}  (runs {runs}; Ctrl-C stops it)", highlight=False)
     if mlflow_address:
