@@ -37,6 +37,7 @@ SKIP = {
     r"--address auto": "needs a running Ray cluster (docs/guide/cluster.md); tests/test_executors_ray.py starts one",
     r"--backend ray": "starts a local Ray instance: tests/test_executors_ray.py runs --backend ray",
     r"^(make|pip|\.|tensorboard|ray|mkdir|echo|export)(\s|$)": "not mlp-lab: an install, a shell or another tool's command",
+    r"^(docker|podman)\s": "builds or runs the container image: tests/test_container.py builds it and runs these verbs in it",
 }
 # Text of a command line replaced before it runs: the user's own paths, here made up, and a
 # trial count given on the command line (it overrides the search file's shortened one).
