@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlp_lab import rundir
-from mlp_lab.ablation import Study, load_study, study_runs
+from mlp_lab.ablation import Study, load_study, plan
 from mlp_lab.errors import ConfigError
 from mlp_lab.metrics import HANDWRITING_METRIC
 from mlp_lab.plots import epoch_axis, lr_axis, outside_legend
@@ -78,8 +78,9 @@ def collect(study: Study, warn: Callable[[str], None] | None = None) -> dict[str
     whose summary.json or metrics.csv is damaged counts as missing (compare trains it again),
     each said in one line to `warn`."""
     arms: dict[str, Any] = {}
-    for run in study_runs(study):  # the runs track, register and list see too
-        spec = run.spec
+    # The planned runs, as `ablation.study_runs` gives track, register and list; read here once,
+    # with the damage said, rather than through its status reads and then again.
+    for spec in plan(study):
         arm = arms.setdefault(
             spec.arm,
             {
