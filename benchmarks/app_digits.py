@@ -116,8 +116,8 @@ def in_process_ms(run_dir: Path, repeats: int = 30) -> float:
     from PIL import Image, ImageDraw
 
     from mlp_lab.app.drawing import classify
-    from mlp_lab.checkpoint import load_model
-    from mlp_lab.predict import Predictor
+    from mlp_lab.inspect.predict import Predictor
+    from mlp_lab.training.checkpoint import load_model
 
     predictor = Predictor(load_model(run_dir))
     img = Image.new("RGBA", (280, 280), (0, 0, 0, 255))

@@ -23,11 +23,11 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from mlp_lab.analysis import unnormalize
-from mlp_lab.checkpoint import load_model
-from mlp_lab.data import load_data
-from mlp_lab.errors import MLPLabError
-from mlp_lab.predict import images_to_features, predict, prepare_image
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.data.load import load_data
+from mlp_lab.inspect.analysis import unnormalize
+from mlp_lab.inspect.predict import images_to_features, predict, prepare_image
+from mlp_lab.training.checkpoint import load_model
 
 CANVAS = 280
 # Each entry: how the drawing is turned into the model's input.

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/epoch_speed.py [CONFIG] [--repeats 3] [--threads N] [--json FILE]
 Prints (a) mlp-lab's epoch, (b) the tutorial DataLoader pipeline, (c) the compute floor, (r) the
-matmul roofline, the ratios trainer/roofline, a/c and b/a, and the peak RSS of (a). See mlp_lab/bench.py for what each one measures.
+matmul roofline, the ratios trainer/roofline, a/c and b/a, and the peak RSS of (a). See mlp_lab/inspect/bench.py for what each one measures.
 """
 
 import sys

@@ -34,7 +34,7 @@ except ImportError:  # code from before the app was split into one module per jo
     from mlp_lab.app.logic import finished_runs, list_runs
 
 try:
-    from mlp_lab.runindex import INDEX_FILE
+    from mlp_lab.runs.runindex import INDEX_FILE
 except ImportError:  # code from before the runs index: every listing reads every run directory
     INDEX_FILE = None
 

@@ -28,19 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlp_lab import rundir
-from mlp_lab.config import Config, apply_set_options, config_to_dict, flatten, validate_config
-from mlp_lab.config import load_config as load_config_file
-from mlp_lab.errors import ConfigError, MachineFault, MLPLabError, clip
-from mlp_lab.specfile import resolve_spec_path
+from mlp_lab.config.load import load_config as load_config_file
+from mlp_lab.config.load import validate_config
+from mlp_lab.config.overrides import apply_set_options, flatten
+from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.config.specfile import resolve_spec_path
+from mlp_lab.core.errors import ConfigError, MachineFault, MLPLabError, clip
+from mlp_lab.runs import rundir
 
 if TYPE_CHECKING:  # these import torch (or optuna's side); the module is imported before they are needed
     import numpy as np
 
-    from mlp_lab.ablation import Study
-    from mlp_lab.checkpoint import LoadedRun
-    from mlp_lab.execute import RunOutcome
+    from mlp_lab.execution.procedure import RunOutcome
     from mlp_lab.search.spec import Search
+    from mlp_lab.studies.ablation import Study
+    from mlp_lab.training.checkpoint import LoadedRun
 
 __all__ = [
     "Model",
@@ -112,7 +114,7 @@ def _as_found() -> Iterator[None]:
     """Put the process-wide state a run touches back as it was after the block."""
     import torch
 
-    from mlp_lab.runtime import determinism_as_found, rng_state, set_rng_state
+    from mlp_lab.training.runtime import determinism_as_found, rng_state, set_rng_state
 
     environ = dict(os.environ)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -207,7 +209,7 @@ def run(
     say = _log(verbose, log)
     dirs = _data_dirs(data_dirs)
     with _as_found():
-        from mlp_lab.execute import start_run
+        from mlp_lab.execution.procedure import start_run
 
         result = start_run(
             cfg,
@@ -255,7 +257,7 @@ class StudyReport:
 
 
 def _study(study: str | Path | Study, seeds: Sequence[int] | None, overrides: Overrides) -> Study:
-    from mlp_lab.ablation import Study, load_study
+    from mlp_lab.studies.ablation import Study, load_study
 
     texts = _set_texts(overrides)
     if isinstance(study, Study):
@@ -299,8 +301,8 @@ def compare(
     report's `failures`; a fault of the machine raises MachineFault before any report is built.
     With jobs > 1 the worker processes print their per-epoch lines only when `verbose`.
     """
-    from mlp_lab.ablation import compare as run_compare
-    from mlp_lab.report import build_report
+    from mlp_lab.studies.ablation import compare as run_compare
+    from mlp_lab.studies.report import build_report
 
     if backend not in ("local", "ray"):
         raise MLPLabError(f"backend {clip(repr(backend))}: choose local or ray")
@@ -311,7 +313,7 @@ def compare(
     say = _log(verbose, log)
     with _as_found():
         if backend == "ray":
-            from mlp_lab.executors_ray import RayExecutor, check_ray_installed, ray_session
+            from mlp_lab.execution.ray_executor import RayExecutor, check_ray_installed, ray_session
 
             check_ray_installed()
             with ray_session(address):
@@ -325,8 +327,8 @@ def compare(
                     executor=RayExecutor(threads, jobs if jobs > 1 else None, log=say),
                 )
         else:
-            from mlp_lab.execute import ProcessPoolExecutor, SerialExecutor
-            from mlp_lab.runtime import check_runtime
+            from mlp_lab.execution.procedure import ProcessPoolExecutor, SerialExecutor
+            from mlp_lab.training.runtime import check_runtime
 
             for arm in loaded.arms:  # a GPU asked for but absent, before any run
                 check_runtime(arm.config, f"{loaded.path}: arms.{arm.name}")
@@ -421,8 +423,8 @@ def search(
     dirs = _data_dirs(data_dirs)
     say = _log(verbose, log)
     with _as_found():
-        from mlp_lab.execute import ProcessPoolExecutor, SerialExecutor
-        from mlp_lab.runtime import check_runtime
+        from mlp_lab.execution.procedure import ProcessPoolExecutor, SerialExecutor
+        from mlp_lab.training.runtime import check_runtime
 
         check_runtime(found.base_config, str(found.path))
         executor = SerialExecutor(threads, say) if jobs <= 1 else ProcessPoolExecutor(jobs, threads, quiet=not verbose)
@@ -487,7 +489,7 @@ class Model:
     preprocessing (the dataset's recipe: resized, centred, inverted when dark on light)."""
 
     def __init__(self, run: LoadedRun, invert: bool | str = "auto", normalise: str = "auto") -> None:
-        from mlp_lab.predict import Predictor
+        from mlp_lab.inspect.predict import Predictor
 
         self.run_dir: Path = run.run_dir
         self.config: Config = run.config
@@ -511,7 +513,7 @@ class Model:
         (H x W, or H x W x 1/3/4; integers on 0..255, floats on 0..1)."""
         batch = list(images) if isinstance(images, (list, tuple)) else [images]
         probabilities = self._predictor.probabilities(batch)
-        from mlp_lab.predict import top_classes
+        from mlp_lab.inspect.predict import top_classes
 
         top = top_classes(probabilities, self.classes, top_k)
         return Predictions([row[0]["class"] for row in top], top, probabilities.numpy(), self.classes)
@@ -528,8 +530,8 @@ def load_model(
     """A run directory's model, or a registered one (``models:/NAME@ALIAS``,
     ``models:/NAME/VERSION``: fetched from `output_dir`'s MLflow store, the [track] extra).
     `which` picks the checkpoint (default: the weights the run's test metrics used)."""
-    from mlp_lab.checkpoint import load_model as load_run
     from mlp_lab.tracking.registry import is_model_uri, materialize
+    from mlp_lab.training.checkpoint import load_model as load_run
 
     with _as_found():
         run_dir = materialize(str(target), output_dir) if is_model_uri(target) else Path(target)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
-from mlp_lab.checkpoint import load_checkpoint, model_from_checkpoint
-from mlp_lab.data import to_features
+from mlp_lab.data.load import to_features
+from mlp_lab.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 class MLPLabModel(PythonModel):

@@ -22,8 +22,8 @@ import pytest
 from conftest import free_port, wait_for_health
 from PIL import Image, ImageDraw
 
-from mlp_lab.config import validate_config
-from mlp_lab.predict import prepare_image
+from mlp_lab.config.load import validate_config
+from mlp_lab.inspect.predict import prepare_image
 
 REPO = Path(__file__).resolve().parents[1]
 CANVAS = 280

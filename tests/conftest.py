@@ -17,8 +17,9 @@ import pytest
 import torch
 import yaml
 
-from mlp_lab import rundir
-from mlp_lab.config import Config, config_to_dict, validate_config
+from mlp_lab.config.load import validate_config
+from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.runs import rundir
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -129,8 +130,8 @@ SHIPPED_HASHES_NUMERICS_2 = {
 def assert_resumes_identically(cfg: Config, tmp_path: Path) -> dict:
     """Train `cfg` uninterrupted, and again interrupted at step 5 of epoch 2 (of 15 steps an epoch)
     then resumed: metrics, test score and final weights must be equal. Returns the final weights."""
-    from mlp_lab.checkpoint import load_checkpoint
-    from mlp_lab.train import TrainingInterrupted, train
+    from mlp_lab.training.checkpoint import load_checkpoint
+    from mlp_lab.training.trainer import TrainingInterrupted, train
 
     full = train(cfg, tmp_path / "full")
     polls = {"n": 0}

@@ -6,11 +6,11 @@ import pytest
 import yaml
 from conftest import metrics_without_timing, write_study
 
-from mlp_lab.ablation import compare, load_study, plan
-from mlp_lab.errors import ConfigError, MLPLabError
-from mlp_lab.execute import run_one
-from mlp_lab.interrupt import StopFlag
-from mlp_lab.rundir import RunStatus
+from mlp_lab.core.errors import ConfigError, MLPLabError
+from mlp_lab.core.interrupt import StopFlag
+from mlp_lab.execution.procedure import run_one
+from mlp_lab.runs.rundir import RunStatus
+from mlp_lab.studies.ablation import compare, load_study, plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_partial_run_is_continued_to_the_same_result(tiny_config, tmp_path):
     result = compare(exp, log=lambda _: None)
     assert result.outcomes[0].action == "resumed" and result.outcomes[0].status == RunStatus.DONE
     reference = tmp_path / "reference"
-    from mlp_lab.train import train
+    from mlp_lab.training.trainer import train
 
     expected = train(spec.config, reference)
     assert result.outcomes[0].summary["test/acc"] == expected["test/acc"]
@@ -130,7 +130,7 @@ def test_failed_run_is_reported_and_others_continue(tiny_config, tmp_path):
     result = compare(load_study(path), log=lambda _: None)
     assert [o.status for o in result.outcomes] == [RunStatus.DONE] * 2 + [RunStatus.FAILED] * 2
     assert "diverged" in result.failures[0].error and result.failures[0].summary["status"] == "diverged"
-    from mlp_lab.report import build_report
+    from mlp_lab.studies.report import build_report
 
     report = build_report(load_study(path))
     explode = report["arms"][1]
@@ -143,7 +143,7 @@ def test_set_applies_to_every_arm_changes_the_hash_and_is_in_the_report(tiny_con
     from typer.testing import CliRunner
 
     from mlp_lab.cli import app
-    from mlp_lab.config import config_hash
+    from mlp_lab.config.hashing import config_hash
 
     path = write_study(tmp_path, tiny_config)
     plain = load_study(path)
@@ -174,7 +174,7 @@ def test_set_is_validated_like_run_and_may_not_change_the_factor(tiny_config, tm
 
 
 def test_suite_applies_set_to_every_study(tiny_config, tmp_path):
-    from mlp_lab.overview import load_studies
+    from mlp_lab.studies.overview import load_studies
 
     write_study(tmp_path, tiny_config)
     [study] = load_studies(["study"], studies_dir=tmp_path / "experiments", overrides=["train.epochs=1"])

@@ -9,14 +9,14 @@ from conftest import write_config
 from PIL import Image
 from typer.testing import CliRunner
 
-from mlp_lab.analysis import describe_data, model_summary, unnormalize
-from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
-from mlp_lab.data import load_data
-from mlp_lab.evaluation import evaluate_run, per_class_report
-from mlp_lab.model import ParameterizedMLP
-from mlp_lab.predict import predict_files
-from mlp_lab.train import train
+from mlp_lab.data.load import load_data
+from mlp_lab.inspect.analysis import describe_data, model_summary, unnormalize
+from mlp_lab.inspect.evaluation import evaluate_run, per_class_report
+from mlp_lab.inspect.predict import predict_files
+from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.training.checkpoint import load_model
+from mlp_lab.training.trainer import train
 
 runner = CliRunner()
 

@@ -19,10 +19,10 @@ from conftest import write_config, write_study
 from PIL import Image
 
 import mlp_lab
-from mlp_lab import rundir
-from mlp_lab.ablation import load_study
-from mlp_lab.config import Config, config_to_dict
-from mlp_lab.errors import ConfigError, MLPLabError
+from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.core.errors import ConfigError, MLPLabError
+from mlp_lab.runs import rundir
+from mlp_lab.studies.ablation import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -190,8 +190,8 @@ def test_compare_with_worker_processes_prints_nothing(tiny_config, tmp_path, cap
 
 
 def test_load_model_predicts_as_mlp_lab_predict_does(tiny_config, tmp_path):
-    from mlp_lab.checkpoint import load_model as load_run
-    from mlp_lab.predict import predict_files
+    from mlp_lab.inspect.predict import predict_files
+    from mlp_lab.training.checkpoint import load_model as load_run
 
     result = mlp_lab.run(tiny_config(train={"epochs": 1}), run_dir=tmp_path / "run")
     model = mlp_lab.load_model(result.run_dir)
@@ -286,7 +286,7 @@ def execute_notebook(path: Path, cwd: Path, timeout: int = 900):
 def test_the_example_notebook_runs(tmp_path):
     """docs/notebook.ipynb on real FashionMNIST in an empty directory holding configs/ and
     experiments/ (a checkout, or `mlp-lab init`): every cell runs, and what it shows is real."""
-    from mlp_lab.data import DataError, load_data
+    from mlp_lab.data.load import DataError, load_data
 
     try:
         load_data(mlp_lab.load_config(REPO / "configs" / "baseline.yaml", ["data.download=false"]).data)

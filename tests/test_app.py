@@ -33,16 +33,16 @@ from conftest import free_port, wait_for_health
 from PIL import Image
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
 from mlp_lab.app import drawing, form, launched, models, serve, studies, training
 from mlp_lab.app import runs as app_runs
 from mlp_lab.app.serve import MLFLOW_ENV, RUNS_ENV
-from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
-from mlp_lab.config import validate_config
-from mlp_lab.errors import MLPLabError
-from mlp_lab.execute import start_run
-from mlp_lab.predict import Predictor
+from mlp_lab.config.load import validate_config
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.execution.procedure import start_run
+from mlp_lab.inspect.predict import Predictor
+from mlp_lab.runs import rundir
+from mlp_lab.training.checkpoint import load_model
 
 runner = CliRunner()
 MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
@@ -280,7 +280,7 @@ def test_runs_are_listed_with_their_facts_and_a_deleted_run_is_one_message(shape
 
 
 LOCK_HOLDER = (
-    "import sys; from mlp_lab.rundir import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+    "import sys; from mlp_lab.runs.rundir import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
     "print('locked', flush=True); sys.stdin.read()"
 )
 
@@ -641,7 +641,7 @@ def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_no
 def test_train_form_offers_the_schemas_choices(app_test, tmp_path):
     from typing import get_args
 
-    from mlp_lab.config import DataConfig, OptimizerConfig, SchedulerConfig
+    from mlp_lab.config.schema import DataConfig, OptimizerConfig, SchedulerConfig
 
     page = app_test(tmp_path / "runs", "Train")
     assert not page.exception

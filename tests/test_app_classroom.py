@@ -20,8 +20,8 @@ from app_helpers import (
     write_shapes_dataset,
 )
 
-from mlp_lab.execute import start_run
-from mlp_lab.handwriting import load_scans
+from mlp_lab.execution.procedure import start_run
+from mlp_lab.inspect.handwriting import load_scans
 
 # Sizes a phone, a scanner and a cropped screenshot give; PNG and JPEG.
 PHOTOS = [((60, 60), "png"), ((300, 300), "jpg"), ((800, 600), "png"), ((640, 480), "jpg")]

@@ -7,10 +7,12 @@ import pytest
 import torch
 from conftest import SHIPPED_HASHES_NUMERICS_2, assert_resumes_identically, metrics_without_timing
 
-from mlp_lab.augment import Augmenter, augment_batch, augment_pixels, batch_generator
-from mlp_lab.config import AugmentConfig, config_hash, load_config
-from mlp_lab.errors import ConfigError
-from mlp_lab.train import Trainer, train
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.load import load_config
+from mlp_lab.config.schema import AugmentConfig
+from mlp_lab.core.errors import ConfigError
+from mlp_lab.data.augment import Augmenter, augment_batch, augment_pixels, batch_generator
+from mlp_lab.training.trainer import Trainer, train
 
 FULL = {
     "rotation": 12,
@@ -27,7 +29,7 @@ FULL = {
 def test_shipped_configs_hash_as_before_the_augment_section(name, monkeypatch):
     # Pinned under numerics version 2 (main before the section existed); the numerics version
     # is part of the hash, so the comparison is made under that version.
-    monkeypatch.setattr("mlp_lab.config.NUMERICS_VERSION", 2)
+    monkeypatch.setattr("mlp_lab.config.hashing.NUMERICS_VERSION", 2)
     assert config_hash(load_config(f"configs/{name}.yaml")) == SHIPPED_HASHES_NUMERICS_2[name]
 
 
@@ -133,7 +135,7 @@ def test_a_run_resumed_mid_epoch_with_augmentation_equals_an_uninterrupted_one(t
 
 
 def test_mlp_lab_data_shows_an_augmented_grid_only_when_augmentation_is_on(tiny_config, tmp_path):
-    from mlp_lab.analysis import inspect_data
+    from mlp_lab.inspect.analysis import inspect_data
 
     info, _ = inspect_data(tiny_config().data, tmp_path / "plain")
     assert "augmented_grid" not in info and not (tmp_path / "plain" / "mnist_augmented.png").exists()

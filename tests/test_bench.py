@@ -9,9 +9,9 @@ import pytest
 from conftest import write_config
 from typer.testing import CliRunner
 
-from mlp_lab.bench import roofline_flops, roofline_shapes, run_benchmark
 from mlp_lab.cli import app
-from mlp_lab.train import num_batches
+from mlp_lab.inspect.bench import roofline_flops, roofline_shapes, run_benchmark
+from mlp_lab.training.trainer import num_batches
 
 
 def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
@@ -39,8 +39,8 @@ def test_benchmark_measures_three_pipelines_and_ratios(tiny_config):
 
 
 def test_augmentation_bench_times_the_configs_own_augmentation(tiny_config):
-    from mlp_lab.bench import time_augmentation
-    from mlp_lab.data import load_data
+    from mlp_lab.data.load import load_data
+    from mlp_lab.inspect.bench import time_augmentation
 
     cfg = tiny_config(data={"augment": {"rotation": 5}}, train={"epochs": 1, "batch_size": 32, "device": "cpu"})
     g = time_augmentation(cfg, load_data(cfg.data), repeats=1)
@@ -79,7 +79,7 @@ def test_validate_does_not_import_torch(tmp_path):
 
 
 def test_bench_refuses_a_cnn_config_rather_than_timing_an_mlp(tiny_config):
-    from mlp_lab.errors import MLPLabError
+    from mlp_lab.core.errors import MLPLabError
 
     cfg = tiny_config(model={"kind": "cnn", "conv": {"channels": [4]}, "hidden_sizes": [8]})
     with pytest.raises(MLPLabError, match="model.kind"):

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from mlp_lab.checkpoint import CheckpointError, load_checkpoint, load_model
-from mlp_lab.data import load_data
-from mlp_lab.errors import MLPLabError
-from mlp_lab.train import evaluate, train
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.data.load import load_data
+from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint, load_model
+from mlp_lab.training.trainer import evaluate, train
 
 
 def test_both_checkpoints_describe_themselves_and_carry_the_data_facts(tiny_config, tmp_path):

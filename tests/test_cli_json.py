@@ -18,8 +18,8 @@ import yaml
 from conftest import write_config, write_study
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
 from mlp_lab.cli import app
+from mlp_lab.runs import rundir
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_compare_json_with_a_failed_run_prints_the_outcomes_then_exits_1(tiny_co
 
 
 def test_summary_data_and_evaluate_json(tiny_config, tmp_path):
-    from mlp_lab.analysis import model_summary
+    from mlp_lab.inspect.analysis import model_summary
 
     cfg = tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"})
     path = write_config(tmp_path, cfg)
@@ -127,7 +127,7 @@ def test_json_errors_stay_one_error_line_on_stderr(args, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_models_json_lists_the_registered_versions(tiny_config, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    from mlp_lab.train import train
+    from mlp_lab.training.trainer import train
 
     train(tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"}), tmp_path / "runs" / "tiny")
     monkeypatch.chdir(tmp_path)  # the default store: ./runs/mlflow.db

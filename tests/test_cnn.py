@@ -19,18 +19,21 @@ from conftest import (
 from test_ablation import REPO
 from typer.testing import CliRunner
 
-from mlp_lab.analysis import model_summary, unnormalize
-from mlp_lab.checkpoint import load_model
 from mlp_lab.cli import app
-from mlp_lab.cnn import ChannelDropout, ParameterizedCNN
-from mlp_lab.config import Config, config_hash, load_config, parameter_count, validate_config
-from mlp_lab.data import load_data, to_features
-from mlp_lab.datasets import DATASETS
-from mlp_lab.errors import ConfigError
-from mlp_lab.model import ParameterizedMLP, macs_per_example
-from mlp_lab.networks import build_model, layer_table, model_macs
-from mlp_lab.predict import Predictor, predict
-from mlp_lab.train import evaluate, train
+from mlp_lab.config.datasets import DATASETS
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.load import load_config, validate_config
+from mlp_lab.config.schema import Config
+from mlp_lab.config.sizes import parameter_count
+from mlp_lab.core.errors import ConfigError
+from mlp_lab.data.load import load_data, to_features
+from mlp_lab.inspect.analysis import model_summary, unnormalize
+from mlp_lab.inspect.predict import Predictor, predict
+from mlp_lab.models.cnn import ChannelDropout, ParameterizedCNN
+from mlp_lab.models.mlp import ParameterizedMLP, macs_per_example
+from mlp_lab.models.registry import build_model, layer_table, model_macs
+from mlp_lab.training.checkpoint import load_model
+from mlp_lab.training.trainer import evaluate, train
 
 runner = CliRunner()
 
@@ -51,7 +54,7 @@ def tiny_cnn(tiny_config, **train):
 def test_the_new_keys_leave_every_earlier_config_hash_as_it_was(name, monkeypatch):
     # Pinned under numerics version 2 (main before the keys existed); the numerics version is
     # part of the hash, so the comparison is made under that version.
-    monkeypatch.setattr("mlp_lab.config.NUMERICS_VERSION", 2)
+    monkeypatch.setattr("mlp_lab.config.hashing.NUMERICS_VERSION", 2)
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
     assert config_hash(cfg) == SHIPPED_HASHES_NUMERICS_2[name]
     # An MLP ignores conv settings and an unpermuted run its permutation seed: same hash.
@@ -291,7 +294,7 @@ def test_search_samples_cnn_parameters_under_model(tiny_config, tmp_path):
 
 
 def test_the_shipped_cnn_studies_compare_models_and_permutations():
-    from mlp_lab.ablation import load_study
+    from mlp_lab.studies.ablation import load_study
 
     for name, dataset in (("mlp_vs_cnn", "mnist"), ("mlp_vs_cnn_fashion", "fashion_mnist")):
         study = load_study(REPO / "experiments" / f"{name}.yaml")

@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from mlp_lab.config import Config, config_hash, deep_merge, flatten, load_config, parse_override
-from mlp_lab.errors import ConfigError
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.load import load_config
+from mlp_lab.config.overrides import deep_merge, flatten, parse_override
+from mlp_lab.config.schema import Config
+from mlp_lab.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,9 +145,10 @@ def test_deep_merge_merges_nested_mappings():
 
 
 def test_parameter_count_matches_the_model_and_shapes_match_the_datasets():
-    from mlp_lab.config import DATASET_SHAPES, ModelConfig, parameter_count
-    from mlp_lab.datasets import DATASETS
-    from mlp_lab.model import ParameterizedMLP
+    from mlp_lab.config.datasets import DATASETS
+    from mlp_lab.config.schema import ModelConfig
+    from mlp_lab.config.sizes import DATASET_SHAPES, parameter_count
+    from mlp_lab.models.mlp import ParameterizedMLP
 
     for name, spec in DATASETS.items():
         c, h, w = spec.image_shape
@@ -156,14 +160,14 @@ def test_parameter_count_matches_the_model_and_shapes_match_the_datasets():
 
 def test_normalise_choices_of_the_cli_are_predicts():
     from mlp_lab.cli.inspect import Normalise
-    from mlp_lab.predict import NORMALISATIONS
+    from mlp_lab.inspect.predict import NORMALISATIONS
 
     assert tuple(n.value for n in Normalise) == NORMALISATIONS
 
 
 def test_a_model_too_large_for_memory_is_refused_naming_its_parameter_count(tmp_path):
-    from mlp_lab.config import load_config
-    from mlp_lab.errors import ConfigError
+    from mlp_lab.config.load import load_config
+    from mlp_lab.core.errors import ConfigError
 
     path = tmp_path / "c.yaml"
     path.write_text("model: {hidden_sizes: [1000000000000]}\n")

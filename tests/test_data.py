@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import write_cifar_dataset, write_idx_dataset
 
-from mlp_lab import data as data_mod
-from mlp_lab.config import DataConfig
-from mlp_lab.data import DataError, load_data, split_indices
+from mlp_lab.config.schema import DataConfig
+from mlp_lab.data import load as data_mod
+from mlp_lab.data.load import DataError, load_data, split_indices
 
 
 def cfg(tmp_path: Path, **kw) -> DataConfig:

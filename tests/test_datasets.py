@@ -2,9 +2,9 @@
 
 from typing import get_args
 
-from mlp_lab import data
-from mlp_lab.config import DataConfig
-from mlp_lab.datasets import DATASETS, display_name
+from mlp_lab.config.datasets import DATASETS, display_name
+from mlp_lab.config.schema import DataConfig
+from mlp_lab.data import load as data
 
 
 def test_every_dataset_the_schema_allows_has_its_facts_and_a_loader():

@@ -60,7 +60,7 @@ def test_cli_reference_lists_every_command():
 
 
 def test_config_reference_lists_every_key():
-    from mlp_lab.config import Config, config_to_dict
+    from mlp_lab.config.schema import Config, config_to_dict
 
     page = generate.config_markdown()
     keys = set(_flatten(config_to_dict(Config())))

@@ -31,9 +31,9 @@ import torch
 from conftest import write_idx_dataset
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
 from mlp_lab.cli import app
-from mlp_lab.config import validate_config
+from mlp_lab.config.load import validate_config
+from mlp_lab.runs import rundir
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -1151,7 +1151,7 @@ for _case in CASES:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """A tiny finished run and a diverged one, shared by the cases that need a run directory."""
-    from mlp_lab.train import TrainingDiverged, train
+    from mlp_lab.training.trainer import TrainingDiverged, train
 
     base = tmp_path_factory.mktemp("runs")
     idx = write_idx_dataset(base / "idx")
@@ -1419,7 +1419,7 @@ def _wait_for_epoch(run_dir: Path, process: subprocess.Popen, timeout: float = 1
 @needs_root
 @pytest.mark.slow  # spawns a training process
 def test_disk_filling_after_an_epoch_keeps_the_last_checkpoint_and_metrics(tmp_path, runs):
-    from mlp_lab.checkpoint import load_checkpoint
+    from mlp_lab.training.checkpoint import load_checkpoint
 
     with tmpfs(tmp_path / "disk", "64m") as disk:
         config = _fault_config(tmp_path, disk / "runs", epochs=30, hidden=512)

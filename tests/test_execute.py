@@ -7,10 +7,8 @@ import pytest
 import torch
 from conftest import metrics_without_timing, write_study
 
-from mlp_lab import rundir
-from mlp_lab.ablation import load_study, plan
-from mlp_lab.errors import MLPLabError
-from mlp_lab.execute import (
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.execution.procedure import (
     ProcessPoolExecutor,
     RunOutcome,
     RunSpec,
@@ -20,8 +18,10 @@ from mlp_lab.execute import (
     run_one,
     start_run,
 )
-from mlp_lab.rundir import RunStatus
-from mlp_lab.train import TrainingInterrupted
+from mlp_lab.runs import rundir
+from mlp_lab.runs.rundir import RunStatus
+from mlp_lab.studies.ablation import load_study, plan
+from mlp_lab.training.trainer import TrainingInterrupted
 
 quiet = {"log": lambda _: None}
 
@@ -52,7 +52,7 @@ def _numerics_1_hash(config) -> str:
     import hashlib
     import json
 
-    from mlp_lab.config import config_to_dict
+    from mlp_lab.config.schema import config_to_dict
 
     payload = config_to_dict(config)
     payload.pop("name")
@@ -62,7 +62,7 @@ def _numerics_1_hash(config) -> str:
 
 
 def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tmp_path):
-    from mlp_lab.config import NUMERICS_VERSION
+    from mlp_lab.config.hashing import NUMERICS_VERSION
 
     spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
     first = run_one(spec, **quiet)

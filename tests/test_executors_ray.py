@@ -20,13 +20,13 @@ import pytest
 from conftest import metrics_without_timing, write_idx_dataset, write_study
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
-from mlp_lab.ablation import compare, load_study, plan
 from mlp_lab.cli import app
-from mlp_lab.errors import MLPLabError
-from mlp_lab.execute import SerialExecutor
-from mlp_lab.interrupt import signal_handlers_kept
-from mlp_lab.rundir import RunStatus
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.core.interrupt import signal_handlers_kept
+from mlp_lab.execution.procedure import SerialExecutor
+from mlp_lab.runs import rundir
+from mlp_lab.runs.rundir import RunStatus
+from mlp_lab.studies.ablation import compare, load_study, plan
 
 REPO = Path(__file__).resolve().parents[1]
 # Every address a Ray started here binds to stays on the loopback; no usage statistics.
@@ -38,7 +38,7 @@ if os.environ.get("CI") == "true":
 else:
     ray = pytest.importorskip("ray")
 
-from mlp_lab.executors_ray import RayExecutor, check_shared_storage  # noqa: E402
+from mlp_lab.execution.ray_executor import RayExecutor, check_shared_storage  # noqa: E402
 
 quiet = {"log": lambda _: None}
 RAY_EXTRA = (
@@ -225,7 +225,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
     # of a task lost with its node stays held until the server expires the lease.
     import threading
 
-    from mlp_lab import executors_ray
+    from mlp_lab.runs import executors_ray
 
     monkeypatch.setattr(executors_ray, "RETRY_LOCK_WAIT_S", 60.0)
     spec = plan(load_study(_study(tmp_path, tiny_config, "retry")))[0]
@@ -279,8 +279,8 @@ CNN = {
 
 @pytest.mark.slow
 def test_a_cnn_study_on_the_cluster_equals_the_local_executor(cluster, tiny_config, tmp_path):
-    from mlp_lab.checkpoint import load_model
-    from mlp_lab.cnn import ParameterizedCNN
+    from mlp_lab.models.cnn import ParameterizedCNN
+    from mlp_lab.training.checkpoint import load_model
 
     exp = load_study(_study(tmp_path, tiny_config, "ray-cnn", epochs=2, overrides=CNN))
     specs = plan(exp)
@@ -504,8 +504,8 @@ def test_a_tracked_suite_on_the_cluster_logs_each_run_once_and_its_report(cluste
 def test_a_ray_session_leaves_the_signal_handlers_as_it_found_them():
     """ray.init installs a SIGTERM handler that calls sys.exit and ray.shutdown leaves it; inside
     the session the caller's handlers (compare's graceful stop) stay, and after it too."""
-    from mlp_lab.executors_ray import ray_session
-    from mlp_lab.interrupt import graceful_stop
+    from mlp_lab.core.interrupt import graceful_stop
+    from mlp_lab.execution.ray_executor import ray_session
 
     with graceful_stop() as stop:
         ours = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}

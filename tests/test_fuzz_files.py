@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mlp_lab.cli import app
-from mlp_lab.config import Config, flatten
+from mlp_lab.config.overrides import flatten
+from mlp_lab.config.schema import Config
 
 runner = CliRunner()
 MAX_LINE = 400  # characters, as in tests/test_errors.py
@@ -239,8 +240,8 @@ def test_the_generators_reach_good_files():
     must reach configs that validate (found by a fixed, derandomized search)."""
     from hypothesis import find
 
-    from mlp_lab.config import validate_config
-    from mlp_lab.errors import MLPLabError
+    from mlp_lab.config.load import validate_config
+    from mlp_lab.core.errors import MLPLabError
 
     def validates(doc: dict) -> bool:
         try:

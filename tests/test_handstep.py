@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mlp_lab.model
-from mlp_lab.config import NUMERICS_VERSION, OptimizerConfig
-from mlp_lab.flatparams import flatten_parameters
-from mlp_lab.handstep import CHUNK_STEPS, DropoutMasks, HandStep, keep_threshold
-from mlp_lab.model import ParameterizedMLP
-from mlp_lab.optim import OptimizerStep, build_optimizer
-from mlp_lab.train import weight_penalty
+import mlp_lab.models.mlp
+from mlp_lab.config.hashing import NUMERICS_VERSION
+from mlp_lab.config.schema import OptimizerConfig
+from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.training.flatparams import flatten_parameters
+from mlp_lab.training.handstep import CHUNK_STEPS, DropoutMasks, HandStep, keep_threshold
+from mlp_lab.training.optim import OptimizerStep, build_optimizer
+from mlp_lab.training.trainer import weight_penalty
 
 
 def _batch(n: int = 32, features: int = 20, classes: int = 5):
@@ -57,7 +58,7 @@ def test_hand_step_gradients_equal_autograd(case, smoothing, l1, l2, monkeypatch
     assert [k.shape[1] for k in keeps] == step.widths
     # Autograd's model, its Dropout modules handed the same masks (scaled as `dropout_mask` does).
     queue = [k * keep_threshold(p)[1] for k, p in zip(keeps, step.rates)]
-    monkeypatch.setattr(mlp_lab.model, "dropout_mask", lambda shape, p, device, dtype: queue.pop(0))
+    monkeypatch.setattr(mlp_lab.models.mlp, "dropout_mask", lambda shape, p, device, dtype: queue.pop(0))
     logits, loss = step(x, y, keeps)
     want_logits, want_loss, want_grads = _autograd_grads(twin, x, y, smoothing, l1, l2)
     assert not queue

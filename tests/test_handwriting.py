@@ -13,14 +13,14 @@ from conftest import write_study
 from PIL import Image
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
-from mlp_lab.ablation import compare, load_study, plan
 from mlp_lab.cli import app
-from mlp_lab.errors import ConfigError, MLPLabError
-from mlp_lab.handwriting import RENDERINGS, load_scans, render_scan, score_scans
-from mlp_lab.predict import prepare_image
-from mlp_lab.report import build_report
-from mlp_lab.train import train
+from mlp_lab.core.errors import ConfigError, MLPLabError
+from mlp_lab.inspect.handwriting import RENDERINGS, load_scans, render_scan, score_scans
+from mlp_lab.inspect.predict import prepare_image
+from mlp_lab.runs import rundir
+from mlp_lab.studies.ablation import compare, load_study, plan
+from mlp_lab.studies.report import build_report
+from mlp_lab.training.trainer import train
 
 MNIST_META = {"dataset": "mnist", "classes": [str(k) for k in range(10)], "image_shape": [1, 28, 28]}
 

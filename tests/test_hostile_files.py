@@ -22,8 +22,8 @@ import yaml
 from conftest import write_idx_dataset
 from typer.testing import CliRunner
 
-from mlp_lab import rundir, runindex
 from mlp_lab.cli import app
+from mlp_lab.runs import rundir, runindex
 
 runner = CliRunner()
 

@@ -4,10 +4,10 @@ from typing import Any
 
 import pytest
 
-from mlp_lab.loggers import MetricLogger, TensorBoardLogger, hparams_of, loggers_for
-from mlp_lab.metrics import EPOCH_METRICS
-from mlp_lab.model import ParameterizedMLP
-from mlp_lab.train import TrainingDiverged, TrainingInterrupted, train
+from mlp_lab.config.metrics import EPOCH_METRICS
+from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.training.loggers import MetricLogger, TensorBoardLogger, hparams_of, loggers_for
+from mlp_lab.training.trainer import TrainingDiverged, TrainingInterrupted, train
 
 
 class RecordingLogger:

@@ -4,9 +4,10 @@ import csv
 import math
 from typing import get_args
 
-from mlp_lab import metrics, rundir
-from mlp_lab.config import EarlyStoppingConfig
-from mlp_lab.execute import start_run
+from mlp_lab.config import metrics
+from mlp_lab.config.schema import EarlyStoppingConfig
+from mlp_lab.execution.procedure import start_run
+from mlp_lab.runs import rundir
 
 
 def test_a_run_writes_the_named_metrics_and_summary_keys(tiny_config):

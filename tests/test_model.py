@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mlp_lab.config import ModelConfig
-from mlp_lab.model import Dropout, ParameterizedMLP, dropout_mask
+from mlp_lab.config.schema import ModelConfig
+from mlp_lab.models.mlp import Dropout, ParameterizedMLP, dropout_mask
 
 
 def test_logits_shape_and_flattening():

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlp_lab.ablation import compare, load_study
 from mlp_lab.cli import app
-from mlp_lab.config import config_to_dict
-from mlp_lab.errors import ConfigError
-from mlp_lab.overview import build_overview, load_studies, study_names
+from mlp_lab.config.schema import config_to_dict
+from mlp_lab.core.errors import ConfigError
+from mlp_lab.studies.ablation import compare, load_study
+from mlp_lab.studies.overview import build_overview, load_studies, study_names
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

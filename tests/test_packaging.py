@@ -21,13 +21,13 @@ from conftest import write_idx_dataset
 from typer.testing import CliRunner
 
 from mlp_lab import __version__
-from mlp_lab.ablation import load_study
-from mlp_lab.catalog import list_configs, list_studies
 from mlp_lab.cli import app
-from mlp_lab.config import load_config
-from mlp_lab.errors import MLPLabError
+from mlp_lab.config.load import load_config
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.core.shipped import FOLDERS, shipped_dir, write_copy
 from mlp_lab.search.spec import load_search
-from mlp_lab.shipped import FOLDERS, shipped_dir, write_copy
+from mlp_lab.studies.ablation import load_study
+from mlp_lab.studies.catalog import list_configs, list_studies
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {folder: sorted(p.name for p in (REPO / folder).glob("*.yaml")) for folder in FOLDERS.values()}
@@ -279,7 +279,7 @@ def test_the_wheel_ships_the_files_and_runs_in_an_empty_directory(tmp_path):
         return done
 
     where = subprocess.run(
-        [venv / "bin" / "python", "-c", "import mlp_lab.shipped as s; print(s.shipped_dir('configs'))"],
+        [venv / "bin" / "python", "-c", "import mlp_lab.core.shipped as s; print(s.shipped_dir('configs'))"],
         cwd=work,
         env=env,
         capture_output=True,

@@ -9,11 +9,9 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-import mlp_lab.predict as predict_module
-from mlp_lab.checkpoint import load_model
-from mlp_lab.errors import MLPLabError
-from mlp_lab.model import ParameterizedMLP
-from mlp_lab.predict import (
+import mlp_lab.inspect.predict as predict_module
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.inspect.predict import (
     MAX_IMAGE_PIXELS,
     BlankImage,
     Pixels,
@@ -26,7 +24,9 @@ from mlp_lab.predict import (
     predict_files,
     prepare_image,
 )
-from mlp_lab.train import train
+from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.training.checkpoint import load_model
+from mlp_lab.training.trainer import train
 
 MNIST = {
     "dataset": "mnist",

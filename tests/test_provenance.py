@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mlp_lab.provenance import StudyFacts, base_and_plain
+from mlp_lab.studies.provenance import StudyFacts, base_and_plain
 
 REPO = Path(__file__).resolve().parents[1]
 

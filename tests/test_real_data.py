@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mlp_lab.config import load_config
-from mlp_lab.data import DataError, load_data
-from mlp_lab.train import train
+from mlp_lab.config.load import load_config
+from mlp_lab.data.load import DataError, load_data
+from mlp_lab.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

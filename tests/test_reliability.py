@@ -16,14 +16,14 @@ import yaml
 from conftest import write_config, write_idx_dataset, write_study
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
-from mlp_lab.ablation import load_study, plan
-from mlp_lab.checkpoint import load_checkpoint
 from mlp_lab.cli import app
-from mlp_lab.config import validate_config
-from mlp_lab.execute import run_one
-from mlp_lab.model import ParameterizedMLP
-from mlp_lab.train import train
+from mlp_lab.config.load import validate_config
+from mlp_lab.execution.procedure import run_one
+from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.runs import rundir
+from mlp_lab.studies.ablation import load_study, plan
+from mlp_lab.training.checkpoint import load_checkpoint
+from mlp_lab.training.trainer import train
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def test_lock_of_a_live_process_is_respected_and_a_dead_ones_is_taken_over(tmp_p
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom mlp_lab.rundir import RunLock\n"
+            "import sys, time\nfrom mlp_lab.runs.rundir import RunLock\n"
             f"RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

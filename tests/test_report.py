@@ -11,11 +11,11 @@ import pytest  # noqa: E402
 from conftest import write_study  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from mlp_lab import rundir  # noqa: E402
-from mlp_lab.ablation import compare, load_study, plan  # noqa: E402
 from mlp_lab.cli import app  # noqa: E402
-from mlp_lab.plots import curves_figure  # noqa: E402
-from mlp_lab.report import build_report, collect, lr_figure, mean_std, paired_difference, t_interval  # noqa: E402
+from mlp_lab.inspect.plots import curves_figure  # noqa: E402
+from mlp_lab.runs import rundir  # noqa: E402
+from mlp_lab.studies.ablation import compare, load_study, plan  # noqa: E402
+from mlp_lab.studies.report import build_report, collect, lr_figure, mean_std, paired_difference, t_interval  # noqa: E402
 
 
 def test_t_interval_on_known_values():

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from mlp_lab import rundir
+from mlp_lab.runs import rundir
 
 
 def test_threads_writing_one_file_at_once_never_fail_or_leave_it_half_written(tmp_path):

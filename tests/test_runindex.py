@@ -18,13 +18,13 @@ from types import SimpleNamespace
 import pytest
 from conftest import write_idx_dataset
 
-from mlp_lab import rundir, runindex
 from mlp_lab.app import models
 from mlp_lab.app import runs as app_runs
-from mlp_lab.config import validate_config
-from mlp_lab.errors import MLPLabError
-from mlp_lab.execute import resume_run, start_run
-from mlp_lab.train import TrainingInterrupted
+from mlp_lab.config.load import validate_config
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.execution.procedure import resume_run, start_run
+from mlp_lab.runs import rundir, runindex
+from mlp_lab.training.trainer import TrainingInterrupted
 
 
 def tiny(root: Path, name: str, **train):
@@ -248,7 +248,7 @@ def test_facts_json_cannot_carry_are_listed_but_not_indexed(runs):
 LISTER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from mlp_lab import runindex
+    from mlp_lab.runs import runindex
     from mlp_lab.app import runs as app_runs
     runs = Path(sys.argv[1])
     for n in range(30):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from mlp_lab.config import validate_config
-from mlp_lab.errors import ConfigError
-from mlp_lab.runtime import (
+from mlp_lab.config.load import validate_config
+from mlp_lab.core.errors import ConfigError
+from mlp_lab.training.runtime import (
     check_runtime,
     determinism_as_found,
     rng_state,

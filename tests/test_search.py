@@ -14,10 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
 from mlp_lab.cli import app
-from mlp_lab.config import load_config
-from mlp_lab.errors import ConfigError, MLPLabError
+from mlp_lab.config.load import load_config
+from mlp_lab.core.errors import ConfigError, MLPLabError
+from mlp_lab.runs import rundir
 from mlp_lab.search.driver import run_search
 from mlp_lab.search.spec import load_search
 
@@ -185,7 +185,7 @@ def test_four_trial_search_end_to_end_and_best_yaml_reproduces_the_best_trial(ti
 
     # best.yaml is a complete, valid run config that trains to the same validation score.
     best = load_config(out / "best.yaml")
-    from mlp_lab.train import train
+    from mlp_lab.training.trainer import train
 
     summary = train(best, tmp_path / "again")
     assert summary["best/val_acc"] == report["best"]["value"]

@@ -23,7 +23,7 @@ from conftest import free_port, wait_for_health, write_config, write_study
 from typer.testing import CliRunner
 
 from mlp_lab.cli import app
-from mlp_lab.train import train
+from mlp_lab.training.trainer import train
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402

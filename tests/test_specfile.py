@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from mlp_lab.errors import ConfigError, MLPLabError
-from mlp_lab.specfile import read_spec_file, resolve_spec_path
+from mlp_lab.config.specfile import read_spec_file, resolve_spec_path
+from mlp_lab.core.errors import ConfigError, MLPLabError
 
 
 class ToyFile(BaseModel):

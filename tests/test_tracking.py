@@ -20,10 +20,11 @@ import pytest
 from conftest import free_port, synthetic_images, wait_for_health, write_config, write_study
 from typer.testing import CliRunner
 
-from mlp_lab import rundir
 from mlp_lab.cli import app
-from mlp_lab.config import config_hash, load_config
-from mlp_lab.train import TrainingInterrupted, train
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.load import load_config
+from mlp_lab.runs import rundir
+from mlp_lab.training.trainer import TrainingInterrupted, train
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -207,9 +208,9 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
     import torch
     from PIL import Image
 
-    from mlp_lab.checkpoint import load_model
-    from mlp_lab.data import to_features
-    from mlp_lab.predict import predict_files
+    from mlp_lab.data.load import to_features
+    from mlp_lab.inspect.predict import predict_files
+    from mlp_lab.training.checkpoint import load_model
 
     run_dir = tmp_path / "runs" / "tiny"
     train(tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"}), run_dir)

@@ -6,13 +6,14 @@ import pytest
 import torch
 from conftest import assert_resumes_identically, metrics_without_timing
 
-from mlp_lab import rundir
-from mlp_lab.checkpoint import CheckpointError, load_checkpoint
-from mlp_lab.config import NUMERICS_VERSION, SchedulerConfig
-from mlp_lab.data import load_data
-from mlp_lab.model import ParameterizedMLP
-from mlp_lab.runtime import seed_everything
-from mlp_lab.train import (
+from mlp_lab.config.hashing import NUMERICS_VERSION
+from mlp_lab.config.schema import SchedulerConfig
+from mlp_lab.data.load import load_data
+from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.runs import rundir
+from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint
+from mlp_lab.training.runtime import seed_everything
+from mlp_lab.training.trainer import (
     EarlyStopping,
     Plateau,
     Trainer,
@@ -123,7 +124,7 @@ def test_test_split_uses_the_best_weights(tiny_config, tmp_path, restore_best):
 )
 def test_interrupted_run_resumes_to_the_identical_result(tiny_config, tmp_path, model, chunk, monkeypatch):
     if chunk:  # the interrupt then falls inside a later chunk of dropout masks than the first
-        monkeypatch.setattr("mlp_lab.handstep.CHUNK_STEPS", chunk)
+        monkeypatch.setattr("mlp_lab.training.handstep.CHUNK_STEPS", chunk)
     cfg = tiny_config(
         model={**{"hidden_sizes": [32], "dropout": 0.1}, **model},
         train={"epochs": 3, "batch_size": 32, "device": "cpu", "scheduler": {"name": "cosine"}},
@@ -308,7 +309,7 @@ def test_no_step_reads_memory_it_never_wrote(tiny_config, tmp_path, model, monke
         seed_everything(s)
         torch.utils.deterministic.fill_uninitialized_memory = True
 
-    monkeypatch.setattr("mlp_lab.train.seed_everything", seed_with_fill)
+    monkeypatch.setattr("mlp_lab.training.trainer.seed_everything", seed_with_fill)
     train(cfg, tmp_path / "with-fill")
     assert metrics_without_timing(tmp_path / "with-fill") == metrics_without_timing(tmp_path / "without-fill")
 
@@ -320,9 +321,9 @@ def test_batches_sliced_from_a_several_batch_gather_train_as_batches_gathered_on
     # 100 rows per gather at batch size 32: three batches a gather, and the split's last group and
     # last batch both partial. The same batches must train to the same numbers as one per gather.
     cfg = tiny_config(model={"hidden_sizes": [16], **model}, train={"epochs": 2, "batch_size": 32, "device": "cpu"})
-    monkeypatch.setattr("mlp_lab.train.GATHER_ROWS", 100)
+    monkeypatch.setattr("mlp_lab.training.trainer.GATHER_ROWS", 100)
     train(cfg, tmp_path / "grouped")
-    monkeypatch.setattr("mlp_lab.train.GATHER_ROWS", 1)
+    monkeypatch.setattr("mlp_lab.training.trainer.GATHER_ROWS", 1)
     train(cfg, tmp_path / "one-by-one")
     assert metrics_without_timing(tmp_path / "grouped") == metrics_without_timing(tmp_path / "one-by-one")
 

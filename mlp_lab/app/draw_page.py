@@ -12,7 +12,7 @@ import streamlit as st
 from mlp_lab.app import drawing, models
 from mlp_lab.app.runs import group_of, in_group, run_groups
 from mlp_lab.app.widgets import guarded
-from mlp_lab.errors import MLPLabError
+from mlp_lab.core.errors import MLPLabError
 
 WHITE_ON_BLACK, BLACK_ON_WHITE = "white on black", "black on white"
 CANVAS_SIZE = 280
@@ -23,14 +23,14 @@ VIEW_SCALE = 5  # the 28x28 view, enlarged with square pixels so each one can be
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _loaded(run_dir: str, stamp: float):  # noqa: ARG001 - the stamp is the cache key's freshness
     """A run's model, loaded once per checkpoint version and shared by every session."""
-    from mlp_lab.checkpoint import load_model
+    from mlp_lab.training.checkpoint import load_model
 
     return load_model(run_dir)
 
 
 def predictor_for(run_dir: Path, normalise: str):
     """A `Predictor` over the cached model (auto-invert: either canvas colour scheme works)."""
-    from mlp_lab.predict import Predictor
+    from mlp_lab.inspect.predict import Predictor
 
     return Predictor(_loaded(str(run_dir), models.checkpoint_stamp(run_dir)), "auto", normalise)
 
@@ -124,7 +124,7 @@ def subject(dataset: str | None) -> str:
 
 def preprocessing(normalise: str, dataset: str | None) -> str:
     """The caption's words for a preprocessing choice with a model of `dataset`."""
-    from mlp_lab.predict import DATASET_RECIPES
+    from mlp_lab.inspect.predict import DATASET_RECIPES
 
     return PREPROCESSING[DATASET_RECIPES.get(dataset or "", "plain") if normalise == "auto" else normalise]
 

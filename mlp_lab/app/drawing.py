@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlp_lab.errors import MLPLabError
+from mlp_lab.core.errors import MLPLabError
 
 # Uploads: a phone photo is fine, a 200 MB TIFF is refused before decoding (and a decompression
 # bomb by its pixel count, predict.MAX_IMAGE_PIXELS).
@@ -70,7 +70,7 @@ def ink_pixels(image_data: Any) -> int:
     """How many canvas pixels differ from the canvas's background (its corner): changes with every stroke."""
     import numpy as np
 
-    from mlp_lab.predict import BLANK_CONTRAST, load_pixels
+    from mlp_lab.inspect.predict import BLANK_CONTRAST, load_pixels
 
     pixels = load_pixels(image_data).channels(1)[..., 0]
     return int(np.count_nonzero(np.abs(pixels - pixels[0, 0]) > BLANK_CONTRAST))
@@ -82,7 +82,7 @@ def classify(predictor: Any, image: Any, k: int = 3, subject: str = "a digit") -
 
     A missing or blank picture raises EmptyDrawing, which the page shows as a hint, not an error.
     """
-    from mlp_lab.predict import BlankImage, top_classes
+    from mlp_lab.inspect.predict import BlankImage, top_classes
 
     if image is None:
         raise EmptyDrawing(f"draw {subject} on the canvas (or upload a picture)")
@@ -136,7 +136,7 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_p
     """An uploaded file -> a PIL image, or one MLPLabError naming the file: too large, too many
     pixels (checked from the header, before decoding), or not a readable image; read by the same
     reader as `mlp-lab predict`'s files (`predict.read_image`)."""
-    from mlp_lab.predict import MAX_IMAGE_PIXELS, read_image
+    from mlp_lab.inspect.predict import MAX_IMAGE_PIXELS, read_image
 
     if len(data) > max_bytes:
         raise MLPLabError(f"{name}: {len(data) / 1e6:.1f} MB is too large (at most {max_bytes / 1e6:.0f} MB)")

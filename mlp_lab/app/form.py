@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from mlp_lab.config import Config, config_to_dict, validate_config
-from mlp_lab.errors import ConfigError
+from mlp_lab.config.load import validate_config
+from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.core.errors import ConfigError
 
 # Form field -> the dotted config key it sets. The form shows the config's main fields only;
 # everything else comes from the base config.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlp_lab import rundir
+from mlp_lab.runs import rundir
 
 APP_DIR = ".app"
 

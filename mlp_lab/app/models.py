@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlp_lab import rundir
 from mlp_lab.app.runs import RunInfo, list_runs
-from mlp_lab.errors import MLPLabError
-from mlp_lab.rundir import RunStatus
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.runs import rundir
+from mlp_lab.runs.rundir import RunStatus
 
 DIGITS = "mnist"  # the dataset whose models a drawn digit is meant for
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlp_lab import rundir, runindex
 from mlp_lab.app import launched
-from mlp_lab.datasets import DATASETS
-from mlp_lab.rundir import RunStatus
+from mlp_lab.config.datasets import DATASETS
+from mlp_lab.runs import rundir, runindex
+from mlp_lab.runs.rundir import RunStatus
 
 EVAL_FILES = ("test_confusion_matrix.png", "test_misclassified.png")
 
@@ -178,7 +178,7 @@ def ensure_evaluation(run_dir: str | Path, data_dirs: Sequence[str] = ()) -> dic
     run_dir = Path(run_dir)
     paths = {name: run_dir / "eval" / name for name in EVAL_FILES}
     if not paths["test_confusion_matrix.png"].exists():
-        from mlp_lab.evaluation import evaluate_run
+        from mlp_lab.inspect.evaluation import evaluate_run
 
         evaluate_run(run_dir, "test", data_dirs)
     return {name: path for name, path in paths.items() if path.exists()}

@@ -21,7 +21,7 @@ from mlp_lab.app.runs import (
 )
 from mlp_lab.app.studies import list_studies
 from mlp_lab.app.widgets import curves
-from mlp_lab.errors import MLPLabError
+from mlp_lab.core.errors import MLPLabError
 
 
 def outside_ui() -> str | None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlp_lab.app.drawing import MAX_UPLOAD_BYTES
-from mlp_lab.errors import MLPLabError, install_extra
+from mlp_lab.core.errors import MLPLabError, install_extra
 
 EXTRA = install_extra("app")
 MAIN = Path(__file__).with_name("main.py")

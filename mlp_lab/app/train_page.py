@@ -15,8 +15,8 @@ import streamlit as st
 from mlp_lab.app import form, training
 from mlp_lab.app.launched import launched_runs
 from mlp_lab.app.widgets import curves, guarded
-from mlp_lab.config import Config
-from mlp_lab.errors import MLPLabError
+from mlp_lab.config.schema import Config
+from mlp_lab.core.errors import MLPLabError
 
 
 def _start(runs: Path, data_dirs: tuple[str, ...], base: Config, threads: int) -> None:

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlp_lab import rundir
 from mlp_lab.app.launched import sidecar
 from mlp_lab.app.runs import RunInfo, describe_run, read_history, running_pid
-from mlp_lab.config import Config, config_to_yaml
-from mlp_lab.errors import ConfigError, MLPLabError
-from mlp_lab.rundir import RunStatus
-from mlp_lab.yamlfile import read_yaml_mapping
+from mlp_lab.config.schema import Config, config_to_yaml
+from mlp_lab.core.errors import ConfigError, MLPLabError
+from mlp_lab.core.yamlfile import read_yaml_mapping
+from mlp_lab.runs import rundir
+from mlp_lab.runs.rundir import RunStatus
 
 
 def _spawn(command: list[str], run_dir: Path, action: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from mlp_lab.errors import MLPLabError
+from mlp_lab.core.errors import MLPLabError
 
 
 def guarded(page: Callable[..., None], *args: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mlp_lab.cli.common import DataDirOpt, app, data_dirs, log, user_errors
-from mlp_lab.config import load_config
+from mlp_lab.config.load import load_config
 
 
 @app.command()
@@ -25,8 +25,8 @@ def bench(
     """
     with user_errors():
         cfg = load_config(config)
-        from mlp_lab.bench import run_benchmark
-        from mlp_lab.runtime import configure_threads
+        from mlp_lab.inspect.bench import run_benchmark
+        from mlp_lab.training.runtime import configure_threads
 
         configure_threads(threads)
         results = run_benchmark(cfg, repeats, data_dirs(data_dir), log=log, source=str(config))

@@ -23,12 +23,12 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from mlp_lab.errors import MachineFault, MLPLabError, clip, memory_fault, os_fault, printable
+from mlp_lab.core.errors import MachineFault, MLPLabError, clip, memory_fault, os_fault, printable
 
 if TYPE_CHECKING:
-    from mlp_lab.ablation import CompareResult, Study
-    from mlp_lab.execute import Executor
-    from mlp_lab.suite import SuiteResult
+    from mlp_lab.execution.procedure import Executor
+    from mlp_lab.studies.ablation import CompareResult, Study
+    from mlp_lab.studies.suite import SuiteResult
 
 
 class OneLineErrors(TyperGroup):
@@ -330,7 +330,7 @@ def executor_for(
     if backend == Backend.local:
         yield None
         return
-    from mlp_lab.executors_ray import RayExecutor, ray_session
+    from mlp_lab.execution.ray_executor import RayExecutor, ray_session
 
     with ray_session(address):
         yield RayExecutor(threads, jobs, log=log)
@@ -339,7 +339,7 @@ def executor_for(
 def require_backend(backend: Backend, address: str | None) -> None:
     """A missing [ray] extra, or --address without ray, is reported before anything is printed or created."""
     if backend == Backend.ray:
-        from mlp_lab.executors_ray import check_ray_installed
+        from mlp_lab.execution.ray_executor import check_ray_installed
 
         check_ray_installed()
     elif address is not None:
@@ -348,7 +348,7 @@ def require_backend(backend: Backend, address: str | None) -> None:
 
 def check_runtime(studies: Sequence[Study]) -> None:
     """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
-    from mlp_lab.runtime import check_runtime as check  # imports torch: only once the input is known good
+    from mlp_lab.training.runtime import check_runtime as check  # imports torch: only once the input is known good
 
     for exp in studies:
         for arm in exp.arms:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mlp_lab.cli.common import app, say, user_errors
-from mlp_lab.shipped import write_copy
+from mlp_lab.core.shipped import write_copy
 
 
 @app.command()

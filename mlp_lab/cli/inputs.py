@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from mlp_lab.cli.common import ConfigArg, DataDirOpt, JsonOpt, SetOpt, app, data_dirs, json_output, out, user_errors
-from mlp_lab.config import load_config
-from mlp_lab.errors import MLPLabError, clip
+from mlp_lab.config.load import load_config
+from mlp_lab.core.errors import MLPLabError, clip
 
 
 @app.command("list")
@@ -27,7 +27,7 @@ def list_(
     invalid (the file does not load). A study counts its runs whatever --set made them.
     Example: mlp-lab list    (for scripts: mlp-lab list --json)
     """
-    from mlp_lab.catalog import list_configs, list_studies
+    from mlp_lab.studies.catalog import list_configs, list_studies
 
     emit = json_output(ctx, as_json)
 
@@ -77,7 +77,7 @@ def data(
     with user_errors():
         import typing
 
-        from mlp_lab.config import DataConfig
+        from mlp_lab.config.schema import DataConfig
 
         if config is not None:
             data_cfg = load_config(config).data
@@ -88,7 +88,7 @@ def data(
             data_cfg = DataConfig(dataset=dataset)
         else:
             raise MLPLabError("give a DATASET (e.g. fashion_mnist) or --config CONFIG")
-        from mlp_lab.analysis import inspect_data
+        from mlp_lab.inspect.analysis import inspect_data
 
         info, grid = inspect_data(data_cfg, out_dir, data_dirs(data_dir))
     if as_json:
@@ -125,7 +125,7 @@ def summary(ctx: typer.Context, config: ConfigArg, overrides: SetOpt = None, as_
 
     with user_errors():
         cfg = load_config(config, overrides or ())
-        from mlp_lab.analysis import model_summary
+        from mlp_lab.inspect.analysis import model_summary
 
         info = model_summary(cfg)
     if as_json:

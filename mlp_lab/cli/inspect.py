@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mlp_lab.cli.common import DataDirOpt, JsonOpt, app, data_dirs, err, json_output, out, user_errors
-from mlp_lab.errors import MLPLabError
+from mlp_lab.core.errors import MLPLabError
 
 RunDirArg = Annotated[
     Path,
@@ -52,7 +52,7 @@ def evaluate(
     with user_errors():
         if split not in ("test", "val"):
             raise MLPLabError(f"--split {split}: choose test or val")
-        from mlp_lab.evaluation import evaluate_handwriting, evaluate_run
+        from mlp_lab.inspect.evaluation import evaluate_handwriting, evaluate_run
 
         if handwriting:
             result = evaluate_handwriting(_run_dir(run_dir))
@@ -106,8 +106,8 @@ def predict(
     """
     normalise = Normalise(normalise).value
     with user_errors():
-        from mlp_lab.checkpoint import load_model
-        from mlp_lab.predict import predict_files
+        from mlp_lab.inspect.predict import predict_files
+        from mlp_lab.training.checkpoint import load_model
 
         results = predict_files(
             load_model(_run_dir(run_dir)),

@@ -23,8 +23,9 @@ from mlp_lab.cli.common import (
     say,
     user_errors,
 )
-from mlp_lab.config import config_to_yaml, load_config, resolve_config
-from mlp_lab.errors import MLPLabError, memory_fault, os_fault
+from mlp_lab.config.load import load_config, resolve_config
+from mlp_lab.config.schema import config_to_yaml
+from mlp_lab.core.errors import MLPLabError, memory_fault, os_fault
 
 
 @app.command()
@@ -77,9 +78,9 @@ def run(
         cfg, where = track_run(cfg, track, resume)  # before training: the store is reached and made once
         if where:
             say(where)
-        from mlp_lab.execute import resume_run, start_run
-        from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.train import TrainingInterrupted
+        from mlp_lab.core.interrupt import graceful_stop
+        from mlp_lab.execution.procedure import resume_run, start_run
+        from mlp_lab.training.trainer import TrainingInterrupted
 
         started: list[Path] = [resume] if resume is not None else []
 
@@ -129,7 +130,7 @@ def run(
         highlight=False,
     )
     if as_json:
-        from mlp_lab.rundir import run_record
+        from mlp_lab.runs.rundir import run_record
 
         emit(run_record(result.run_dir))
 

@@ -84,7 +84,7 @@ def search(
     on a Ray cluster: mlp-lab search fashion_search --backend ray --address auto
     """
     with user_errors():
-        from mlp_lab.interrupt import graceful_stop
+        from mlp_lab.core.interrupt import graceful_stop
         from mlp_lab.search.driver import run_search
         from mlp_lab.search.spec import load_search
         from mlp_lab.search.study import require_optuna
@@ -93,7 +93,7 @@ def search(
         require_optuna()
         found = load_search(name, overrides=overrides or ())
         data_dirs(data_dir)
-        from mlp_lab.runtime import check_runtime  # imports torch: only once the input is known good
+        from mlp_lab.training.runtime import check_runtime  # imports torch: only once the input is known good
 
         require_backend(backend, address)
         if backend == Backend.local:

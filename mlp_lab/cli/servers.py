@@ -30,7 +30,7 @@ def ui(
 
     Example: mlp-lab ui --port 5000
     """
-    from mlp_lab.servers import Server, check_port_free, serve
+    from mlp_lab.core.servers import Server, check_port_free, serve
 
     with user_errors():
         from mlp_lab.tracking.store import ui_command
@@ -68,7 +68,7 @@ def app_(
 
     Example: mlp-lab app --runs runs --port 8501
     """
-    from mlp_lab.servers import Server, check_port_free, serve
+    from mlp_lab.core.servers import Server, check_port_free, serve
 
     with user_errors():
         from mlp_lab.app.serve import app_address, app_command

@@ -31,7 +31,7 @@ from mlp_lab.cli.common import (
     user_errors,
     warn,
 )
-from mlp_lab.errors import MLPLabError
+from mlp_lab.core.errors import MLPLabError
 
 StudyArg = Annotated[
     str, typer.Argument(help="Study name in experiments/ (e.g. early_stopping) or a path.", show_default=False)
@@ -65,10 +65,10 @@ def compare(
     """
     emit = json_output(ctx, as_json)
     with user_errors():
-        from mlp_lab.ablation import compare as run_compare
-        from mlp_lab.ablation import load_study
-        from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.report import build_report
+        from mlp_lab.core.interrupt import graceful_stop
+        from mlp_lab.studies.ablation import compare as run_compare
+        from mlp_lab.studies.ablation import load_study
+        from mlp_lab.studies.report import build_report
         from mlp_lab.tracking.workflows import attach_report, track_studies
 
         exp = load_study(study, parse_seeds(seeds), overrides=overrides or ())
@@ -107,7 +107,7 @@ def compare(
         attach_report(exp, warn)
     out.print(f"report: {exp.output_dir / 'report.md'}", highlight=False)
     if as_json:
-        from mlp_lab.ablation import compare_record
+        from mlp_lab.studies.ablation import compare_record
 
         emit(compare_record(exp, result, report))  # before a failed run's exit 1: the outcomes say which
     report_busy_and_failed(result, "the report")
@@ -133,9 +133,9 @@ def report(
     Example: mlp-lab report early_stopping    (every study and the overview: mlp-lab report --all)
     """
     with user_errors():
-        from mlp_lab.ablation import differences_note, load_study, study_runs
-        from mlp_lab.overview import build_overview, load_studies
-        from mlp_lab.report import build_report
+        from mlp_lab.studies.ablation import differences_note, load_study, study_runs
+        from mlp_lab.studies.overview import build_overview, load_studies
+        from mlp_lab.studies.report import build_report
 
         if all_:
             if study is not None or overrides:
@@ -189,9 +189,9 @@ def suite(
     on a Ray cluster, tracked: mlp-lab suite --backend ray --address auto --track
     """
     with user_errors():
-        from mlp_lab.interrupt import graceful_stop
-        from mlp_lab.overview import load_studies
-        from mlp_lab.suite import run_suite
+        from mlp_lab.core.interrupt import graceful_stop
+        from mlp_lab.studies.overview import load_studies
+        from mlp_lab.studies.suite import run_suite
         from mlp_lab.tracking.workflows import attach_report, track_studies
 
         loaded = load_studies(studies, parse_seeds(seeds), overrides=overrides or ())

@@ -10,14 +10,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 
-from mlp_lab import rundir
-from mlp_lab.ablation import Arm, CompareResult, Study, compare
-from mlp_lab.config import apply_set_options, config_to_dict, flatten, set_dotted, validate_config
-from mlp_lab.errors import ConfigError, MLPLabError
-from mlp_lab.execute import Executor
-from mlp_lab.report import build_report
+from mlp_lab.config.load import validate_config
+from mlp_lab.config.overrides import apply_set_options, flatten, set_dotted
+from mlp_lab.config.schema import config_to_dict
+from mlp_lab.core.errors import ConfigError, MLPLabError
+from mlp_lab.core.yamlfile import read_yaml_mapping
+from mlp_lab.execution.procedure import Executor
+from mlp_lab.runs import rundir
 from mlp_lab.search.spec import BEST_CONFIG_FILE, Search
-from mlp_lab.yamlfile import read_yaml_mapping
+from mlp_lab.studies.ablation import Arm, CompareResult, Study, compare
+from mlp_lab.studies.report import build_report
 
 
 def confirmation_study(search: Search, seeds: Sequence[int] = (0, 1, 2)) -> Study:

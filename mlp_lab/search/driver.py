@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlp_lab import rundir
-from mlp_lab.config import Config, config_hash, config_to_dict, validate_config
-from mlp_lab.errors import ConfigError, MLPLabError, clip
-from mlp_lab.execute import Executor, RunOutcome, RunSpec, local_executor
-from mlp_lab.metrics import BEST_METRICS
-from mlp_lab.rundir import RunStatus
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.load import validate_config
+from mlp_lab.config.metrics import BEST_METRICS
+from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.core.errors import ConfigError, MLPLabError, clip
+from mlp_lab.execution.procedure import Executor, RunOutcome, RunSpec, local_executor
+from mlp_lab.runs import rundir
+from mlp_lab.runs.rundir import RunStatus
 from mlp_lab.search.report import write_report
 from mlp_lab.search.spec import JOURNAL_FILE, TRIAL_FILE, Search, encode_choice
 from mlp_lab.search.study import PruningHook, journal_storage, live_trial, open_study, require_optuna

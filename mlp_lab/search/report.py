@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from mlp_lab import rundir
-from mlp_lab.config import config_to_dict, validate_config
+from mlp_lab.config.load import validate_config
+from mlp_lab.config.schema import config_to_dict
+from mlp_lab.runs import rundir
 from mlp_lab.search.spec import BEST_CONFIG_FILE, TRIAL_FILE, Search
 
 

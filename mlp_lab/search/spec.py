@@ -18,19 +18,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
-from mlp_lab.config import (
-    Config,
-    apply_overrides,
-    config_to_dict,
-    describe_schema_error,
-    flatten,
-    set_dotted,
-    validate_config,
-)
-from mlp_lab.errors import ConfigError, clip_repr
-from mlp_lab.metrics import BEST_METRICS
-from mlp_lab.shipped import did_you_mean
-from mlp_lab.specfile import read_spec_file
+from mlp_lab.config.load import validate_config
+from mlp_lab.config.metrics import BEST_METRICS
+from mlp_lab.config.overrides import apply_overrides, flatten, set_dotted
+from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.config.schema_errors import describe_schema_error
+from mlp_lab.config.specfile import read_spec_file
+from mlp_lab.core.errors import ConfigError, clip_repr
+from mlp_lab.core.shipped import did_you_mean
 
 SEARCHES_DIR = "searches"
 JOURNAL_FILE = "study.journal"

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.errors import MLPLabError, clip, install_extra
+from mlp_lab.core.errors import MLPLabError, clip, install_extra
 from mlp_lab.search.spec import PrunerSpec, Search
 
 MISSING_EXTRA = f"mlp-lab search needs the [search] extra: {install_extra('search')}"

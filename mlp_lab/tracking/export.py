@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlp_lab import rundir
-from mlp_lab.ablation import Study, study_runs
-from mlp_lab.config import Config, load_config
+from mlp_lab.config.load import load_config
+from mlp_lab.config.schema import Config
+from mlp_lab.runs import rundir
+from mlp_lab.studies.ablation import Study, study_runs
 from mlp_lab.tracking.logger import RUN_FILE, MLflowLogger, recorded_run, run_record, save_run_record
 from mlp_lab.tracking.store import client_for, errors, experiment_id, store_for
 

@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlp_lab import rundir
-from mlp_lab.config import Config, config_hash, config_to_dict, flatten
-from mlp_lab.environ import env_defaults
-from mlp_lab.errors import MLPLabError
-from mlp_lab.metrics import SUMMARY_METRICS, TIMED_EPOCH_METRICS
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.metrics import SUMMARY_METRICS, TIMED_EPOCH_METRICS
+from mlp_lab.config.overrides import flatten
+from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.core.environ import env_defaults
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.runs import rundir
 from mlp_lab.tracking.store import Store, client_for, errors, experiment_id, require_mlflow, store_for
 
 if TYPE_CHECKING:
@@ -229,7 +231,7 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from mlp_lab.checkpoint import load_checkpoint
+    from mlp_lab.training.checkpoint import load_checkpoint
 
     kind = summary.get("test_weights", "best")
     checkpoint = run_dir / rundir.CHECKPOINT_DIR / f"{kind}.pt"

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlp_lab import rundir
-from mlp_lab.ablation import Study, study_runs
-from mlp_lab.config import load_config
-from mlp_lab.errors import MLPLabError
+from mlp_lab.config.load import load_config
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.runs import rundir
+from mlp_lab.studies.ablation import Study, study_runs
 from mlp_lab.tracking.export import export_run
 from mlp_lab.tracking.logger import run_record
 from mlp_lab.tracking.store import TrackingError, client_for, errors, require_mlflow, store_for

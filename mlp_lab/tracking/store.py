@@ -21,8 +21,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from mlp_lab.environ import env_defaults
-from mlp_lab.errors import MLPLabError, install_extra
+from mlp_lab.core.environ import env_defaults
+from mlp_lab.core.errors import MLPLabError, install_extra
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]")  # a server bound here answers on every address of the machine
 

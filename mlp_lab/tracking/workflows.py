@@ -11,10 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlp_lab import rundir
-from mlp_lab.ablation import CompareResult, Study, differences_note, load_study, study_runs
-from mlp_lab.config import Config, load_config
-from mlp_lab.errors import MLPLabError
+from mlp_lab.config.load import load_config
+from mlp_lab.config.schema import Config
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.runs import rundir
+from mlp_lab.studies.ablation import CompareResult, Study, differences_note, load_study, study_runs
 from mlp_lab.tracking.export import export_run, export_study, log_study_report
 from mlp_lab.tracking.logger import PARENT_TAG, RUN_FILE, recorded_run, save_run_record
 from mlp_lab.tracking.registry import Registered, best_seed_run, register
@@ -31,7 +32,7 @@ from mlp_lab.tracking.store import (
 )
 
 if TYPE_CHECKING:
-    from mlp_lab.execute import Executor
+    from mlp_lab.execution.procedure import Executor
     from mlp_lab.search.driver import SearchResult
     from mlp_lab.search.spec import Search
 

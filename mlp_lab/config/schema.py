@@ -1,0 +1,179 @@
+"""The run config's schema: one pydantic section per part of a run, unknown keys and non-finite
+floats refused. No torch, so ``mlp-lab --help`` and ``mlp-lab validate`` stay fast."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must never silently fall back to a default. Every float is
+    # finite: YAML's .inf and .nan parse as floats, and an infinite penalty or NaN rate would train.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class AugmentConfig(_Section):
+    """Random distortions of each training batch (train split only; see `mlp_lab.data.augment`).
+
+    Each range is symmetric and drawn per example; a range of 0 turns that transform off, so the
+    default section (all zeros) is no augmentation at all."""
+
+    rotation: float = Field(0.0, ge=0, le=180, description="degrees: uniform in [-rotation, rotation]")
+    scale: float = Field(0.0, ge=0, lt=1, description="relative: a zoom factor uniform in [1 - scale, 1 + scale]")
+    shear: float = Field(0.0, ge=0, lt=60, description="degrees of horizontal shear: uniform in [-shear, shear]")
+    translate: float = Field(0.0, ge=0, lt=1, description="shift per axis, as a share of the image's side")
+    elastic: float = Field(0.0, ge=0, le=10, description="pixels: std of a smooth random displacement field")
+    elastic_cells: int = Field(4, ge=2, le=28, description="the displacement field's coarse grid (cells per side)")
+    stroke: float = Field(
+        0.0, ge=0, le=1, description="share of a 3 x 3 dilation (+) or erosion (-): uniform in [-stroke, stroke]"
+    )
+    blur: float = Field(0.0, ge=0, le=3, description="Gaussian blur, sigma in pixels uniform in [0, blur]")
+
+    @property
+    def active(self) -> bool:
+        """Whether any transform is on."""
+        return any(getattr(self, name) > 0 for name in AUGMENT_RANGES)
+
+
+# The fields of AugmentConfig that switch a transform on (elastic_cells only shapes elastic's field).
+AUGMENT_RANGES = ("rotation", "scale", "shear", "translate", "elastic", "stroke", "blur")
+
+
+class DataConfig(_Section):
+    """Which dataset, where it lives, how the training set is split into train/val, and how
+    training batches are augmented."""
+
+    dataset: Literal["fashion_mnist", "mnist", "cifar10"] = "fashion_mnist"
+    root: str = "data"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 0
+    download: bool = True
+    augment: AugmentConfig = AugmentConfig()
+    # One fixed shuffle of the pixel positions (the same for every channel and split): an MLP
+    # does not care where a pixel is, a CNN does. Its own seed, apart from the run's and the split's.
+    permute_pixels: bool = False
+    permute_seed: int = 0
+
+
+class ConvConfig(_Section):
+    """The CNN's conv blocks (model.kind: cnn): per block Conv2d -> [BatchNorm2d] -> activation
+    -> [pooling] -> [channel dropout]; the head after them is model.hidden_sizes."""
+
+    channels: list[PositiveInt] = Field([32, 64], min_length=1)  # output channels of each block
+    kernel_size: PositiveInt = 3
+    padding: NonNegativeInt | list[NonNegativeInt] = 1  # one for every block, or one per block
+    pool: Literal["max", "avg", "none"] = "max"
+    pool_size: PositiveInt = 2
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)  # drops whole feature maps (channels) after each block
+
+    @model_validator(mode="after")
+    def _padding_per_block(self) -> ConvConfig:
+        if isinstance(self.padding, list) and len(self.padding) != len(self.channels):
+            raise ValueError(f"padding lists {len(self.padding)} values for {len(self.channels)} blocks")
+        return self
+
+    def paddings(self) -> list[int]:
+        """The padding of each block."""
+        return list(self.padding) if isinstance(self.padding, list) else [self.padding] * len(self.channels)
+
+
+class ModelConfig(_Section):
+    """The network: an MLP (hidden layer sizes, [] = logistic regression), or a CNN (conv blocks,
+    then hidden_sizes as its head); activation, BatchNorm and dropout of the dense layers."""
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    conv: ConvConfig = ConvConfig()  # kind: cnn only
+    hidden_sizes: list[PositiveInt] = [256, 128]
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"] = "relu"
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    input_dropout: float = Field(0.0, ge=0, lt=1)  # dropout on the input pixels (Srivastava et al. 2014)
+
+
+class OptimizerConfig(_Section):
+    """Optimizer and its settings; momentum and nesterov apply to SGD only."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class SchedulerConfig(_Section):
+    """Learning-rate schedule. Fields apply by name: cosine (warmup_epochs, min_lr),
+    step (step_size, gamma), plateau (factor, patience, min_lr); warmup applies to all."""
+
+    name: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    step_size: PositiveInt = 10
+    gamma: float = Field(0.1, gt=0, le=1)
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(2, ge=0)
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop after `patience` epochs without an improvement larger than `min_delta`."""
+
+    patience: PositiveInt | None = None
+    min_delta: float = Field(0.0, ge=0)
+    monitor: Literal["val/loss", "val/acc"] = "val/loss"
+
+
+class TrainConfig(_Section):
+    """Everything about the optimisation loop."""
+
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 128
+    optimizer: OptimizerConfig = OptimizerConfig()
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # of the training loss only; reported losses stay plain
+    scheduler: SchedulerConfig = SchedulerConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    restore_best: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False  # bf16 autocast for the forward pass, on CUDA only (ignored on the CPU)
+    compile: bool = False  # torch.compile the model (pays off on GPUs and long runs)
+
+
+class OutputConfig(_Section):
+    """Where runs go and what they log."""
+
+    dir: str = "runs"
+    tensorboard: bool = True
+    histograms: bool = False  # per-layer weight and gradient histograms in TensorBoard, every epoch
+    mlflow: bool = False  # also log to MLflow (the [track] extra; mlp-lab run --track)
+    handwriting: bool = Field(
+        False,
+        description="MNIST runs: after test, also score real handwriting (scikit-learn's scanned digits) "
+        "into summary.json as handwriting/acc",
+    )
+
+
+class Config(_Section):
+    """A complete, validated run configuration."""
+
+    name: str = Field("baseline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    # numpy's global generator (runtime.seed_everything) takes 0 .. 2**32 - 1: a larger seed
+    # would pass validation and fail when training starts.
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    output: OutputConfig = OutputConfig()
+
+
+def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """Plain (JSON/YAML-safe) dict of a config."""
+    return cfg.model_dump(mode="json")
+
+
+def config_to_yaml(cfg: BaseModel) -> str:
+    """The resolved config as YAML, in schema order."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

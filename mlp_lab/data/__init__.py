@@ -1,0 +1,1 @@
+"""Datasets as tensors on the device: find, verify, load, split, normalise, augment."""

@@ -1,0 +1,1 @@
+"""Looking at data, models and runs: evaluate, predict, handwriting, analysis, plots, bench."""

@@ -1,0 +1,185 @@
+"""What a study's runs really were, read from their run directories, not from the study file.
+
+A report must say what ran: the seeds that have runs (not the ones the file lists), every key
+whose recorded value differs from the study file (a `--set` given to `compare` or `suite`), the
+study file's own `overrides`, its base config and how that base differs from the course's plain
+one (`configs/plain.yaml`), and the numerics version, torch, device, machine and threads the
+runs recorded. When runs of one arm disagree in a key (a rerun with another `--set`), that is a
+conflict the report shows instead of pooling the runs silently. `config.yaml` and `summary.json`
+are the source of truth; the study file only says what was meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlp_lab.config.load import load_config
+from mlp_lab.config.overrides import flatten
+from mlp_lab.config.schema import config_to_dict
+from mlp_lab.core.errors import MLPLabError
+from mlp_lab.core.shipped import shipped_dir
+from mlp_lab.core.yamlfile import read_yaml_mapping
+from mlp_lab.runs import rundir
+
+PLAIN_CONFIG = "plain.yaml"
+# Keys that differ between the runs of one arm by design, or name the run rather than describe it.
+IGNORED_KEYS = ("seed", "name")
+# Where the data and the outputs live, and the device: they do not change what is trained, so a
+# base's differences from plain leave them out.
+PLACE_KEYS = ("data.root", "data.download", "train.device")
+# The summary fields that say where and how a run was computed.
+ENVIRONMENT_FIELDS = (
+    ("numerics_version", "numerics version"),
+    ("torch_version", "torch"),
+    ("device", "device"),
+    ("machine", "machine"),
+    ("threads", "threads"),
+)
+
+
+@dataclass(frozen=True)
+class StudyFacts:
+    """What ran in one study, from its run directories."""
+
+    seeds: list[int]  # seeds with a finished run in at least one arm
+    set_keys: dict[str, list[Any]]  # key -> the values runs recorded that differ from the study file
+    conflicts: dict[str, dict[str, dict[int, Any]]]  # arm -> key -> {seed: value}, where runs disagree
+    file_overrides: dict[str, Any]  # the study file's own `overrides`
+    base: str  # the base config as the study file names it
+    base_vs_plain: dict[str, tuple[Any, Any]] | None  # key -> (plain's value, base's value); None: no plain
+    environment: dict[str, list[Any]] = field(default_factory=dict)  # label -> distinct values recorded
+    datasets: list[str] = field(default_factory=list)  # the datasets the runs recorded
+    unchecked_sets: list[str] = field(default_factory=list)  # --set texts no study file could be compared with
+
+    def lines(self) -> list[str]:
+        """The facts as short sentences, for the top of a report (markdown, backticks for code)."""
+        seeds = ", ".join(map(str, self.seeds)) or "none"
+        out = [f"Seeds with runs: {seeds}."]
+        if self.base_vs_plain is None:
+            out.append(f"Base: `{self.base}`.")
+        elif not self.base_vs_plain:
+            out.append(f"Base: `{self.base}`, the course's plain model.")
+        else:
+            diff = ", ".join(
+                f"{k}={value_text(v)} (plain: {value_text(p)})" for k, (p, v) in self.base_vs_plain.items()
+            )
+            out.append(f"Base: `{self.base}`, which differs from `configs/plain.yaml` in {diff}.")
+        if self.file_overrides:
+            out.append(
+                "Study file's overrides (every arm): "
+                + ", ".join(f"`{k}={value_text(v)}`" for k, v in self.file_overrides.items())
+                + "."
+            )
+        if self.set_keys:
+            out.append(
+                "Runs differ from the study file in (a --set): "
+                + ", ".join(f"`{k}={' / '.join(value_text(v) for v in vals)}`" for k, vals in self.set_keys.items())
+                + "."
+            )
+        if self.unchecked_sets:
+            out.append("Every arm with " + ", ".join(f"`{o}`" for o in self.unchecked_sets) + " (--set).")
+        if not self.set_keys and not self.unchecked_sets:
+            out.append("Every run has the study file's config (no --set).")
+        for arm, keys in self.conflicts.items():
+            for key, by_seed in keys.items():
+                seen = "; ".join(f"seed {s}: {value_text(v)}" for s, v in sorted(by_seed.items()))
+                out.append(f"**Mixed configs**: arm `{arm}`'s runs disagree in `{key}` ({seen}); they are pooled here.")
+        env = [f"{label} {' / '.join(map(str, values))}" for label, values in self.environment.items() if values]
+        if env:
+            out.append("Computed with " + ", ".join(env) + ".")
+        return out
+
+
+def value_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _flat_config(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in flatten(config_to_dict(config)).items() if k not in IGNORED_KEYS}
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def base_and_plain(study_path: Path) -> tuple[str, dict[str, tuple[Any, Any]] | None, dict[str, Any]]:
+    """The study file's `base` as written, its differences from the plain config beside it (or the
+    shipped one; None when neither is there) and the file's own overrides, flattened."""
+    raw = read_yaml_mapping(study_path)
+    base_name = str(raw.get("base", ""))
+    overrides = flatten(raw.get("overrides") or {})
+    base_path = (study_path.parent / base_name).resolve()
+    plain_path = base_path.parent / PLAIN_CONFIG
+    if not plain_path.exists():
+        plain_path = shipped_dir("configs") / PLAIN_CONFIG
+    try:
+        base = _flat_config(load_config(base_path))
+        plain = _flat_config(load_config(plain_path))
+    except MLPLabError:
+        return base_name, None, overrides
+    differs = {
+        k: (plain.get(k), v)
+        for k, v in base.items()
+        if plain.get(k) != v and k not in PLACE_KEYS and not k.startswith("output.")
+    }
+    return base_name, differs, overrides
+
+
+def study_facts(
+    study_path: Path,
+    file_configs: Mapping[str, Any],
+    runs: Mapping[str, Mapping[int, Path]],
+    unchecked_sets: Sequence[str] = (),
+) -> StudyFacts:
+    """The facts of a study whose finished runs are `runs` (arm -> {seed: run directory});
+    `file_configs` maps each arm to its config as the study file alone makes it (no --set), or,
+    where the file cannot make it without them, with the `unchecked_sets` applied."""
+    set_keys: dict[str, list[Any]] = {}
+    conflicts: dict[str, dict[str, dict[int, Any]]] = {}
+    environment: dict[str, list[Any]] = {label: [] for _, label in ENVIRONMENT_FIELDS}
+    seeds: set[int] = set()
+    datasets: list[str] = []
+    for arm, by_seed in runs.items():
+        meant = _flat_config(file_configs[arm])
+        recorded: dict[int, dict[str, Any]] = {}
+        for seed, run_dir in by_seed.items():
+            seeds.add(seed)
+            try:
+                flat = flatten(read_yaml_mapping(run_dir / rundir.CONFIG_FILE))
+                summary = rundir.read_summary(run_dir)
+            except (MLPLabError, OSError, ValueError):
+                continue  # a run whose files cannot be read is the report's to flag, not ours
+            recorded[seed] = {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+            if summary.get("dataset") and summary["dataset"] not in datasets:
+                datasets.append(summary["dataset"])
+            for key, label in ENVIRONMENT_FIELDS:
+                value = summary.get(key)
+                if value is not None and value not in environment[label]:
+                    environment[label].append(value)
+        keys = sorted({k for flat in recorded.values() for k in flat if flat[k] != meant.get(k)})
+        for key in keys:
+            values = {seed: flat.get(key) for seed, flat in recorded.items()}
+            for value in values.values():
+                if value != meant.get(key) and value not in set_keys.setdefault(key, []):
+                    set_keys[key].append(value)
+            if len({repr(_hashable(v)) for v in values.values()}) > 1:
+                conflicts.setdefault(arm, {})[key] = values
+    base, base_vs_plain, file_overrides = base_and_plain(study_path)
+    return StudyFacts(
+        sorted(seeds),
+        dict(sorted(set_keys.items())),
+        conflicts,
+        file_overrides,
+        base,
+        base_vs_plain,
+        environment,
+        datasets,
+        list(unchecked_sets),
+    )
