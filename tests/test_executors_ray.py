@@ -225,7 +225,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
     # of a task lost with its node stays held until the server expires the lease.
     import threading
 
-    from mlp_lab.runs import executors_ray
+    from mlp_lab.execution import ray_executor as executors_ray
 
     monkeypatch.setattr(executors_ray, "RETRY_LOCK_WAIT_S", 60.0)
     spec = plan(load_study(_study(tmp_path, tiny_config, "retry")))[0]
