@@ -347,4 +347,4 @@ def test_no_reader_of_a_files_contents_bypasses_its_one_reader():
             if needle in text and not any(n in needle for n in allowed.get(path.name, ())):
                 found.append(f"{path.relative_to(package)}: {needle}")
     # runindex checks that facts survive a JSON round trip; search.study reads Optuna's journal lines.
-    assert sorted(found) == ["runindex.py: json.loads(", "search/study.py: json.loads("], found
+    assert sorted(found) == ["runs/runindex.py: json.loads(", "search/study.py: json.loads("], found
