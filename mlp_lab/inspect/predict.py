@@ -29,6 +29,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
+from mlp_lab.config.datasets import DATASETS
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.data.load import to_features
 
@@ -37,9 +38,8 @@ if TYPE_CHECKING:
 
 Invert = bool | Literal["auto"]
 
+# "auto" is the recipe the run's dataset declares (`DatasetFacts.picture_recipe`): photos (CIFAR-10) are resized plainly.
 NORMALISATIONS = ("auto", "plain", "digit", "fashion")
-# What "auto" means per dataset; any other dataset (CIFAR-10's photos) is resized plainly.
-DATASET_RECIPES = {"mnist": "digit", "fashion_mnist": "fashion"}
 
 # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field.
 DIGIT_BOX = 20 / 28
@@ -299,7 +299,8 @@ def _recipe(normalise: str, meta: Mapping[str, Any]) -> str:
     if normalise not in NORMALISATIONS:
         raise MLPLabError(f"normalise={normalise!r}: choose one of {', '.join(NORMALISATIONS)}")
     if normalise == "auto":
-        return DATASET_RECIPES.get(meta.get("dataset", ""), "plain")
+        facts = DATASETS.get(meta.get("dataset", ""))
+        return facts.picture_recipe if facts is not None else "plain"
     return normalise
 
 
