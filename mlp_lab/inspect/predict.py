@@ -295,13 +295,16 @@ def _fashion(pixels: np.ndarray, height: int, width: int) -> np.ndarray | None:
     return _paste_centred(sharpened, height, width)
 
 
+def dataset_recipe(dataset: str | None) -> str:
+    """The recipe "auto" means for a model of `dataset`: the one its facts declare, else "plain"."""
+    facts = DATASETS.get(dataset or "")
+    return facts.picture_recipe if facts is not None else "plain"
+
+
 def _recipe(normalise: str, meta: Mapping[str, Any]) -> str:
     if normalise not in NORMALISATIONS:
         raise MLPLabError(f"normalise={normalise!r}: choose one of {', '.join(NORMALISATIONS)}")
-    if normalise == "auto":
-        facts = DATASETS.get(meta.get("dataset", ""))
-        return facts.picture_recipe if facts is not None else "plain"
-    return normalise
+    return dataset_recipe(meta.get("dataset")) if normalise == "auto" else normalise
 
 
 def prepare_image(
