@@ -195,7 +195,12 @@ def _bounds(metadata: list[Any]) -> str:
 
 
 def _choices(field: Any) -> str:
+    from mlp_lab.config.schema import Choices
+
     annotation = field.annotation
+    registry = next((m for m in field.metadata if isinstance(m, Choices)), None)
+    if registry is not None:  # a registry's names (data.dataset): those registered when the page is made
+        return " \\| ".join(f"`{choice}`" for choice in registry())
     if get_origin(annotation) is Literal:
         return " \\| ".join(f"`{choice}`" for choice in get_args(annotation))
     parts = [_bounds(field.metadata)] if _bounds(field.metadata) else []

@@ -641,13 +641,14 @@ def test_train_form_with_invalid_values_shows_errors_by_the_fields_and_starts_no
 def test_train_form_offers_the_schemas_choices(app_test, tmp_path):
     from typing import get_args
 
-    from mlp_lab.config.schema import DataConfig, OptimizerConfig, SchedulerConfig
+    from mlp_lab.config.datasets import names
+    from mlp_lab.config.schema import OptimizerConfig, SchedulerConfig
 
     page = app_test(tmp_path / "runs", "Train")
     assert not page.exception
     offered = {box.label: tuple(box.options) for box in page.selectbox}
     assert offered == {
-        "Dataset": get_args(DataConfig.model_fields["dataset"].annotation),
+        "Dataset": names(),  # the registered datasets' (data.dataset is checked against them)
         "Optimizer": get_args(OptimizerConfig.model_fields["name"].annotation),
         "LR schedule": get_args(SchedulerConfig.model_fields["name"].annotation),
     }

@@ -147,12 +147,13 @@ def test_deep_merge_merges_nested_mappings():
 def test_parameter_count_matches_the_model_and_shapes_match_the_datasets():
     from mlp_lab.config.datasets import DATASETS
     from mlp_lab.config.schema import ModelConfig
-    from mlp_lab.config.sizes import DATASET_SHAPES, parameter_count
+    from mlp_lab.config.sizes import dataset_parameter_count, parameter_count
     from mlp_lab.models.mlp import ParameterizedMLP
 
     for name, spec in DATASETS.items():
         c, h, w = spec.image_shape
-        assert DATASET_SHAPES[name] == (c * h * w, len(spec.classes))
+        linear = ModelConfig(hidden_sizes=[])
+        assert dataset_parameter_count(linear, name) == c * h * w * len(spec.classes) + len(spec.classes)
     for model in (ModelConfig(hidden_sizes=[]), ModelConfig(hidden_sizes=[64, 32], batch_norm=True), ModelConfig()):
         built = ParameterizedMLP.from_config(model, 784, 10)
         assert parameter_count(model, 784, 10) == built.num_parameters()

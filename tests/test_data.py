@@ -10,7 +10,7 @@ import torch
 from conftest import write_cifar_dataset, write_idx_dataset
 
 from mlp_lab.config.schema import DataConfig
-from mlp_lab.data import load as data_mod
+from mlp_lab.data import registry
 from mlp_lab.data.load import DataError, load_data, split_indices
 
 
@@ -36,8 +36,8 @@ def test_environment_variable_is_searched(tmp_path, idx_dir, monkeypatch):
 
 def test_debian_location_is_known_for_fashion_mnist(tmp_path, monkeypatch):
     debian = write_idx_dataset(tmp_path / "usr-share-datasets-fashion-mnist")
-    spec = dataclasses.replace(data_mod.DATASETS["fashion_mnist"], known_dirs=(str(debian),))
-    monkeypatch.setitem(data_mod.DATASETS, "fashion_mnist", spec)
+    spec = dataclasses.replace(registry.SOURCES["fashion_mnist"], known_dirs=(str(debian),))
+    monkeypatch.setitem(registry.SOURCES, "fashion_mnist", spec)
     monkeypatch.delenv("MLP_LAB_DATA", raising=False)
     data = load_data(cfg(tmp_path, dataset="fashion_mnist"))
     assert data.info.classes[0] == "T-shirt/top" and len(data.test) == 200
@@ -76,10 +76,10 @@ def test_skips_a_directory_holding_the_other_dataset(tmp_path, idx_dir, monkeypa
     import hashlib
 
     digest = hashlib.sha256(gzip.open(idx_dir / "train-labels-idx1-ubyte.gz").read()).hexdigest()
-    spec = dataclasses.replace(data_mod.DATASETS["mnist"], train_labels_sha256=digest)
-    monkeypatch.setitem(data_mod.DATASETS, "mnist", spec)
-    no_debian = dataclasses.replace(data_mod.DATASETS["fashion_mnist"], known_dirs=())
-    monkeypatch.setitem(data_mod.DATASETS, "fashion_mnist", no_debian)
+    spec = dataclasses.replace(registry.SOURCES["mnist"], fingerprint=("train-labels-idx1-ubyte", digest))
+    monkeypatch.setitem(registry.SOURCES, "mnist", spec)
+    no_debian = dataclasses.replace(registry.SOURCES["fashion_mnist"], known_dirs=())
+    monkeypatch.setitem(registry.SOURCES, "fashion_mnist", no_debian)
     monkeypatch.delenv("MLP_LAB_DATA", raising=False)
     with pytest.raises(DataError, match="holds mnist, not fashion_mnist: skipped"):
         load_data(cfg(tmp_path, dataset="fashion_mnist"), extra_dirs=[idx_dir])

@@ -1,17 +1,26 @@
 """Dataset facts: one definition, which the schema, the loader and a loaded dataset agree with."""
 
-from typing import get_args
+import pytest
 
 from mlp_lab.config.datasets import DATASETS, display_name
-from mlp_lab.config.schema import DataConfig
+from mlp_lab.config.schema import Choices, DataConfig
 from mlp_lab.data import load as data
+from mlp_lab.data import registry
 
 
 def test_every_dataset_the_schema_allows_has_its_facts_and_a_loader():
     # A dataset added to the schema without its facts (or its files' loader) fails here, not in a run.
-    assert get_args(DataConfig.model_fields["dataset"].annotation) == tuple(DATASETS)
-    assert tuple(data.DATASETS) == tuple(DATASETS)
-    assert all(spec.facts is DATASETS[name] for name, spec in data.DATASETS.items())
+    choices = next(m for m in DataConfig.model_fields["dataset"].metadata if isinstance(m, Choices))
+    assert choices() == tuple(DATASETS) == ("fashion_mnist", "mnist", "cifar10")
+    assert tuple(registry.SOURCES) == tuple(DATASETS)
+    assert all(source.facts is DATASETS[name] for name, source in registry.SOURCES.items())
+
+
+def test_a_name_no_source_registered_is_refused_as_before():
+    with pytest.raises(ValueError, match="Input should be 'fashion_mnist', 'mnist' or 'cifar10'"):
+        DataConfig(dataset="svhn")
+    with pytest.raises(ValueError, match="Input should be"):
+        DataConfig(dataset=5)
 
 
 def test_the_facts_are_those_of_the_real_datasets():

@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 
 from mlp_lab.cli import app
 from mlp_lab.core.errors import ConfigError, MLPLabError
-from mlp_lab.inspect.handwriting import RENDERINGS, load_scans, render_scan, score_scans
+from mlp_lab.execution.procedure import resume_run, start_run
+from mlp_lab.inspect.handwriting import RENDERINGS, handwriting_metrics, load_scans, render_scan, score_scans
 from mlp_lab.inspect.predict import prepare_image
 from mlp_lab.runs import rundir
 from mlp_lab.studies.ablation import compare, load_study, plan
 from mlp_lab.studies.report import build_report
+from mlp_lab.training.checkpoint import load_model
 from mlp_lab.training.trainer import train
 
 MNIST_META = {"dataset": "mnist", "classes": [str(k) for k in range(10)], "image_shape": [1, 28, 28]}
@@ -77,12 +79,23 @@ def test_output_handwriting_needs_a_digits_dataset(tiny_config):
 
 
 def test_a_run_with_output_handwriting_records_it_and_evaluate_reports_it(tiny_config, tmp_path):
+    # The plug-in is scored by the run procedure once the trainer has finished, not by the trainer.
     cfg = tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"}, output={"handwriting": True})
-    summary = train(cfg, tmp_path / "run")
+    summary = start_run(cfg, run_dir=tmp_path / "run").summary
+    assert rundir.read_summary(tmp_path / "run") == summary
     per_rendering = [summary[f"handwriting/acc_{r}"] for r in RENDERINGS]
     assert summary["handwriting/acc"] == pytest.approx(np.mean(per_rendering)) and 0 <= per_rendering[0] <= 1
+    assert list(summary)[-3:] == ["handwriting/acc", *(f"handwriting/acc_{r}" for r in RENDERINGS)]
     plain = train(tiny_config(train={"epochs": 1, "batch_size": 32, "device": "cpu"}), tmp_path / "plain")
     assert "handwriting/acc" not in plain and plain["config_hash"] == summary["config_hash"]
+    # The same as the trainer's own model scores it: the checkpoint the summary's test used.
+    assert handwriting_metrics(load_model(tmp_path / "run").model, MNIST_META | _stats(tmp_path / "run")) == {
+        k: summary[k] for k in list(summary)[-3:]
+    }
+    # A finished run found again keeps its scores; one whose summary lost them gets them back.
+    assert resume_run(tmp_path / "run").summary == summary
+    rundir.write_json(tmp_path / "run" / rundir.SUMMARY_FILE, {k: summary[k] for k in list(summary)[:-3]})
+    assert resume_run(tmp_path / "run").summary == summary == rundir.read_summary(tmp_path / "run")
 
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--handwriting", "--json"])
     assert result.exit_code == 0, result.output
@@ -91,6 +104,11 @@ def test_a_run_with_output_handwriting_records_it_and_evaluate_reports_it(tiny_c
     assert json.loads((tmp_path / "run" / "eval" / "handwriting_metrics.json").read_text()) == record
     text = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--handwriting"]).output
     assert "light_on_dark" in text and "dark_on_light" in text and "/1797" in text
+
+
+def _stats(run_dir):
+    meta = load_model(run_dir).data_meta
+    return {"mean": meta["mean"], "std": meta["std"], "pixel_permutation": meta["pixel_permutation"]}
 
 
 def test_evaluate_handwriting_refuses_a_fashion_run(tiny_config, tmp_path):

@@ -105,7 +105,7 @@ def _model_dir(choice: str, runs: str) -> str:
 
 
 # What each preprocessing does to a picture before the model sees it, for the page's caption:
-# "auto" is the recipe of the model's dataset (predict.DATASET_RECIPES).
+# "auto" is the recipe of the model's dataset (predict.dataset_recipe).
 PREPROCESSING = {
     "digit": "the dataset's own recipe (digits: inverted if dark on light, cropped to the ink, scaled to "
     "20 of 28 pixels, centred by mass, as MNIST was made)",
@@ -124,9 +124,9 @@ def subject(dataset: str | None) -> str:
 
 def preprocessing(normalise: str, dataset: str | None) -> str:
     """The caption's words for a preprocessing choice with a model of `dataset`."""
-    from mlp_lab.inspect.predict import DATASET_RECIPES
+    from mlp_lab.inspect.predict import dataset_recipe
 
-    return PREPROCESSING[DATASET_RECIPES.get(dataset or "", "plain") if normalise == "auto" else normalise]
+    return PREPROCESSING[dataset_recipe(dataset) if normalise == "auto" else normalise]
 
 
 def model_caption(

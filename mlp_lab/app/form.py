@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from mlp_lab.config.load import validate_config
-from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.config.schema import Choices, Config, config_to_dict
 from mlp_lab.core.errors import ConfigError
 
 # Form field -> the dotted config key it sets. The form shows the config's main fields only;
@@ -45,8 +45,11 @@ def schema_choices(dotted: str) -> tuple[Any, ...] | None:
     *parents, last = dotted.split(".")
     for part in parents:
         section = section.model_fields[part].annotation
-    annotation = section.model_fields[last].annotation
-    return get_args(annotation) if get_origin(annotation) is Literal else None
+    field = section.model_fields[last]
+    registry = next((m for m in field.metadata if isinstance(m, Choices)), None)
+    if registry is not None:  # a registry's names (data.dataset)
+        return registry()
+    return get_args(field.annotation) if get_origin(field.annotation) is Literal else None
 
 
 # Form field -> the choices its select box offers: the schema's own, so a choice added to the

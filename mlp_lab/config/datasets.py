@@ -1,10 +1,13 @@
-"""Dataset facts, defined once: each supported dataset's name, how people write it, its image
-shape and its classes.
+"""Dataset facts: each dataset's name, how people write it, its image shape, its classes, and the
+metric plug-ins and picture recipe it offers; the registry of the names a config may give.
 
-No torch and nothing of ours: the app, the reports and the size estimates read these without
-loading a tensor library. Where a dataset's files come from and how they are parsed is `data`'s
-job; the names a config may give are the schema's (`config.DataConfig.dataset`), kept equal to
-these by a test.
+No torch and nothing of ours: the schema, the app, the reports and the size estimates read these
+without loading a tensor library. The design, in two layers: this torch-free record is what a
+dataset *is*; `mlp_lab.data.registry`'s `DatasetSource` owns one of these records and adds where
+the files come from and how they are read into tensors. Registering a source
+(`mlp_lab.data.registry.register`) registers its facts here, so a config names it. The built-in
+datasets' facts are listed below because the config layer must know them without importing
+`data`; their sources (files, checksums, readers, quirks) are in `mlp_lab.data.builtin`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ class DatasetFacts:
     display_name: str  # as its authors and papers write it
     image_shape: tuple[int, int, int]  # (channels, height, width)
     classes: tuple[str, ...]  # by label index
+    # Metric plug-ins (`mlp_lab.config.plugins`) a run of this dataset may ask for, by name.
+    metric_plugins: tuple[str, ...] = ()
+    # How `predict` prepares a user's picture by default: "digit" (MNIST's crop, scale and
+    # centring), "fashion" (FashionMNIST's) or "plain" (resize the whole picture).
+    picture_recipe: str = "plain"
 
     @property
     def channels(self) -> int:
@@ -36,24 +44,55 @@ class DatasetFacts:
         return len(self.classes)
 
 
-DATASETS: dict[str, DatasetFacts] = {
-    facts.name: facts
-    for facts in (
-        DatasetFacts(
-            "fashion_mnist",
-            "FashionMNIST",
-            (1, 28, 28),
-            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        ),
-        DatasetFacts("mnist", "MNIST", (1, 28, 28), tuple(str(digit) for digit in range(10))),
-        DatasetFacts(
-            "cifar10",
-            "CIFAR-10",
-            (3, 32, 32),
-            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        ),
-    )
-}
+FASHION_MNIST = DatasetFacts(
+    "fashion_mnist",
+    "FashionMNIST",
+    (1, 28, 28),
+    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    picture_recipe="fashion",
+)
+MNIST = DatasetFacts(
+    "mnist",
+    "MNIST",
+    (1, 28, 28),
+    tuple(str(digit) for digit in range(10)),
+    metric_plugins=("handwriting",),
+    picture_recipe="digit",
+)
+CIFAR10 = DatasetFacts(
+    "cifar10",
+    "CIFAR-10",
+    (3, 32, 32),
+    ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+)
+
+# Every dataset a config may name, in the order the docs and the app list them. Registration
+# adds to it (`register_facts`); nothing else writes it.
+DATASETS: dict[str, DatasetFacts] = {facts.name: facts for facts in (FASHION_MNIST, MNIST, CIFAR10)}
+
+
+def register_facts(facts: DatasetFacts) -> None:
+    """Make `facts.name` a dataset a config may name. Registering the same facts again is a
+    no-op (a notebook cell run twice); other facts under a registered name are refused."""
+    known = DATASETS.get(facts.name)
+    if known is not None and known != facts:
+        raise ValueError(f"dataset {facts.name!r} is already registered with other facts")
+    DATASETS[facts.name] = facts
+
+
+def unregister_facts(name: str) -> None:
+    """Forget a registered dataset (a test's or a notebook's own); unknown names are ignored."""
+    DATASETS.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    """The names a config's data.dataset may take, in registration order."""
+    return tuple(DATASETS)
+
+
+def offering(plugin: str) -> tuple[str, ...]:
+    """The datasets whose runs may ask for metric plug-in `plugin`."""
+    return tuple(name for name, facts in DATASETS.items() if plugin in facts.metric_plugins)
 
 
 def display_name(name: str) -> str:

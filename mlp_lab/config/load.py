@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from mlp_lab.config.datasets import DATASETS
 from mlp_lab.config.overrides import apply_set_options
+from mlp_lab.config.plugins import plugin_errors
 from mlp_lab.config.schema import Config
 from mlp_lab.config.schema_errors import schema_errors
 from mlp_lab.config.sizes import _gib, conv_shapes, dataset_parameter_count, physical_memory, training_bytes
@@ -38,8 +39,7 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
                 f"{_gib(memory)}",
             )
         )
-    if cfg.output.handwriting and cfg.data.dataset != "mnist":
-        errors.append(("output.handwriting", f"scores digits: needs data.dataset 'mnist', not {cfg.data.dataset!r}"))
+    errors += plugin_errors(cfg.data.dataset, cfg.output)
     train = cfg.train
     if train.scheduler.warmup_epochs >= train.epochs:
         errors.append(("train.scheduler.warmup_epochs", f"must be less than train.epochs ({train.epochs})"))

@@ -24,9 +24,7 @@ SCORE_METRICS = ("test/acc", "test/loss", "best/val_acc", "best/val_loss")
 # fact about a run, not a score to rank it by.
 SUMMARY_METRICS = (*SCORE_METRICS, "best_epoch", "epochs_run", "wall_time_s", "num_parameters")
 
-# A digits run's accuracy on real handwriting (mlp_lab.inspect.handwriting), in its summary when
-# output.handwriting asks for it: the mean over the scans' renderings; `_<rendering>` keys add each.
-HANDWRITING_METRIC = "handwriting/acc"
+# Metric plug-ins (mlp_lab.config.plugins) add their own keys to a completed run's summary.
 
 # The summary's key for the best value of a monitored validation metric (early stopping's
 # `monitor`, a search's objective).

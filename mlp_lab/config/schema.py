@@ -3,10 +3,14 @@ floats refused. No torch, so ``mlp-lab --help`` and ``mlp-lab validate`` stay fa
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic_core import PydanticCustomError
+
+from mlp_lab.config import datasets
 
 
 class _Section(BaseModel):
@@ -42,11 +46,33 @@ class AugmentConfig(_Section):
 AUGMENT_RANGES = ("rotation", "scale", "shear", "translate", "elastic", "stroke", "blur")
 
 
+class Choices:
+    """Marks a field whose allowed values are a registry's names, read when asked (a dataset
+    registered after import is one of them): the app's select boxes and the generated reference
+    list them as they list a Literal's."""
+
+    def __init__(self, names: Callable[[], tuple[str, ...]]):
+        self.names = names
+
+    def __call__(self) -> tuple[str, ...]:
+        return self.names()
+
+
+def _registered_dataset(value: Any) -> Any:
+    # The error a Literal of the registered names would give, so messages stay as they were.
+    if isinstance(value, str) and value in datasets.DATASETS:
+        return value
+    names = [repr(name) for name in datasets.names()]
+    expected = " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+
+
 class DataConfig(_Section):
     """Which dataset, where it lives, how the training set is split into train/val, and how
     training batches are augmented."""
 
-    dataset: Literal["fashion_mnist", "mnist", "cifar10"] = "fashion_mnist"
+    # A registered dataset's name (`mlp_lab.config.datasets`; the built-ins and any registered since).
+    dataset: Annotated[str, BeforeValidator(_registered_dataset), Choices(datasets.names)] = "fashion_mnist"
     root: str = "data"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0

@@ -8,14 +8,12 @@ import os
 from mlp_lab.config.datasets import DATASETS
 from mlp_lab.config.schema import Config, ConvConfig, ModelConfig
 
-# Input features and classes of each dataset: what a model's size depends on, for validation
-# (datasets holds no torch, so neither does this).
-DATASET_SHAPES = {name: (facts.in_features, facts.num_classes) for name, facts in DATASETS.items()}
-
 
 def dataset_parameter_count(model: ModelConfig, dataset: str) -> int:
-    """`parameter_count` of a model for one of the known datasets."""
-    return parameter_count(model, *DATASET_SHAPES[dataset], DATASETS[dataset].image_shape)
+    """`parameter_count` of a model for one of the registered datasets (read when asked: a dataset
+    registered after import counts too)."""
+    facts = DATASETS[dataset]
+    return parameter_count(model, facts.in_features, facts.num_classes, facts.image_shape)
 
 
 def conv_shapes(conv: ConvConfig, image_shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:

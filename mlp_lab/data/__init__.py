@@ -1,1 +1,2 @@
-"""Datasets as tensors on the device: find, verify, load, split, normalise, augment."""
+"""Datasets as tensors on the device: the registry of sources (built-in and registered), find,
+verify, load, split, normalise, augment."""

@@ -123,6 +123,14 @@ class RunResult:
     action: Action = "trained"
 
 
+def _with_plugin_metrics(config: Config, run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The metric plug-ins the config asks for (output.handwriting), scored once training has
+    finished and added to summary.json, under the run's lock; a summary that has them is kept."""
+    from mlp_lab.inspect.plugins import add_plugin_metrics
+
+    return add_plugin_metrics(config, run_dir, summary)
+
+
 def _is_bug(exc: BaseException) -> bool:
     """A failure that is neither the run's own (an MLPLabError: bad input, divergence) nor the
     machine's (a file-system error, memory): a bug, whose trace the run directory keeps."""
@@ -176,7 +184,9 @@ def run_locked(
             resuming = existing == "resume"
             if resuming and rundir.run_status(run_dir) == RunStatus.DONE:
                 failed = False
-                return RunResult(run_dir, rundir.read_summary(run_dir), "skipped")
+                return RunResult(
+                    run_dir, _with_plugin_metrics(config, run_dir, rundir.read_summary(run_dir)), "skipped"
+                )
             if existing == "reuse":
                 # The status is read under the lock: another process may have just finished this run.
                 status = rundir.run_status(run_dir, config_hash(config))
@@ -185,7 +195,9 @@ def run_locked(
                     status = RunStatus.NEW
                 if status in (RunStatus.DONE, RunStatus.FAILED):
                     failed = False
-                    return RunResult(run_dir, rundir.read_summary(run_dir), "skipped")
+                    return RunResult(
+                        run_dir, _with_plugin_metrics(config, run_dir, rundir.read_summary(run_dir)), "skipped"
+                    )
                 if status == RunStatus.STALE:
                     # The study changed since this run was made: keep the old run, out of the way.
                     aside = run_dir.with_name(f"{run_dir.name}.old-{int(time.time())}")
@@ -204,6 +216,7 @@ def run_locked(
                 loggers=loggers,
                 tags=tags,
             )
+            summary = _with_plugin_metrics(config, run_dir, summary)
             failed = False
             return RunResult(run_dir, summary, "resumed" if resuming else "trained")
     except TrainingInterrupted:

@@ -1,1 +1,1 @@
-"""Looking at data, models and runs: evaluate, predict, handwriting, analysis, plots, bench."""
+"""Looking at data, models and runs: evaluate, predict, handwriting, metric plug-ins, analysis, plots, bench."""

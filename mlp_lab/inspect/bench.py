@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from mlp_lab.config.load import load_config
 from mlp_lab.config.schema import AugmentConfig, Config
 from mlp_lab.core.errors import MLPLabError
-from mlp_lab.data.load import DATASETS, locate, split_indices
+from mlp_lab.data import registry
+from mlp_lab.data.load import locate, split_indices
 from mlp_lab.models.mlp import ParameterizedMLP
 from mlp_lab.training.optim import build_optimizer
 from mlp_lab.training.trainer import EVAL_BATCH_SIZE, Trainer, evaluate, num_batches
@@ -83,14 +84,15 @@ def time_mlp_lab(config: Config, repeats: int, data_dirs=()) -> dict[str, Any]:
 
 def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str, Any]:
     """(b) The tutorial pipeline: per-sample transforms and a DataLoader, same model and optimizer."""
-    import torchvision.datasets as tvd
     from torch.utils.data import DataLoader, Subset
     from torchvision import transforms
 
-    spec = DATASETS[config.data.dataset]
+    source = registry.source_for(config.data.dataset)
+    if source.tutorial_dataset is None:
+        raise MLPLabError(f"{source.name}: has no per-sample dataset for the tutorial pipeline")
     root = locate(config.data, data_dirs)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(data.info.mean, data.info.std)])
-    full = getattr(tvd, spec.torchvision_class)(str(root), train=True, transform=transform, download=False)
+    full = source.tutorial_dataset(source.directory(root), transform)
     train_idx, val_idx = split_indices(len(full), config.data.val_fraction, config.data.split_seed)
     train_loader = DataLoader(Subset(full, train_idx.tolist()), batch_size=config.train.batch_size, shuffle=True)
     val_loader = DataLoader(Subset(full, val_idx.tolist()), batch_size=config.train.batch_size)

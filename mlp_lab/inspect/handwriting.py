@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mlp_lab.config.metrics import HANDWRITING_METRIC
+from mlp_lab.config.datasets import offering
+from mlp_lab.config.plugins import HANDWRITING
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.inspect.predict import images_to_features, predict
 
@@ -30,7 +31,6 @@ MARGIN_CELLS = 2
 CELL_PIXELS = 4
 # load_digits' ink counts run from 0 to 16.
 MAX_INK = 16
-DIGITS_DATASETS = ("mnist",)
 
 
 def load_scans() -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +69,11 @@ def score_scans(
     {rendering: {accuracy, correct, examples, per_class_accuracy}}, through `predict`'s default
     preprocessing (inversion decided from the border, MNIST's digit recipe)."""
     dataset = meta.get("dataset")
-    if dataset not in DIGITS_DATASETS:
-        raise MLPLabError(f"the handwriting set is digits: this model is trained on {dataset}, not mnist")
+    digits = offering(HANDWRITING.name)  # the datasets that declare this plug-in
+    if dataset not in digits:
+        raise MLPLabError(
+            f"the handwriting set is digits: this model is trained on {dataset}, not {' or '.join(digits)}"
+        )
     ink, labels = load_scans()
     results: dict[str, dict[str, Any]] = {}
     for rendering in renderings:
@@ -90,5 +93,5 @@ def handwriting_metrics(model: torch.nn.Module, meta: Mapping[str, Any]) -> dict
     """The scans' accuracies as summary metrics: `handwriting/acc` (the mean over the renderings,
     what a study reports beside test/acc) and one `handwriting/acc_<rendering>` each."""
     scores = score_scans(model, meta)
-    metrics = {f"{HANDWRITING_METRIC}_{r}": scores[r]["accuracy"] for r in RENDERINGS}
-    return {HANDWRITING_METRIC: float(np.mean(list(metrics.values()))), **metrics}
+    metrics = {f"{HANDWRITING.metric}_{r}": scores[r]["accuracy"] for r in RENDERINGS}
+    return {HANDWRITING.metric: float(np.mean(list(metrics.values()))), **metrics}

@@ -29,6 +29,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
+from mlp_lab.config.datasets import DATASETS
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.data.load import to_features
 
@@ -37,9 +38,8 @@ if TYPE_CHECKING:
 
 Invert = bool | Literal["auto"]
 
+# "auto" is the recipe the run's dataset declares (`DatasetFacts.picture_recipe`): photos (CIFAR-10) are resized plainly.
 NORMALISATIONS = ("auto", "plain", "digit", "fashion")
-# What "auto" means per dataset; any other dataset (CIFAR-10's photos) is resized plainly.
-DATASET_RECIPES = {"mnist": "digit", "fashion_mnist": "fashion"}
 
 # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field.
 DIGIT_BOX = 20 / 28
@@ -295,12 +295,16 @@ def _fashion(pixels: np.ndarray, height: int, width: int) -> np.ndarray | None:
     return _paste_centred(sharpened, height, width)
 
 
+def dataset_recipe(dataset: str | None) -> str:
+    """The recipe "auto" means for a model of `dataset`: the one its facts declare, else "plain"."""
+    facts = DATASETS.get(dataset or "")
+    return facts.picture_recipe if facts is not None else "plain"
+
+
 def _recipe(normalise: str, meta: Mapping[str, Any]) -> str:
     if normalise not in NORMALISATIONS:
         raise MLPLabError(f"normalise={normalise!r}: choose one of {', '.join(NORMALISATIONS)}")
-    if normalise == "auto":
-        return DATASET_RECIPES.get(meta.get("dataset", ""), "plain")
-    return normalise
+    return dataset_recipe(meta.get("dataset")) if normalise == "auto" else normalise
 
 
 def prepare_image(

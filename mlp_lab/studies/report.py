@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mlp_lab.config.metrics import HANDWRITING_METRIC
+from mlp_lab.config.plugins import METRIC_PLUGINS, MetricPlugin
 from mlp_lab.core.errors import ConfigError
 from mlp_lab.inspect.plots import epoch_axis, lr_axis, outside_legend
 from mlp_lab.runs import rundir
@@ -130,20 +130,45 @@ def facts(study: Study, arms: dict[str, Any]) -> StudyFacts:
     return study_facts(study.path, file_configs, runs, unchecked)
 
 
+def plugin_keys(plugin: MetricPlugin) -> dict[str, str]:
+    """A metric plug-in's columns in a report's rows: its mean and std over seeds, and its paired
+    difference from the reference with the interval's ends."""
+    return {
+        "mean": f"{plugin.row_key}_mean",
+        "std": f"{plugin.row_key}_std",
+        "diff": f"{plugin.name}_diff",
+        "low": f"{plugin.name}_ci_low",
+        "high": f"{plugin.name}_ci_high",
+    }
+
+
+def plugin_columns(study: Study, arms: dict[str, Any], arm: str) -> dict[str, Any]:
+    """One arm's plug-in columns, for every registered plug-in (None where its runs lack the
+    metric): runs made with `output.<plug-in>` carry its score beside the test's."""
+    columns: dict[str, Any] = {}
+    for plugin in METRIC_PLUGINS.values():
+        keys = plugin_keys(plugin)
+        runs = arms[arm]["runs"]
+        mean, std = mean_std([r[plugin.metric] for r in runs.values() if plugin.metric in r])
+        columns.update(
+            {keys["mean"]: mean, keys["std"]: std, keys["diff"]: None, keys["low"]: None, keys["high"]: None}
+        )
+        reference = {s: r[plugin.metric] for s, r in arms[study.reference]["runs"].items() if plugin.metric in r}
+        if reference and arm != study.reference:
+            diff = paired_difference({s: r[plugin.metric] for s, r in runs.items()}, reference)
+            columns.update({keys["diff"]: diff.mean, keys["low"]: diff.low, keys["high"]: diff.high})
+    return columns
+
+
 def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per arm: aggregates over seeds and the paired comparison with the reference."""
     reference = {s: r["test/acc"] for s, r in arms[study.reference]["runs"].items()}
-    handwriting_reference = {
-        s: r[HANDWRITING_METRIC] for s, r in arms[study.reference]["runs"].items() if HANDWRITING_METRIC in r
-    }
     rows = []
     for arm in study.arms:
         data = arms[arm.name]
         runs = list(data["runs"].values())
         acc_mean, acc_std = mean_std([r["test/acc"] for r in runs])
         loss_mean, loss_std = mean_std([r["test/loss"] for r in runs])
-        # Runs made with output.handwriting carry their real-handwriting score beside the test's.
-        hw_mean, hw_std = mean_std([r[HANDWRITING_METRIC] for r in runs if HANDWRITING_METRIC in r])
         row = {
             "arm": arm.name,
             "changes": ", ".join(f"{k}={v}" for k, v in arm.changes.items()) or "(base)",
@@ -152,11 +177,7 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
             "test_acc_std": acc_std,
             "test_loss_mean": loss_mean,
             "test_loss_std": loss_std,
-            "handwriting_acc_mean": hw_mean,
-            "handwriting_acc_std": hw_std,
-            "handwriting_diff": None,
-            "handwriting_ci_low": None,
-            "handwriting_ci_high": None,
+            **plugin_columns(study, arms, arm.name),
             "best_epoch_mean": mean_std([r["best_epoch"] for r in runs])[0],
             "epochs_run_mean": mean_std([r["epochs_run"] for r in runs])[0],
             "num_parameters": runs[0]["num_parameters"] if runs else None,
@@ -164,9 +185,6 @@ def build_rows(study: Study, arms: dict[str, Any]) -> list[dict[str, Any]]:
             "failed_seeds": sorted(data["failed"]),
             "missing_seeds": sorted(data["missing"]),
         }
-        if handwriting_reference and arm.name != study.reference:
-            hw = paired_difference({s: r[HANDWRITING_METRIC] for s, r in data["runs"].items()}, handwriting_reference)
-            row.update({"handwriting_diff": hw.mean, "handwriting_ci_low": hw.low, "handwriting_ci_high": hw.high})
         if arm.name != study.reference:
             diff = paired_difference({s: r["test/acc"] for s, r in data["runs"].items()}, reference)
             row.update(
@@ -235,18 +253,22 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str], r
         "| arm | changes | seeds | test acc % (mean ± std) | test loss | best epoch | epochs run | parameters | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    handwriting = any(r["handwriting_acc_mean"] is not None for r in rows)
-    if handwriting:
-        lines[-2] = lines[-2].replace(" | test loss |", " | real handwriting acc % (mean ± std) | test loss |")
+    # The plug-in metrics these runs have, each a column beside test accuracy.
+    shown = [p for p in METRIC_PLUGINS.values() if any(r[plugin_keys(p)["mean"]] is not None for r in rows)]
+    for plugin in shown:
+        lines[-2] = lines[-2].replace(" | test loss |", f" | {plugin.label} | test loss |")
         lines[-1] += " --- |"
     for r in rows:
         std = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
         loss_std = f" ± {r['test_loss_std']:.4f}" if r["test_loss_std"] is not None else ""
         loss = f"{r['test_loss_mean']:.4f}{loss_std}" if r["test_loss_mean"] is not None else "–"
-        hw_std = f" ± {_pct(r['handwriting_acc_std'])}" if r["handwriting_acc_std"] is not None else ""
-        hw = f" {_pct(r['handwriting_acc_mean'])}{hw_std} |" if handwriting else ""
+        extra = ""
+        for plugin in shown:
+            keys = plugin_keys(plugin)
+            extra_std = f" ± {_pct(r[keys['std']])}" if r[keys["std"]] is not None else ""
+            extra += f" {_pct(r[keys['mean']])}{extra_std} |"
         lines.append(
-            f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} |{hw} {loss} | "
+            f"| {r['arm']} | `{r['changes']}` | {r['seeds']} | {_pct(r['test_acc_mean'])}{std} |{extra} {loss} | "
             f"{epochs_text(r['best_epoch_mean'])} | {epochs_text(r['epochs_run_mean'])} | "
             f"{_or_dash(r['num_parameters'], ',')} | {_or_dash(r['wall_time_s_mean'], '.1f')} |"
         )
@@ -268,19 +290,16 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str], r
         lines.append(
             f"| {r['arm']} | {r['paired_seeds']} | {_pct(r['diff_vs_reference'], True)} | {ci} | **{r['verdict']}** |"
         )
-    if any(r["handwriting_diff"] is not None for r in rows):
-        lines += [
-            "",
-            "The same for real-handwriting accuracy (`output.handwriting`: scikit-learn's scanned digits):",
-            "",
-            "| arm | difference (pp) | 95% CI (pp) |",
-            "| --- | --- | --- |",
-        ]
+    for plugin in METRIC_PLUGINS.values():
+        keys = plugin_keys(plugin)
+        if not any(r[keys["diff"]] is not None for r in rows):
+            continue
+        lines += ["", plugin.description, "", "| arm | difference (pp) | 95% CI (pp) |", "| --- | --- | --- |"]
         for r in rows:
-            if r["handwriting_diff"] is not None:
-                low, high = r["handwriting_ci_low"], r["handwriting_ci_high"]
+            if r[keys["diff"]] is not None:
+                low, high = r[keys["low"]], r[keys["high"]]
                 ci = f"[{_pct(low, True)}, {_pct(high, True)}]" if low is not None else "–"
-                lines.append(f"| {r['arm']} | {_pct(r['handwriting_diff'], True)} | {ci} |")
+                lines.append(f"| {r['arm']} | {_pct(r[keys['diff']], True)} | {ci} |")
     problems = [(r["arm"], "failed", r["failed_seeds"]) for r in rows if r["failed_seeds"]]
     problems += [
         (r["arm"], "not run yet", unrun_seeds(r["missing_seeds"], ran))

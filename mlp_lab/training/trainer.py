@@ -28,7 +28,6 @@ from mlp_lab.config.schema import Config, EarlyStoppingConfig, SchedulerConfig, 
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.data.augment import Augmenter
 from mlp_lab.data.load import Data, Split, load_data
-from mlp_lab.inspect.handwriting import handwriting_metrics
 from mlp_lab.models.registry import build_model
 from mlp_lab.runs import rundir
 from mlp_lab.training.checkpoint import (
@@ -542,8 +541,6 @@ class Trainer:
                 "wall_time_s": round(p.elapsed, 3),
             }
         )
-        if self.config.output.handwriting:
-            summary.update(handwriting_metrics(self.model, data_meta(self.data.info)))
         rundir.write_json(self.run_dir / rundir.SUMMARY_FILE, summary)
         self.write_curves()
         for logger in loggers:
