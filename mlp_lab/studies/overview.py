@@ -25,7 +25,7 @@ from typing import Any
 from mlp_lab.config.datasets import display_name
 from mlp_lab.core.errors import ConfigError, MLPLabError
 from mlp_lab.core.shipped import shipped_dir
-from mlp_lab.execution.procedure import estimated_cost
+from mlp_lab.execution.executors import estimated_cost
 from mlp_lab.runs import rundir
 from mlp_lab.studies.ablation import STUDIES_DIR, Study, load_study, plan
 from mlp_lab.studies.provenance import StudyFacts, value_text
