@@ -167,7 +167,7 @@ class ProcessPoolExecutor:
 
         context = multiprocessing.get_context("spawn")
         # What travels to the workers: picklable pieces only; each worker sets its own log and stop.
-        context = self.context.for_workers().but(data_dirs=tuple(map(str, data_dirs)))
+        for_workers = self.context.for_workers().but(data_dirs=tuple(map(str, data_dirs)))
         manager = SyncManager(ctx=context)
         # Like the workers, the manager ignores a terminal's Ctrl-C: it must outlive the stop.
         manager.start(_ignore_sigint)
@@ -178,7 +178,9 @@ class ProcessPoolExecutor:
                 while queue or pending:
                     while queue and len(pending) < self.jobs and not stopping:
                         index = queue.pop(0)
-                        pending[pool.submit(_pool_task, specs[index], context, force, stop_event, self.quiet)] = index
+                        pending[pool.submit(_pool_task, specs[index], for_workers, force, stop_event, self.quiet)] = (
+                            index
+                        )
                     if stop is not None and stop() and not stopping:
                         stopping = True
                         queue.clear()
