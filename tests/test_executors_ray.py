@@ -226,13 +226,13 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
     # of a task lost with its node stays held until the server expires the lease.
     import threading
 
-    from mlp_lab.runs import executors_ray
+    from mlp_lab.execution import ray_executor as executors_ray
 
     monkeypatch.setattr(executors_ray, "RETRY_LOCK_WAIT_S", 60.0)
     spec = plan(load_study(_study(tmp_path, tiny_config, "retry")))[0]
     stop_path = str(tmp_path / "no-stop")
     with rundir.RunLock(spec.run_dir, note="another-task"):
-        busy = executors_ray._ray_task(spec, (), False, 1, stop_path, "this-task")
+        busy = executors_ray._ray_task(spec, RunContext(**quiet), False, 1, stop_path, "this-task")
     assert (busy.status, busy.action) == (RunStatus.BUSY, "none")
 
     dead_attempt = rundir.RunLock(spec.run_dir, note="this-task").acquire()
@@ -240,7 +240,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
     released = threading.Timer(1.5, dead_attempt.release)
     released.start()
     started = time.monotonic()
-    outcome = executors_ray._ray_task(spec, (), False, 1, stop_path, "this-task")
+    outcome = executors_ray._ray_task(spec, RunContext(**quiet), False, 1, stop_path, "this-task")
     released.join()
     assert time.monotonic() - started >= 1.5
     assert (outcome.status, outcome.action) == (RunStatus.DONE, "trained")
