@@ -320,7 +320,12 @@ def user_errors() -> Iterator[None]:
 
 @contextmanager
 def executor_for(
-    backend: Backend, address: str | None, jobs: int | None, threads: int | None, data_dir: list[Path] | None, stop
+    backend: Backend,
+    address: str | None,
+    jobs: int | None,
+    threads: int | None,
+    data_dir: list[Path] | None,
+    stop: Callable[[], bool] | None,
 ) -> Iterator[tuple[Executor, RunContext]]:
     """The executor a command's runs go to (this machine's, or Ray's inside a Ray session) and
     the context they run with: the --data-dir directories, --threads, the progress on stdout,
