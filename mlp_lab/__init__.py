@@ -10,6 +10,7 @@ API_NAMES = (
     "load_config",
     "run",
     "compare",
+    "track",
     "load_model",  # and search: the search subpackage, made callable below
     "RunResult",
     "StudyReport",

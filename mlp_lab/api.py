@@ -1,5 +1,5 @@
-"""The Python API for notebooks and scripts: `load_config`, `run`, `compare`, `search` and
-`load_model`, over the library functions the CLI calls, with results as objects
+"""The Python API for notebooks and scripts: `load_config`, `run`, `compare`, `search`, `track`
+and `load_model`, over the service layer the CLI calls (`mlp_lab.service`), with results as objects
 (`RunResult`, `StudyReport`, `SearchReport`, `Model` and its `Predictions`) that have
 `.to_pandas()` when pandas is installed.
 
@@ -19,11 +19,7 @@ next call, as `mlp-lab compare` continues them.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +29,9 @@ from mlp_lab.config.load import validate_config
 from mlp_lab.config.overrides import apply_set_options, flatten
 from mlp_lab.config.schema import Config, config_to_dict
 from mlp_lab.config.specfile import resolve_spec_path
-from mlp_lab.core.errors import ConfigError, MachineFault, MLPLabError, clip
+from mlp_lab.core.errors import ConfigError, MLPLabError, clip
 from mlp_lab.runs import rundir
+from mlp_lab.service.process import as_found
 
 if TYPE_CHECKING:  # these import torch (or optuna's side); the module is imported before they are needed
     import numpy as np
@@ -42,6 +39,7 @@ if TYPE_CHECKING:  # these import torch (or optuna's side); the module is import
     from mlp_lab.execution.procedure import RunOutcome
     from mlp_lab.search.spec import Search
     from mlp_lab.studies.ablation import Study
+    from mlp_lab.tracking.export import Exported
     from mlp_lab.training.checkpoint import LoadedRun
 
 __all__ = [
@@ -55,6 +53,7 @@ __all__ = [
     "load_model",
     "run",
     "search",
+    "track",
 ]
 
 CONFIGS_DIR = "configs"  # where a config's name is looked up, as `mlp-lab list` shows them
@@ -94,55 +93,6 @@ def _log(verbose: bool, log: Log) -> Callable[[str], None]:
     if verbose:
         return lambda line: print(line, flush=True)
     return lambda line: None
-
-
-def _data_dirs(data_dirs: Sequence[str | Path]) -> tuple[str, ...]:
-    """Extra dataset directories (as `--data-dir`); one that is not a directory is a typo."""
-    if isinstance(data_dirs, (str, Path)):
-        data_dirs = [data_dirs]
-    for directory in map(Path, data_dirs):
-        if not directory.is_dir():
-            raise MLPLabError(
-                f"data_dirs: {clip(str(directory))}: "
-                + ("is a file, expected a directory" if directory.exists() else "no such directory")
-            )
-    return tuple(map(str, data_dirs))
-
-
-@contextmanager
-def _as_found() -> Iterator[None]:
-    """Put the process-wide state a run touches back as it was after the block."""
-    import torch
-
-    from mlp_lab.training.runtime import determinism_as_found, rng_state, set_rng_state
-
-    environ = dict(os.environ)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    rng = rng_state()
-    try:
-        with determinism_as_found():
-            yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        set_rng_state(rng)
-        for key in [k for k in os.environ if k not in environ]:
-            del os.environ[key]
-        for key, value in environ.items():
-            if os.environ.get(key) != value:
-                os.environ[key] = value
-        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
-            for sig, handler in handlers.items():
-                if handler is not None and signal.getsignal(sig) is not handler:
-                    signal.signal(sig, handler)
-
-
-def _epoch_line(name: str, record: Mapping[str, Any]) -> str:
-    return (
-        f"{name}  epoch {record['epoch']}/{record['epochs']}  train/loss {record['train/loss']:.4f}  "
-        f"val/loss {record['val/loss']:.4f}  val/acc {record['val/acc']:.4f}  {record['seconds']:.1f}s"
-    )
 
 
 def _config_and_source(config: str | Path | Config, overrides: Overrides) -> tuple[Config, str]:
@@ -205,20 +155,25 @@ def run(
     """Train one seeded run, as `mlp-lab run` does: into `run_dir` (new or empty) or else
     ``<output.dir>/<name>`` (``<name>-2``, ... when taken), with `threads` torch threads
     (default: every core). Returns the run's summary and per-epoch history."""
+    from mlp_lab.service.checks import API
+    from mlp_lab.service.checks import data_dirs as checked_dirs
+
     cfg, source = _config_and_source(config, overrides)
     say = _log(verbose, log)
-    dirs = _data_dirs(data_dirs)
-    with _as_found():
-        from mlp_lab.execution.procedure import start_run
+    dirs = checked_dirs(data_dirs, API)
+    with as_found():
+        from mlp_lab.service.context import epoch_line, run_context
+        from mlp_lab.service.runs import start_or_resume
 
-        result = start_run(
+        context = run_context(
+            data_dirs=dirs, threads=threads, log=say, on_epoch=lambda record: say(f"{cfg.name}  {epoch_line(record)}")
+        )
+        result = start_or_resume(
             cfg,
+            context,
             run_dir=run_dir,
             source=source,
-            data_dirs=dirs,
-            threads=threads,
             on_start=lambda where, renamed: say(f"run {cfg.name} -> {where}"),
-            on_epoch=lambda record: say(_epoch_line(cfg.name, record)),
         )
     say(f"done: {result.run_dir}  test/acc {result.summary['test/acc']:.4f}")
     return RunResult(result.run_dir, cfg, result.summary, rundir.read_metrics(result.run_dir))
@@ -270,14 +225,6 @@ def _study(study: str | Path | Study, seeds: Sequence[int] | None, overrides: Ov
     return load_study(study, list(seeds) if seeds else None, overrides=texts)
 
 
-def _raise_faults(outcomes: Sequence[RunOutcome], again: str) -> None:
-    faults = [o for o in outcomes if o.fault]
-    if faults:
-        raise MachineFault(
-            f"{len(faults)} run(s) stopped by a fault of the machine ({faults[0].error}); fix it, then {again}"
-        )
-
-
 def compare(
     study: str | Path | Study,
     seeds: Sequence[int] | None = None,
@@ -301,44 +248,27 @@ def compare(
     report's `failures`; a fault of the machine raises MachineFault before any report is built.
     With jobs > 1 the worker processes print their per-epoch lines only when `verbose`.
     """
+    from mlp_lab.service.checks import API, check_studies, fault_error, require_backend
+    from mlp_lab.service.checks import data_dirs as checked_dirs
     from mlp_lab.studies.ablation import compare as run_compare
     from mlp_lab.studies.report import build_report
 
-    if backend not in ("local", "ray"):
-        raise MLPLabError(f"backend {clip(repr(backend))}: choose local or ray")
-    if backend == "local" and address is not None:
-        raise MLPLabError("address joins a Ray cluster: use it with backend='ray'")
+    require_backend(backend, address, API)
     loaded = _study(study, seeds, overrides)
-    dirs = _data_dirs(data_dirs)
+    dirs = checked_dirs(data_dirs, API)
     say = _log(verbose, log)
-    with _as_found():
-        if backend == "ray":
-            from mlp_lab.execution.ray_executor import RayExecutor, check_ray_installed, ray_session
+    with as_found():
+        from mlp_lab.service.context import executor_for, run_context
 
-            check_ray_installed()
-            with ray_session(address):
-                result = run_compare(
-                    loaded,
-                    jobs=jobs,
-                    force=force,
-                    data_dirs=dirs,
-                    threads=threads,
-                    log=say,
-                    executor=RayExecutor(threads, jobs if jobs > 1 else None, log=say),
-                )
-        else:
-            from mlp_lab.execution.procedure import ProcessPoolExecutor, SerialExecutor
-            from mlp_lab.training.runtime import check_runtime
-
-            for arm in loaded.arms:  # a GPU asked for but absent, before any run
-                check_runtime(arm.config, f"{loaded.path}: arms.{arm.name}")
-            executor = (
-                SerialExecutor(threads, say) if jobs <= 1 else ProcessPoolExecutor(jobs, threads, quiet=not verbose)
-            )
+        check_studies([loaded], backend)  # a GPU asked for but absent, before any run
+        context = run_context(data_dirs=dirs, threads=threads, log=say)
+        in_flight = None if backend == "ray" and jobs <= 1 else jobs  # None: as many as the cluster's CPUs hold
+        with executor_for(backend, address, in_flight, context, quiet=not verbose) as executor:
             result = run_compare(
                 loaded, jobs=jobs, force=force, data_dirs=dirs, threads=threads, log=say, executor=executor
             )
-        _raise_faults(result.outcomes, "call compare again")
+        if (fault := fault_error(result.outcomes, "call compare again")) is not None:
+            raise fault
         report = build_report(loaded)
     return StudyReport(
         report["experiment"],
@@ -420,25 +350,29 @@ def search(
         found = load_search(name, overrides=texts)
     else:
         raise MLPLabError(f"search: expected a name, a path or a loaded Search, not a {type(name).__name__}")
-    dirs = _data_dirs(data_dirs)
-    say = _log(verbose, log)
-    with _as_found():
-        from mlp_lab.execution.procedure import ProcessPoolExecutor, SerialExecutor
-        from mlp_lab.training.runtime import check_runtime
+    from mlp_lab.service.checks import API, check_config, fault_error
+    from mlp_lab.service.checks import data_dirs as checked_dirs
 
-        check_runtime(found.base_config, str(found.path))
-        executor = SerialExecutor(threads, say) if jobs <= 1 else ProcessPoolExecutor(jobs, threads, quiet=not verbose)
-        result = run_search(
-            found,
-            trials=trials,
-            jobs=jobs,
-            timeout=timeout,
-            threads=threads,
-            data_dirs=dirs,
-            log=say,
-            executor=executor,
-        )
-        _raise_faults(result.outcomes, "call search again")
+    dirs = checked_dirs(data_dirs, API)
+    say = _log(verbose, log)
+    with as_found():
+        from mlp_lab.service.context import executor_for, run_context
+
+        check_config(found.base_config, str(found.path))
+        context = run_context(data_dirs=dirs, threads=threads, log=say)
+        with executor_for("local", None, jobs, context, quiet=not verbose) as executor:
+            result = run_search(
+                found,
+                trials=trials,
+                jobs=jobs,
+                timeout=timeout,
+                threads=threads,
+                data_dirs=dirs,
+                log=say,
+                executor=executor,
+            )
+        if (fault := fault_error(result.outcomes, "call search again")) is not None:
+            raise fault
     report = result.report
     return SearchReport(
         report["search"],
@@ -460,6 +394,27 @@ def search(
         result.timed_out,
         result.outcomes,
     )
+
+
+def track(
+    targets: str | Path | Sequence[str | Path],
+    overrides: Overrides = None,
+    *,
+    verbose: bool = False,
+    log: Log = None,
+) -> list[Exported]:
+    """Export finished runs to MLflow, as `mlp-lab track` does: each target a run directory or a
+    study (a name in experiments/ or a path, loaded with `overrides` as compare's), into the store
+    of its output.dir (or $MLFLOW_TRACKING_URI); a second export adds nothing. Needs the [track]
+    extra. Returns one `Exported` (run_dir, run_id, experiment, created) per run."""
+    from mlp_lab.service.track import track as export
+
+    names = [targets] if isinstance(targets, (str, Path)) else list(targets)
+    for name in names:
+        if not isinstance(name, (str, Path)):
+            raise MLPLabError(f"track: expected run directories or study names, not a {type(name).__name__}")
+    with as_found():
+        return export([str(name) for name in names], _set_texts(overrides), _log(verbose, log))
 
 
 @dataclass(frozen=True)
@@ -533,6 +488,6 @@ def load_model(
     from mlp_lab.tracking.registry import is_model_uri, materialize
     from mlp_lab.training.checkpoint import load_model as load_run
 
-    with _as_found():
+    with as_found():
         run_dir = materialize(str(target), output_dir) if is_model_uri(target) else Path(target)
         return Model(load_run(run_dir, which), invert, normalise)

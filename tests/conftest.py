@@ -20,6 +20,7 @@ import yaml
 from mlp_lab.config.load import validate_config
 from mlp_lab.config.schema import Config, config_to_dict
 from mlp_lab.runs import rundir
+from mlp_lab.training.context import RunContext
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -141,7 +142,7 @@ def assert_resumes_identically(cfg: Config, tmp_path: Path) -> dict:
         return polls["n"] == 20
 
     with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "part", should_stop=stop_mid_epoch_two)
+        train(cfg, tmp_path / "part", context=RunContext(stop=stop_mid_epoch_two))
     last = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", "last")
     assert (last["epoch"], last["step"]) == (1, 4)
     resumed = train(cfg, tmp_path / "part", resume=True)

@@ -11,6 +11,7 @@ from mlp_lab.core.interrupt import StopFlag
 from mlp_lab.execution.procedure import run_one
 from mlp_lab.runs.rundir import RunStatus
 from mlp_lab.studies.ablation import compare, load_study, plan
+from mlp_lab.training.context import RunContext
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +83,7 @@ def test_partial_run_is_continued_to_the_same_result(tiny_config, tmp_path):
             stop.signum = 15
         return stop()
 
-    outcome = run_one(spec, stop=stop_after_twenty_steps, log=lambda _: None)
+    outcome = run_one(spec, RunContext(stop=stop_after_twenty_steps, log=lambda _: None))
     assert outcome.action == "interrupted" and outcome.status == spec.status() == RunStatus.PARTIAL
     result = compare(exp, log=lambda _: None)
     assert result.outcomes[0].action == "resumed" and result.outcomes[0].status == RunStatus.DONE

@@ -136,7 +136,9 @@ def test_progress_goes_to_log_or_stdout_only_when_asked(tiny_config, tmp_path, c
     lines: list[str] = []
     mlp_lab.run(tiny_config(train={"epochs": 1}), run_dir=tmp_path / "a", log=lines.append)
     assert capfd.readouterr() == ("", "")
-    assert lines[0] == f"run tiny -> {tmp_path / 'a'}" and "epoch 1/1" in lines[1] and lines[2].startswith("done:")
+    # The per-epoch line is the CLI's (service.context.epoch_line), after the run's name.
+    assert lines[0] == f"run tiny -> {tmp_path / 'a'}" and lines[2].startswith("done:")
+    assert lines[1].startswith("tiny  epoch   1/1  train/loss ") and " val/acc " in lines[1]
     mlp_lab.run(tiny_config(train={"epochs": 1}), run_dir=tmp_path / "b", verbose=True)
     printed = capfd.readouterr().out.splitlines()
     assert [line.split()[0] for line in printed] == ["run", "tiny", "done:"]
@@ -308,3 +310,53 @@ def test_the_example_notebook_runs(tmp_path):
     assert summary["status"] == "completed" and summary["epochs_run"] == 1 and summary["test/acc"] > 0.7
     report = rundir.read_json(tmp_path / "runs" / "dropout" / "report.json")
     assert [a["arm"] for a in report["arms"]] == ["p0.0", "p0.2", "p0.5"] and report["seeds"] == [0]
+
+
+@pytest.fixture
+def local_store(tmp_path, monkeypatch):
+    """The MLflow store mlp-lab makes by itself: SQLite under the runs' output.dir, no server."""
+    pytest.importorskip("mlflow")
+    from mlp_lab.tracking.store import store_for
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    store = store_for(tmp_path / "runs")
+    assert store.uri.startswith("sqlite:///") and store.uri.endswith(str(tmp_path / "runs" / "mlflow.db"))
+    return store
+
+
+def test_track_exports_a_finished_run_to_mlflow_once_and_leaves_the_process_as_found(
+    tiny_config, tmp_path, local_store, watched
+):
+    from mlflow.tracking import MlflowClient
+
+    result = mlp_lab.run(tiny_config(train={"epochs": 2}), run_dir=tmp_path / "runs" / "tiny")
+    lines: list[str] = []
+    (exported,) = mlp_lab.track(result.run_dir, log=lines.append)
+    assert (exported.run_dir, exported.created) == (result.run_dir, True)
+    assert lines == [
+        f"MLflow: runs go to {tmp_path / 'runs' / 'mlflow.db'} (browse them: mlp-lab ui)",
+        exported.describe(),
+    ]
+    client = MlflowClient(local_store.uri)
+    assert client.get_run(exported.run_id).data.metrics["test/acc"] == result.summary["test/acc"]
+    assert [m.value for m in client.get_metric_history(exported.run_id, "val/acc")] == [
+        row["val/acc"] for row in result.history
+    ]
+    (again,) = mlp_lab.track([str(result.run_dir)])  # as `mlp-lab track` twice: nothing added
+    assert (again.run_id, again.created) == (exported.run_id, False)
+    assert_left_as_found(watched)
+    with pytest.raises(MLPLabError, match="expected run directories or study names"):
+        mlp_lab.track([result])
+
+
+def test_a_run_whose_config_asks_for_mlflow_logs_live_through_the_api(tiny_config, tmp_path, local_store):
+    # The MLflow logger is the tracking layer's; the service hands it to every run it starts.
+    from mlflow.tracking import MlflowClient
+
+    from mlp_lab.tracking.logger import run_record
+
+    result = mlp_lab.run(tiny_config(train={"epochs": 2}, output={"mlflow": True}))
+    run_id = run_record(result.run_dir, local_store)["run_id"]
+    history = MlflowClient(local_store.uri).get_metric_history(run_id, "val/acc")
+    assert [m.value for m in history] == [row["val/acc"] for row in result.history]

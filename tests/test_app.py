@@ -43,6 +43,7 @@ from mlp_lab.execution.procedure import start_run
 from mlp_lab.inspect.predict import Predictor
 from mlp_lab.runs import rundir
 from mlp_lab.training.checkpoint import load_model
+from mlp_lab.training.context import RunContext
 
 runner = CliRunner()
 MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
@@ -54,7 +55,7 @@ def shapes_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
     data = write_shapes_dataset(root / "idx")
     # Passed, not put in $MLP_LAB_DATA: the environment (CI's real MNIST there) is left as it was.
-    result = start_run(shapes_config(root), data_dirs=[str(data)], threads=1)
+    result = start_run(shapes_config(root), RunContext(data_dirs=(str(data),), threads=1))
     assert result.summary["test/acc"] > 0.95
     return root / "runs", result.run_dir, data
 
@@ -846,7 +847,7 @@ def test_the_mlflow_page_shows_the_ui_in_chromium_and_only_the_app_may_frame_it(
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     runs, log = tmp_path / "runs", tmp_path / "app.log"
     # A tracked run in the app's store (runs/mlflow.db), so the UI has something of ours to show.
-    run = start_run(shapes_config(tmp_path, epochs=2), data_dirs=[str(shapes_run[2])], threads=1)
+    run = start_run(shapes_config(tmp_path, epochs=2), RunContext(data_dirs=(str(shapes_run[2]),), threads=1))
     run_id = export_run(run.run_dir).run_id
     mlflow_address = f"http://127.0.0.1:{free_port()}"
     args = ["--mlflow", "--mlflow-port", mlflow_address.rsplit(":", 1)[1]]
@@ -902,7 +903,7 @@ def test_draw_page_offers_registered_models_by_alias(app_test, shapes_run, tmp_p
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLP_LAB_DATA", str(shapes_run[2]))
-    run_dir = start_run(shapes_config(tmp_path, epochs=2), threads=1).run_dir
+    run_dir = start_run(shapes_config(tmp_path, epochs=2), RunContext(threads=1)).run_dir
     register(run_dir, "shapes-mlp", "champion")
     page = app_test(tmp_path / "runs")
     assert not page.exception

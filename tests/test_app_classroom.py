@@ -22,6 +22,7 @@ from app_helpers import (
 
 from mlp_lab.execution.procedure import start_run
 from mlp_lab.inspect.handwriting import load_scans
+from mlp_lab.training.context import RunContext
 
 # Sizes a phone, a scanner and a cropped screenshot give; PNG and JPEG.
 PHOTOS = [((60, 60), "png"), ((300, 300), "jpg"), ((800, 600), "png"), ((640, 480), "jpg")]
@@ -46,7 +47,7 @@ def trained(tmp_path_factory):
     """(runs directory, run directory, data directory) of a small model trained on MNIST-format drawn shapes."""
     root = tmp_path_factory.mktemp("classroom")
     data = write_shapes_dataset(root / "idx", n_train=600, n_test=100)
-    result = start_run(shapes_config(root, epochs=3), data_dirs=[str(data)], threads=1)
+    result = start_run(shapes_config(root, epochs=3), RunContext(data_dirs=(str(data),), threads=1))
     return root / "runs", result.run_dir, data
 
 
@@ -132,8 +133,7 @@ def test_runs_exported_to_mlflow_are_listed_once_and_draw_opens_on_a_real_model(
     made = [
         start_run(
             shapes_config(tmp_path, epochs=2).model_copy(update={"name": f"shapes-{s}", "seed": s}),
-            data_dirs=[str(data)],
-            threads=1,
+            RunContext(data_dirs=(str(data),), threads=1),
         )
         for s in (0, 1)
     ]

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 from mlp_lab.cli import app
 from mlp_lab.config.load import validate_config
 from mlp_lab.runs import rundir
+from mlp_lab.training.context import RunContext
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -1162,10 +1163,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
         "output": {"dir": str(base), "tensorboard": False},
     }
-    train(validate_config(raw, "tiny"), base / "run", data_dirs=(str(idx),))
+    train(validate_config(raw, "tiny"), base / "run", context=RunContext(data_dirs=(str(idx),)))
     raw["train"] = {"epochs": 2, "batch_size": 64, "device": "cpu", "optimizer": {"name": "sgd", "lr": 1e6}}
     with pytest.raises(TrainingDiverged):
-        train(validate_config(raw, "diverged"), base / "diverged", data_dirs=(str(idx),))
+        train(validate_config(raw, "diverged"), base / "diverged", context=RunContext(data_dirs=(str(idx),)))
     return {"run": base / "run", "diverged": base / "diverged", "idx": idx}
 
 

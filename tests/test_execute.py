@@ -8,32 +8,25 @@ import torch
 from conftest import metrics_without_timing, write_study
 
 from mlp_lab.core.errors import MLPLabError
-from mlp_lab.execution.procedure import (
-    ProcessPoolExecutor,
-    RunOutcome,
-    RunSpec,
-    SerialExecutor,
-    local_executor,
-    resume_run,
-    run_one,
-    start_run,
-)
+from mlp_lab.execution.executors import ProcessPoolExecutor, SerialExecutor, local_executor
+from mlp_lab.execution.procedure import RunOutcome, RunSpec, resume_run, run_one, start_run
 from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
 from mlp_lab.studies.ablation import load_study, plan
+from mlp_lab.training.context import RunContext
 from mlp_lab.training.trainer import TrainingInterrupted
 
-quiet = {"log": lambda _: None}
+quiet = RunContext(log=lambda _: None)
 
 
 def test_a_run_locked_by_another_process_is_left_to_it(tiny_config, tmp_path):
     spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
     # flock conflicts between two open file descriptions, as between two processes.
     with rundir.RunLock(spec.run_dir):
-        outcome = run_one(spec, **quiet)
+        outcome = run_one(spec, quiet)
     assert outcome.status == RunStatus.BUSY and outcome.action == "none" and "process" in outcome.error
     assert spec.status() == RunStatus.NEW
-    done = run_one(spec, **quiet)
+    done = run_one(spec, quiet)
     assert (done.status, done.action) == (RunStatus.DONE, "trained") and spec.status() == RunStatus.DONE
     assert done.describe().startswith("none seed 0: done (trained; test/acc ")
 
@@ -41,7 +34,7 @@ def test_a_run_locked_by_another_process_is_left_to_it(tiny_config, tmp_path):
 def test_status_vocabulary_follows_the_run_directory(tiny_config, tmp_path):
     spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
     assert spec.status() == RunStatus.NEW and str(RunStatus.NEW) == "new"
-    run_one(spec, **quiet)
+    run_one(spec, quiet)
     assert spec.status() == RunStatus.DONE == "done"
     assert rundir.run_status(spec.run_dir, "not-its-hash") == RunStatus.STALE
     assert rundir.run_status(spec.run_dir) == RunStatus.DONE  # no config to compare with: its own
@@ -65,7 +58,7 @@ def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tm
     from mlp_lab.config.hashing import NUMERICS_VERSION
 
     spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
-    first = run_one(spec, **quiet)
+    first = run_one(spec, quiet)
     assert first.summary["numerics_version"] == NUMERICS_VERSION
     # Turn the finished run into one the previous trainer wrote: its summary has that code's
     # hash and no numerics_version.
@@ -74,7 +67,7 @@ def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tm
     old["config_hash"] = _numerics_1_hash(spec.config)
     rundir.write_json(summary_path, old)
     assert spec.status() == RunStatus.STALE
-    again = run_one(spec, **quiet)
+    again = run_one(spec, quiet)
     assert (again.status, again.action) == (RunStatus.DONE, "trained")
     assert rundir.read_json(summary_path)["numerics_version"] == NUMERICS_VERSION
     assert [p.name.split(".old-")[0] for p in spec.run_dir.parent.glob("*.old-*")] == [spec.run_dir.name]
@@ -84,7 +77,7 @@ def test_serial_executor_reports_in_order_and_restores_the_thread_count(tiny_con
     specs = plan(load_study(write_study(tmp_path, tiny_config)))
     before = torch.get_num_threads()
     seen: list[tuple[int, RunOutcome]] = []
-    executor = SerialExecutor(threads=1, **quiet)
+    executor = SerialExecutor(threads=1, context=quiet)
     executor.run(specs, lambda i, o: seen.append((i, o)))
     assert [i for i, _ in seen] == [0, 1, 2, 3] and all(o.summary["threads"] == 1 for _, o in seen)
     assert torch.get_num_threads() == before
@@ -105,8 +98,8 @@ def test_start_run_picks_a_fresh_directory_and_leaves_no_global_state(tiny_confi
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory
     started = []
-    first = start_run(cfg, threads=1, on_start=lambda d, renamed: started.append((d, renamed)))
-    second = start_run(cfg, threads=1, on_start=lambda d, renamed: started.append((d, renamed)))
+    first = start_run(cfg, RunContext(threads=1), on_start=lambda d, renamed: started.append((d, renamed)))
+    second = start_run(cfg, RunContext(threads=1), on_start=lambda d, renamed: started.append((d, renamed)))
     runs = tmp_path / "runs"
     assert started == [(runs / "tiny", False), (runs / "tiny-2", True)]
     assert (first.run_dir, second.run_dir) == (runs / "tiny", runs / "tiny-2")
@@ -125,7 +118,7 @@ def test_start_run_works_off_the_main_thread(tiny_config, tmp_path):
 
     def target():
         try:
-            results.append(start_run(cfg, threads=1))
+            results.append(start_run(cfg, RunContext(threads=1)))
         except BaseException as exc:  # noqa: BLE001 - the test reports whatever happened
             errors.append(exc)
 
@@ -152,7 +145,7 @@ def test_an_interrupted_start_resumes_to_the_same_result(tiny_config, tmp_path):
         return calls["n"] > 20
 
     with pytest.raises(TrainingInterrupted):
-        start_run(cfg, run_dir=tmp_path / "runs" / "cut", should_stop=stop_mid_run)
+        start_run(cfg, RunContext(stop=stop_mid_run), run_dir=tmp_path / "runs" / "cut")
     assert rundir.run_status(tmp_path / "runs" / "cut") == RunStatus.PARTIAL
     resumed = resume_run(tmp_path / "runs" / "cut")
     whole = start_run(cfg, run_dir=tmp_path / "runs" / "whole")
@@ -180,7 +173,7 @@ def test_a_hook_halts_its_run_and_the_executor_carries_on(tiny_config, tmp_path)
     hook = StopAfterFirstEpoch()
     specs[0] = dataclasses.replace(specs[0], hook=hook)
     outcomes = {}
-    SerialExecutor(1, **quiet).run(specs, outcomes.__setitem__)
+    SerialExecutor(1, quiet).run(specs, outcomes.__setitem__)
     assert (outcomes[0].status, outcomes[0].action) == (RunStatus.PARTIAL, "halted")
     assert hook.epochs == [1] and len(rundir.read_metrics(specs[0].run_dir)) == 1
     assert (outcomes[1].status, outcomes[1].action) == (RunStatus.DONE, "trained")
@@ -210,8 +203,8 @@ def test_mlp_lab_run_and_compare_treat_a_busy_or_failing_run_alike(tiny_config, 
             holders.append(rundir.RunLock(run_dir).acquire())
     try:
         with pytest.raises(MLPLabError) as raised:
-            start_run(cfg, run_dir=by_run, threads=1)
-        outcome = run_one(RunSpec("tiny seed 0", cfg, by_compare), **quiet)
+            start_run(cfg, RunContext(threads=1), run_dir=by_run)
+        outcome = run_one(RunSpec("tiny seed 0", cfg, by_compare), quiet)
     finally:
         for holder in holders:
             holder.release()

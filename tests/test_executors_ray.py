@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from mlp_lab.cli import app
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.core.interrupt import signal_handlers_kept
-from mlp_lab.execution.procedure import SerialExecutor
+from mlp_lab.execution.executors import SerialExecutor
 from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
 from mlp_lab.studies.ablation import compare, load_study, plan
@@ -39,6 +39,7 @@ else:
     ray = pytest.importorskip("ray")
 
 from mlp_lab.execution.ray_executor import RayExecutor, check_shared_storage  # noqa: E402
+from mlp_lab.training.context import RunContext  # noqa: E402
 
 quiet = {"log": lambda _: None}
 RAY_EXTRA = (
@@ -126,7 +127,7 @@ def bigger_data(tmp_path, monkeypatch):
 
 def _serial_reference(tmp_path: Path, tiny_config, epochs: int = 3, overrides=None) -> dict[str, list]:
     exp = load_study(_study(tmp_path, tiny_config, "serial", epochs, overrides))
-    compare(exp, executor=SerialExecutor(threads=1, **quiet), **quiet)
+    compare(exp, executor=SerialExecutor(threads=1, context=RunContext(**quiet)), **quiet)
     return {s.label: metrics_without_timing(s.run_dir) for s in plan(exp)}
 
 
@@ -231,7 +232,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
     spec = plan(load_study(_study(tmp_path, tiny_config, "retry")))[0]
     stop_path = str(tmp_path / "no-stop")
     with rundir.RunLock(spec.run_dir, note="another-task"):
-        busy = executors_ray._ray_task(spec, (), False, 1, stop_path, "this-task")
+        busy = executors_ray._ray_task(spec, RunContext(**quiet), False, 1, stop_path, "this-task")
     assert (busy.status, busy.action) == (RunStatus.BUSY, "none")
 
     dead_attempt = rundir.RunLock(spec.run_dir, note="this-task").acquire()
@@ -239,7 +240,7 @@ def test_a_retried_task_waits_for_its_dead_attempts_lock_but_leaves_other_holder
     released = threading.Timer(1.5, dead_attempt.release)
     released.start()
     started = time.monotonic()
-    outcome = executors_ray._ray_task(spec, (), False, 1, stop_path, "this-task")
+    outcome = executors_ray._ray_task(spec, RunContext(**quiet), False, 1, stop_path, "this-task")
     released.join()
     assert time.monotonic() - started >= 1.5
     assert (outcome.status, outcome.action) == (RunStatus.DONE, "trained")
@@ -373,7 +374,7 @@ def test_a_node_killed_mid_study_loses_nothing(cluster, tiny_config, bigger_data
                 arms={"none": {"model.dropout": 0.0}, "half": {"model.dropout": 0.5}},
             )
         )
-        compare(reference_exp, executor=SerialExecutor(threads=1, **quiet), **quiet)
+        compare(reference_exp, executor=SerialExecutor(threads=1, context=RunContext(**quiet)), **quiet)
         reference = {s.label: metrics_without_timing(s.run_dir) for s in plan(reference_exp)}
         assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
     finally:

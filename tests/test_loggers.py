@@ -6,6 +6,7 @@ import pytest
 
 from mlp_lab.config.metrics import EPOCH_METRICS
 from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.training.context import RunContext
 from mlp_lab.training.loggers import MetricLogger, TensorBoardLogger, hparams_of, loggers_for
 from mlp_lab.training.trainer import TrainingDiverged, TrainingInterrupted, train
 
@@ -30,10 +31,17 @@ class RecordingLogger:
         self.calls.append(("close", None))
 
 
+def opening(logger: RecordingLogger) -> RunContext:
+    """A run context whose one logger factory opens `logger`."""
+    return RunContext(loggers=(lambda config, run_dir, start_epoch, tags: logger,))
+
+
 def test_a_logger_gets_config_every_epoch_summary_and_close(tiny_config, tmp_path):
     logger = RecordingLogger()
     assert isinstance(logger, MetricLogger)
-    train(tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"}), tmp_path / "run", loggers=[logger])
+    train(
+        tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"}), tmp_path / "run", context=opening(logger)
+    )
     assert logger.calls == [
         ("config", "tiny"),
         ("epoch", 1),
@@ -55,10 +63,10 @@ def test_interrupt_closes_without_summary_and_resume_continues_the_epochs(tiny_c
 
     first = RecordingLogger()
     with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "run", should_stop=stop_in_epoch_two, loggers=[first])
+        train(cfg, tmp_path / "run", context=opening(first).but(stop=stop_in_epoch_two))
     assert first.calls == [("config", "tiny"), ("epoch", 1), ("close", None)]
     second = RecordingLogger()
-    train(cfg, tmp_path / "run", resume=True, loggers=[second])
+    train(cfg, tmp_path / "run", resume=True, context=opening(second))
     assert second.calls == [("config", "tiny"), ("epoch", 2), ("epoch", 3), ("summary", "completed"), ("close", None)]
 
 
@@ -66,7 +74,7 @@ def test_a_diverged_run_sends_its_failed_summary(tiny_config, tmp_path):
     logger = RecordingLogger()
     cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu", "optimizer": {"name": "sgd", "lr": 1e6}})
     with pytest.raises(TrainingDiverged):
-        train(cfg, tmp_path / "run", loggers=[logger])
+        train(cfg, tmp_path / "run", context=opening(logger))
     assert logger.calls == [("config", "tiny"), ("summary", "diverged"), ("close", None)]
 
 
@@ -76,6 +84,22 @@ def test_the_config_chooses_the_loggers(tiny_config, tmp_path):
     (tb,) = loggers_for(tiny_config(output={"tensorboard": True, "histograms": True}), tmp_path, model)
     assert isinstance(tb, TensorBoardLogger) and isinstance(tb, MetricLogger) and tb.histograms
     tb.close()
+
+
+def test_a_runs_logger_factories_open_after_the_configs_own_or_decline(tiny_config, tmp_path):
+    # MLflow's logger reaches the trainer this way, from the layer that owns tracking.
+    model = ParameterizedMLP(784, [8], 10)
+    asked: list = []
+
+    def declines(config, run_dir, start_epoch, tags):
+        asked.append((start_epoch, tags))
+        return None
+
+    recorder = RecordingLogger()
+    made = loggers_for(
+        tiny_config(output={"tensorboard": False}), tmp_path, model, 2, {"arm": "a"}, (declines, lambda *_: recorder)
+    )
+    assert made == [recorder] and asked == [(2, {"arm": "a"})]
 
 
 def hparams_in(run_dir) -> tuple[dict[str, Any], dict[str, str]]:

@@ -8,10 +8,11 @@ from mlp_lab.config import metrics
 from mlp_lab.config.schema import EarlyStoppingConfig
 from mlp_lab.execution.procedure import start_run
 from mlp_lab.runs import rundir
+from mlp_lab.training.context import RunContext
 
 
 def test_a_run_writes_the_named_metrics_and_summary_keys(tiny_config):
-    run_dir = start_run(tiny_config(train={"epochs": 2}), threads=1).run_dir
+    run_dir = start_run(tiny_config(train={"epochs": 2}), RunContext(threads=1)).run_dir
     with open(run_dir / rundir.METRICS_FILE, newline="") as f:
         assert tuple(next(csv.reader(f))) == metrics.METRICS_CSV_COLUMNS
     history = rundir.read_metrics(run_dir)

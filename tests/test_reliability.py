@@ -23,6 +23,7 @@ from mlp_lab.models.mlp import ParameterizedMLP
 from mlp_lab.runs import rundir
 from mlp_lab.studies.ablation import load_study, plan
 from mlp_lab.training.checkpoint import load_checkpoint
+from mlp_lab.training.context import RunContext
 from mlp_lab.training.trainer import train
 
 runner = CliRunner()
@@ -47,7 +48,7 @@ def finished_run(tmp_path_factory) -> Path:
         },
         "tiny",
     )
-    train(cfg, base / "run", data_dirs=(str(idx),))
+    train(cfg, base / "run", context=RunContext(data_dirs=(str(idx),)))
     return base / "run"
 
 
@@ -141,7 +142,7 @@ def signal_setup(tmp_path_factory):
     config_path.write_text(yaml.safe_dump(raw))
     cfg = validate_config(raw, str(config_path))
     reference = base / "reference"
-    summary = train(cfg, reference, data_dirs=(str(idx),))
+    summary = train(cfg, reference, context=RunContext(data_dirs=(str(idx),)))
     return {"base": base, "idx": idx, "config": config_path, "reference": reference, "summary": summary}
 
 
@@ -275,7 +276,7 @@ def test_two_compares_never_train_the_same_run_twice(tiny_config, tmp_path):
     exp = load_study(path)
     # A run one process found busy was being trained by the other, which finished it.
     assert len(trained) == len(plan(exp))
-    again = [run_one(s, log=lambda _: None).action for s in plan(exp)]
+    again = [run_one(s, RunContext(log=lambda _: None)).action for s in plan(exp)]
     assert again == ["skipped"] * len(plan(exp))
     for spec in plan(exp):
         assert len(rundir.read_metrics(spec.run_dir)) == 3

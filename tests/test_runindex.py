@@ -24,6 +24,7 @@ from mlp_lab.config.load import validate_config
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.execution.procedure import resume_run, start_run
 from mlp_lab.runs import rundir, runindex
+from mlp_lab.training.context import RunContext
 from mlp_lab.training.trainer import TrainingInterrupted
 
 
@@ -45,17 +46,16 @@ def trained(tmp_path_factory):
     """One finished, one diverged and one interrupted (resumable) run, trained once per module."""
     root = tmp_path_factory.mktemp("trained")
     data = [str(write_idx_dataset(root / "idx", n_train=300, n_test=100))]
-    done = start_run(tiny(root, "done"), data_dirs=data, threads=1).run_dir
+    done = start_run(tiny(root, "done"), RunContext(data_dirs=tuple(data), threads=1)).run_dir
     with pytest.raises(MLPLabError, match="diverged"):
-        start_run(tiny(root, "diverged", optimizer={"name": "sgd", "lr": 1e6}), data_dirs=data, threads=1)
+        start_run(
+            tiny(root, "diverged", optimizer={"name": "sgd", "lr": 1e6}), RunContext(data_dirs=tuple(data), threads=1)
+        )
     epochs: list[dict] = []
     with pytest.raises(TrainingInterrupted):
         start_run(
             tiny(root, "partial"),
-            data_dirs=data,
-            threads=1,
-            on_epoch=epochs.append,
-            should_stop=lambda: len(epochs) >= 1,
+            RunContext(data_dirs=tuple(data), threads=1, on_epoch=epochs.append, stop=lambda: len(epochs) >= 1),
         )
     runs = root / "runs"
     # The lock names the process that trained it, this one: a pid that has ended says "not running" anywhere.
@@ -185,7 +185,7 @@ def test_a_run_added_deleted_or_resumed_is_seen_at_the_next_listing(runs, traine
     assert not any(info.label.startswith("study/half") for info in app_runs.list_runs(runs))
     (before,) = [info for info in app_runs.list_runs(runs) if info.label == "search/trial-1"]
     assert (before.status, before.epochs_run, before.test_acc) == ("partial", 1, None)
-    resume_run(runs / "search" / "trial-1", data_dirs=trained.data, threads=1)
+    resume_run(runs / "search" / "trial-1", RunContext(data_dirs=tuple(trained.data), threads=1))
     (after,) = [info for info in app_runs.list_runs(runs) if info.label == "search/trial-1"]
     assert (after.status, after.epochs_run) == ("done", 3) and after.test_acc is not None
     assert app_runs.list_runs(runs) == every_directory_read(runs)

@@ -24,13 +24,15 @@ from mlp_lab.cli import app
 from mlp_lab.config.hashing import config_hash
 from mlp_lab.config.load import load_config
 from mlp_lab.runs import rundir
-from mlp_lab.training.trainer import TrainingInterrupted, train
+from mlp_lab.training import trainer
+from mlp_lab.training.context import RunContext
+from mlp_lab.training.trainer import TrainingInterrupted
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from mlp_lab.tracking.export import export_run  # noqa: E402
-from mlp_lab.tracking.logger import RUN_FILE  # noqa: E402
+from mlp_lab.tracking.logger import RUN_FILE, mlflow_logger  # noqa: E402
 from mlp_lab.tracking.store import STORE_FILE, client_for, prepare_store, store_for  # noqa: E402
 
 runner = CliRunner()
@@ -65,6 +67,12 @@ def steps(client: MlflowClient, run_id: str, key: str = "val/loss") -> list[int]
 def mlp_runs(client: MlflowClient, study: str):
     exp = client.get_experiment_by_name(study)
     return [] if exp is None else client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'run'")
+
+
+def train(config, run_dir, *, context: RunContext | None = None, **options):
+    """The trainer given MLflow's logger factory, as the service layer hands it to every run."""
+    context = (context or RunContext()).but(loggers=(mlflow_logger,))
+    return trainer.train(config, run_dir, context=context, **options)
 
 
 def tracked(tiny_config, epochs: int = 3, **output):
@@ -155,7 +163,7 @@ def test_a_resumed_run_continues_its_mlflow_run_without_gaps_or_duplicates(tiny_
         return calls["n"] > 2 * 15 + 4  # 15 steps per epoch
 
     with pytest.raises(TrainingInterrupted):
-        train(cfg, run_dir, should_stop=stop_in_epoch_three)
+        train(cfg, run_dir, context=RunContext(stop=stop_in_epoch_three))
     client = client_of(store)
     (run,) = mlp_runs(client, "tiny")
     assert run.info.status == "KILLED" and steps(client, run.info.run_id) == [1, 2]
@@ -369,7 +377,7 @@ def test_a_server_killed_mid_run_costs_nothing_and_track_completes_the_run_later
             if record["epoch"] == 2:
                 stop_server(process)
 
-        summary = train(tracked(tiny_config, epochs=4), run_dir, on_epoch=kill_after_epoch_two)
+        summary = train(tracked(tiny_config, epochs=4), run_dir, context=RunContext(on_epoch=kill_after_epoch_two))
     assert summary["status"] == "completed" and len(rundir.read_metrics(run_dir)) == 4
     warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow tracking stopped" in line]
     assert len(warnings) == 1

@@ -12,6 +12,7 @@ from mlp_lab.data.load import load_data
 from mlp_lab.models.mlp import ParameterizedMLP
 from mlp_lab.runs import rundir
 from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint
+from mlp_lab.training.context import RunContext
 from mlp_lab.training.runtime import seed_everything
 from mlp_lab.training.trainer import (
     EarlyStopping,
@@ -143,7 +144,7 @@ def test_refuses_to_train_over_an_existing_run(tiny_config, tmp_path):
 
 def test_resume_with_another_config_is_refused(tiny_config, tmp_path):
     with pytest.raises(TrainingInterrupted):
-        train(tiny_config(), tmp_path / "run", should_stop=lambda: True)
+        train(tiny_config(), tmp_path / "run", context=RunContext(stop=lambda: True))
     with pytest.raises(CheckpointError, match="different config"):
         train(tiny_config(seed=5), tmp_path / "run", resume=True)
 
@@ -151,7 +152,7 @@ def test_resume_with_another_config_is_refused(tiny_config, tmp_path):
 def test_resuming_a_run_interrupted_under_older_numerics_is_refused_with_the_reason(tiny_config, tmp_path):
     cfg = tiny_config(train={"epochs": 2, "batch_size": 32, "device": "cpu"})
     with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "run", should_stop=lambda: True)
+        train(cfg, tmp_path / "run", context=RunContext(stop=lambda: True))
     # What an interrupted run of the previous trainer left: the same config, another hash.
     path = tmp_path / "run" / "checkpoints" / "last.pt"
     ckpt = torch.load(path, weights_only=True)

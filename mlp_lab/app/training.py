@@ -57,7 +57,7 @@ def launch_run(config: Config, data_dirs: Sequence[str] = (), threads: int | Non
 
     The directory (``<output.dir>/<name>``, else ``<name>-2``, ...) is made here, so the caller
     knows it before the process starts; the process is ``python -m mlp_lab run CONFIG --run-dir DIR``,
-    i.e. `execute.start_run` behind the CLI's signal handling (SIGINT saves last.pt).
+    i.e. `service.runs.start_or_resume` behind the CLI's signal handling (SIGINT saves last.pt).
     """
     run_dir, _ = rundir.fresh_run_dir(config.output.dir, config.name)
     config_path = sidecar(run_dir, ".yaml")
@@ -147,7 +147,7 @@ def run_progress(run_dir: str | Path, runs_dir: str | Path | None = None) -> Pro
             error = "; ".join(errors)
         elif info.status == RunStatus.FAILED.value:
             try:
-                error = rundir.read_json(run_dir / rundir.SUMMARY_FILE).get("error")
+                error = rundir.read_summary(run_dir).get("error")
             except (OSError, ValueError):
                 pass
     planned = info.epochs_planned

@@ -23,12 +23,13 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from mlp_lab.core.errors import MachineFault, MLPLabError, clip, memory_fault, os_fault, printable
+from mlp_lab.core.errors import MLPLabError, clip, memory_fault, os_fault, printable
 
 if TYPE_CHECKING:
-    from mlp_lab.execution.procedure import Executor
+    from mlp_lab.execution.executors import Executor
     from mlp_lab.studies.ablation import CompareResult, Study
     from mlp_lab.studies.suite import SuiteResult
+    from mlp_lab.training.context import RunContext
 
 
 class OneLineErrors(TyperGroup):
@@ -268,13 +269,9 @@ def json_output(ctx: typer.Context, enabled: bool) -> Callable[[Any], None]:
 
 def data_dirs(data_dir: list[Path] | None) -> tuple[str, ...]:
     """--data-dir values as the library takes them; one that is not a directory is a typo."""
-    for directory in data_dir or ():
-        if not directory.is_dir():
-            raise MLPLabError(
-                f"--data-dir {clip(str(directory))}: "
-                + ("is a file, expected a directory" if directory.exists() else "no such directory")
-            )
-    return tuple(map(str, data_dir or ()))
+    from mlp_lab.service.checks import data_dirs as checked
+
+    return checked(data_dir)
 
 
 def print_error(exc: MLPLabError) -> None:
@@ -323,45 +320,37 @@ def user_errors() -> Iterator[None]:
 
 @contextmanager
 def executor_for(
-    backend: Backend, address: str | None, jobs: int | None, threads: int | None
-) -> Iterator[Executor | None]:
-    """The executor a command's runs go to: None for this machine's (the library's default), or
-    a RayExecutor inside a Ray session (a local instance, or the cluster at `address`)."""
-    if backend == Backend.local:
-        yield None
-        return
-    from mlp_lab.execution.ray_executor import RayExecutor, ray_session
+    backend: Backend,
+    address: str | None,
+    jobs: int | None,
+    threads: int | None,
+    data_dir: list[Path] | None,
+    stop: Callable[[], bool] | None,
+) -> Iterator[tuple[Executor, RunContext]]:
+    """The executor a command's runs go to (this machine's, or Ray's inside a Ray session) and
+    the context they run with: the --data-dir directories, --threads, the progress on stdout,
+    the stop request, tracking."""
+    from mlp_lab.service.context import executor_for as service_executor
+    from mlp_lab.service.context import run_context
 
-    with ray_session(address):
-        yield RayExecutor(threads, jobs, log=log)
+    context = run_context(data_dirs=data_dirs(data_dir), threads=threads, log=log, stop=stop)
+    with service_executor(backend.value, address, jobs, context) as executor:
+        yield executor, context
 
 
 def require_backend(backend: Backend, address: str | None) -> None:
     """A missing [ray] extra, or --address without ray, is reported before anything is printed or created."""
-    if backend == Backend.ray:
-        from mlp_lab.execution.ray_executor import check_ray_installed
+    from mlp_lab.service.checks import require_backend as check
 
-        check_ray_installed()
-    elif address is not None:
-        raise MLPLabError("--address joins a Ray cluster: use it with --backend ray")
+    check(backend.value, address)
 
 
-def check_runtime(studies: Sequence[Study]) -> None:
-    """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run."""
-    from mlp_lab.training.runtime import check_runtime as check  # imports torch: only once the input is known good
+def check_runtime(studies: Sequence[Study], backend: Backend = Backend.local) -> None:
+    """Machine-dependent config errors (a GPU asked for but absent) in any arm, before any run
+    (with ray, the GPUs that count are the cluster's)."""
+    from mlp_lab.service.checks import check_studies
 
-    for exp in studies:
-        for arm in exp.arms:
-            check(arm.config, f"{exp.path}: arms.{arm.name}")
-
-
-def _epoch_line(record: dict[str, Any]) -> str:
-    return (
-        f"epoch {record['epoch']:>3}/{record['epochs']}  "
-        f"train/loss {record['train/loss']:.4f}  train/acc {record['train/acc']:.4f}  "
-        f"val/loss {record['val/loss']:.4f}  val/acc {record['val/acc']:.4f}  "
-        f"lr {record['lr']:.2e}  {record['seconds']:.1f}s"
-    )
+    check_studies(studies, backend.value)
 
 
 @contextmanager
@@ -370,7 +359,9 @@ def epoch_reporter(
 ) -> Iterator[Callable[[dict[str, Any]], None]]:
     """A callback for per-epoch records: a rich progress bar on a terminal, plain lines otherwise."""
     if not out.is_terminal:
-        yield lambda record: print(f"{description}  {_epoch_line(record)}", flush=True)
+        from mlp_lab.service.context import epoch_line
+
+        yield lambda record: print(f"{description}  {epoch_line(record)}", flush=True)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -406,16 +397,12 @@ def report_busy_and_failed(result: CompareResult | SuiteResult, what: str) -> No
         err.print(f"{len(result.failures)} run(s) failed:", highlight=False)
         for failure in result.failures:
             err.print(f"  {failure.label}: {failure.error}", highlight=False, markup=False)
-        faults = [f for f in result.failures if f.fault]
-        if faults:
-            # One line for the machine's fault; the runs resume from their last checkpoints.
-            print_error(
-                MachineFault(
-                    f"{len(faults)} run(s) stopped by a fault of the machine ({faults[0].error}); "
-                    f"fix it, then run the same command again"
-                )
-            )
-            raise typer.Exit(MachineFault.exit_code)
+        from mlp_lab.service.checks import fault_error
+
+        fault = fault_error(result.failures, "run the same command again")
+        if fault is not None:  # one line for the machine's fault; the runs resume from their last checkpoints
+            print_error(fault)
+            raise typer.Exit(fault.exit_code)
         raise typer.Exit(1)
 
 

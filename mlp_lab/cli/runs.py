@@ -25,7 +25,7 @@ from mlp_lab.cli.common import (
 )
 from mlp_lab.config.load import load_config, resolve_config
 from mlp_lab.config.schema import config_to_yaml
-from mlp_lab.core.errors import MLPLabError, memory_fault, os_fault
+from mlp_lab.core.errors import MLPLabError
 
 
 @app.command()
@@ -79,35 +79,21 @@ def run(
         if where:
             say(where)
         from mlp_lab.core.interrupt import graceful_stop
-        from mlp_lab.execution.procedure import resume_run, start_run
+        from mlp_lab.service.context import run_context
+        from mlp_lab.service.runs import start_or_resume
         from mlp_lab.training.trainer import TrainingInterrupted
 
-        started: list[Path] = [resume] if resume is not None else []
-
         def announce(run_dir: Path, renamed: bool) -> None:
-            started.append(run_dir)
             if renamed:
                 out.print(f"{Path(cfg.output.dir) / cfg.name} exists; writing this run to {run_dir}", highlight=False)
             out.print(f"run {cfg.name} -> {run_dir}", highlight=False)
 
         with graceful_stop() as stop, epoch_reporter(cfg.name, cfg.train.epochs) as report:
+            context = run_context(data_dirs=data_dirs(data_dir), threads=threads, on_epoch=report, stop=stop)
             try:
-                if resume is not None:
-                    announce(resume, False)
-                    result = resume_run(
-                        resume, data_dirs=data_dirs(data_dir), threads=threads, on_epoch=report, should_stop=stop
-                    )
-                else:
-                    result = start_run(
-                        cfg,
-                        run_dir=run_dir,
-                        source=str(config),
-                        data_dirs=data_dirs(data_dir),
-                        threads=threads,
-                        on_start=announce,
-                        on_epoch=report,
-                        should_stop=stop,
-                    )
+                result = start_or_resume(
+                    cfg, context, resume=resume, run_dir=run_dir, source=str(config), on_start=announce
+                )
             except TrainingInterrupted as exc:
                 err.print(
                     f"stopped by signal {stop.signum}; state saved. Resume with: mlp-lab run --resume {exc.run_dir}",
@@ -115,13 +101,6 @@ def run(
                     soft_wrap=True,
                 )
                 raise typer.Exit(stop.exit_code) from None
-            except OSError as exc:
-                raise os_fault(exc, _resume_hint(started)) from None
-            except (MemoryError, RuntimeError) as exc:
-                fault = memory_fault(exc, _resume_hint(started))
-                if fault is None:
-                    raise
-                raise fault from None
     summary = result.summary
     stopped = f", stopped early at epoch {summary['epochs_run']}" if summary.get("stopped_early") else ""
     out.print(
@@ -133,14 +112,6 @@ def run(
         from mlp_lab.runs.rundir import run_record
 
         emit(run_record(result.run_dir))
-
-
-def _resume_hint(started: list[Path]) -> str:
-    """What to do after a fault of the machine mid-run: resume the run if it got far enough to
-    describe itself (its checkpoints and metrics up to the last complete epoch are intact)."""
-    if started and (started[-1] / "config.yaml").is_file():
-        return f"then: mlp-lab run --resume {started[-1]}"
-    return "then run it again"
 
 
 @app.command()

@@ -93,16 +93,16 @@ def search(
         require_optuna()
         found = load_search(name, overrides=overrides or ())
         data_dirs(data_dir)
-        from mlp_lab.training.runtime import check_runtime  # imports torch: only once the input is known good
+        from mlp_lab.service.checks import check_config
 
         require_backend(backend, address)
         if backend == Backend.local:
-            check_runtime(found.base_config, str(found.path))  # with ray, the cluster's GPUs count
+            check_config(found.base_config, str(found.path))  # with ray, the cluster's GPUs count
         if not confirm:
             found, where = start_search(found, track)  # the store and the search's parent run, before any worker
             if where:
                 say(where)
-        with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
+        with graceful_stop() as stop, executor_for(backend, address, jobs, threads, data_dir, stop) as (executor, run):
             if confirm:
                 result, lines = confirm_search(
                     found,
@@ -110,7 +110,7 @@ def search(
                     track=track,
                     jobs=jobs or 1,
                     threads=threads,
-                    data_dirs=data_dirs(data_dir),
+                    data_dirs=run.data_dirs,
                     stop=stop,
                     log=log,
                     executor=executor,
@@ -122,7 +122,7 @@ def search(
                     jobs=jobs or 1,
                     timeout=timeout,
                     threads=threads,
-                    data_dirs=data_dirs(data_dir),
+                    data_dirs=run.data_dirs,
                     stop=stop,
                     log=log,
                     executor=executor,

@@ -74,8 +74,7 @@ def compare(
         exp = load_study(study, parse_seeds(seeds), overrides=overrides or ())
         data_dirs(data_dir)
         require_backend(backend, address)
-        if backend == Backend.local:
-            check_runtime([exp])  # with ray, the GPUs that count are the cluster's
+        check_runtime([exp], backend)
         (exp,), where = track_studies([exp], track)  # the store and the study's experiment, before any worker
         for line in where:
             say(line)
@@ -84,12 +83,12 @@ def compare(
             f"study {exp.name}: {len(exp.arms)} arms x {len(exp.seeds)} seeds = {total} runs -> {exp.output_dir}",
             highlight=False,
         )
-        with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
+        with graceful_stop() as stop, executor_for(backend, address, jobs, threads, data_dir, stop) as (executor, run):
             result = run_compare(
                 exp,
                 jobs=jobs or 1,
                 force=force,
-                data_dirs=data_dirs(data_dir),
+                data_dirs=run.data_dirs,
                 threads=threads,
                 stop=stop,
                 log=log,
@@ -197,17 +196,16 @@ def suite(
         loaded = load_studies(studies, parse_seeds(seeds), overrides=overrides or ())
         data_dirs(data_dir)
         require_backend(backend, address)
-        if backend == Backend.local:
-            check_runtime(loaded)  # with ray, the GPUs that count are the cluster's
+        check_runtime(loaded, backend)
         loaded, where = track_studies(loaded, track)  # stores and loaded, before any worker
         for line in where:
             say(line)
-        with graceful_stop() as stop, executor_for(backend, address, jobs, threads) as executor:
+        with graceful_stop() as stop, executor_for(backend, address, jobs, threads, data_dir, stop) as (executor, run):
             result = run_suite(
                 loaded,
                 jobs=jobs or 1,
                 force=force,
-                data_dirs=data_dirs(data_dir),
+                data_dirs=run.data_dirs,
                 threads=threads,
                 stop=stop,
                 log=log,

@@ -28,12 +28,9 @@ def track(
     Example: mlp-lab track runs/baseline early_stopping
     """
     with user_errors():
-        from mlp_lab.tracking.workflows import export_targets
+        from mlp_lab.service.track import track as export
 
-        for line in export_targets(
-            targets, overrides or ()
-        ):  # each store reached (or reported) within seconds, before its exports
-            say(line)
+        export(targets, overrides or (), say)
 
 
 @app.command()

@@ -1,15 +1,12 @@
-"""Running runs: the one procedure that runs a run (`run_locked`), its entry points, and the
-executors that schedule many.
+"""The one procedure that runs a run (`run_locked`) and its entry points.
 
 `run_locked` trains one config into one run directory under that directory's lock, with one
 failure policy (busy, interrupted, failed, fault, bug: what each raises and leaves on disk).
 Everything that runs a run goes through it: `start_run` and `resume_run` (`mlp-lab run`, and
 so the app's Train form) raise its failures; `run_one` (compare, search, Ray workers) trains,
-continues or skips one `RunSpec` and tells them as a typed `RunOutcome`. An executor takes a
-list of specs and calls `run_one` for each: `SerialExecutor` in this process,
-`ProcessPoolExecutor` in spawned worker processes. Both follow the small `Executor` protocol, so
-`compare` (and `search`) do not know which one runs them, and a cluster executor can be added
-beside them.
+continues or skips one `RunSpec` and tells them as a typed `RunOutcome`. What a run takes from
+its caller (data directories, threads, log, per-epoch callback, stop request, loggers) is one
+`RunContext`. The executors that call `run_one` for many specs are in `executors`.
 """
 
 from __future__ import annotations
@@ -17,29 +14,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
-import signal
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from mlp_lab.config.hashing import config_hash
 from mlp_lab.config.schema import Config, DataConfig
 from mlp_lab.core.errors import MachineFault, MLPLabError, memory_fault, os_fault
 from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
-
-if TYPE_CHECKING:  # the loggers import torch; this module is imported before torch is needed
-    from mlp_lab.training.loggers import MetricLogger
+from mlp_lab.training.context import RunContext
 
 # The file a run's directory keeps the traceback of a bug in.
 ERROR_FILE = "error.txt"
 
 # What a call of run_one did with its run.
 Action = Literal["trained", "resumed", "skipped", "interrupted", "halted", "none"]
-OnOutcome = Callable[[int, "RunOutcome"], None]
 
 
 class EpochHook(Protocol):
@@ -138,31 +131,26 @@ def _is_bug(exc: BaseException) -> bool:
 
 
 def run_locked(
-    config: Config,
-    run_dir: str | Path,
+    spec: RunSpec,
+    context: RunContext,
     *,
     existing: Existing,
     force: bool = False,
-    data_dirs: Sequence[str] = (),
-    threads: int | None = None,
     lock_note: str = "",
     on_start: Callable[[], None] | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    loggers: Sequence[MetricLogger] = (),
-    tags: Mapping[str, str] | None = None,
-    log: Callable[[str], None] = print,
 ) -> RunResult:
     """The one procedure that runs a run, behind `mlp-lab run` (`start_run`, `resume_run`), the
     app's Train form (which runs `mlp-lab run`), and compare, search and Ray (`run_one`).
 
-    Under `run_dir`'s lock (`rundir.RunLock`, `lock_note` written beside the pid), with
-    `threads` torch threads (None: as the process has them), it trains `config` into `run_dir`.
-    What a directory that already holds something gets is `existing`: "refuse" (it must hold no
-    run), "resume" (continue from last.pt; a finished run returns its summary) or "reuse" (a
-    study's run: a finished or failed run of this config is skipped, a partial one continued,
-    one of another config moved aside to `<dir>.old-<time>`; with `force`, deleted first).
-    `on_start` is called once the lock is held.
+    Under the spec's run directory's lock (`rundir.RunLock`, `lock_note` written beside the pid),
+    with the context's `threads` torch threads (None: as the process has them), it trains the
+    spec's config into it, its tags given to the loggers, the rest of the `context` (data
+    directories, per-epoch callback, stop request, loggers) to the trainer. What a directory that
+    already holds something gets is `existing`: "refuse" (it must hold no run), "resume"
+    (continue from last.pt; a finished run returns its summary) or "reuse" (a study's run: a
+    finished or failed run of this config is skipped, a partial one continued, one of another
+    config moved aside to `<dir>.old-<time>`; with `force`, deleted first). `on_start` is called
+    once the lock is held.
 
     The failure policy, the same for every caller, which raises:
     busy -> `rundir.RunLocked`, nothing touched; interrupted -> `TrainingInterrupted`, last.pt
@@ -174,11 +162,11 @@ def run_locked(
     from mlp_lab.training.runtime import resolve_device, torch_threads
     from mlp_lab.training.trainer import TrainingInterrupted, train
 
-    run_dir = Path(run_dir)
+    config, run_dir, log = spec.config, spec.run_dir, context.log
     lock = rundir.RunLock(run_dir, lock_note).acquire()
     failed = True
     try:
-        with torch_threads(threads) if threads else contextlib.nullcontext():
+        with torch_threads(context.threads) if context.threads else contextlib.nullcontext():
             if on_start is not None:
                 on_start()
             resuming = existing == "resume"
@@ -205,17 +193,8 @@ def run_locked(
                     log(f"{run_dir} was made with another config; moved to {aside}")
                 resuming = status == RunStatus.PARTIAL
             device = resolve_device(config.train.device)
-            data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, data_dirs)))
-            summary = train(
-                config,
-                run_dir,
-                resume=resuming,
-                data=data,
-                on_epoch=on_epoch,
-                should_stop=should_stop,
-                loggers=loggers,
-                tags=tags,
-            )
+            data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, context.data_dirs)))
+            summary = train(config, run_dir, resume=resuming, data=data, context=context, tags=spec.tags)
             summary = _with_plugin_metrics(config, run_dir, summary)
             failed = False
             return RunResult(run_dir, summary, "resumed" if resuming else "trained")
@@ -239,19 +218,15 @@ def run_locked(
 
 def start_run(
     config: Config,
+    context: RunContext | None = None,
     *,
     run_dir: str | Path | None = None,
     source: str = "config",
-    data_dirs: Sequence[str] = (),
-    threads: int | None = None,
     on_start: Callable[[Path, bool], None] | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    loggers: Sequence[MetricLogger] = (),
 ) -> RunResult:
     """Start a fresh run (`mlp-lab run`): pick its directory (`<output.dir>/<name>`, else
     `<name>-2`, ... unless `run_dir` is given, which must be new or empty) and run it through
-    `run_locked` with `threads` torch threads (default: every core), restored after.
+    `run_locked` with the context's torch threads (default: every core), restored after.
     `on_start(run_dir, renamed)` is called once the directory is chosen and locked.
 
     Machine-dependent config errors (a GPU asked for but absent) are raised as a ConfigError
@@ -259,6 +234,7 @@ def start_run(
     """
     from mlp_lab.training.runtime import available_cores, check_runtime
 
+    context = context or RunContext()
     check_runtime(config, source)
     if run_dir is None:
         run_dir, renamed = rundir.fresh_run_dir(config.output.dir, config.name)
@@ -274,32 +250,20 @@ def start_run(
             raise os_fault(exc, key="run directory") from None
     announce = None if on_start is None else functools.partial(on_start, run_dir, renamed)
     return run_locked(
-        config,
-        run_dir,
+        RunSpec(config.name, config, run_dir),
+        context.but(threads=context.threads or available_cores()),
         existing="refuse",
-        data_dirs=data_dirs,
-        threads=threads or available_cores(),
         on_start=announce,
-        on_epoch=on_epoch,
-        should_stop=should_stop,
-        loggers=loggers,
     )
 
 
-def resume_run(
-    run_dir: str | Path,
-    *,
-    data_dirs: Sequence[str] = (),
-    threads: int | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    loggers: Sequence[MetricLogger] = (),
-) -> RunResult:
+def resume_run(run_dir: str | Path, context: RunContext | None = None) -> RunResult:
     """Continue an interrupted run from its directory (its own config.yaml and last.pt) through
     `run_locked`; a finished run returns its summary without training."""
     from mlp_lab.config.load import load_config
     from mlp_lab.training.runtime import available_cores, check_runtime
 
+    context = context or RunContext()
     run_dir = Path(run_dir)
     config_path = run_dir / rundir.CONFIG_FILE
     if not config_path.is_file():
@@ -307,29 +271,20 @@ def resume_run(
     config = load_config(config_path)
     check_runtime(config, str(config_path))
     return run_locked(
-        config,
-        run_dir,
+        RunSpec(config.name, config, run_dir),
+        context.but(threads=context.threads or available_cores()),
         existing="resume",
-        data_dirs=data_dirs,
-        threads=threads or available_cores(),
-        on_epoch=on_epoch,
-        should_stop=should_stop,
-        loggers=loggers,
     )
 
 
 def run_one(
-    spec: RunSpec,
-    *,
-    data_dirs: Sequence[str] = (),
-    force: bool = False,
-    stop: Callable[[], bool] | None = None,
-    log: Callable[[str], None] = print,
-    lock_note: str = "",
+    spec: RunSpec, context: RunContext | None = None, *, force: bool = False, lock_note: str = ""
 ) -> RunOutcome:
     """One spec through `run_locked` (a study's run: skipped, continued, or trained), its
     failures told as a `RunOutcome`; never raises for a failed run, so one run cannot take a
-    study down. `lock_note` is written into the lock file beside the pid (see `rundir.RunLock`).
+    study down. The context's `log` gets a line per epoch; its `threads` are left to the
+    executor that calls this. `lock_note` is written into the lock file beside the pid (see
+    `rundir.RunLock`).
     """
     from mlp_lab.training.trainer import TrainingInterrupted
 
@@ -344,7 +299,8 @@ def run_one(
     ) -> RunOutcome:
         return RunOutcome(spec.label, status, action, summary, error, time.perf_counter() - started, fault)
 
-    hook = spec.hook
+    context = context or RunContext()
+    log, stop, hook = context.log, context.stop, spec.hook
 
     def report(record: dict[str, Any]) -> None:
         log(
@@ -362,16 +318,11 @@ def run_one(
 
     try:
         result = run_locked(
-            spec.config,
-            spec.run_dir,
+            spec,
+            context.but(threads=None, on_epoch=report, stop=should_stop, log=lambda line: log(f"{spec.label}: {line}")),
             existing="reuse",
             force=force,
-            data_dirs=data_dirs,
             lock_note=lock_note,
-            on_epoch=report,
-            should_stop=should_stop,
-            tags=spec.tags,
-            log=lambda line: log(f"{spec.label}: {line}"),
         )
     except rundir.RunLocked as exc:
         return outcome(RunStatus.BUSY, "none", error=f"being trained by process {exc.pid}")
@@ -405,182 +356,3 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
         return rundir.read_summary(run_dir)
     except (OSError, ValueError):
         return None
-
-
-def estimated_cost(config: Config) -> int:
-    """Relative training cost of a run: multiply-accumulates per example x epochs."""
-    from mlp_lab.config.datasets import DATASETS
-    from mlp_lab.models.registry import model_macs
-
-    spec = DATASETS[config.data.dataset]
-    return model_macs(config.model, spec.image_shape, len(spec.classes)) * config.train.epochs
-
-
-def longest_first(specs: Sequence[RunSpec]) -> list[int]:
-    """Indices of `specs`, most expensive first: a big run started last would leave the other
-    workers idle at the end."""
-    return sorted(range(len(specs)), key=lambda i: -estimated_cost(specs[i].config))
-
-
-class Executor(Protocol):
-    """Runs specs through `run_one` and reports each outcome as it arrives, with the spec's
-    index. Returns when every spec has an outcome or, after `stop()` turned true, when the runs
-    under way have stopped at a batch boundary (their last.pt saved); runs not started then get
-    no outcome."""
-
-    threads: int  # torch threads each run uses: CPU results are bit-identical for equal counts
-
-    def run(
-        self,
-        specs: Sequence[RunSpec],
-        on_outcome: OnOutcome,
-        *,
-        data_dirs: Sequence[str] = (),
-        force: bool = False,
-        stop: Callable[[], bool] | None = None,
-    ) -> None: ...
-
-
-class SerialExecutor:
-    """One run after another in this process, with `threads` torch threads (restored after)."""
-
-    def __init__(self, threads: int | None = None, log: Callable[[str], None] = print):
-        from mlp_lab.training.runtime import available_cores
-
-        self.threads = threads or available_cores()
-        self.log = log
-
-    def run(
-        self,
-        specs: Sequence[RunSpec],
-        on_outcome: OnOutcome,
-        *,
-        data_dirs: Sequence[str] = (),
-        force: bool = False,
-        stop: Callable[[], bool] | None = None,
-    ) -> None:
-        from mlp_lab.training.runtime import torch_threads
-
-        with torch_threads(self.threads):
-            for index, spec in enumerate(specs):
-                if stop is not None and stop():
-                    return
-                outcome = run_one(spec, data_dirs=data_dirs, force=force, stop=stop, log=self.log)
-                on_outcome(index, outcome)
-                if outcome.action == "interrupted":
-                    return
-
-
-class _Throttled:
-    """Calls `check` at most every `interval` seconds and remembers a True: the trainer polls its
-    stop callable every batch, and asking another process that often would cost time."""
-
-    def __init__(self, check: Callable[[], bool], interval: float = 0.2):
-        self.check, self.interval = check, interval
-        self.next_check, self.stopped = 0.0, False
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if not self.stopped and now >= self.next_check:
-            self.next_check = now + self.interval
-            try:
-                self.stopped = bool(self.check())
-            except (OSError, EOFError):  # the parent's event manager is gone: so is the parent
-                self.stopped = True
-        return self.stopped
-
-
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    # The parent decides when to stop and tells the workers through the stop event, so a
-    # terminal's Ctrl-C (sent to the whole process group) must not kill them. SIGTERM keeps its
-    # default: the pool's own clean-up of a broken pool relies on it, and a worker killed by it
-    # still leaves an intact last.pt (from its last completed epoch).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _quiet(line: str) -> None:
-    pass
-
-
-def _pool_task(spec: RunSpec, data_dirs: tuple[str, ...], force: bool, stop_event, quiet: bool) -> RunOutcome:
-    # The worker's own per-epoch lines, on its stdout (a log callable of the parent's would not pickle).
-    log = _quiet if quiet else functools.partial(print, flush=True)
-    return run_one(spec, data_dirs=data_dirs, force=force, stop=_Throttled(stop_event.is_set), log=log)
-
-
-class ProcessPoolExecutor:
-    """`jobs` runs at a time in spawned worker processes, longest first, `threads` torch threads each.
-
-    spawn, not fork: a forked child inherits torch's thread pools and locks in unknown states.
-    The stop request reaches the workers through a manager's event, handed to each task with its
-    arguments, so no process keeps module-level state about it.
-    """
-
-    def __init__(self, jobs: int, threads: int | None = None, quiet: bool = False):
-        from mlp_lab.training.runtime import available_cores
-
-        self.jobs = max(1, jobs)
-        self.threads = threads or max(1, available_cores() // self.jobs)
-        self.quiet = quiet  # the workers print nothing (the Python API's default)
-
-    def run(
-        self,
-        specs: Sequence[RunSpec],
-        on_outcome: OnOutcome,
-        *,
-        data_dirs: Sequence[str] = (),
-        force: bool = False,
-        stop: Callable[[], bool] | None = None,
-    ) -> None:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures import ProcessPoolExecutor as Pool
-        from multiprocessing.managers import SyncManager
-
-        context = multiprocessing.get_context("spawn")
-        dirs = tuple(map(str, data_dirs))
-        manager = SyncManager(ctx=context)
-        # Like the workers, the manager ignores a terminal's Ctrl-C: it must outlive the stop.
-        manager.start(_ignore_sigint)
-        try:
-            stop_event = manager.Event()
-            with Pool(self.jobs, mp_context=context, initializer=_worker_init, initargs=(self.threads,)) as pool:
-                queue, pending, stopping = longest_first(specs), {}, False
-                while queue or pending:
-                    while queue and len(pending) < self.jobs and not stopping:
-                        index = queue.pop(0)
-                        pending[pool.submit(_pool_task, specs[index], dirs, force, stop_event, self.quiet)] = index
-                    if stop is not None and stop() and not stopping:
-                        stopping = True
-                        queue.clear()
-                        for future in pending:
-                            future.cancel()
-                        # Whether the signal reached only this process or the whole group, the
-                        # workers stop at their next batch boundary and save last.pt.
-                        stop_event.set()
-                    finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        index = pending.pop(future)
-                        if future.cancelled():
-                            continue
-                        try:
-                            outcome = future.result()
-                        except Exception as exc:  # the worker process itself died
-                            outcome = RunOutcome(
-                                specs[index].label, RunStatus.FAILED, "trained", error=f"worker died: {exc}"
-                            )
-                        on_outcome(index, outcome)
-        finally:
-            manager.shutdown()
-
-
-def local_executor(jobs: int = 1, threads: int | None = None, log: Callable[[str], None] = print) -> Executor:
-    """The executor for this machine: serial for one job, a process pool for more."""
-    return SerialExecutor(threads, log) if jobs <= 1 else ProcessPoolExecutor(jobs, threads)

@@ -39,9 +39,11 @@ from pathlib import Path
 from mlp_lab.core.environ import env_defaults, preserved
 from mlp_lab.core.errors import MLPLabError, install_extra
 from mlp_lab.core.interrupt import signal_handlers_kept
-from mlp_lab.execution.procedure import OnOutcome, RunOutcome, RunSpec, _Throttled, longest_first, run_one
+from mlp_lab.execution.executors import OnOutcome, Throttled, longest_first
+from mlp_lab.execution.procedure import RunOutcome, RunSpec, run_one
 from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
+from mlp_lab.training.context import RunContext
 
 MISSING_EXTRA = f"--backend ray needs the [ray] extra: {install_extra('ray')}"
 # For an instance mlp-lab starts itself: every address on the loopback, no usage statistics.
@@ -252,12 +254,12 @@ def check_shared_storage(directory: str | Path, timeout: float = STORAGE_CHECK_T
 
 
 def _ray_task(
-    spec: RunSpec, data_dirs: tuple[str, ...], force: bool, threads: int, stop_path: str, task_key: str
+    spec: RunSpec, context: RunContext, force: bool, threads: int, stop_path: str, task_key: str
 ) -> RunOutcome | None:
     """One run inside a Ray worker: `run_one` with `threads` torch threads; None if stopped before it began."""
     from mlp_lab.training.runtime import torch_threads
 
-    stop = _Throttled(lambda: os.path.exists(stop_path))
+    stop = Throttled(lambda: os.path.exists(stop_path))
     if stop():
         return None
     lock = rundir.RunLock(spec.run_dir)
@@ -273,10 +275,8 @@ def _ray_task(
         # A retry never deletes what its dead attempt trained, even under --force: it continues it.
         return run_one(
             spec,
-            data_dirs=data_dirs,
+            context.but(log=functools.partial(print, flush=True), stop=stop),
             force=force and not retry,
-            stop=stop,
-            log=functools.partial(print, flush=True),
             lock_note=task_key,
         )
 
@@ -304,11 +304,12 @@ class RayExecutor:
         *,
         address: str | None = None,
         max_retries: int = 5,
-        log: Callable[[str], None] = print,
+        context: RunContext | None = None,
     ):
         self.threads = threads or 1
         self._jobs = jobs
-        self.address, self.max_retries, self.log = address, max_retries, log
+        self.address, self.max_retries = address, max_retries
+        self.context = context or RunContext()
         self._checked: set[str] = set()
 
     @property
@@ -369,11 +370,11 @@ class RayExecutor:
             check_shared_storage(root)
             self._checked.add(str(root))
         stop_path = root / f".mlp-lab-stop-{uuid.uuid4().hex}"
-        from mlp_lab.tracking.store import store_env
-
-        # A task's worker has its node's environment, not the driver's: the driver's choice of
-        # MLflow store travels with each task, so that every run is logged where the driver's are.
-        task = ray.remote(runtime_env={"env_vars": store_env()})(_ray_task)
+        # A task's worker has its node's environment, not the driver's: what the context says the
+        # workers need (the driver's choice of MLflow store, from the service layer) travels with
+        # each task, so that every run is logged where the driver's are.
+        task = ray.remote(runtime_env={"env_vars": dict(self.context.worker_env)})(_ray_task)
+        context = self.context.for_workers().but(data_dirs=dirs)
         queue, pending, stopping = longest_first(specs), {}, False
         try:
             while queue or pending:
@@ -390,7 +391,7 @@ class RayExecutor:
                         max_retries=self.max_retries,
                         retry_exceptions=False,
                         name=f"mlp-lab {specs[index].label}",
-                    ).remote(specs[index], dirs, force, self.threads, str(stop_path), uuid.uuid4().hex)
+                    ).remote(specs[index], context, force, self.threads, str(stop_path), uuid.uuid4().hex)
                     pending[ref] = index
                 if not pending:
                     break

@@ -15,7 +15,7 @@ from mlp_lab.config.overrides import apply_set_options, flatten, set_dotted
 from mlp_lab.config.schema import config_to_dict
 from mlp_lab.core.errors import ConfigError, MLPLabError
 from mlp_lab.core.yamlfile import read_yaml_mapping
-from mlp_lab.execution.procedure import Executor
+from mlp_lab.execution.executors import Executor
 from mlp_lab.runs import rundir
 from mlp_lab.search.spec import BEST_CONFIG_FILE, Search
 from mlp_lab.studies.ablation import Arm, CompareResult, Study, compare

@@ -19,12 +19,14 @@ from mlp_lab.config.load import validate_config
 from mlp_lab.config.metrics import BEST_METRICS
 from mlp_lab.config.schema import Config, config_to_dict
 from mlp_lab.core.errors import ConfigError, MLPLabError, clip
-from mlp_lab.execution.procedure import Executor, RunOutcome, RunSpec, local_executor
+from mlp_lab.execution.executors import Executor, local_executor
+from mlp_lab.execution.procedure import RunOutcome, RunSpec
 from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
 from mlp_lab.search.report import write_report
 from mlp_lab.search.spec import JOURNAL_FILE, TRIAL_FILE, Search, encode_choice
 from mlp_lab.search.study import PruningHook, journal_storage, live_trial, open_study, require_optuna
+from mlp_lab.training.context import RunContext
 
 
 @dataclass
@@ -277,7 +279,7 @@ def run_search(
                 for point in search.enqueue:
                     # Categorical choices live in the study encoded (an architecture as its JSON text).
                     study.enqueue_trial({key: encode_choice(value) for key, value in point.items()})
-            executor = executor or local_executor(jobs, threads, log)
+            executor = executor or local_executor(jobs, threads, RunContext(log=log))
             width = max(1, getattr(executor, "jobs", jobs if jobs > 1 else 1))
             result = SearchResult(0, target)
             started = time.monotonic()

@@ -23,9 +23,11 @@ from mlp_lab.config.schema import Config, config_to_dict
 from mlp_lab.config.specfile import read_spec_file
 from mlp_lab.core.errors import ConfigError, clip
 from mlp_lab.core.yamlfile import read_yaml_mapping
-from mlp_lab.execution.procedure import Executor, RunOutcome, RunSpec, local_executor
+from mlp_lab.execution.executors import Executor, local_executor
+from mlp_lab.execution.procedure import RunOutcome, RunSpec
 from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
+from mlp_lab.training.context import RunContext
 
 STUDIES_DIR = "experiments"
 
@@ -276,7 +278,7 @@ def compare(
     bit-identical for the same thread count, whatever executes them.
     """
     specs = plan(study)
-    executor = executor or local_executor(jobs, threads, log)
+    executor = executor or local_executor(jobs, threads, RunContext(log=log))
     total = len(specs)
     outcomes: dict[int, RunOutcome] = {}
 

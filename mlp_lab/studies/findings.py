@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_lab.config.datasets import display_name
-from mlp_lab.execution.procedure import estimated_cost
+from mlp_lab.execution.executors import estimated_cost
 from mlp_lab.studies.ablation import Study
 from mlp_lab.studies.provenance import StudyFacts, value_text
 from mlp_lab.studies.report import CONFIDENCE, epochs_text, unrun_seeds

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlp_lab.execution.procedure import Executor, RunOutcome
+from mlp_lab.execution.executors import Executor
+from mlp_lab.execution.procedure import RunOutcome
 from mlp_lab.studies.ablation import CompareResult, Study, compare
 from mlp_lab.studies.overview import build_overview
 

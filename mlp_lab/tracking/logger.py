@@ -286,3 +286,9 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
         client.log_model_artifacts(model.model_id, str(local))
     client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     return model.model_id, f"models:/{model.model_id}"
+
+
+def mlflow_logger(config: Config, run_dir: Path, start_epoch: int, tags: Mapping[str, str]) -> MLflowLogger | None:
+    """The `LoggerFactory` of MLflow, which the service layer hands every run it starts: a live
+    logger when the run's config asks for it (`output.mlflow`), else None (mlflow not imported)."""
+    return MLflowLogger(config, run_dir, start_epoch, tags) if config.output.mlflow else None

@@ -16,7 +16,7 @@ from mlp_lab.config.schema import Config
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.runs import rundir
 from mlp_lab.studies.ablation import CompareResult, Study, differences_note, load_study, study_runs
-from mlp_lab.tracking.export import export_run, export_study, log_study_report
+from mlp_lab.tracking.export import Exported, export_run, export_study, log_study_report
 from mlp_lab.tracking.logger import PARENT_TAG, RUN_FILE, recorded_run, save_run_record
 from mlp_lab.tracking.registry import Registered, best_seed_run, register
 from mlp_lab.tracking.store import (
@@ -32,7 +32,7 @@ from mlp_lab.tracking.store import (
 )
 
 if TYPE_CHECKING:
-    from mlp_lab.execution.procedure import Executor
+    from mlp_lab.execution.executors import Executor
     from mlp_lab.search.driver import SearchResult
     from mlp_lab.search.spec import Search
 
@@ -238,11 +238,11 @@ def _study_target(target: str, overrides: Sequence[str]) -> Study | None:
     return load_study(target, overrides=overrides)
 
 
-def export_targets(targets: Sequence[str], overrides: Sequence[str] = ()) -> Iterator[str]:
+def export_targets(targets: Sequence[str], overrides: Sequence[str] = ()) -> Iterator[str | Exported]:
     """`mlp-lab track`: export each target (a run directory, or a study by name or path, loaded
     with `overrides` as compare's --set), its store reached first (within seconds, or reported);
-    yields the lines to show: where runs go (once per store), then each run's outcome, then how
-    a study's runs differ from it, if they do."""
+    yields, in the order to show them: the line saying where runs go (once per store), each
+    run's `Exported`, then a line on how a study's runs differ from it, if they do."""
     require_mlflow("mlp-lab track")
     stores: set[Store] = set()
     for target in targets:
@@ -253,12 +253,11 @@ def export_targets(targets: Sequence[str], overrides: Sequence[str] = ()) -> Ite
             stores.add(store)
             yield describe(store)
         if study is None:
-            yield export_run(target).describe()
+            yield export_run(target)
             continue
         runs = study_runs(study)
         exported = export_study(study)
-        for one in exported:
-            yield one.describe()
+        yield from exported
         if not exported:
             yield f"{study.name}: no runs in {study.output_dir} to export; run: mlp-lab compare {study.name}"
         note = differences_note(study, runs)

@@ -2,15 +2,16 @@
 
 A logger follows the small `MetricLogger` protocol, in the spirit of torchtune's
 ``training/metric_logging.py``: the resolved config once, one record per epoch, the final
-summary, close. TensorBoard is one implementation; MLflow (the ``[track]`` extra,
-``tracking.logger``) is another.
+summary, close. TensorBoard is one implementation, opened here when the config asks; MLflow (the
+``[track]`` extra) is another, built by the tracking layer that owns it and handed to the run as a
+`LoggerFactory` in its `RunContext` (this layer knows no MLflow).
 The run directory's own files (``config.yaml``, ``metrics.csv``, ``summary.json``) are not a
 logger: the trainer writes them itself, because resume, reports and ``list`` read them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,7 +20,6 @@ import torch
 from mlp_lab.config.metrics import EPOCH_METRICS, SCORE_METRICS
 from mlp_lab.config.overrides import flatten
 from mlp_lab.config.schema import Config, config_to_dict
-from mlp_lab.tracking.logger import MLflowLogger
 
 
 @runtime_checkable
@@ -37,6 +37,15 @@ class MetricLogger(Protocol):
 
     def close(self) -> None:
         """Flush and release; called whether the run finished, failed or was interrupted."""
+
+
+class LoggerFactory(Protocol):
+    """Opens one metric logger for a run starting after `start_epoch`, or None when the run's
+    config does not ask for it. Must pickle (a module-level function) to reach worker processes."""
+
+    def __call__(
+        self, config: Config, run_dir: Path, start_epoch: int, tags: Mapping[str, str]
+    ) -> MetricLogger | None: ...
 
 
 class TensorBoardLogger:
@@ -134,12 +143,16 @@ def loggers_for(
     model: torch.nn.Module,
     start_epoch: int = 0,
     tags: Mapping[str, str] | None = None,
+    factories: Sequence[LoggerFactory] = (),
 ) -> list[MetricLogger]:
-    """The loggers a config asks for (`output.*`), opened for a run starting after `start_epoch`;
-    `tags` say where the run belongs (a study's name and arm)."""
+    """The loggers of a run starting after `start_epoch`: TensorBoard when the config asks
+    (`output.tensorboard`), then whatever each of `factories` opens for it (MLflow's, from the
+    tracking layer, when `output.mlflow`); `tags` say where the run belongs (a study's name and arm)."""
     loggers: list[MetricLogger] = []
     if config.output.tensorboard:
         loggers.append(TensorBoardLogger(run_dir, model, config.output.histograms, start_epoch))
-    if config.output.mlflow:
-        loggers.append(MLflowLogger(config, run_dir, start_epoch, tags))
+    for factory in factories:
+        logger = factory(config, Path(run_dir), start_epoch, dict(tags or {}))
+        if logger is not None:
+            loggers.append(logger)
     return loggers

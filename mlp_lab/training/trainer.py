@@ -4,7 +4,7 @@ The whole dataset sits on the device; each epoch shuffles with a permutation see
 (seed, epoch) and takes index slices. Metrics accumulate on the device and are read once per
 epoch, so the hot loop never waits on the host. ``checkpoints/last.pt`` holds everything a
 resume needs, so an interrupted run continues to the same result as an uninterrupted one.
-What runs `train` under a run directory's lock, for every caller, is `execute.run_locked`.
+What runs `train` under a run directory's lock, for every caller, is `execution.procedure.run_locked`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from mlp_lab.training.checkpoint import (
     load_weights,
     save_checkpoint,
 )
+from mlp_lab.training.context import RunContext
 from mlp_lab.training.flatparams import flatten_parameters
 from mlp_lab.training.handstep import HandStep
 from mlp_lab.training.loggers import MetricLogger, loggers_for
@@ -554,19 +555,19 @@ def train(
     *,
     resume: bool = False,
     data: Data | None = None,
-    data_dirs: Sequence[str] = (),
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    loggers: Sequence[MetricLogger] = (),
+    context: RunContext | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train `config` into `run_dir` and return the summary (also written to summary.json).
 
     With `resume`, continue from `run_dir/checkpoints/last.pt`; a finished run just returns
-    its summary. `should_stop` is polled at batch boundaries: when it returns True, last.pt is
-    written and TrainingInterrupted is raised. Metrics go to the loggers the config asks for
-    (`loggers_for`, given `tags`) and to `loggers`. The caller's deterministic-algorithms settings are restored.
+    its summary. From the `context`: `stop` is polled at batch boundaries (when it returns True,
+    last.pt is written and TrainingInterrupted is raised), `on_epoch` gets each epoch's record,
+    metrics go to the loggers the config asks for and those the context's `loggers` open (given
+    `tags`), and `data_dirs` are searched when `data` is not given. The caller's
+    deterministic-algorithms settings are restored.
     """
+    context = context or RunContext()
     run_dir = Path(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
     if resume and summary_path.exists():
@@ -579,17 +580,17 @@ def train(
     if not resume and (run_dir / rundir.LAST_CHECKPOINT).exists():
         raise MLPLabError(f"{run_dir}: already holds a run; resume it with --resume or pick another directory")
     with determinism_as_found():
-        trainer = Trainer(config, run_dir, data=data, data_dirs=tuple(data_dirs))
+        trainer = Trainer(config, run_dir, data=data, data_dirs=context.data_dirs)
         run_dir.mkdir(parents=True, exist_ok=True)
         last = run_dir / rundir.LAST_CHECKPOINT
         if resume and (last.exists() or last.is_symlink()):  # a dangling link is reported, not trained over
             trainer.restore()
         rundir.atomic_write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
-        sinks = [*loggers_for(config, run_dir, trainer.model, trainer.progress.epoch, tags), *loggers]
+        sinks = loggers_for(config, run_dir, trainer.model, trainer.progress.epoch, tags, context.loggers)
         try:
             for logger in sinks:
                 logger.log_config(config)
-            trainer.fit(on_epoch=on_epoch, should_stop=should_stop, loggers=sinks)
+            trainer.fit(on_epoch=context.on_epoch, should_stop=context.stop, loggers=sinks)
             return trainer.finish(loggers=sinks)
         except TrainingInterrupted:
             trainer.save_last()

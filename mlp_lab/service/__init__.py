@@ -1,0 +1,1 @@
+"""What the CLI, the Python API and the app share: the run context they start runs with (data directories, threads, log, stop request, loggers, tracking), the executor a study's runs go to, the checks made before any run, the per-epoch line and the machine-fault messages; each written once, so the front doors only parse, call and format."""
