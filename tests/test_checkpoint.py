@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from mlp_lab.config.schema import config_to_dict
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.data.load import load_data
 from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint, load_model
@@ -15,7 +16,9 @@ def test_both_checkpoints_describe_themselves_and_carry_the_data_facts(tiny_conf
     for kind in ("best", "last"):
         ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / f"{kind}.pt", kind)
         assert ckpt["kind"] == f"mlp-lab/{kind}" and ckpt["config"]["name"] == "tiny"
-        assert ckpt["model_args"]["hidden_sizes"] == [32]
+        # The model's section itself, as validated: what its family rebuilds it from.
+        assert ckpt["version"] == 2 and ckpt["model_section"] == config_to_dict(cfg.model)
+        assert ckpt["model_section"]["kind"] == "mlp" and ckpt["model_section"]["hidden_sizes"] == [32]
         # last.pt holds the data facts too: a run kept with its last weights needs no best.pt.
         assert ckpt["data"]["dataset"] == "mnist" and ckpt["data"]["image_shape"] == [1, 28, 28]
         assert len(ckpt["data"]["classes"]) == 10 and len(ckpt["data"]["mean"]) == 1
