@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from mlp_lab.config.load import validate_config
 from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.config.section import ModelSection, model_section
 from mlp_lab.core.errors import ConfigError
 
 # Form field -> the dotted config key it sets. The form shows the config's main fields only;
@@ -45,6 +46,8 @@ def schema_choices(dotted: str) -> tuple[Any, ...] | None:
     *parents, last = dotted.split(".")
     for part in parents:
         section = section.model_fields[part].annotation
+        # `model:` is one section per kind; the form builds the default kind's (an MLP).
+        section = model_section() if section is ModelSection else section
     annotation = section.model_fields[last].annotation
     return get_args(annotation) if get_origin(annotation) is Literal else None
 

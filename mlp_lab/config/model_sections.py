@@ -16,6 +16,8 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from mlp_lab.config.section import Geometry, GeometryError, ModelSection, Section, register_model_section
 
+# model.kind picks the section's class, and with it which keys the section has.
+KIND = "the model family, which decides the section's other keys: mlp (the default) | cnn | a registered one"
 Activation = Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"]
 
 
@@ -57,7 +59,7 @@ class MLPConfig(ModelSection):
     """An MLP (model.kind: mlp, the default): hidden layer sizes ([] = logistic regression);
     activation, BatchNorm and dropout of the dense layers."""
 
-    kind: Literal["mlp"] = "mlp"
+    kind: Literal["mlp"] = Field("mlp", description=KIND)
     # Configs list the conv section whatever their kind (configs/baseline.yaml does, and so every
     # copy `mlp-lab init` made), and a study arm or --set may switch a CNN config to an MLP with
     # model.kind alone: an MLP takes a well-formed conv section and ignores it, as it always has.
@@ -81,7 +83,7 @@ class CNNConfig(ModelSection):
     """A CNN (model.kind: cnn): conv blocks (model.conv), then a dense head (model.hidden_sizes)
     with the activation, BatchNorm and dropout of the MLP's dense layers."""
 
-    kind: Literal["cnn"] = "cnn"
+    kind: Literal["cnn"] = Field("cnn", description=KIND)
     conv: ConvConfig = ConvConfig()
     hidden_sizes: list[PositiveInt] = Field(
         [256, 128], description="the dense head after the conv blocks, one entry per hidden layer; [] = none"

@@ -105,7 +105,8 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
         if section is ModelSection and _kinds_with(loc[-1]):
             # A key of another model kind's section (a CNN's under an MLP's kind, say).
             kinds = _kinds_with(loc[-1])
-            return f"not a key of this model.kind; {' and '.join(kinds)} has it (model.kind: {kinds[0]})"
+            have = "has" if len(kinds) == 1 else "have"
+            return f"not a key of this model.kind; {' and '.join(kinds)} {have} it (model.kind: {kinds[0]})"
         if section is not None:
             close = difflib.get_close_matches(str(loc[-1]), list(_fields_of(section)), n=1)
             if close:
