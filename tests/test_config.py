@@ -175,3 +175,42 @@ def test_a_model_too_large_for_memory_is_refused_naming_its_parameter_count(tmp_
     path.write_text("model: {hidden_sizes: [1000000000000]}\n")
     with pytest.raises(ConfigError, match=r"795,000,000,000,010 parameters need at least .* GiB to train"):
         load_config(path)
+
+
+# config_hash of shipped configs under numerics version 4, computed with the code at c65ddbd (one
+# flat ModelConfig, hashing deleting an MLP's kind and conv) before the per-kind model sections:
+# the sections must leave every hash as it was, or finished runs would be trained again. An MLP
+# that lists the conv blocks (baseline), one that does not (mnist), a CNN (fashion_cnn, lenet5).
+HASHES_BEFORE_MODEL_SECTIONS = {
+    "baseline": "b2f81186f0e38be7",
+    "mnist": "f75f558d3cbcaab0",
+    "fashion_cnn": "d6535a429549ea1a",
+    "mnist_lenet5": "d546781e601c1433",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HASHES_BEFORE_MODEL_SECTIONS))
+def test_the_model_sections_leave_the_shipped_config_hashes_as_they_were(name, monkeypatch):
+    monkeypatch.setattr("mlp_lab.config.hashing.NUMERICS_VERSION", 4)
+    assert config_hash(load_config(REPO / "configs" / f"{name}.yaml")) == HASHES_BEFORE_MODEL_SECTIONS[name]
+
+
+def test_a_conv_section_is_ignored_by_an_mlp_and_a_wrong_key_in_it_is_still_named():
+    from mlp_lab.config.load import validate_config
+
+    cnn = {"kind": "cnn", "conv": {"channels": [4], "padding": 0}, "hidden_sizes": [8]}
+    switched = validate_config({"model": {**cnn, "kind": "mlp"}}, "c.yaml")  # e.g. --set model.kind=mlp
+    assert switched.model.kind == "mlp" and "conv" not in switched.model_dump()["model"]
+    assert config_hash(switched) == config_hash(validate_config({"model": {"hidden_sizes": [8]}}, "c.yaml"))
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"model": {"kind": "mlp", "conv": {"chanels": [4]}}}, "c.yaml")
+    assert exc.value.errors == ["c.yaml: model.conv.chanels: unknown key, did you mean 'model.conv.channels'?"]
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"model": {**cnn, "widht": 3}}, "c.yaml")
+    assert exc.value.errors == [
+        "c.yaml: model.widht: unknown key (known: kind, conv, hidden_sizes, activation, batch_norm, dropout, "
+        "input_dropout)"
+    ]
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"model": {"kind": "rnn"}}, "c.yaml")
+    assert exc.value.errors == ["c.yaml: model.kind: Input should be 'mlp' or 'cnn' (got 'rnn')"]
