@@ -112,3 +112,31 @@ def test_dropout_module_is_an_nn_dropout_with_its_state_dict_keys():
         nn.Flatten(), nn.Dropout(0.2), nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)
     )
     assert list(model.layers.state_dict()) == list(reference.state_dict())
+
+
+def test_a_family_must_say_its_geometry_and_build_a_network():
+    from typing import Literal
+
+    from mlp_lab.config.section import Geometry, ModelSection
+    from mlp_lab.models.registry import ModelFamily, register_family, unregister_family
+
+    class Sizeless(ModelSection):
+        kind: Literal["sizeless"] = "sizeless"
+
+    with pytest.raises(TypeError, match="must implement geometry"):
+        register_family(ModelFamily(Sizeless, lambda section, shape, classes: nn.Linear(1, 1)))
+
+    class Bare(ModelSection):
+        kind: Literal["bare"] = "bare"
+
+        def geometry(self, image_shape, num_classes):
+            return Geometry(features=1, parameters=2, macs=1)
+
+    register_family(ModelFamily(Bare, lambda section, shape, classes: nn.Linear(1, 1)))
+    try:
+        with pytest.raises(ValueError, match="'bare' is already registered"):
+            register_family(ModelFamily(Bare, lambda section, shape, classes: nn.Linear(1, 2)))
+        with pytest.raises(TypeError, match="built a Linear, not a Network.*missing: layers, penalized_weights"):
+            build_model(Bare(), (1, 1, 1), 1)
+    finally:
+        unregister_family("bare")

@@ -80,6 +80,9 @@ def register_model_section(section: type[ModelSection]) -> str:
     if not (isinstance(section, type) and issubclass(section, ModelSection)):
         raise TypeError(f"a model section must subclass ModelSection, not {section!r}")
     kind = section_kind(section)
+    if section.geometry is ModelSection.geometry:
+        # Validation sizes every model before training (does it fit the image, the memory).
+        raise TypeError(f"{section.__name__} must implement geometry(image_shape, num_classes)")
     known = _SECTIONS.get(kind)
     if known is not None and known is not section:
         raise ValueError(f"model kind {kind!r} is already registered ({known.__module__}.{known.__qualname__})")
