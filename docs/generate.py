@@ -99,12 +99,14 @@ def config_markdown() -> str:
         "in `mlp_lab/config/schema.py` (a field's description, else the comment beside the key in",
         "`configs/baseline.yaml`); do not edit by hand. After changing either:",
         f"`{HOW_TO_UPDATE}` (tests/test_docs.py fails until then). A key not listed here is an error,",
-        "with a did-you-mean. How configs, `--set` and run directories work:",
+        "with a did-you-mean. The `model` section has its own keys for each `model.kind`. How configs,",
+        "`--set` and run directories work:",
         "[the runs guide](../guide/runs.md).",
     ]
     comments = _baseline_comments()
-    for section, model in _sections(Config):
+    for section, model, kind in _sections(Config):
         title = f"`{section}`" if section else "top level"
+        title += f" (model.kind: {kind})" if kind else ""
         lines += [
             "",
             f"## {title}",
@@ -126,13 +128,20 @@ def config_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sections(model: type[BaseModel], prefix: str = ""):
-    """(dotted section, model) for the model and, depth first, every nested section."""
-    yield prefix, model
+def _sections(model: type[BaseModel], prefix: str = "", kind: str = ""):
+    """(dotted section, model, model kind or "") for the model and, depth first, every nested
+    section; the `model` section once per registered kind (each kind has its own keys)."""
+    from mlp_lab.config.section import ModelSection, model_kinds, model_section
+
+    yield prefix, model, kind
     for name, field in model.model_fields.items():
         sub = _submodel(field.annotation)
-        if sub is not None:
-            yield from _sections(sub, f"{prefix}.{name}" if prefix else name)
+        dotted = f"{prefix}.{name}" if prefix else name
+        if sub is ModelSection:
+            for each in model_kinds():
+                yield from _sections(model_section(each), dotted, each)
+        elif sub is not None:
+            yield from _sections(sub, dotted, kind)
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:

@@ -14,7 +14,7 @@ from mlp_lab.data.load import load_data
 from mlp_lab.inspect.analysis import describe_data, model_summary, unnormalize
 from mlp_lab.inspect.evaluation import evaluate_run, per_class_report
 from mlp_lab.inspect.predict import predict_files
-from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.models.registry import build_model
 from mlp_lab.training.checkpoint import load_model
 from mlp_lab.training.trainer import train
 
@@ -109,7 +109,7 @@ def test_predict_cli_json_and_not_an_image(trained_run, tmp_path):
 def test_summary_counts_equal_the_model(tiny_config):
     cfg = tiny_config(model={"hidden_sizes": [64, 32], "batch_norm": True, "dropout": 0.2})
     info = model_summary(cfg)
-    model = ParameterizedMLP.from_config(cfg.model, 784, 10)
+    model = build_model(cfg.model, (1, 28, 28), 10)
     assert info["total_parameters"] == model.num_parameters()
     assert sum(r["parameters"] for r in info["layers"]) == model.num_parameters()
     assert info["macs_per_sample"] == 784 * 64 + 64 * 32 + 32 * 10

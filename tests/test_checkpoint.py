@@ -1,8 +1,14 @@
 """The checkpoint format and load_model: self-describing, safe to load, one loader for every user."""
 
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from mlp_lab.config.schema import config_to_dict
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.data.load import load_data
 from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint, load_model
@@ -15,7 +21,9 @@ def test_both_checkpoints_describe_themselves_and_carry_the_data_facts(tiny_conf
     for kind in ("best", "last"):
         ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / f"{kind}.pt", kind)
         assert ckpt["kind"] == f"mlp-lab/{kind}" and ckpt["config"]["name"] == "tiny"
-        assert ckpt["model_args"]["hidden_sizes"] == [32]
+        # The model's section itself, as validated: what its family rebuilds it from.
+        assert ckpt["version"] == 2 and ckpt["model_section"] == config_to_dict(cfg.model)
+        assert ckpt["model_section"]["kind"] == "mlp" and ckpt["model_section"]["hidden_sizes"] == [32]
         # last.pt holds the data facts too: a run kept with its last weights needs no best.pt.
         assert ckpt["data"]["dataset"] == "mnist" and ckpt["data"]["image_shape"] == [1, 28, 28]
         assert len(ckpt["data"]["classes"]) == 10 and len(ckpt["data"]["mean"]) == 1
@@ -68,3 +76,36 @@ def test_a_checkpoint_cut_short_is_one_whole_sentence(tmp_path):
     assert message.startswith(f"{path}: truncated or corrupt, not a readable mlp-lab checkpoint (")
     assert "failed finding central directory)" in message, message
     assert message.endswith("; restore a complete copy, or train the run again"), message
+
+
+# Two runs trained by mlp-lab at 1f9c148 (checkpoint version 1, `model_args` instead of the model
+# section) on conftest's synthetic IDX data, kept as they were written (best.pt, config.yaml,
+# summary.json, metrics.csv): a 784-2-10 MLP and a one-block CNN with BatchNorm.
+OLD_RUNS = Path(__file__).parent / "data" / "old_checkpoint"
+
+
+@pytest.mark.parametrize("kind, model_class", [("mlp", "ParameterizedMLP"), ("cnn", "ParameterizedCNN")])
+def test_a_checkpoint_written_before_the_model_sections_still_loads_evaluates_and_predicts(
+    kind, model_class, idx_dir, tmp_path, monkeypatch
+):
+    from PIL import Image
+
+    from mlp_lab.inspect.evaluation import evaluate_run
+    from mlp_lab.inspect.predict import predict_files
+
+    run_dir = shutil.copytree(OLD_RUNS / kind, tmp_path / kind)  # evaluate writes eval/ beside it
+    monkeypatch.setenv("MLP_LAB_DATA", str(idx_dir))  # the same synthetic data it was trained on
+    monkeypatch.chdir(tmp_path)  # its data.root is relative
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt", "best")
+    assert ckpt["version"] == 1 and "model_args" in ckpt and "model_section" not in ckpt
+    run = load_model(run_dir)
+    assert type(run.model).__name__ == model_class and run.config.model.kind == kind
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert run.model.num_parameters() == summary["num_parameters"]
+    result = evaluate_run(run_dir)
+    assert (result["accuracy"], result["loss"]) == pytest.approx((summary["test/acc"], summary["test/loss"]), rel=1e-6)
+    picture = np.zeros((28, 28), np.uint8)
+    picture[6:8] = 255
+    Image.fromarray(picture).save(tmp_path / "band.png")
+    [predicted] = predict_files(run, [tmp_path / "band.png"], top_k=2)
+    assert len(predicted["top"]) == 2

@@ -45,8 +45,12 @@ def test_every_shipped_config_validates_and_says_how_to_run(path):
 def test_reference_configs_spell_out_every_field(name):
     import yaml
 
+    from mlp_lab.config.model_sections import CNNConfig
+
     raw = yaml.safe_load((REPO / "configs" / name).read_text())
-    assert set(flatten(raw)) == set(flatten(Config().model_dump()))
+    # Every key of both built-in kinds: these MLP configs list a CNN's conv blocks too (an MLP
+    # ignores them), so a reader switching model.kind finds every key spelled out.
+    assert set(flatten(raw)) == set(flatten(Config(model=CNNConfig()).model_dump()))
 
 
 def test_overrides_parse_yaml_values_and_create_sections(tmp_path):
@@ -144,19 +148,16 @@ def test_deep_merge_merges_nested_mappings():
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}, "d": 1}
 
 
-def test_parameter_count_matches_the_model_and_shapes_match_the_datasets():
+def test_the_geometry_counts_the_parameters_the_built_model_has():
     from mlp_lab.config.datasets import DATASETS
-    from mlp_lab.config.schema import ModelConfig
-    from mlp_lab.config.sizes import dataset_parameter_count, parameter_count
-    from mlp_lab.models.mlp import ParameterizedMLP
+    from mlp_lab.config.model_sections import MLPConfig
+    from mlp_lab.models.registry import build_model
 
-    for name, spec in DATASETS.items():
-        c, h, w = spec.image_shape
-        linear = ModelConfig(hidden_sizes=[])
-        assert dataset_parameter_count(linear, name) == c * h * w * len(spec.classes) + len(spec.classes)
-    for model in (ModelConfig(hidden_sizes=[]), ModelConfig(hidden_sizes=[64, 32], batch_norm=True), ModelConfig()):
-        built = ParameterizedMLP.from_config(model, 784, 10)
-        assert parameter_count(model, 784, 10) == built.num_parameters()
+    for spec in DATASETS.values():
+        for model in (MLPConfig(hidden_sizes=[]), MLPConfig(hidden_sizes=[64, 32], batch_norm=True), MLPConfig()):
+            built = build_model(model, spec.image_shape, spec.num_classes)
+            geometry = model.geometry(spec.image_shape, spec.num_classes)
+            assert geometry.parameters == built.num_parameters() and geometry.features == spec.in_features
 
 
 def test_normalise_choices_of_the_cli_are_predicts():
@@ -174,3 +175,42 @@ def test_a_model_too_large_for_memory_is_refused_naming_its_parameter_count(tmp_
     path.write_text("model: {hidden_sizes: [1000000000000]}\n")
     with pytest.raises(ConfigError, match=r"795,000,000,000,010 parameters need at least .* GiB to train"):
         load_config(path)
+
+
+# config_hash of shipped configs under numerics version 4, computed with the code at c65ddbd (one
+# flat ModelConfig, hashing deleting an MLP's kind and conv) before the per-kind model sections:
+# the sections must leave every hash as it was, or finished runs would be trained again. An MLP
+# that lists the conv blocks (baseline), one that does not (mnist), a CNN (fashion_cnn, lenet5).
+HASHES_BEFORE_MODEL_SECTIONS = {
+    "baseline": "b2f81186f0e38be7",
+    "mnist": "f75f558d3cbcaab0",
+    "fashion_cnn": "d6535a429549ea1a",
+    "mnist_lenet5": "d546781e601c1433",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HASHES_BEFORE_MODEL_SECTIONS))
+def test_the_model_sections_leave_the_shipped_config_hashes_as_they_were(name, monkeypatch):
+    monkeypatch.setattr("mlp_lab.config.hashing.NUMERICS_VERSION", 4)
+    assert config_hash(load_config(REPO / "configs" / f"{name}.yaml")) == HASHES_BEFORE_MODEL_SECTIONS[name]
+
+
+def test_a_conv_section_is_ignored_by_an_mlp_and_a_wrong_key_in_it_is_still_named():
+    from mlp_lab.config.load import validate_config
+
+    cnn = {"kind": "cnn", "conv": {"channels": [4], "padding": 0}, "hidden_sizes": [8]}
+    switched = validate_config({"model": {**cnn, "kind": "mlp"}}, "c.yaml")  # e.g. --set model.kind=mlp
+    assert switched.model.kind == "mlp" and "conv" not in switched.model_dump()["model"]
+    assert config_hash(switched) == config_hash(validate_config({"model": {"hidden_sizes": [8]}}, "c.yaml"))
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"model": {"kind": "mlp", "conv": {"chanels": [4]}}}, "c.yaml")
+    assert exc.value.errors == ["c.yaml: model.conv.chanels: unknown key, did you mean 'model.conv.channels'?"]
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"model": {**cnn, "widht": 3}}, "c.yaml")
+    assert exc.value.errors == [
+        "c.yaml: model.widht: unknown key (known: kind, conv, hidden_sizes, activation, batch_norm, dropout, "
+        "input_dropout)"
+    ]
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"model": {"kind": "rnn"}}, "c.yaml")
+    assert exc.value.errors == ["c.yaml: model.kind: Input should be 'mlp' or 'cnn' (got 'rnn')"]

@@ -213,6 +213,20 @@ CASES = [
     ),
     Case(
         "config",
+        "unknown key in a CNN's conv blocks",
+        ["validate", "c.yaml"],
+        ["c.yaml", "model.conv.chanels", "did you mean 'model.conv.channels'"],
+        {"c.yaml": "model:\n  kind: cnn\n  conv: {chanels: [8]}\n"},
+    ),
+    Case(
+        "config",
+        "unknown model kind",
+        ["validate", "c.yaml"],
+        ["c.yaml", "model.kind", "'mlp' or 'cnn'"],
+        {"c.yaml": "model:\n  kind: rnn\n"},
+    ),
+    Case(
+        "config",
         "wrong type",
         ["run", "c.yaml"],
         ["c.yaml", "train.epochs", "'many'"],

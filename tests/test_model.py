@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from mlp_lab.config.schema import ModelConfig
+from mlp_lab.config.model_sections import MLPConfig
 from mlp_lab.models.mlp import Dropout, ParameterizedMLP, dropout_mask
+from mlp_lab.models.registry import build_model
 
 
 def test_logits_shape_and_flattening():
@@ -38,10 +39,8 @@ def test_layer_order_per_hidden_layer():
 def test_input_dropout_comes_first_and_only_when_asked():
     model = ParameterizedMLP(10, [8], 3, dropout=0.0, input_dropout=0.2)
     assert [type(m) for m in model.layers] == [nn.Flatten, Dropout, nn.Linear, nn.ReLU, nn.Linear]
-    assert model.layers[1].p == 0.2 and model.model_args["input_dropout"] == 0.2
+    assert model.layers[1].p == 0.2
     assert nn.Dropout not in [type(m) for m in ParameterizedMLP(10, [8], 3).layers]
-    # model_args rebuild the same architecture, so checkpoints load into it.
-    ParameterizedMLP(**model.model_args).load_state_dict(model.state_dict())
 
 
 def test_dropout_is_random_in_train_and_off_in_eval():
@@ -69,13 +68,14 @@ def test_batchnorm_uses_batch_stats_in_train_and_running_stats_in_eval():
     assert not torch.allclose(first[:1], single, atol=1e-3)
 
 
-def test_from_config_and_penalized_weights():
-    cfg = ModelConfig(hidden_sizes=[16, 8], activation="gelu", batch_norm=True, dropout=0.1, input_dropout=0.3)
-    model = ParameterizedMLP.from_config(cfg, 12, 5)
-    assert model.model_args["input_dropout"] == 0.3 and model.model_args["dropout"] == 0.1
+def test_built_from_its_section_and_penalized_weights():
+    cfg = MLPConfig(hidden_sizes=[16, 8], activation="gelu", batch_norm=True, dropout=0.1, input_dropout=0.3)
+    model = build_model(cfg, (3, 2, 2), 5)
+    assert [type(m) for m in model.layers][:3] == [nn.Flatten, Dropout, nn.Linear] and model.layers[1].p == 0.3
+    assert [m.p for m in model.layers if type(m) is Dropout] == [0.3, 0.1, 0.1]
     weights = model.penalized_weights()
     assert [tuple(w.shape) for w in weights] == [(16, 12), (8, 16), (5, 8)]
-    assert model.model_args["hidden_sizes"] == [16, 8]
+    assert model.num_parameters() == cfg.geometry((3, 2, 2), 5).parameters
 
 
 def test_unknown_activation():
@@ -112,3 +112,31 @@ def test_dropout_module_is_an_nn_dropout_with_its_state_dict_keys():
         nn.Flatten(), nn.Dropout(0.2), nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)
     )
     assert list(model.layers.state_dict()) == list(reference.state_dict())
+
+
+def test_a_family_must_say_its_geometry_and_build_a_network():
+    from typing import Literal
+
+    from mlp_lab.config.section import Geometry, ModelSection
+    from mlp_lab.models.registry import ModelFamily, register_family, unregister_family
+
+    class Sizeless(ModelSection):
+        kind: Literal["sizeless"] = "sizeless"
+
+    with pytest.raises(TypeError, match="must implement geometry"):
+        register_family(ModelFamily(Sizeless, lambda section, shape, classes: nn.Linear(1, 1)))
+
+    class Bare(ModelSection):
+        kind: Literal["bare"] = "bare"
+
+        def geometry(self, image_shape, num_classes):
+            return Geometry(features=1, parameters=2, macs=1)
+
+    register_family(ModelFamily(Bare, lambda section, shape, classes: nn.Linear(1, 1)))
+    try:
+        with pytest.raises(ValueError, match="'bare' is already registered"):
+            register_family(ModelFamily(Bare, lambda section, shape, classes: nn.Linear(1, 2)))
+        with pytest.raises(TypeError, match="built a Linear, not a Network.*missing: layers, penalized_weights"):
+            build_model(Bare(), (1, 1, 1), 1)
+    finally:
+        unregister_family("bare")

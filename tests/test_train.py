@@ -11,7 +11,7 @@ from mlp_lab.config.schema import SchedulerConfig
 from mlp_lab.data.load import load_data
 from mlp_lab.models.mlp import ParameterizedMLP
 from mlp_lab.runs import rundir
-from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint
+from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from mlp_lab.training.context import RunContext
 from mlp_lab.training.runtime import seed_everything
 from mlp_lab.training.trainer import (
@@ -89,10 +89,8 @@ def test_early_stopping_counter():
 
 
 def _test_metrics_with(run_dir, checkpoint, data):
-    ckpt = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", checkpoint)
-    model = ParameterizedMLP(**ckpt["model_args"])
-    model.load_state_dict(ckpt["model"])
-    return evaluate(model, data.test)
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    return evaluate(model_from_checkpoint(load_checkpoint(path, checkpoint), path), data.test)
 
 
 @pytest.mark.parametrize("restore_best", [True, False])

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from mlp_lab.config.load import validate_config
 from mlp_lab.config.schema import Choices, Config, config_to_dict
+from mlp_lab.config.section import ModelSection, model_section
 from mlp_lab.core.errors import ConfigError
 
 # Form field -> the dotted config key it sets. The form shows the config's main fields only;
@@ -45,6 +46,8 @@ def schema_choices(dotted: str) -> tuple[Any, ...] | None:
     *parents, last = dotted.split(".")
     for part in parents:
         section = section.model_fields[part].annotation
+        # `model:` is one section per kind; the form builds the default kind's (an MLP).
+        section = model_section() if section is ModelSection else section
     field = section.model_fields[last]
     registry = next((m for m in field.metadata if isinstance(m, Choices)), None)
     if registry is not None:  # a registry's names (data.dataset)

@@ -27,7 +27,8 @@ def config_hash(cfg: Config) -> str:
     # Keys added after the first release are left out while they hold their defaults' meaning,
     # so every earlier config keeps its hash (and its finished runs stay finished).
     if cfg.model.kind == "mlp":
-        del payload["model"]["kind"], payload["model"]["conv"]
+        # (An MLP's section no longer holds the conv blocks a CNN's does: nothing else to leave out.)
+        del payload["model"]["kind"]
     if not cfg.data.permute_pixels:
         del payload["data"]["permute_pixels"], payload["data"]["permute_seed"]
     if not cfg.data.augment.active:

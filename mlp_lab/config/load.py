@@ -9,12 +9,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlp_lab.config.datasets import DATASETS
 from mlp_lab.config.overrides import apply_set_options
 from mlp_lab.config.plugins import plugin_errors
 from mlp_lab.config.schema import Config
 from mlp_lab.config.schema_errors import schema_errors
-from mlp_lab.config.sizes import _gib, conv_shapes, dataset_parameter_count, physical_memory, training_bytes
+from mlp_lab.config.section import GeometryError
+from mlp_lab.config.sizes import _gib, dataset_geometry, physical_memory, training_bytes
 from mlp_lab.core.errors import ConfigError
 from mlp_lab.core.shipped import resolve
 from mlp_lab.core.yamlfile import read_yaml_mapping
@@ -22,19 +22,19 @@ from mlp_lab.core.yamlfile import read_yaml_mapping
 
 def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, str]]:
     errors = []
-    if cfg.model.kind == "cnn":
-        try:
-            conv_shapes(cfg.model.conv, DATASETS[cfg.data.dataset].image_shape)
-        except ValueError as exc:
-            # Checked before the memory estimate, which needs the geometry.
-            return [("model.conv", f"{exc}: use fewer blocks, more padding or less pooling")]
+    try:
+        geometry = dataset_geometry(cfg.model, cfg.data.dataset)
+    except GeometryError as exc:
+        # Checked before the memory estimate, which needs the geometry.
+        return [(f"model.{exc.key}", str(exc))]
     memory = physical_memory() if machine else None
     if memory is not None and training_bytes(cfg) > memory:
-        count = dataset_parameter_count(cfg.model, cfg.data.dataset)
+        # The key a user shrinks: the hidden sizes where the section has them.
+        key = "model.hidden_sizes" if "hidden_sizes" in type(cfg.model).model_fields else "model"
         errors.append(
             (
-                "model.hidden_sizes",
-                f"{count:,} parameters need at least {_gib(training_bytes(cfg))} "
+                key,
+                f"{geometry.parameters:,} parameters need at least {_gib(training_bytes(cfg))} "
                 f"to train (weights, gradients, optimizer state); this machine has "
                 f"{_gib(memory)}",
             )

@@ -1,5 +1,6 @@
-"""The run config's schema: one pydantic section per part of a run, unknown keys and non-finite
-floats refused. No torch, so ``mlp-lab --help`` and ``mlp-lab validate`` stay fast."""
+"""The run config's schema: one pydantic section per part of a run (the model's: one per model
+kind), unknown keys and non-finite floats refused. No torch, so ``mlp-lab --help`` and
+``mlp-lab validate`` stay fast."""
 
 from __future__ import annotations
 
@@ -7,19 +8,17 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, PositiveInt
 from pydantic_core import PydanticCustomError
 
 from mlp_lab.config import datasets
 
-
-class _Section(BaseModel):
-    # Unknown keys are errors: a typo must never silently fall back to a default. Every float is
-    # finite: YAML's .inf and .nan parse as floats, and an infinite penalty or NaN rate would train.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+# Importing the built-in model sections registers them: a config naming mlp or cnn validates.
+from mlp_lab.config.model_sections import MLPConfig
+from mlp_lab.config.section import ModelSectionField, Section
 
 
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     """Random distortions of each training batch (train split only; see `mlp_lab.data.augment`).
 
     Each range is symmetric and drawn per example; a range of 0 turns that transform off, so the
@@ -67,7 +66,7 @@ def _registered_dataset(value: Any) -> Any:
     raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Which dataset, where it lives, how the training set is split into train/val, and how
     training batches are augmented."""
 
@@ -84,43 +83,7 @@ class DataConfig(_Section):
     permute_seed: int = 0
 
 
-class ConvConfig(_Section):
-    """The CNN's conv blocks (model.kind: cnn): per block Conv2d -> [BatchNorm2d] -> activation
-    -> [pooling] -> [channel dropout]; the head after them is model.hidden_sizes."""
-
-    channels: list[PositiveInt] = Field([32, 64], min_length=1)  # output channels of each block
-    kernel_size: PositiveInt = 3
-    padding: NonNegativeInt | list[NonNegativeInt] = 1  # one for every block, or one per block
-    pool: Literal["max", "avg", "none"] = "max"
-    pool_size: PositiveInt = 2
-    batch_norm: bool = False
-    dropout: float = Field(0.0, ge=0, lt=1)  # drops whole feature maps (channels) after each block
-
-    @model_validator(mode="after")
-    def _padding_per_block(self) -> ConvConfig:
-        if isinstance(self.padding, list) and len(self.padding) != len(self.channels):
-            raise ValueError(f"padding lists {len(self.padding)} values for {len(self.channels)} blocks")
-        return self
-
-    def paddings(self) -> list[int]:
-        """The padding of each block."""
-        return list(self.padding) if isinstance(self.padding, list) else [self.padding] * len(self.channels)
-
-
-class ModelConfig(_Section):
-    """The network: an MLP (hidden layer sizes, [] = logistic regression), or a CNN (conv blocks,
-    then hidden_sizes as its head); activation, BatchNorm and dropout of the dense layers."""
-
-    kind: Literal["mlp", "cnn"] = "mlp"
-    conv: ConvConfig = ConvConfig()  # kind: cnn only
-    hidden_sizes: list[PositiveInt] = [256, 128]
-    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"] = "relu"
-    batch_norm: bool = False
-    dropout: float = Field(0.0, ge=0, lt=1)
-    input_dropout: float = Field(0.0, ge=0, lt=1)  # dropout on the input pixels (Srivastava et al. 2014)
-
-
-class OptimizerConfig(_Section):
+class OptimizerConfig(Section):
     """Optimizer and its settings; momentum and nesterov apply to SGD only."""
 
     name: Literal["adam", "adamw", "sgd"] = "adam"
@@ -130,7 +93,7 @@ class OptimizerConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
 
 
-class SchedulerConfig(_Section):
+class SchedulerConfig(Section):
     """Learning-rate schedule. Fields apply by name: cosine (warmup_epochs, min_lr),
     step (step_size, gamma), plateau (factor, patience, min_lr); warmup applies to all."""
 
@@ -143,7 +106,7 @@ class SchedulerConfig(_Section):
     patience: int = Field(2, ge=0)
 
 
-class EarlyStoppingConfig(_Section):
+class EarlyStoppingConfig(Section):
     """Stop after `patience` epochs without an improvement larger than `min_delta`."""
 
     patience: PositiveInt | None = None
@@ -151,7 +114,7 @@ class EarlyStoppingConfig(_Section):
     monitor: Literal["val/loss", "val/acc"] = "val/loss"
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Everything about the optimisation loop."""
 
     epochs: PositiveInt = 20
@@ -168,7 +131,7 @@ class TrainConfig(_Section):
     compile: bool = False  # torch.compile the model (pays off on GPUs and long runs)
 
 
-class OutputConfig(_Section):
+class OutputConfig(Section):
     """Where runs go and what they log."""
 
     dir: str = "runs"
@@ -182,7 +145,7 @@ class OutputConfig(_Section):
     )
 
 
-class Config(_Section):
+class Config(Section):
     """A complete, validated run configuration."""
 
     name: str = Field("baseline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
@@ -190,7 +153,8 @@ class Config(_Section):
     # would pass validation and fail when training starts.
     seed: int = Field(0, ge=0, le=2**32 - 1)
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    # One section per model kind, chosen by its `kind` (mlp when absent): `config.section`.
+    model: ModelSectionField = MLPConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mlp_lab.config.schema import Config
+from mlp_lab.config.section import ModelSection, model_kinds, model_section
 from mlp_lab.core.errors import clip_repr, printable
 
 
@@ -32,6 +33,22 @@ def _model_in(annotation: Any) -> Any:
     return annotation
 
 
+def _fields_of(section: type[BaseModel]) -> dict[str, Any]:
+    """A section's fields; the model section's (`model:`, one class per kind) are those of every
+    registered kind, the default kind's first: the error names a key whatever kind it was under."""
+    if section is not ModelSection:
+        return dict(section.model_fields)
+    fields: dict[str, Any] = {}
+    for kind in model_kinds():
+        fields = {**model_section(kind).model_fields, **fields}
+    return fields
+
+
+def _kinds_with(key: Any) -> list[str]:
+    """The model kinds whose section has `key`."""
+    return [kind for kind in model_kinds() if key in model_section(kind).model_fields]
+
+
 def _section_at(loc: tuple[Any, ...], root: type[BaseModel] = Config) -> type[BaseModel] | None:
     """The schema class that holds the last key of `loc`, for did-you-mean suggestions; a
     mapping of models (a search file's params) is stepped through by its key."""
@@ -41,7 +58,7 @@ def _section_at(loc: tuple[Any, ...], root: type[BaseModel] = Config) -> type[Ba
         part = parts.pop(0)
         if not (isinstance(node, type) and issubclass(node, BaseModel)):
             return None
-        field = node.model_fields.get(part) if isinstance(part, str) else None
+        field = _fields_of(node).get(part) if isinstance(part, str) else None
         if field is None:
             return None
         node = _model_in(field.annotation)
@@ -55,6 +72,7 @@ def _natural_key(section: type[BaseModel], value: Any) -> str | None:
     """The key of `section` a lone `value` most likely meant: its first field that takes the
     value (`5` for early stopping is its patience, `cosine` a scheduler's name), else its first
     required field. Derived from the schema, so a new section needs no entry anywhere."""
+    section = model_section() if section is ModelSection else section
     for name in section.model_fields:
         try:
             section.model_validate({name: value}, strict=True)  # a bool is no rotation angle
@@ -68,7 +86,7 @@ def _natural_key(section: type[BaseModel], value: Any) -> str | None:
 def _scalar_for_section(loc: tuple[Any, ...], section: type[BaseModel], value: Any) -> str:
     """A value given where the schema has a section: name its keys and say what to type."""
     dotted = _dotted(loc)
-    keys = ", ".join(section.model_fields)
+    keys = ", ".join(_fields_of(section))
     key = _natural_key(section, value)
     shown = str(value).lower() if isinstance(value, bool) else value
     shown = shown if isinstance(value, str | int | float) and len(str(value)) <= 40 else "VALUE"
@@ -84,12 +102,17 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
     if error["type"] == "extra_forbidden":
         section = _section_at(loc, root)
         msg = "unknown key"
+        if section is ModelSection and _kinds_with(loc[-1]):
+            # A key of another model kind's section (a CNN's under an MLP's kind, say).
+            kinds = _kinds_with(loc[-1])
+            have = "has" if len(kinds) == 1 else "have"
+            return f"not a key of this model.kind; {' and '.join(kinds)} {have} it (model.kind: {kinds[0]})"
         if section is not None:
-            close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1)
+            close = difflib.get_close_matches(str(loc[-1]), list(_fields_of(section)), n=1)
             if close:
                 msg += f", did you mean {_dotted(loc[:-1] + (close[0],))!r}?"
             else:
-                msg += f" (known: {', '.join(section.model_fields)})"
+                msg += f" (known: {', '.join(_fields_of(section))})"
         return msg
     if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
         section = _section_at(loc + ("",), root)

@@ -27,11 +27,9 @@ OnOutcome = Callable[[int, RunOutcome], None]
 
 def estimated_cost(config: Config) -> int:
     """Relative training cost of a run: multiply-accumulates per example x epochs."""
-    from mlp_lab.config.datasets import DATASETS
-    from mlp_lab.models.registry import model_macs
+    from mlp_lab.config.sizes import dataset_geometry
 
-    spec = DATASETS[config.data.dataset]
-    return model_macs(config.model, spec.image_shape, len(spec.classes)) * config.train.epochs
+    return dataset_geometry(config.model, config.data.dataset).macs * config.train.epochs
 
 
 def longest_first(specs: Sequence[RunSpec]) -> list[int]:

@@ -30,7 +30,7 @@ from mlp_lab.config.schema import AugmentConfig, Config
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.data import registry
 from mlp_lab.data.load import locate, split_indices
-from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.models.registry import build_model
 from mlp_lab.training.optim import build_optimizer
 from mlp_lab.training.trainer import EVAL_BATCH_SIZE, Trainer, evaluate, num_batches
 
@@ -97,7 +97,7 @@ def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str,
     train_loader = DataLoader(Subset(full, train_idx.tolist()), batch_size=config.train.batch_size, shuffle=True)
     val_loader = DataLoader(Subset(full, val_idx.tolist()), batch_size=config.train.batch_size)
     torch.manual_seed(config.seed)
-    model = ParameterizedMLP.from_config(config.model, data.info.in_features, data.info.num_classes)
+    model = build_model(config.model, data.info.image_shape, data.info.num_classes)
     optimizer = build_optimizer(model.parameters(), config.train.optimizer)
 
     def epoch() -> None:

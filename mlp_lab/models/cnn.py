@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mlp_lab.config.model_sections import CNNConfig
 from mlp_lab.models.mlp import ACTIVATIONS, Dropout, dense_layers, dropout_mask
+from mlp_lab.models.registry import ModelFamily, count_parameters, register_family
 
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
@@ -33,71 +35,32 @@ class ParameterizedCNN(nn.Module):
     LeNet-5 is channels [6, 16], kernel 5, padding [2, 0], pooling, head [120, 84].
     """
 
-    def __init__(
-        self,
-        image_shape: Sequence[int],
-        channels: Sequence[int],
-        hidden_sizes: Sequence[int],
-        num_classes: int,
-        kernel_size: int = 3,
-        padding: Sequence[int] | int = 1,
-        pool: str = "max",
-        pool_size: int = 2,
-        conv_batch_norm: bool = False,
-        conv_dropout: float = 0.0,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-        input_dropout: float = 0.0,
-    ):
+    def __init__(self, section: CNNConfig, image_shape: Sequence[int], num_classes: int):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
-        if pool not in (*POOLS, "none"):
-            raise ValueError(f"unknown pooling {pool!r}; choose from max, avg, none")
-        paddings = [padding] * len(channels) if isinstance(padding, int) else list(padding)
-        if len(paddings) != len(channels):
-            raise ValueError(f"{len(paddings)} paddings for {len(channels)} conv blocks")
-        self.image_shape = tuple(int(n) for n in image_shape)
-        # Kept so a checkpoint can rebuild the exact model; `kind` tells the factory which class.
-        self.model_args = dict(
-            kind="cnn",
-            image_shape=list(self.image_shape),
-            channels=list(channels),
-            hidden_sizes=list(hidden_sizes),
-            num_classes=num_classes,
-            kernel_size=kernel_size,
-            padding=paddings,
-            pool=pool,
-            pool_size=pool_size,
-            conv_batch_norm=conv_batch_norm,
-            conv_dropout=conv_dropout,
-            activation=activation,
-            batch_norm=batch_norm,
-            dropout=dropout,
-            input_dropout=input_dropout,
-        )
+        self.image_shape = (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
+        # The geometry first: a section whose blocks leave no pixels raises GeometryError here,
+        # and the head's width is what the blocks leave.
+        head_features = section.geometry(self.image_shape, num_classes).features
+        conv, activation = section.conv, ACTIVATIONS[section.activation]
         layers: list[nn.Module] = []
-        if input_dropout > 0:
-            layers.append(Dropout(input_dropout))
-        c, h, w = self.image_shape
-        for out, pad in zip(channels, paddings):
+        if section.input_dropout > 0:
+            layers.append(Dropout(section.input_dropout))
+        c = self.image_shape[0]
+        for out, pad in zip(conv.channels, conv.paddings()):
             # BatchNorm's shift makes the conv bias redundant.
-            layers.append(nn.Conv2d(c, out, kernel_size, padding=pad, bias=not conv_batch_norm))
-            if conv_batch_norm:
+            layers.append(nn.Conv2d(c, out, conv.kernel_size, padding=pad, bias=not conv.batch_norm))
+            if conv.batch_norm:
                 layers.append(nn.BatchNorm2d(out))
-            layers.append(ACTIVATIONS[activation]())
-            h, w = h + 2 * pad - kernel_size + 1, w + 2 * pad - kernel_size + 1
-            if pool != "none":
-                layers.append(POOLS[pool](pool_size))
-                h, w = h // pool_size, w // pool_size
-            if conv_dropout > 0:
-                layers.append(ChannelDropout(conv_dropout))
+            layers.append(activation())
+            if conv.pool != "none":
+                layers.append(POOLS[conv.pool](conv.pool_size))
+            if conv.dropout > 0:
+                layers.append(ChannelDropout(conv.dropout))
             c = out
-        if h < 1 or w < 1:
-            raise ValueError(f"the conv blocks leave no pixels of a {self.image_shape[1]}x{self.image_shape[2]} image")
         layers.append(nn.Flatten())
-        layers += dense_layers(c * h * w, hidden_sizes, num_classes, activation, batch_norm, dropout)
+        layers += dense_layers(
+            head_features, section.hidden_sizes, num_classes, section.activation, section.batch_norm, section.dropout
+        )
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,8 +68,11 @@ class ParameterizedCNN(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of parameters (all, or only those that require gradients)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        return count_parameters(self, trainable_only)
 
     def penalized_weights(self) -> list[torch.Tensor]:
         """Conv kernels and Linear weight matrices: what L1/L2 penalties apply to."""
         return [m.weight for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+CNN = register_family(ModelFamily(CNNConfig, ParameterizedCNN))

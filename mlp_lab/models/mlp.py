@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mlp_lab.config.schema import ModelConfig
+from mlp_lab.config.model_sections import MLPConfig
+from mlp_lab.models.registry import ModelFamily, count_parameters, register_family
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -16,13 +17,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "leaky_relu": nn.LeakyReLU,
 }
-
-
-def macs_per_example(in_features: int, hidden_sizes: Sequence[int], num_classes: int) -> int:
-    """Multiply-accumulates of one example's forward pass: the Linear layers' in x out each.
-    BatchNorm, activations and dropout are element-wise and are not counted."""
-    widths = [in_features, *hidden_sizes, num_classes]
-    return sum(a * b for a, b in zip(widths, widths[1:]))
 
 
 # Dropout draws its keep/drop decisions from 16-bit slices of 64-bit random integers: four per
@@ -91,36 +85,35 @@ class ParameterizedMLP(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
-        # Kept so a checkpoint can rebuild the exact model (nanoGPT's `model_args`).
-        self.model_args = dict(
-            in_features=in_features,
-            hidden_sizes=list(hidden_sizes),
-            num_classes=num_classes,
-            activation=activation,
-            batch_norm=batch_norm,
-            dropout=dropout,
-            input_dropout=input_dropout,
-        )
         layers: list[nn.Module] = [nn.Flatten()]
         if input_dropout > 0:
             layers.append(Dropout(input_dropout))
         layers += dense_layers(in_features, hidden_sizes, num_classes, activation, batch_norm, dropout)
         self.layers = nn.Sequential(*layers)
 
-    @classmethod
-    def from_config(cls, cfg: ModelConfig, in_features: int, num_classes: int) -> ParameterizedMLP:
-        """Build the model a config describes for a dataset of the given shape."""
-        return cls(
-            in_features, cfg.hidden_sizes, num_classes, cfg.activation, cfg.batch_norm, cfg.dropout, cfg.input_dropout
-        )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of parameters (all, or only those that require gradients)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        return count_parameters(self, trainable_only)
 
     def penalized_weights(self) -> list[torch.Tensor]:
         """The Linear weight matrices: what L1/L2 penalties apply to (not biases, not BatchNorm)."""
         return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+
+
+def build_mlp(section: MLPConfig, image_shape: tuple[int, int, int], num_classes: int) -> ParameterizedMLP:
+    """The MLP a `model: {kind: mlp}` section describes, for images of `image_shape`."""
+    return ParameterizedMLP(
+        section.geometry(image_shape, num_classes).features,
+        section.hidden_sizes,
+        num_classes,
+        section.activation,
+        section.batch_norm,
+        section.dropout,
+        section.input_dropout,
+    )
+
+
+MLP = register_family(ModelFamily(MLPConfig, build_mlp))

@@ -1,72 +1,121 @@
-"""The one model factory: the network a config describes (MLP or CNN), rebuilt from a checkpoint's
-``model_args``, and its multiply-accumulates per example. Train, checkpoints, summary, bench and
-the cost estimate all build models here."""
+"""The model families behind one registry: what a family is (its config section and its builder),
+what the network it builds must provide (`Network`), `build_model`, which train, checkpoints,
+the summary and bench all build through, and the layer table.
+
+The built-in MLP (`models.mlp`) and CNN (`models.cnn`) register with the same `register_family`
+call a user's family makes; importing `mlp_lab.models` registers them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from mlp_lab.config.schema import ModelConfig
-from mlp_lab.config.sizes import conv_shapes
-from mlp_lab.models.cnn import ParameterizedCNN
-from mlp_lab.models.mlp import ParameterizedMLP, macs_per_example
-
-Network = ParameterizedMLP | ParameterizedCNN
-
-
-def build_model(cfg: ModelConfig, image_shape: Sequence[int], num_classes: int) -> Network:
-    """The model `cfg` describes for images of `image_shape` (C, H, W) and `num_classes` classes."""
-    if cfg.kind == "mlp":
-        c, h, w = image_shape
-        return ParameterizedMLP.from_config(cfg, c * h * w, num_classes)
-    conv = cfg.conv
-    return ParameterizedCNN(
-        image_shape,
-        conv.channels,
-        cfg.hidden_sizes,
-        num_classes,
-        kernel_size=conv.kernel_size,
-        padding=conv.paddings(),
-        pool=conv.pool,
-        pool_size=conv.pool_size,
-        conv_batch_norm=conv.batch_norm,
-        conv_dropout=conv.dropout,
-        activation=cfg.activation,
-        batch_norm=cfg.batch_norm,
-        dropout=cfg.dropout,
-        input_dropout=cfg.input_dropout,
-    )
+from mlp_lab.config.section import (
+    ModelSection,
+    model_section,
+    register_model_section,
+    section_kind,
+    unregister_model_section,
+)
 
 
-def model_from_args(model_args: Mapping[str, Any]) -> Network:
-    """Rebuild a model from its `model_args` (a checkpoint's); MLP checkpoints carry no `kind`."""
-    args = dict(model_args)
-    kind = args.pop("kind", "mlp")
-    if kind == "mlp":
-        return ParameterizedMLP(**args)
-    if kind == "cnn":
-        return ParameterizedCNN(**args)
-    raise ValueError(f"unknown model kind {kind!r}")
+@runtime_checkable
+class Network(Protocol):
+    """What every family's network provides, beyond being an `nn.Module`:
+
+    - `forward(x)` takes a batch of flat feature rows (N, C*H*W), as the data, predict and the app
+      pass them, or of images (N, C, H, W), and returns the logits (N, classes);
+    - `layers`, an `nn.Sequential` that maps images (N, C, H, W) to the logits in order: the
+      layer table (`summary`) walks it, and the hand-written step reads a plain MLP's from it;
+    - `penalized_weights()`, the tensors train.l1 and train.l2 penalise (weight matrices and
+      kernels, not biases or BatchNorm);
+    - `num_parameters(trainable_only)`, for the summary and summary.json.
+    """
+
+    layers: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def penalized_weights(self) -> list[torch.Tensor]: ...
+
+    def num_parameters(self, trainable_only: bool = False) -> int: ...
 
 
-def model_macs(cfg: ModelConfig, image_shape: Sequence[int], num_classes: int) -> int:
-    """Multiply-accumulates of one example's forward pass, from the config alone: a Conv2d's
-    out_channels x in_channels x kernel^2 per output pixel, a Linear's in x out. Pooling,
-    BatchNorm, activations and dropout are element-wise and are not counted."""
-    c, h, w = image_shape
-    if cfg.kind == "mlp":
-        return macs_per_example(c * h * w, cfg.hidden_sizes, num_classes)
-    conv, total, size = cfg.conv, 0, (h, w)
-    for (out, oh, ow), pad in zip(conv_shapes(conv, tuple(image_shape)), conv.paddings()):
-        # The conv's own output before pooling.
-        ch, cw = size[0] + 2 * pad - conv.kernel_size + 1, size[1] + 2 * pad - conv.kernel_size + 1
-        total += ch * cw * out * c * conv.kernel_size**2
-        c, size = out, (oh, ow)
-    return total + macs_per_example(c * size[0] * size[1], cfg.hidden_sizes, num_classes)
+# A family's builder: its validated section, the images' (C, H, W) and the number of classes.
+Builder = Callable[[Any, tuple[int, int, int], int], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A model family: the config section `model: {kind: ...}` validates into (a `ModelSection`
+    subclass, torch-free) and the function that builds its `Network` from that section and the
+    data's shape. Its parameters are initialised from torch's global generator, which the trainer
+    seeds just before building, so a run's initial weights depend on its seed alone."""
+
+    section: type[ModelSection]
+    build: Builder
+
+    @property
+    def kind(self) -> str:
+        return section_kind(self.section)
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Register a model family: its section becomes the schema of ``model: {kind: <kind>}`` and
+    `build_model` builds its network. Registering the same family again is a no-op; another one
+    under a taken kind is refused."""
+    kind = family.kind
+    known = _FAMILIES.get(kind)
+    if known is not None and known != family:
+        raise ValueError(f"model kind {kind!r} is already registered")
+    register_model_section(family.section)
+    _FAMILIES[kind] = family
+    return family
+
+
+def unregister_family(kind: str) -> None:
+    """Forget a family and its section (for tests and notebooks that register one for a while)."""
+    _FAMILIES.pop(kind, None)
+    unregister_model_section(kind)
+
+
+def family(kind: str) -> ModelFamily:
+    """The registered family of `kind`; a kind whose section is known but whose builder is not
+    (a config validated before its family's module was imported) is a clear error."""
+    if kind not in _FAMILIES:
+        try:
+            model_section(kind)
+        except KeyError:
+            raise ValueError(f"unknown model kind {kind!r}") from None
+        raise ValueError(f"model kind {kind!r} has a config section but no registered family (register_family)")
+    return _FAMILIES[kind]
+
+
+def build_model(section: ModelSection, image_shape: Sequence[int], num_classes: int) -> Network:
+    """The network `section` describes for images of `image_shape` (C, H, W) and `num_classes`
+    classes, built by its family and checked against `Network`."""
+    shape = (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
+    model = family(section.kind).build(section, shape, num_classes)
+    if not isinstance(model, nn.Module) or not isinstance(model, Network):
+        missing = [name for name in ("layers", "penalized_weights", "num_parameters") if not hasattr(model, name)]
+        raise TypeError(
+            f"model kind {section.kind!r} built a {type(model).__name__}, not a Network "
+            f"(an nn.Module with layers, penalized_weights, num_parameters; missing: {', '.join(missing) or 'nn.Module'})"
+        )
+    return model
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of a module (all, or only those that require gradients)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def layer_table(model: Network, image_shape: Sequence[int]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from mlp_lab.config.metrics import BEST_METRICS
 from mlp_lab.config.overrides import apply_overrides, flatten, set_dotted
 from mlp_lab.config.schema import Config, config_to_dict
 from mlp_lab.config.schema_errors import describe_schema_error
+from mlp_lab.config.section import model_kinds, model_section
 from mlp_lab.config.specfile import read_spec_file
 from mlp_lab.core.errors import ConfigError, clip_repr
 from mlp_lab.core.shipped import did_you_mean
@@ -193,7 +194,9 @@ class Search:
 
 
 def _known_keys() -> list[str]:
-    return [*flatten(config_to_dict(Config())), *VIRTUAL_KEYS]
+    # Every model kind's keys (model.conv.* is a CNN's): the base config decides which apply.
+    kinds = [flatten(config_to_dict(Config(model=model_section(kind)()))) for kind in model_kinds()]
+    return [*dict.fromkeys(key for keys in kinds for key in keys), *VIRTUAL_KEYS]
 
 
 def _param_errors(path: Path, key: str, spec: ParamSpec, sampler: str) -> list[str]:

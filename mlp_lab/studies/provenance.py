@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlp_lab.config.load import load_config
+from mlp_lab.config.load import load_config, validate_config
 from mlp_lab.config.overrides import flatten
 from mlp_lab.config.schema import config_to_dict
 from mlp_lab.core.errors import MLPLabError
@@ -152,11 +152,14 @@ def study_facts(
         for seed, run_dir in by_seed.items():
             seeds.add(seed)
             try:
-                flat = flatten(read_yaml_mapping(run_dir / rundir.CONFIG_FILE))
+                # Through the schema, as `meant` was: a run made before the per-kind model
+                # sections recorded an MLP's unused conv blocks, which are no difference.
+                path = run_dir / rundir.CONFIG_FILE
+                flat = _flat_config(validate_config(read_yaml_mapping(path), str(path), machine=False))
                 summary = rundir.read_summary(run_dir)
             except (MLPLabError, OSError, ValueError):
                 continue  # a run whose files cannot be read is the report's to flag, not ours
-            recorded[seed] = {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+            recorded[seed] = flat
             if summary.get("dataset") and summary["dataset"] not in datasets:
                 datasets.append(summary["dataset"])
             for key, label in ENVIRONMENT_FIELDS:

@@ -2,8 +2,8 @@
 loading, and ``load_model(run_dir)``, which evaluate, predict, the registry and the app all use.
 
 Every checkpoint describes itself (as nanoGPT's do): its kind and format version, the config
-and its hash, the model's constructor arguments, the facts about the data that preprocessing
-needs (dataset, classes, image shape, normalisation), and the weights. ``last.pt`` adds the
+and its hash, the model's config section (what its family builds it from), the facts about the
+data that preprocessing needs (dataset, classes, image shape, normalisation), and the weights. ``last.pt`` adds the
 optimizer, schedule, early-stopping and RNG state a bit-exact resume needs. Loading always uses
 ``weights_only=True``: a checkpoint can never run code.
 """
@@ -15,15 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 
 from mlp_lab.config.load import load_config
 from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.config.section import ModelSectionField
 from mlp_lab.core.errors import MLPLabError, clip
 from mlp_lab.data.load import DatasetInfo
-from mlp_lab.models.registry import Network, model_from_args
+from mlp_lab.models.registry import Network, build_model
 from mlp_lab.runs import rundir
 
-CHECKPOINT_VERSION = 1
+# 2: the model's config section (`model_section`) instead of its constructor's `model_args`, an
+# untyped second schema of the built-in classes. Version 1 checkpoints still load (`_legacy_section`).
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KINDS = ("best", "last")
 
 
@@ -55,7 +60,8 @@ def checkpoint_header(
         "version": CHECKPOINT_VERSION,
         "config_hash": config_hash,
         "config": config_to_dict(config),
-        "model_args": model.model_args,
+        # The validated section itself: rebuilt by its family from it and the data's shape.
+        "model_section": config_to_dict(config.model),
         "data": meta,
         "model": model.state_dict(),
     }
@@ -93,7 +99,7 @@ def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != f"mlp-lab/{kind}":
         raise CheckpointError(f"{path}: not an mlp-lab {kind} checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
+    if ckpt.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported")
     return ckpt
 
@@ -122,10 +128,32 @@ class LoadedRun:
         return list(self.data_meta["classes"])
 
 
+def _legacy_section(model_args: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 checkpoint's `model_args` (the built-in classes' constructor arguments; an MLP's
+    carry no `kind`) as the model section they were built from."""
+    args = dict(model_args)
+    dense = {key: args[key] for key in ("hidden_sizes", "activation", "batch_norm", "dropout", "input_dropout")}
+    if args.get("kind", "mlp") == "mlp":
+        return {"kind": "mlp", **dense}
+    conv = {key: args[key] for key in ("channels", "kernel_size", "padding", "pool", "pool_size")}
+    return {
+        "kind": "cnn",
+        "conv": {**conv, "batch_norm": args["conv_batch_norm"], "dropout": args["conv_dropout"]},
+        **dense,
+    }
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Network:
     """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
+    data = ckpt.get("data")
     try:
-        model = model_from_args(ckpt["model_args"])
+        raw = ckpt["model_section"] if ckpt.get("version", 1) >= 2 else _legacy_section(ckpt["model_args"])
+        section = TypeAdapter(ModelSectionField).validate_python(raw)
+        image_shape, num_classes = tuple(data["image_shape"]), len(data["classes"])
+        model = build_model(section, image_shape, num_classes)
+    except ValidationError as exc:
+        problems = "; ".join(f"model.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CheckpointError(f"{path}: its model section is not usable ({problems})") from None
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: model arguments are not usable ({exc})") from None
     load_weights(model, ckpt["model"], path)
