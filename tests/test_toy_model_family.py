@@ -20,6 +20,7 @@ from mlp_lab.cli import app
 from mlp_lab.config.schema import config_to_dict
 from mlp_lab.models.registry import unregister_family
 from mlp_lab.training.checkpoint import load_checkpoint
+from mlp_lab.training.context import RunContext
 from mlp_lab.training.trainer import TrainingInterrupted, train
 
 runner = CliRunner()
@@ -101,7 +102,7 @@ def test_a_toy_model_runs_through_summary_run_evaluate_predict_and_resume(toy, t
     torch.set_num_threads(1)
     try:
         with pytest.raises(TrainingInterrupted):
-            train(load_config(toy_config), tmp_path / "part", should_stop=stop_in_epoch_two)
+            train(load_config(toy_config), tmp_path / "part", context=RunContext(stop=stop_in_epoch_two))
     finally:
         torch.set_num_threads(threads)
     invoke("run", "--resume", str(tmp_path / "part"), "--threads", "1")
