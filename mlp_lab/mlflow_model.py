@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
-from mlp_lab.data.load import to_features
+from mlp_lab.data.normalise import to_features
 from mlp_lab.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 

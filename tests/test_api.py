@@ -288,7 +288,8 @@ def execute_notebook(path: Path, cwd: Path, timeout: int = 900):
 def test_the_example_notebook_runs(tmp_path):
     """docs/notebook.ipynb on real FashionMNIST in an empty directory holding configs/ and
     experiments/ (a checkout, or `mlp-lab init`): every cell runs, and what it shows is real."""
-    from mlp_lab.data.load import DataError, load_data
+    from mlp_lab.data.load import load_data
+    from mlp_lab.data.source import DataError
 
     try:
         load_data(mlp_lab.load_config(REPO / "configs" / "baseline.yaml", ["data.download=false"]).data)

@@ -109,3 +109,30 @@ def test_a_checkpoint_written_before_the_model_sections_still_loads_evaluates_an
     Image.fromarray(picture).save(tmp_path / "band.png")
     [predicted] = predict_files(run, [tmp_path / "band.png"], top_k=2)
     assert len(predicted["top"]) == 2
+
+
+def test_a_model_logged_to_mlflow_before_the_packages_still_loads_and_predicts(idx_dir, tmp_path, monkeypatch):
+    """MLflow keeps the copy of mlflow_model.py a model was logged with and runs it on every load:
+    the 0.1 copy (kept beside the old runs) imports `mlp_lab.checkpoint` and `mlp_lab.data`'s
+    `to_features`, which the packages keep reachable."""
+    import runpy
+    from types import SimpleNamespace
+
+    pytest.importorskip("mlflow")
+    code = runpy.run_path(str(OLD_RUNS / "mlflow_model_0_1.py"))
+    model = code["MLPLabModel"]()
+    best = OLD_RUNS / "mlp" / "checkpoints" / "best.pt"
+    model.load_context(SimpleNamespace(artifacts={"checkpoint": str(best)}, model_config={}))
+    pixels = np.zeros((3, 28, 28), np.uint8)
+    pixels[1, 6:8] = 255
+    probabilities = model.predict(None, pixels)
+    assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    # The same numbers as today's reader gives for the same checkpoint.
+    run = load_model(OLD_RUNS / "mlp")
+    from mlp_lab.data.normalise import to_features
+
+    meta = load_checkpoint(best, "best")["data"]
+    features = to_features(torch.from_numpy(pixels).reshape(-1, 1, 28, 28), meta["mean"], meta["std"])
+    with torch.inference_mode():
+        expected = torch.softmax(run.model(features), 1).numpy()
+    assert np.array_equal(probabilities, expected)

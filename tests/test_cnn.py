@@ -25,7 +25,8 @@ from mlp_lab.config.hashing import config_hash
 from mlp_lab.config.load import load_config, validate_config
 from mlp_lab.config.schema import Config
 from mlp_lab.core.errors import ConfigError
-from mlp_lab.data.load import load_data, to_features
+from mlp_lab.data.load import load_data
+from mlp_lab.data.normalise import to_features
 from mlp_lab.inspect.analysis import model_summary, unnormalize
 from mlp_lab.inspect.predict import Predictor, predict
 from mlp_lab.models.cnn import ChannelDropout, ParameterizedCNN

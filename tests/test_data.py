@@ -11,7 +11,9 @@ from conftest import write_cifar_dataset, write_idx_dataset
 
 from mlp_lab.config.schema import DataConfig
 from mlp_lab.data import registry
-from mlp_lab.data.load import DataError, load_data, split_indices
+from mlp_lab.data.load import load_data
+from mlp_lab.data.source import DataError
+from mlp_lab.data.split import split_indices
 
 
 def cfg(tmp_path: Path, **kw) -> DataConfig:

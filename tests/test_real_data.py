@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mlp_lab.config.load import load_config
-from mlp_lab.data.load import DataError, load_data
+from mlp_lab.data.load import load_data
+from mlp_lab.data.source import DataError
 from mlp_lab.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

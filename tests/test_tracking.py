@@ -216,7 +216,7 @@ def test_registry_round_trip_in_a_fresh_process_matches_mlp_lab_predict(tiny_con
     import torch
     from PIL import Image
 
-    from mlp_lab.data.load import to_features
+    from mlp_lab.data.normalise import to_features
     from mlp_lab.inspect.predict import predict_files
     from mlp_lab.training.checkpoint import load_model
 

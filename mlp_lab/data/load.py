@@ -16,26 +16,10 @@ import torch
 
 from mlp_lab.config.schema import DataConfig
 from mlp_lab.data import registry
-from mlp_lab.data.locate import DATA_ENV, describe_source, locate, search_locations
+from mlp_lab.data.locate import describe_source, locate
 from mlp_lab.data.normalise import channel_stats, to_features
 from mlp_lab.data.source import DataError, DatasetSource
 from mlp_lab.data.split import pixel_permutation, split_indices
-
-# Re-exported: the names other packages (and MLflow models logged as code) import from here.
-__all__ = [
-    "DATA_ENV",
-    "Data",
-    "DataError",
-    "DatasetInfo",
-    "Split",
-    "channel_stats",
-    "load_data",
-    "locate",
-    "pixel_permutation",
-    "search_locations",
-    "split_indices",
-    "to_features",
-]
 
 
 @dataclass(frozen=True)

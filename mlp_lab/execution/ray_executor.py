@@ -351,7 +351,7 @@ class RayExecutor:
         force: bool,
         stop: Callable[[], bool] | None,
     ) -> None:
-        from mlp_lab.data.load import DATA_ENV
+        from mlp_lab.data.locate import DATA_ENV
 
         # The driver's $MLP_LAB_DATA travels with the tasks, as data dirs: a worker started by a
         # cluster's raylet does not have the driver's environment.

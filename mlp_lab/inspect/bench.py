@@ -29,7 +29,8 @@ from mlp_lab.config.load import load_config
 from mlp_lab.config.schema import AugmentConfig, Config
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.data import registry
-from mlp_lab.data.load import locate, split_indices
+from mlp_lab.data.locate import locate
+from mlp_lab.data.split import split_indices
 from mlp_lab.models.registry import build_model
 from mlp_lab.training.optim import build_optimizer
 from mlp_lab.training.trainer import EVAL_BATCH_SIZE, Trainer, evaluate, num_batches

@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from mlp_lab.config.datasets import DATASETS
 from mlp_lab.core.errors import MLPLabError
-from mlp_lab.data.load import to_features
+from mlp_lab.data.normalise import to_features
 
 if TYPE_CHECKING:
     from mlp_lab.training.checkpoint import LoadedRun

@@ -1,0 +1,62 @@
+"""The MLflow pyfunc model of an mlp-lab run, logged as *code* (MLflow's models-from-code).
+
+MLflow copies this file into each logged model and executes it when the model is loaded; it is
+never imported by mlp-lab itself (``tracking/logger.py`` passes its path). Nothing is
+unpickled: the weights come from the run's checkpoint through ``checkpoint.load_checkpoint``
+(weights_only).
+
+``predict`` takes a batch of raw images in the dataset's format (integers 0-255, N x H x W for
+grayscale, N x C x H x W for colour; what the input example shows) or already-normalised
+feature rows (floats, N x C*H*W), and returns the class probabilities (N x classes). The dtype
+tells the two apart, so the logged signature declares only the output (an input schema would
+make MLflow refuse one of the two forms before ``predict`` sees it).
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.pyfunc import PythonModel
+
+from mlp_lab.checkpoint import load_checkpoint, model_from_checkpoint
+from mlp_lab.data import to_features
+
+
+class MLPLabModel(PythonModel):
+    """A trained mlp-lab model (MLP or CNN): raw images or normalised feature rows in, class probabilities out."""
+
+    def load_context(self, context) -> None:
+        path = context.artifacts["checkpoint"]
+        kind = context.model_config.get("checkpoint_kind", "best") if context.model_config else "best"
+        checkpoint = load_checkpoint(path, kind)
+        self.model = model_from_checkpoint(checkpoint, path)
+        self.meta = checkpoint["data"]
+
+    # The np.ndarray hint is one MLflow infers no schema from (the signature declares only the
+    # output, see above); without a hint MLflow warns, in colour, on every load.
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+        batch = np.asarray(model_input)
+        c, h, w = self.meta["image_shape"]
+        size = c * h * w
+        if batch.ndim == 0 or batch.size % size:
+            raise ValueError(
+                f"expected images of {c}x{h}x{w} pixels or rows of {size} features, got shape {batch.shape}"
+            )
+        if batch.dtype.kind in "ui":  # raw pixels; JSON from `mlflow models serve` arrives as int64
+            if batch.size and (batch.min() < 0 or batch.max() > 255):
+                raise ValueError(
+                    "integer input is read as raw pixels and must lie in 0-255; pass normalised rows as floats"
+                )
+            images = torch.from_numpy(batch.astype(np.uint8)).reshape(-1, c, h, w)  # a writable copy
+            # Raw pixels get the run's pixel order too (data.permute_pixels); float rows are features already.
+            features = to_features(images, self.meta["mean"], self.meta["std"], self.meta.get("pixel_permutation"))
+        elif batch.dtype.kind == "f":
+            features = torch.from_numpy(batch.astype(np.float32)).reshape(-1, size)
+        else:
+            raise ValueError(f"expected integer pixels or float feature rows, got dtype {batch.dtype}")
+        with torch.inference_mode():
+            return torch.softmax(self.model(features), 1).numpy()
+
+
+mlflow.models.set_model(MLPLabModel())
