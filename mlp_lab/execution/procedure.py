@@ -163,6 +163,7 @@ def run_locked(
     bug -> raised, its traceback kept in `error.txt`. A run that failed before writing anything
     leaves no directory and no lock file behind.
     """
+    from mlp_lab.inspect.plots import CurvesFigure
     from mlp_lab.training.runtime import resolve_device, torch_threads
     from mlp_lab.training.trainer import TrainingInterrupted, train
 
@@ -194,6 +195,8 @@ def run_locked(
                 resuming = status == RunStatus.PARTIAL
             device = resolve_device(config.train.device)
             data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, data_dirs)))
+            # The run's figure (curves.png) is drawn here, above the trainer, when its summary is
+            # written: first among the sinks, so those that copy the run's files find it.
             summary = train(
                 config,
                 run_dir,
@@ -201,7 +204,7 @@ def run_locked(
                 data=data,
                 on_epoch=on_epoch,
                 should_stop=should_stop,
-                loggers=loggers,
+                loggers=[CurvesFigure(run_dir, config.name, config.seed), *loggers],
                 tags=tags,
             )
             failed = False
