@@ -77,10 +77,9 @@ def test_report_numbers_equal_the_run_directories(tiny_config, tmp_path):
 
 
 def test_the_report_says_per_arm_which_engine_trained_when_arms_differ():
-    facts = StudyFacts([0], {}, {}, {}, "base.yaml", None)
-    assert facts.engine_lines() == []  # runs made before summary.json recorded the engine
+    assert StudyFacts([0], {}, {}, {}, "base.yaml", None).engine_lines() == []  # runs before the engine was recorded
     hand, autograd = "`hand` (numerics version 4)", "`autograd` (numerics version 4)"
-    facts.engines = {"off": [hand], "on": [autograd]}
+    facts = StudyFacts([0], {}, {}, {}, "base.yaml", None, engines={"off": [hand], "on": [autograd]})
     assert facts.engine_lines() == [f"Step engines differ by arm: `off`: {hand}; `on`: {autograd}."]
     assert f"Step engines differ by arm: `off`: {hand}; `on`: {autograd}." in facts.lines()
 

@@ -1,10 +1,12 @@
 """The seeded trainer: one run from a Config to a run directory and a summary dict.
 
 The whole dataset sits on the device; each epoch shuffles with a permutation seeded by
-(seed, epoch) and takes index slices. Metrics accumulate on the device and are read once per
-epoch, so the hot loop never waits on the host. ``checkpoints/last.pt`` holds everything a
+(seed, epoch) and takes index slices (`epoch`). Each batch is trained by the config's step engine
+(`engines`: the hand-written step or autograd). Metrics accumulate on the device and are read once
+per epoch, so the hot loop never waits on the host. ``checkpoints/last.pt`` holds everything a
 resume needs, so an interrupted run continues to the same result as an uninterrupted one.
-What runs `train` under a run directory's lock, for every caller, is `execute.run_locked`.
+What runs `train` under a run directory's lock, for every caller, is
+`execution.procedure.run_locked`.
 """
 
 from __future__ import annotations
@@ -187,7 +189,6 @@ class Trainer:
         p, bs, train = self.progress, self.config.train.batch_size, self.data.train
         gather = BatchGather(train, epoch_permutation(len(train), self.config.seed, p.epoch, self.device), bs)
         totals = EpochTotals(gather.labels, bs, p.step, self.device, p.partial)
-        step_engine, add = self.engine.step, totals.add
         self.model.train()
         with self.engine.grad_mode():
             for step, x, y in gather.batches(p.step, self.steps_per_epoch):
@@ -199,7 +200,8 @@ class Trainer:
                     totals.lr = lr
                 if self.augment is not None:
                     x = self.augment(x, p.epoch, step)
-                add(*step_engine(x, y, p.epoch, step))
+                logits, loss = self.engine.step(x, y, p.epoch, step)
+                totals.add(logits, loss)
         p.step, p.partial = 0, None
         return totals.metrics(min(self.steps_per_epoch * bs, len(train)))
 
