@@ -20,7 +20,7 @@ conv layer), bf16 autocast and torch.compile take autograd (`HandStep.for_model`
 `mlp_lab.config.engines.hand_unsupported` is the same rule read from the config).
 The mathematics is autograd's, the rounding is not (the loss gradient, the bias sums and the
 folded scales are formed differently) and the masks come from their own generator (numpy's PCG64
-since numerics version 4; torch's mt19937 under version 3). `tests/test_handstep.py` holds its
+since numerics version 4; torch's mt19937 under version 3). `tests/test_engines.py` holds its
 gradients to autograd's on the same masks.
 """
 
@@ -322,7 +322,7 @@ class HandEngine(StepEngine):
         self.optimizer_step = OptimizerStep(self.optimizer)
 
     def grad_mode(self) -> contextlib.AbstractContextManager:
-        # No autograd at all: switched off once for the epoch (a `no_grad` per step costs ~10 us).
+        # No autograd at all: switched off once for the epoch, not per step.
         return torch.no_grad()
 
     def step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
