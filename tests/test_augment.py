@@ -29,7 +29,7 @@ FULL = {
 def test_shipped_configs_hash_as_before_the_augment_section(name, monkeypatch):
     # Pinned under numerics version 2 (main before the section existed); the numerics version
     # is part of the hash, so the comparison is made under that version.
-    monkeypatch.setattr("mlp_lab.config.hashing.NUMERICS_VERSION", 2)
+    monkeypatch.setattr("mlp_lab.config.hashing.NUMERICS_VERSIONS", {"autograd": 2, "hand": 2})
     assert config_hash(load_config(f"configs/{name}.yaml")) == SHIPPED_HASHES_NUMERICS_2[name]
 
 

@@ -55,11 +55,12 @@ def _numerics_1_hash(config) -> str:
 
 
 def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tmp_path):
-    from mlp_lab.config.hashing import NUMERICS_VERSION
+    from mlp_lab.config.engines import numerics_version
 
     spec = plan(load_study(write_study(tmp_path, tiny_config)))[0]
+    version = numerics_version(spec.config)
     first = run_one(spec, quiet)
-    assert first.summary["numerics_version"] == NUMERICS_VERSION
+    assert first.summary["numerics_version"] == version
     # Turn the finished run into one the previous trainer wrote: its summary has that code's
     # hash and no numerics_version.
     summary_path = spec.run_dir / rundir.SUMMARY_FILE
@@ -69,7 +70,7 @@ def test_a_run_finished_under_older_numerics_is_rerun_not_reused(tiny_config, tm
     assert spec.status() == RunStatus.STALE
     again = run_one(spec, quiet)
     assert (again.status, again.action) == (RunStatus.DONE, "trained")
-    assert rundir.read_json(summary_path)["numerics_version"] == NUMERICS_VERSION
+    assert rundir.read_json(summary_path)["numerics_version"] == version
     assert [p.name.split(".old-")[0] for p in spec.run_dir.parent.glob("*.old-*")] == [spec.run_dir.name]
 
 

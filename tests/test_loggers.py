@@ -127,6 +127,9 @@ def test_hparams_hold_the_model_kinds_keys_and_booleans_as_booleans(tiny_config,
     assert values["data.download"] == ("bool_value", False) and types["data.download"] == "DATA_TYPE_BOOL"
     assert values["train.epochs"] == ("number_value", 1.0) and types["train.epochs"] == "DATA_TYPE_FLOAT64"
     assert values["model.kind"] == ("string_value", "mlp") and "epochs_run" in values
+    # The engine that ran (a BatchNorm MLP: autograd) and its numerics version, beside train.engine: auto.
+    assert values["engine"] == ("string_value", "autograd") and values["train.engine"] == ("string_value", "auto")
+    assert values["numerics_version"] == ("number_value", 4.0)
     # A CNN's conv keys are its own: they stay.
     cnn = tiny_config(model={"kind": "cnn", "conv": {"channels": [4], "batch_norm": True}})
     assert hparams_of(cnn)["model.conv.batch_norm"] is True and hparams_of(cnn)["model.conv.channels"] == "[4]"

@@ -15,6 +15,7 @@ from mlp_lab.cli import app  # noqa: E402
 from mlp_lab.inspect.plots import curves_figure  # noqa: E402
 from mlp_lab.runs import rundir  # noqa: E402
 from mlp_lab.studies.ablation import compare, load_study, plan  # noqa: E402
+from mlp_lab.studies.provenance import StudyFacts  # noqa: E402
 from mlp_lab.studies.report import build_report, collect, lr_figure, mean_std, paired_difference, t_interval  # noqa: E402
 
 
@@ -69,9 +70,18 @@ def test_report_numbers_equal_the_run_directories(tiny_config, tmp_path):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
     assert "| half |" in md and half["verdict"] in md and "![" in md
+    assert "- Step engine: `hand` (numerics version 4)." in md  # every run a plain MLP: one line
     assert json.loads((out / "report.json").read_text())["arms"][0]["arm"] == "none"
     # Rebuilding from the run directories alone gives the same numbers.
     assert build_report(load_study(write_study(tmp_path, tiny_config)))["arms"] == report["arms"]
+
+
+def test_the_report_says_per_arm_which_engine_trained_when_arms_differ():
+    assert StudyFacts([0], {}, {}, {}, "base.yaml", None).engine_lines() == []  # runs before the engine was recorded
+    hand, autograd = "`hand` (numerics version 4)", "`autograd` (numerics version 4)"
+    facts = StudyFacts([0], {}, {}, {}, "base.yaml", None, engines={"off": [hand], "on": [autograd]})
+    assert facts.engine_lines() == [f"Step engines differ by arm: `off`: {hand}; `on`: {autograd}."]
+    assert f"Step engines differ by arm: `off`: {hand}; `on`: {autograd}." in facts.lines()
 
 
 def test_cli_compare_report_and_list(tiny_config, tmp_path, monkeypatch):

@@ -6,25 +6,18 @@ import pytest
 import torch
 from conftest import assert_resumes_identically, metrics_without_timing
 
-from mlp_lab.config.hashing import NUMERICS_VERSION
 from mlp_lab.config.schema import SchedulerConfig
 from mlp_lab.data.load import load_data
 from mlp_lab.models.mlp import ParameterizedMLP
 from mlp_lab.runs import rundir
 from mlp_lab.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from mlp_lab.training.context import RunContext
+from mlp_lab.training.early_stopping import EarlyStopping
+from mlp_lab.training.engines.autograd import weight_penalty
+from mlp_lab.training.evaluate import evaluate
 from mlp_lab.training.runtime import seed_everything
-from mlp_lab.training.trainer import (
-    EarlyStopping,
-    Plateau,
-    Trainer,
-    TrainingDiverged,
-    TrainingInterrupted,
-    evaluate,
-    lr_at,
-    train,
-    weight_penalty,
-)
+from mlp_lab.training.schedules import Plateau, lr_at
+from mlp_lab.training.trainer import Trainer, TrainingDiverged, TrainingInterrupted, train
 
 
 def test_loss_falls_and_run_directory_describes_itself(tiny_config, tmp_path):
@@ -54,6 +47,7 @@ def test_loss_falls_and_run_directory_describes_itself(tiny_config, tmp_path):
     ):
         assert key in summary, key
     assert summary["num_parameters"] == 784 * 32 + 32 + 32 * 10 + 10
+    assert (summary["engine"], summary["numerics_version"]) == ("hand", 4)  # what ran, with its numerics
 
 
 def test_same_seed_gives_identical_metrics(tiny_config, tmp_path):
@@ -123,7 +117,7 @@ def test_test_split_uses_the_best_weights(tiny_config, tmp_path, restore_best):
 )
 def test_interrupted_run_resumes_to_the_identical_result(tiny_config, tmp_path, model, chunk, monkeypatch):
     if chunk:  # the interrupt then falls inside a later chunk of dropout masks than the first
-        monkeypatch.setattr("mlp_lab.training.handstep.CHUNK_STEPS", chunk)
+        monkeypatch.setattr("mlp_lab.training.engines.hand.CHUNK_STEPS", chunk)
     cfg = tiny_config(
         model={**{"hidden_sizes": [32], "dropout": 0.1}, **model},
         train={"epochs": 3, "batch_size": 32, "device": "cpu", "scheduler": {"name": "cosine"}},
@@ -157,9 +151,7 @@ def test_resuming_a_run_interrupted_under_older_numerics_is_refused_with_the_rea
     ckpt["config_hash"] = "0123456789abcdef"
     del ckpt["numerics_version"]
     torch.save(ckpt, path)
-    with pytest.raises(
-        CheckpointError, match=f"numerics version 1, this mlp-lab trains under version {NUMERICS_VERSION}"
-    ):
+    with pytest.raises(CheckpointError, match="numerics version 1, this mlp-lab's hand engine trains under version 4"):
         train(cfg, tmp_path / "run", resume=True)
 
 
@@ -287,10 +279,11 @@ def test_plateau_reduces_the_lr_in_training_and_respects_min_lr(tiny_config, tmp
 
 
 def test_the_trainer_takes_the_hand_step_for_a_plain_mlp_and_autograd_otherwise(tiny_config, tmp_path):
-    assert Trainer(tiny_config(), tmp_path / "a").hand_step is not None
-    assert Trainer(tiny_config(model={"hidden_sizes": []}), tmp_path / "b").hand_step is not None
-    assert Trainer(tiny_config(model={"batch_norm": True}), tmp_path / "c").hand_step is None
-    assert Trainer(tiny_config(model={"activation": "gelu"}), tmp_path / "d").hand_step is None
+    assert Trainer(tiny_config(), tmp_path / "a").engine.name == "hand"
+    assert Trainer(tiny_config(model={"hidden_sizes": []}), tmp_path / "b").engine.name == "hand"
+    assert Trainer(tiny_config(model={"batch_norm": True}), tmp_path / "c").engine.name == "autograd"
+    assert Trainer(tiny_config(model={"activation": "gelu"}), tmp_path / "d").engine.name == "autograd"
+    assert Trainer(tiny_config(train={"engine": "autograd"}), tmp_path / "e").engine.name == "autograd"
 
 
 @pytest.mark.parametrize(
@@ -320,9 +313,9 @@ def test_batches_sliced_from_a_several_batch_gather_train_as_batches_gathered_on
     # 100 rows per gather at batch size 32: three batches a gather, and the split's last group and
     # last batch both partial. The same batches must train to the same numbers as one per gather.
     cfg = tiny_config(model={"hidden_sizes": [16], **model}, train={"epochs": 2, "batch_size": 32, "device": "cpu"})
-    monkeypatch.setattr("mlp_lab.training.trainer.GATHER_ROWS", 100)
+    monkeypatch.setattr("mlp_lab.training.epoch.GATHER_ROWS", 100)
     train(cfg, tmp_path / "grouped")
-    monkeypatch.setattr("mlp_lab.training.trainer.GATHER_ROWS", 1)
+    monkeypatch.setattr("mlp_lab.training.epoch.GATHER_ROWS", 1)
     train(cfg, tmp_path / "one-by-one")
     assert metrics_without_timing(tmp_path / "grouped") == metrics_without_timing(tmp_path / "one-by-one")
 
@@ -343,7 +336,7 @@ def test_an_epochs_train_loss_and_accuracy_count_every_example_once(tiny_config,
     trainer = Trainer(cfg, tmp_path / "run")
     assert len(trainer.data.train) % 50 != 0
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    record = trainer._train_epoch(None)
+    record = trainer.train_epoch(None)
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
     loss, acc = evaluate(trainer.model, trainer.data.train)
     assert record["train/loss"] == pytest.approx(loss, rel=1e-6)

@@ -5,18 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 
+from mlp_lab.config.engines import NUMERICS_VERSIONS, auto_engine, resolve_engine
 from mlp_lab.config.schema import Config, config_to_dict
-
-# The trainer's numerics: bumped whenever the same config trains to different numbers on purpose
-# (1: the original; 2: fused optimizer steps, 16-bit dropout masks; 3: the plain MLP's hand-written
-# step, `handstep`; 4: that step's dropout masks drawn by numpy's PCG64 instead of torch's mt19937).
-# Part of the config hash, so a finished run made under older numerics is stale rather than mixed
-# into a study.
-NUMERICS_VERSION = 4
 
 
 def config_hash(cfg: Config) -> str:
-    """A short stable hash of everything that affects training results, the numerics version included.
+    """A short stable hash of everything that affects training results, the numerics version of
+    the engine that trains it included (`engines`): a finished run made under older numerics is
+    stale rather than mixed into a study.
 
     The run name and output settings are left out: renaming a run or turning TensorBoard off
     does not change what is trained.
@@ -35,6 +31,13 @@ def config_hash(cfg: Config) -> str:
         # The section came later: without augmentation a config hashes as it did before it
         # existed, so finished runs stay current (and an unused elastic_cells changes nothing).
         payload["data"].pop("augment")
-    payload["numerics_version"] = NUMERICS_VERSION
+    # train.engine is a choice, the engine it resolves to is the computation: `auto` and the name
+    # of the engine auto picks train the same numbers and hash alike (as configs did before the
+    # key existed); only a choice auto would not make enters the hash.
+    engine = resolve_engine(cfg)
+    del payload["train"]["engine"]
+    if engine != auto_engine(cfg):
+        payload["train"]["engine"] = engine
+    payload["numerics_version"] = NUMERICS_VERSIONS[engine]
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

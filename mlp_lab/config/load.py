@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mlp_lab.config.engines import hand_unsupported
 from mlp_lab.config.overrides import apply_set_options
 from mlp_lab.config.plugins import plugin_errors
 from mlp_lab.config.schema import Config
@@ -41,6 +42,9 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
         )
     errors += plugin_errors(cfg.data.dataset, cfg.output)
     train = cfg.train
+    unsupported = hand_unsupported(cfg) if train.engine == "hand" else None
+    if unsupported:
+        errors.append(("train.engine", f"'hand' cannot train this config ({unsupported}): use train.engine: autograd"))
     if train.scheduler.warmup_epochs >= train.epochs:
         errors.append(("train.scheduler.warmup_epochs", f"must be less than train.epochs ({train.epochs})"))
     if train.optimizer.nesterov and (train.optimizer.name != "sgd" or train.optimizer.momentum == 0):

@@ -129,6 +129,11 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bf16 autocast for the forward pass, on CUDA only (ignored on the CPU)
     compile: bool = False  # torch.compile the model (pays off on GPUs and long runs)
+    engine: Literal["auto", "autograd", "hand"] = Field(
+        "auto",
+        description="the training step: hand (the plain MLP's hand-written step: Linear, relu/tanh/sigmoid/"
+        "leaky_relu, dropout; no BatchNorm, compile, or amp off the CPU), autograd (any model), or auto (hand where it applies)",
+    )
 
 
 class OutputConfig(Section):

@@ -159,6 +159,8 @@ def run_locked(
     bug -> raised, its traceback kept in `error.txt`. A run that failed before writing anything
     leaves no directory and no lock file behind.
     """
+    from mlp_lab.inspect.plots import curves_logger
+    from mlp_lab.inspect.plugins import plugin_logger
     from mlp_lab.training.runtime import resolve_device, torch_threads
     from mlp_lab.training.trainer import TrainingInterrupted, train
 
@@ -194,7 +196,10 @@ def run_locked(
                 resuming = status == RunStatus.PARTIAL
             device = resolve_device(config.train.device)
             data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, context.data_dirs)))
-            summary = train(config, run_dir, resume=resuming, data=data, context=context, tags=spec.tags)
+            # The run's figure (curves.png) and its plug-in scores are made when its summary is
+            # written, by sinks ahead of the context's own: MLflow's copies the run's files.
+            drawn = context.replace(loggers=(curves_logger, plugin_logger, *context.loggers))
+            summary = train(config, run_dir, resume=resuming, data=data, context=drawn, tags=spec.tags)
             summary = _with_plugin_metrics(config, run_dir, summary)
             failed = False
             return RunResult(run_dir, summary, "resumed" if resuming else "trained")

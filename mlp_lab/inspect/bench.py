@@ -32,8 +32,10 @@ from mlp_lab.data import registry
 from mlp_lab.data.locate import locate
 from mlp_lab.data.split import split_indices
 from mlp_lab.models.registry import build_model
+from mlp_lab.training.epoch import num_batches
+from mlp_lab.training.evaluate import EVAL_BATCH_SIZE, evaluate
 from mlp_lab.training.optim import build_optimizer
-from mlp_lab.training.trainer import EVAL_BATCH_SIZE, Trainer, evaluate, num_batches
+from mlp_lab.training.trainer import Trainer
 
 
 def _median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> tuple[float, list[float]]:
@@ -58,7 +60,7 @@ def _trainer_epoch(config: Config, data_dirs=()) -> tuple[Trainer, Callable[[], 
     trainer = Trainer(config, "/nonexistent-bench-run", data_dirs=tuple(data_dirs))
 
     def epoch() -> None:
-        trainer._train_epoch(None)
+        trainer.train_epoch(None)
         evaluate(trainer.model, trainer.data.val)
 
     epoch()
@@ -118,16 +120,15 @@ def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str,
 
 
 def time_floor(config: Config, repeats: int, data, steps: int, device: torch.device) -> dict[str, Any]:
-    """(c) The floor: the trainer's own step (`Trainer.train_step`) on one fixed batch, and the same val matmuls."""
+    """(c) The floor: the trainer's own step (its engine's) on one fixed batch, and the same val matmuls."""
     trainer = Trainer(config, "/nonexistent-bench-run", data=data)
     x, y = data.train.x[: config.train.batch_size], data.train.y[: config.train.batch_size]
-    weights = trainer.model.penalized_weights()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def epoch() -> None:
         trainer.model.train()
         for step in range(steps):
-            trainer.train_step(x, y, weights, 0, step)
+            trainer.engine.step(x, y, 0, step)
         evaluate(trainer.model, data.val)
 
     epoch()
@@ -195,7 +196,7 @@ def time_augmentation(config: Config, data, repeats: int) -> dict[str, Any]:
         trainer = Trainer(variant, "/nonexistent-bench-run", data=data)
 
         def epoch(trainer: Trainer = trainer) -> None:
-            trainer._train_epoch(None)
+            trainer.train_epoch(None)
             evaluate(trainer.model, trainer.data.val)
 
         epoch()

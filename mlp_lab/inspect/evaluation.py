@@ -17,7 +17,7 @@ from mlp_lab.inspect.handwriting import RENDERINGS, score_scans
 from mlp_lab.inspect.plots import confusion_matrix_plot, image_grid, run_title
 from mlp_lab.runs import rundir
 from mlp_lab.training.checkpoint import load_model
-from mlp_lab.training.trainer import EVAL_BATCH_SIZE, evaluate
+from mlp_lab.training.evaluate import EVAL_BATCH_SIZE, evaluate
 
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:

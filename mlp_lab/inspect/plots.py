@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from mlp_lab.runs import rundir
+
 
 def _pyplot():
     import matplotlib
@@ -63,6 +65,35 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str)
     fig = curves_figure(history, title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+class CurvesFigure:
+    """curves.png as one of a run's metric sinks (`training.loggers.MetricLogger`): drawn from
+    metrics.csv when the run's summary is written, completed or diverged. Placed before the sinks
+    that copy the run's files (MLflow), so they find it."""
+
+    def __init__(self, run_dir: str | Path, name: str, seed: int):
+        self.run_dir, self.title = Path(run_dir), run_title(run_dir, name, seed)
+
+    def log_config(self, config: Any) -> None:
+        pass
+
+    def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
+        pass
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        if (self.run_dir / rundir.METRICS_FILE).is_file():  # a run that diverged in its first epoch has none
+            history = rundir.read_metrics(self.run_dir)
+            if history:
+                plot_curves(history, self.run_dir / "curves.png", self.title)
+
+    def close(self) -> None:
+        pass
+
+
+def curves_logger(config: Any, run_dir: Path, start_epoch: int, tags: Any) -> CurvesFigure:
+    """The `training.loggers.LoggerFactory` of a run's curves.png (every run draws one)."""
+    return CurvesFigure(run_dir, config.name, config.seed)
 
 
 def curves_figure(history: Sequence[dict[str, Any]], title: str) -> Any:

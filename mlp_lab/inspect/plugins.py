@@ -50,3 +50,29 @@ def add_plugin_metrics(config: Config, run_dir: str | Path, summary: dict[str, A
         scored.update(SCORERS[plugin.name](run.model, run.data_meta))
     rundir.write_json(Path(run_dir) / rundir.SUMMARY_FILE, scored)
     return scored
+
+
+class PluginMetrics:
+    """The plug-ins' scores as one of a run's metric sinks (`training.loggers.MetricLogger`): when
+    the trainer hands over the summary it added the scores to it in place and to summary.json,
+    before the sinks that copy the run's files (MLflow's summary.json) see it."""
+
+    def __init__(self, config: Config, run_dir: Path):
+        self.config, self.run_dir = config, run_dir
+
+    def log_config(self, config: Any) -> None:
+        pass
+
+    def log_epoch(self, record: dict[str, Any], epoch: int) -> None:
+        pass
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        summary.update(add_plugin_metrics(self.config, self.run_dir, summary))
+
+    def close(self) -> None:
+        pass
+
+
+def plugin_logger(config: Config, run_dir: Path, start_epoch: int, tags: Any) -> PluginMetrics | None:
+    """The `training.loggers.LoggerFactory` of the plug-in scores: a sink where the config asks for any."""
+    return PluginMetrics(config, run_dir) if plugins.requested(config.output) else None

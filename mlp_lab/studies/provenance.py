@@ -3,8 +3,9 @@
 A report must say what ran: the seeds that have runs (not the ones the file lists), every key
 whose recorded value differs from the study file (a `--set` given to `compare` or `suite`), the
 study file's own `overrides`, its base config and how that base differs from the course's plain
-one (`configs/plain.yaml`), and the numerics version, torch, device, machine and threads the
-runs recorded. When runs of one arm disagree in a key (a rerun with another `--set`), that is a
+one (`configs/plain.yaml`), the step engine each arm's runs trained with (arms of a `batch_norm`
+or `activation` study can differ in it), and the numerics version, torch, device, machine and
+threads the runs recorded. When runs of one arm disagree in a key (a rerun with another `--set`), that is a
 conflict the report shows instead of pooling the runs silently. `config.yaml` and `summary.json`
 are the source of truth; the study file only says what was meant.
 """
@@ -53,6 +54,7 @@ class StudyFacts:
     environment: dict[str, list[Any]] = field(default_factory=dict)  # label -> distinct values recorded
     datasets: list[str] = field(default_factory=list)  # the datasets the runs recorded
     unchecked_sets: list[str] = field(default_factory=list)  # --set texts no study file could be compared with
+    engines: dict[str, list[str]] = field(default_factory=dict)  # arm -> the engines its runs recorded
 
     def lines(self) -> list[str]:
         """The facts as short sentences, for the top of a report (markdown, backticks for code)."""
@@ -87,10 +89,30 @@ class StudyFacts:
             for key, by_seed in keys.items():
                 seen = "; ".join(f"seed {s}: {value_text(v)}" for s, v in sorted(by_seed.items()))
                 out.append(f"**Mixed configs**: arm `{arm}`'s runs disagree in `{key}` ({seen}); they are pooled here.")
+        out.extend(self.engine_lines())
         env = [f"{label} {' / '.join(map(str, values))}" for label, values in self.environment.items() if values]
         if env:
             out.append("Computed with " + ", ".join(env) + ".")
         return out
+
+    def engine_lines(self) -> list[str]:
+        """Which step engine trained the runs: one line when every arm's runs agree, else per arm."""
+        recorded = {arm: engines for arm, engines in self.engines.items() if engines}
+        distinct = {engine for engines in recorded.values() for engine in engines}
+        if not distinct:
+            return []  # runs made before the engine was recorded
+        if len(distinct) == 1:
+            return [f"Step engine: {distinct.pop()}."]
+        by_arm = "; ".join(f"`{arm}`: {' / '.join(engines)}" for arm, engines in recorded.items())
+        return [f"Step engines differ by arm: {by_arm}."]
+
+
+def engine_text(summary: Mapping[str, Any]) -> str | None:
+    """A run's engine and its numerics version as a report says them; None for a run made before
+    summary.json recorded its engine."""
+    if not summary.get("engine"):
+        return None
+    return f"`{summary['engine']}` (numerics version {summary.get('numerics_version')})"
 
 
 def value_text(value: Any) -> str:
@@ -146,6 +168,7 @@ def study_facts(
     environment: dict[str, list[Any]] = {label: [] for _, label in ENVIRONMENT_FIELDS}
     seeds: set[int] = set()
     datasets: list[str] = []
+    engines: dict[str, list[str]] = {}
     for arm, by_seed in runs.items():
         meant = _flat_config(file_configs[arm])
         recorded: dict[int, dict[str, Any]] = {}
@@ -159,7 +182,10 @@ def study_facts(
                 summary = rundir.read_summary(run_dir)
             except (MLPLabError, OSError, ValueError):
                 continue  # a run whose files cannot be read is the report's to flag, not ours
-            recorded[seed] = flat
+            recorded[seed] = {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+            engine = engine_text(summary)
+            if engine is not None and engine not in engines.setdefault(arm, []):
+                engines[arm].append(engine)
             if summary.get("dataset") and summary["dataset"] not in datasets:
                 datasets.append(summary["dataset"])
             for key, label in ENVIRONMENT_FIELDS:
@@ -185,4 +211,5 @@ def study_facts(
         environment,
         datasets,
         list(unchecked_sets),
+        engines,
     )

@@ -3,9 +3,9 @@
 A fused optimizer (`torch.optim.Adam(..., fused=True)`) over one tensor runs one kernel over
 one tensor. Every parameter stays the module's own `nn.Parameter` (the module tree, `state_dict`
 keys and checkpoints are unchanged); only its storage becomes a slice of the flat buffer, and its
-`.grad` a slice of the flat gradient. The hand-written step (`handstep`) writes each gradient
+`.grad` a slice of the flat gradient. The hand-written step (`engines.hand`) writes each gradient
 straight into its slice. Autograd would add into the slices in place too (one fill of the flat
-gradient clears them all), but the Trainer lets autograd keep its own tensor per parameter: adding into
+gradient clears them all), but the autograd engine keeps its own tensor per parameter: adding into
 a preset buffer costs a pass over every gradient that handing the new tensor over does not. The
 optimizer's arithmetic is element-wise, so one flat tensor or a list of them is the same number
 for number.

@@ -85,6 +85,8 @@ class TensorBoardLogger:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
         flat = hparams_of(self.config)
+        # What ran, beside what was asked (train.engine may say auto): the engine and its numerics.
+        flat["engine"], flat["numerics_version"] = summary["engine"], summary["numerics_version"]
         flat["epochs_run"] = summary["epochs_run"]
         # Written into this run's own event file (not add_hparams' extra sub-run), so the HParams
         # tab links each row to this run's scalars.

@@ -6,7 +6,7 @@ that is a twentieth of a training step. `OptimizerStep` makes the same call to t
 through the optimizer's own public functional form (`torch.optim.adam.adam`,
 `torch.optim.sgd.sgd`) with the optimizer's own state tensors, so `state_dict()`, checkpoints and
 resume are untouched and the arithmetic is bit for bit that of `optimizer.step()`
-(`tests/test_handstep.py`).
+(`tests/test_engines.py`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The hand-written MLP step against autograd, its dropout masks, the flat parameter buffer and
-the optimizer step that bypasses `Optimizer.step`'s wrapper."""
+"""The step engines: which one a config trains with and the numerics version its hash holds; the
+hand-written MLP step against autograd, its dropout masks, the flat parameter buffer and the
+optimizer step that bypasses `Optimizer.step`'s wrapper."""
 
 from __future__ import annotations
 
@@ -9,14 +10,106 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mlp_lab.config.engines
 import mlp_lab.models.mlp
-from mlp_lab.config.hashing import NUMERICS_VERSION
+from mlp_lab.config.engines import NUMERICS_VERSIONS, hand_unsupported, resolve_engine
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.load import load_config
 from mlp_lab.config.schema import OptimizerConfig
+from mlp_lab.core.errors import ConfigError
 from mlp_lab.models.mlp import ParameterizedMLP
+from mlp_lab.models.registry import build_model
+from mlp_lab.runs import rundir
+from mlp_lab.runs.rundir import RunStatus
+from mlp_lab.training.engines.autograd import weight_penalty
+from mlp_lab.training.engines.hand import CHUNK_STEPS, DropoutMasks, HandStep, keep_threshold
 from mlp_lab.training.flatparams import flatten_parameters
-from mlp_lab.training.handstep import CHUNK_STEPS, DropoutMasks, HandStep, keep_threshold
 from mlp_lab.training.optim import OptimizerStep, build_optimizer
-from mlp_lab.training.trainer import weight_penalty
+
+# The hashes the code before per-engine numerics (1f9c148, one global NUMERICS_VERSION = 4) gave
+# three shipped configs, one per path: a plain MLP (the hand step), a BatchNorm MLP and a CNN
+# (autograd). Computed with that commit's mlp_lab/config.py (`git archive 1f9c148 mlp_lab`, then
+# `config_hash(load_config("configs/<name>.yaml"))`): every run it finished must stay finished.
+HASHES_BEFORE_ENGINES = {
+    "baseline": ("hand", "b2f81186f0e38be7"),
+    "mnist": ("autograd", "f75f558d3cbcaab0"),
+    "fashion_cnn": ("autograd", "d6535a429549ea1a"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HASHES_BEFORE_ENGINES))
+def test_runs_finished_before_per_engine_numerics_keep_their_hash(name):
+    engine, before = HASHES_BEFORE_ENGINES[name]
+    cfg = load_config(f"configs/{name}.yaml")
+    assert (cfg.train.engine, resolve_engine(cfg), config_hash(cfg)) == ("auto", engine, before)
+    # Naming the engine auto picks is the same computation: the same hash.
+    assert config_hash(load_config(f"configs/{name}.yaml", [f"train.engine={engine}"])) == before
+
+
+def test_autograd_on_a_plain_mlp_is_another_computation_and_another_hash():
+    cfg = load_config("configs/baseline.yaml", ["train.engine=autograd"])
+    assert resolve_engine(cfg) == "autograd"
+    assert config_hash(cfg) != HASHES_BEFORE_ENGINES["baseline"][1]
+
+
+def test_bumping_one_engines_numerics_makes_only_its_runs_stale(tiny_config, tmp_path, monkeypatch):
+    from mlp_lab.training.trainer import Trainer, train
+
+    hand, autograd = tiny_config(train={"epochs": 1}), tiny_config(model={"batch_norm": True}, train={"epochs": 1})
+    train(hand, tmp_path / "hand")
+    train(autograd, tmp_path / "autograd")
+    hashes = {name: config_hash(load_config(f"configs/{name}.yaml")) for name in HASHES_BEFORE_ENGINES}
+    bumped = NUMERICS_VERSIONS["hand"] + 1
+    monkeypatch.setitem(mlp_lab.config.engines.NUMERICS_VERSIONS, "hand", bumped)
+    assert rundir.run_status(tmp_path / "hand", config_hash(hand)) == RunStatus.STALE
+    assert rundir.run_status(tmp_path / "autograd", config_hash(autograd)) == RunStatus.DONE
+    for name, (engine, _) in HASHES_BEFORE_ENGINES.items():
+        changed = config_hash(load_config(f"configs/{name}.yaml")) != hashes[name]
+        assert changed == (engine == "hand"), name
+    # What trains now records the new version.
+    assert Trainer(hand, tmp_path / "again").engine.numerics_version == bumped
+
+
+@pytest.mark.parametrize(
+    "sets, reason",
+    [
+        (["model.batch_norm=true"], "model.batch_norm is on"),
+        (["model.activation=gelu"], "model.activation 'gelu' has no hand-written backward"),
+        (["model.kind=cnn"], "model.kind is 'cnn'"),
+        (["train.compile=true"], "train.compile is on"),
+        (["train.amp=true"], "train.amp asks for bf16 autocast"),
+    ],
+)
+def test_the_hand_engine_where_it_cannot_apply_is_one_config_error(sets, reason):
+    with pytest.raises(ConfigError) as exc:
+        load_config("configs/baseline.yaml", ["train.engine=hand", *sets])
+    assert exc.value.errors == [
+        f"--set train.engine=hand: train.engine: 'hand' cannot train this config ({reason}): use train.engine: autograd"
+    ]
+    # auto takes autograd there, silently and correctly.
+    assert resolve_engine(load_config("configs/baseline.yaml", sets)) == "autograd"
+
+
+def test_amp_is_no_reason_against_the_hand_step_on_the_cpu():
+    cfg = load_config("configs/baseline.yaml", ["train.engine=hand", "train.amp=true", "train.device=cpu"])
+    assert resolve_engine(cfg) == "hand"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {},
+        {"hidden_sizes": []},
+        {"input_dropout": 0.2, "dropout": 0.1},
+        *({"activation": a, "dropout": 0.3} for a in ("relu", "tanh", "sigmoid", "gelu", "leaky_relu")),
+        {"batch_norm": True},
+        {"kind": "cnn", "conv": {"channels": [4]}},
+    ],
+)
+def test_the_config_rule_and_the_built_network_agree_on_where_the_hand_step_applies(tiny_config, model):
+    cfg = tiny_config(model=model)
+    network = build_model(cfg.model, (1, 28, 28), 10)
+    assert (hand_unsupported(cfg) is None) == (HandStep.for_model(network, 0.0, 0.0, 0.0) is not None)
 
 
 def _batch(n: int = 32, features: int = 20, classes: int = 5):
@@ -112,10 +205,11 @@ def test_dropout_masks_are_a_function_of_seed_epoch_and_step():
 def test_the_mask_stream_is_pinned_to_its_numerics_version():
     """Numerics version 4 draws the masks from numpy's PCG64 seeded by (seed, epoch, chunk). Another
     generator or seeding trains every dropout MLP to other numbers: that must come with a new
-    NUMERICS_VERSION (so finished runs go stale, not mixed into studies), and a new pin here."""
+    hand engine's numerics version (so its finished runs go stale, not mixed into studies), and a
+    new pin here."""
     keep = DropoutMasks([0.5], [16], 4, seed=0, device=torch.device("cpu")).at(3, CHUNK_STEPS + 1, 4)[0]
     bits = "".join(str(int(v)) for v in keep.flatten().tolist())
-    assert (NUMERICS_VERSION, bits) == (4, "0010010110100100010101110011010011100000101111000101000001011100")
+    assert (NUMERICS_VERSIONS["hand"], bits) == (4, "0010010110100100010101110011010011100000101111000101000001011100")
 
 
 def test_flat_parameters_keep_the_model_and_let_autograd_accumulate_in_place():

@@ -1,4 +1,4 @@
-"""The plain MLP's training step written out by hand: forward, loss gradient and backward as a
+"""The hand engine: the plain MLP's training step written out by hand: forward, loss gradient and backward as a
 few large operations, the gradients written straight into the parameters' `.grad`.
 
 On the CPU a baseline step (784-256-128-10, batch 128) spent about as long in autograd's
@@ -16,15 +16,17 @@ plus the element-wise work and little else:
   run regenerates the same ones without any saved state.
 
 It covers `ParameterizedMLP` without BatchNorm; anything else in the stack (BatchNorm, GELU, a
-conv layer), bf16 autocast and torch.compile take autograd (`HandStep.for_model` returns None).
+conv layer), bf16 autocast and torch.compile take autograd (`HandStep.for_model` returns None;
+`mlp_lab.config.engines.hand_unsupported` is the same rule read from the config).
 The mathematics is autograd's, the rounding is not (the loss gradient, the bias sums and the
 folded scales are formed differently) and the masks come from their own generator (numpy's PCG64
-since numerics version 4; torch's mt19937 under version 3). `tests/test_handstep.py` holds its
+since numerics version 4; torch's mt19937 under version 3). `tests/test_engines.py` holds its
 gradients to autograd's on the same masks.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlp_lab.config.schema import Config
+from mlp_lab.core.errors import MLPLabError
 from mlp_lab.models.mlp import DROPOUT_LEVELS, Dropout
+from mlp_lab.training.engines.base import StepEngine
+from mlp_lab.training.flatparams import flatten_parameters
+from mlp_lab.training.optim import OptimizerStep, build_optimizer
 
 # Steps whose dropout decisions are drawn at once: large enough that drawing is one call per
 # ~60 steps, small enough that the int16 block stays a few MB (64 x 128 x 384 x 2 bytes = 6 MB
@@ -296,3 +303,29 @@ class HandStep:
                 if below.activation_grad is not None:
                     g = below.activation_grad(g, a)
         return logits, loss
+
+
+class HandEngine(StepEngine):
+    """The hand-written step and its dropout-mask stream, stepping one flat parameter buffer."""
+
+    name = "hand"
+
+    def __init__(self, model: nn.Module, config: Config, device: torch.device):
+        tc = config.train
+        hand_step = HandStep.for_model(model, tc.label_smoothing, tc.l1, tc.l2)
+        if hand_step is None:
+            raise MLPLabError(f"train.engine: 'hand' cannot train a {type(model).__name__} like this one: use autograd")
+        self.hand_step = hand_step
+        self.masks = hand_step.masks(tc.batch_size, config.seed, device)
+        # The step writes every gradient into one flat buffer, stepped as one tensor.
+        self.optimizer = build_optimizer([flatten_parameters(model).flat], tc.optimizer)
+        self.optimizer_step = OptimizerStep(self.optimizer)
+
+    def grad_mode(self) -> contextlib.AbstractContextManager:
+        # No autograd at all: switched off once for the epoch, not per step.
+        return torch.no_grad()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, loss = self.hand_step(x, y, self.masks.at(epoch, step, y.shape[0]))
+        self.optimizer_step()
+        return logits, loss  # made without autograd: nothing to detach
