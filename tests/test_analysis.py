@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mlp_lab.cli import app
 from mlp_lab.data.load import load_data
-from mlp_lab.execution.procedure import run_locked
+from mlp_lab.execution.procedure import start_run
 from mlp_lab.inspect.analysis import describe_data, model_summary, unnormalize
 from mlp_lab.inspect.evaluation import evaluate_run, per_class_report
 from mlp_lab.inspect.predict import predict_files
@@ -27,7 +27,7 @@ def trained_run(tiny_config, tmp_path):
     cfg = tiny_config(train={"epochs": 3, "batch_size": 32, "device": "cpu"})
     run_dir = tmp_path / "runs" / "tiny"
     # Through the one procedure that runs a run: it, not the trainer, draws curves.png.
-    summary = run_locked(cfg, run_dir, existing="refuse").summary
+    summary = start_run(cfg, run_dir=run_dir).summary
     return cfg, run_dir, summary
 
 

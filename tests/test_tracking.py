@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from mlp_lab.cli import app
 from mlp_lab.config.hashing import config_hash
 from mlp_lab.config.load import load_config
-from mlp_lab.execution.procedure import run_locked
+from mlp_lab.execution.procedure import start_run
 from mlp_lab.runs import rundir
 from mlp_lab.training import trainer
 from mlp_lab.training.context import RunContext
@@ -138,7 +138,7 @@ def test_a_tracked_run_logs_params_epochs_summary_tags_files_and_model(tiny_conf
     cfg = tracked(tiny_config)
     run_dir = tmp_path / "runs" / "tiny"
     # Through the one procedure that runs a run, which draws curves.png before MLflow copies it.
-    summary = run_locked(cfg, run_dir, existing="refuse").summary
+    summary = start_run(cfg, RunContext(loggers=(mlflow_logger,)), run_dir=run_dir).summary
     client = client_of(store)
     (run,) = mlp_runs(client, "tiny")
     assert run.info.status == "FINISHED"

@@ -198,7 +198,7 @@ def run_locked(
             data = _load_data_cached(config.data.model_dump_json(), str(device), tuple(map(str, context.data_dirs)))
             # The run's figure (curves.png) and its plug-in scores are made when its summary is
             # written, by sinks ahead of the context's own: MLflow's copies the run's files.
-            drawn = context.replace(loggers=(curves_logger, plugin_logger, *context.loggers))
+            drawn = context.but(loggers=(curves_logger, plugin_logger, *context.loggers))
             summary = train(config, run_dir, resume=resuming, data=data, context=drawn, tags=spec.tags)
             summary = _with_plugin_metrics(config, run_dir, summary)
             failed = False
