@@ -1,8 +1,8 @@
 """The optimizers: Adam, AdamW and SGD as fused kernels, and their step without the wrapper.
 
-`torch.optim.Optimizer.step` spends ~50-90 us of Python per call on hooks, the profiler label,
-grouping and state look-ups before its one fused kernel runs; on the CPU, for the baseline MLP,
-that is a twentieth of a training step. `OptimizerStep` makes the same call to the same kernel
+`torch.optim.Optimizer.step` spends Python on hooks, the profiler label, grouping and state
+look-ups before its one fused kernel runs; on the CPU, for the baseline MLP, that is a noticeable
+part of a training step (measured on docs/results/2026-12-07-redesign.md). `OptimizerStep` makes the same call to the same kernel
 through the optimizer's own public functional form (`torch.optim.adam.adam`,
 `torch.optim.sgd.sgd`) with the optimizer's own state tensors, so `state_dict()`, checkpoints and
 resume are untouched and the arithmetic is bit for bit that of `optimizer.step()`

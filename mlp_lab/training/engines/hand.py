@@ -86,8 +86,9 @@ class DropoutMasks:
                 for width in self.widths
             ]
         # numpy's PCG64 seeded by (seed, epoch, chunk), its raw 64-bit outputs read as four 16-bit
-        # draws: the generator, not the comparison, is the cost, and PCG64's raw stream takes 38 us
-        # per baseline step where torch's mt19937 (`torch.randint`) took 107-120 (numerics v4).
+        # draws: the generator, not the comparison, is the cost, and PCG64's raw stream takes about
+        # a third of the time torch's mt19937 (`torch.randint`) took (numerics v4; the figures are
+        # on docs/results/2026-12-07-redesign.md).
         # On a GPU the draws are made here too and copied over, so a run's masks are the same on
         # every device.
         bits = np.random.PCG64(np.random.SeedSequence([self.seed, epoch, chunk, 0x6D61736B])).random_raw((n + 3) // 4)
@@ -97,7 +98,7 @@ class DropoutMasks:
         for mask, width, threshold in zip(self._masks, self.widths, self.thresholds):
             # A unit is kept when its draw reaches the threshold. The comparison writes 0/1
             # straight into the mask's dtype: one pass, where `(a >= t).to(dtype)` takes two
-            # and a bool tensor between them (a baseline chunk: 1.3 ms instead of 5.9).
+            # and a bool tensor between them (a quarter of the time on a baseline chunk).
             torch.ge(block[:, :, start : start + width], threshold, out=mask)
             start += width
         self._chunk = (epoch, chunk)
@@ -158,7 +159,7 @@ class _Layer:
 
     def __post_init__(self) -> None:
         # The Parameter objects themselves, held once: `linear.weight` goes through
-        # nn.Module.__getattr__ (~1.5 us a look-up, five per layer per step). flatten_parameters
+        # nn.Module.__getattr__ (a dict walk per look-up, five per layer per step). flatten_parameters
         # rebinds their storage, not the objects, so these stay the module's own.
         self.weight: nn.Parameter = self.linear.weight
         self.bias: nn.Parameter = self.linear.bias
@@ -225,8 +226,8 @@ class HandStep:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward on one batch with its keep masks (`DropoutMasks.at`): returns
         (logits, the batch's plain cross-entropy). Autograd is switched off for the step unless
-        the caller has done so (the Trainer does, once per epoch: a `no_grad` per step costs
-        ~10 us of Python)."""
+        the caller has done so (the Trainer does, once per epoch: a `no_grad` per step is Python
+        overhead paid on every batch)."""
         if torch.is_grad_enabled():
             with torch.no_grad():
                 return self._step(x, y, keeps)
