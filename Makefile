@@ -25,14 +25,14 @@ run: install
 	$(BIN)/mlp-lab run configs/baseline.yaml
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n auto -m "not slow"
 
 runs/baseline/summary.json: | install
 	$(BIN)/mlp-lab run configs/baseline.yaml

@@ -41,6 +41,10 @@ else:
 from mlp_lab.execution.ray_executor import RayExecutor, check_shared_storage  # noqa: E402
 from mlp_lab.training.context import RunContext  # noqa: E402
 
+# One worker runs every Ray test under `pytest -n` (make test): two clusters started at once on
+# one machine would contend for its cores and Ray's default ports.
+pytestmark = pytest.mark.xdist_group("ray")
+
 quiet = {"log": lambda _: None}
 RAY_EXTRA = (
     "error: --backend ray needs the [ray] extra: pip install 'mlp-lab[ray]' (in a checkout: pip install -e '.[ray]')"
