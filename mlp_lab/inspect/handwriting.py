@@ -10,7 +10,9 @@ the inversion, MNIST's crop, scale and centring), so the score is what `mlp-lab 
 
 from __future__ import annotations
 
+import functools
 import io
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +35,7 @@ CELL_PIXELS = 4
 MAX_INK = 16
 
 
+@functools.cache
 def load_scans() -> tuple[np.ndarray, np.ndarray]:
     """The 1,797 digits as ink counts (N, 8, 8) in 0..16 and their labels (N,)."""
     from sklearn.datasets import load_digits
@@ -62,6 +65,16 @@ def _decode(png: bytes) -> Image.Image:
         return img.copy()
 
 
+# The scans rendered, decoded and preprocessed are the same for every model trained with the same
+# data recipe (the seeds of a study, a run scored again): made once per process, they leave one
+# forward pass per model (scoring took 2.3 CPU-seconds a run, nearly all of it here).
+@functools.lru_cache(maxsize=8)
+def _scan_features(rendering: str, meta_json: str) -> torch.Tensor:
+    ink, _ = load_scans()
+    scans = [_decode(render_scan(grid, rendering)) for grid in ink]
+    return images_to_features(scans, json.loads(meta_json))
+
+
 def score_scans(
     model: torch.nn.Module, meta: Mapping[str, Any], renderings: Sequence[str] = RENDERINGS
 ) -> dict[str, dict[str, Any]]:
@@ -74,11 +87,11 @@ def score_scans(
         raise MLPLabError(
             f"the handwriting set is digits: this model is trained on {dataset}, not {' or '.join(digits)}"
         )
-    ink, labels = load_scans()
+    _, labels = load_scans()
     results: dict[str, dict[str, Any]] = {}
     for rendering in renderings:
-        scans = [_decode(render_scan(grid, rendering)) for grid in ink]
-        predicted = predict(model, images_to_features(scans, meta)).argmax(1).numpy()
+        features = _scan_features(rendering, json.dumps(dict(meta), sort_keys=True))
+        predicted = predict(model, features).argmax(1).numpy()
         hits = predicted == labels
         results[rendering] = {
             "accuracy": float(hits.mean()),

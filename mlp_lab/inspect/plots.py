@@ -117,7 +117,9 @@ def curves_figure(history: Sequence[dict[str, Any]], title: str) -> Any:
     epoch_axis(axes[2])
     axes[2].grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    # Fixed margins, not tight_layout: the figure's size and panels never change, and measuring
+    # every label's extent was half the cost of drawing the figure every run makes.
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.87, wspace=0.25)
     # One legend under the panels: inside, it would sit on the curves it names.
     handles, labels = axes[0].get_legend_handles_labels()
     handles2, labels2 = axes[1].get_legend_handles_labels()
