@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,10 +68,15 @@ def _decode(png: bytes) -> Image.Image:
 # data recipe (the seeds of a study, a run scored again): made once per process, they leave one
 # forward pass per model (scoring took 2.3 CPU-seconds a run, nearly all of it here).
 @functools.lru_cache(maxsize=8)
-def _scan_features(rendering: str, meta_json: str) -> torch.Tensor:
+def _scan_features(rendering: str, recipe: tuple[tuple[str, Any], ...]) -> torch.Tensor:
     ink, _ = load_scans()
     scans = [_decode(render_scan(grid, rendering)) for grid in ink]
-    return images_to_features(scans, json.loads(meta_json))
+    return images_to_features(scans, {key: list(v) if isinstance(v, tuple) else v for key, v in recipe})
+
+
+def _recipe(meta: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A checkpoint's data `meta` as a hashable key: its lists (mean, std, shape, permutation) as tuples."""
+    return tuple(sorted((key, tuple(v) if isinstance(v, list) else v) for key, v in meta.items()))
 
 
 def score_scans(
@@ -90,7 +94,7 @@ def score_scans(
     _, labels = load_scans()
     results: dict[str, dict[str, Any]] = {}
     for rendering in renderings:
-        features = _scan_features(rendering, json.dumps(dict(meta), sort_keys=True))
+        features = _scan_features(rendering, _recipe(meta))
         predicted = predict(model, features).argmax(1).numpy()
         hits = predicted == labels
         results[rendering] = {
