@@ -31,11 +31,11 @@ runner = CliRunner()
 
 # Commands not run, by a pattern of the command line, and why.
 SKIP = {
-    r"^mlp-lab (app|ui)\b": "serves until stopped: tests/test_app.py and tests/test_services.py start and stop it",
+    r"^mlp-lab (app|ui)\b": "serves until stopped: tests/app/test_app.py and tests/test_services.py start and stop it",
     r"^mlp-lab bench\b": "measures epoch speed for minutes on the real dataset (docs/guide/analysis.md's figures)",
     r"^mlp-lab suite\s*(#|$)": "every shipped study: 'suite ladder mnist_linear_vs_mlp' runs the same verb on two",
-    r"--address auto": "needs a running Ray cluster (docs/guide/cluster.md); tests/test_executors_ray.py starts one",
-    r"--backend ray": "starts a local Ray instance: tests/test_executors_ray.py runs --backend ray",
+    r"--address auto": "needs a running Ray cluster (docs/guide/cluster.md); tests/execution/test_executors_ray.py starts one",
+    r"--backend ray": "starts a local Ray instance: tests/execution/test_executors_ray.py runs --backend ray",
     r"^(make|pip|\.|tensorboard|ray|mkdir|echo|export)(\s|$)": "not mlp-lab: an install, a shell or another tool's command",
     r"^(docker|podman)\s": "builds or runs the container image: tests/test_container.py builds it and runs these verbs in it",
 }

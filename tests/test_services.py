@@ -405,7 +405,7 @@ def ray_compare(
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # with tests/test_executors_ray.py: one Ray at a time
+@pytest.mark.xdist_group("ray")  # with tests/execution/test_executors_ray.py: one Ray at a time
 def test_compare_joins_a_ray_start_head_cluster_by_address_with_the_machines_token(
     ray_head, server, tiny_config, tmp_path
 ):
@@ -423,7 +423,7 @@ def test_compare_joins_a_ray_start_head_cluster_by_address_with_the_machines_tok
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # with tests/test_executors_ray.py: one Ray at a time
+@pytest.mark.xdist_group("ray")  # with tests/execution/test_executors_ray.py: one Ray at a time
 def test_a_cluster_that_refuses_the_driver_is_one_line_saying_where_the_token_goes(ray_head, tiny_config, tmp_path):
     home = tmp_path / "no-token-home"
     home.mkdir()

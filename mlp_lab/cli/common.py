@@ -3,7 +3,7 @@
 policy (`user_errors`), the executor a study's runs go to, and the per-epoch reporter.
 
 Help texts escape a literal bracket as ``\\[`` (``"\\[default: 1]"``): rich reads an unescaped
-``[default: 1]`` as markup and prints nothing of it. tests/test_cli.py renders every help and fails
+``[default: 1]`` as markup and prints nothing of it. tests/cli/test_cli.py renders every help and fails
 on a bracket that went missing.
 """
 

@@ -6,7 +6,7 @@ part of a training step (measured on docs/results/2026-12-07-redesign.md). `Opti
 through the optimizer's own public functional form (`torch.optim.adam.adam`,
 `torch.optim.sgd.sgd`) with the optimizer's own state tensors, so `state_dict()`, checkpoints and
 resume are untouched and the arithmetic is bit for bit that of `optimizer.step()`
-(`tests/test_engines.py`).
+(`tests/training/test_engines.py`).
 """
 
 from __future__ import annotations

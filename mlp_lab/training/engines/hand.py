@@ -20,7 +20,7 @@ conv layer), bf16 autocast and torch.compile take autograd (`HandStep.for_model`
 `mlp_lab.config.engines.hand_unsupported` is the same rule read from the config).
 The mathematics is autograd's, the rounding is not (the loss gradient, the bias sums and the
 folded scales are formed differently) and the masks come from their own generator (numpy's PCG64
-since numerics version 4; torch's mt19937 under version 3). `tests/test_engines.py` holds its
+since numerics version 4; torch's mt19937 under version 3). `tests/training/test_engines.py` holds its
 gradients to autograd's on the same masks.
 """
 

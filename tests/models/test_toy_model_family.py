@@ -1,4 +1,4 @@
-"""A model family added from outside mlp_lab (tests/toy_model_family.py: one file, one
+"""A model family added from outside mlp_lab (tests/models/toy_model_family.py: one file, one
 register_family call) works through every verb of the real CLI: validate, summary, run, evaluate,
 predict, compare and resume, in-process so the registration is visible."""
 

@@ -1,6 +1,6 @@
 """A toy model family, written as a user would write one: its config section (torch-free keys and
 their geometry), its network (an nn.Module that is a `Network`), and one `register_family` call.
-Nothing else in mlp_lab changes; tests/test_toy_model_family.py runs it through every verb.
+Nothing else in mlp_lab changes; tests/models/test_toy_model_family.py runs it through every verb.
 
     model:
       kind: toy

@@ -6,7 +6,7 @@ import pytest
 
 from mlp_lab.studies.provenance import StudyFacts, base_and_plain
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["dropout", "batch_norm", "optimizer", "lr_schedule"])

@@ -5,6 +5,7 @@ app's Draw page (Ray's is in test_executors_ray)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ from conftest import (
     write_config,
     write_study,
 )
-from test_ablation import REPO
 from typer.testing import CliRunner
 
 from mlp_lab.cli import app
@@ -44,6 +44,8 @@ TINY_CNN = {
     "hidden_sizes": [16],
     "dropout": 0.1,
 }
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_cnn(tiny_config, **train):

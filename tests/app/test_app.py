@@ -46,7 +46,7 @@ from mlp_lab.training.checkpoint import load_model
 from mlp_lab.training.context import RunContext
 
 runner = CliRunner()
-MAIN = Path(__file__).resolve().parents[1] / "mlp_lab" / "app" / "main.py"
+MAIN = Path(__file__).resolve().parents[2] / "mlp_lab" / "app" / "main.py"
 
 
 @pytest.fixture(scope="module")

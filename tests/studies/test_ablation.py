@@ -13,7 +13,7 @@ from mlp_lab.runs.rundir import RunStatus
 from mlp_lab.studies.ablation import compare, load_study, plan
 from mlp_lab.training.context import RunContext
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)

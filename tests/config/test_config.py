@@ -10,7 +10,7 @@ from mlp_lab.config.overrides import deep_merge, flatten, parse_override
 from mlp_lab.config.schema import Config
 from mlp_lab.core.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:

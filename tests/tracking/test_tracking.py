@@ -37,7 +37,7 @@ from mlp_lab.tracking.logger import RUN_FILE, mlflow_logger  # noqa: E402
 from mlp_lab.tracking.store import STORE_FILE, client_for, prepare_store, store_for  # noqa: E402
 
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from mlp_lab.core.errors import ConfigError
 from mlp_lab.studies.ablation import compare, load_study
 from mlp_lab.studies.overview import build_overview, load_studies, study_names
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 
 

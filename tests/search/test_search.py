@@ -21,7 +21,7 @@ from mlp_lab.runs import rundir
 from mlp_lab.search.driver import run_search
 from mlp_lab.search.spec import load_search
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 optuna = pytest.importorskip("optuna")
 
 

@@ -81,7 +81,7 @@ def test_a_checkpoint_cut_short_is_one_whole_sentence(tmp_path):
 # Two runs trained by mlp-lab at 1f9c148 (checkpoint version 1, `model_args` instead of the model
 # section) on conftest's synthetic IDX data, kept as they were written (best.pt, config.yaml,
 # summary.json, metrics.csv): a 784-2-10 MLP and a one-block CNN with BatchNorm.
-OLD_RUNS = Path(__file__).parent / "data" / "old_checkpoint"
+OLD_RUNS = Path(__file__).parent / "old_checkpoint"
 
 
 @pytest.mark.parametrize("kind, model_class", [("mlp", "ParameterizedMLP"), ("cnn", "ParameterizedCNN")])

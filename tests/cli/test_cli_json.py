@@ -22,7 +22,7 @@ from mlp_lab.cli import app
 from mlp_lab.runs import rundir
 
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def invoke_json(args: list[str]):

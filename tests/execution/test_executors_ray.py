@@ -28,7 +28,7 @@ from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
 from mlp_lab.studies.ablation import compare, load_study, plan
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Every address a Ray started here binds to stays on the loopback; no usage statistics.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
