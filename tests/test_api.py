@@ -326,6 +326,7 @@ def local_store(tmp_path, monkeypatch):
     return store
 
 
+@pytest.mark.slow
 def test_track_exports_a_finished_run_to_mlflow_once_and_leaves_the_process_as_found(
     tiny_config, tmp_path, local_store, watched
 ):

@@ -1310,6 +1310,7 @@ def test_out_of_memory_is_a_fault_not_a_traceback(capsys):
     assert "out of memory (40000000000000 bytes asked for)" in line and "smaller model" in line
 
 
+@pytest.mark.slow
 def test_checks_that_need_no_torch_run_before_torch_is_imported(tmp_path, runs):
     """One process for every torch-free case: after each, torch must still be unloaded."""
     plan = []

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -217,18 +218,21 @@ def _check(args: list[str], relative: str, content: bytes, good_end: str | None 
                 assert Path(relative).name in line or "base.yaml" in line, (line, content[:300])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(broken(config_docs))
 def test_generated_configs_through_validate(content):
     _check(["validate", "c.yaml"], "c.yaml", content)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(broken(study_docs))
 def test_generated_study_files_through_the_study_loader(content):
     _check(["report", "experiments/x.yaml"], "experiments/x.yaml", content, good_end="no runs yet")
 
 
+@pytest.mark.slow
 @FUZZ
 @given(broken(search_docs))
 def test_generated_search_files_through_search(content):

@@ -678,6 +678,7 @@ def test_runs_page_lists_runs_and_studies(app_test, shapes_run, tmp_path, monkey
     assert any("[MLflow page](?page=MLflow)" in m.value and "(http://127.0.0.1:5999)" in m.value for m in page.markdown)
 
 
+@pytest.mark.slow
 def test_study_runs_are_grouped_by_study_in_the_runs_table_and_the_model_picker(app_test, shapes_run, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(shapes_run[1], runs / "shapes")

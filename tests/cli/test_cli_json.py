@@ -80,6 +80,7 @@ def test_compare_json_with_a_failed_run_prints_the_outcomes_then_exits_1(tiny_co
     assert "diverged" in doc["runs"][1]["error"] and "1 run(s) failed:" in result.stderr
 
 
+@pytest.mark.slow
 def test_summary_data_and_evaluate_json(tiny_config, tmp_path):
     from mlp_lab.inspect.analysis import model_summary
 

@@ -134,6 +134,7 @@ def test_a_run_resumed_mid_epoch_with_augmentation_equals_an_uninterrupted_one(t
     assert_resumes_identically(cfg, tmp_path)
 
 
+@pytest.mark.slow
 def test_mlp_lab_data_shows_an_augmented_grid_only_when_augmentation_is_on(tiny_config, tmp_path):
     from mlp_lab.inspect.analysis import inspect_data
 

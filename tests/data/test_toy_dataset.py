@@ -101,6 +101,7 @@ def invoke(*args: str):
     return result
 
 
+@pytest.mark.slow
 def test_a_registered_dataset_runs_through_data_run_evaluate_and_compare(toy, tmp_path):
     info = json.loads(invoke("data", "toy_digits", "--data-dir", str(toy), "--out-dir", "grid", "--json").stdout)
     assert info["dataset"] == "toy_digits" and info["image_shape"] == [1, 8, 8]

@@ -506,6 +506,7 @@ def test_a_tracked_suite_on_the_cluster_logs_each_run_once_and_its_report(cluste
     assert len(client.search_runs([exp.experiment_id], "tags.`mlp_lab.kind` = 'report'")) == 1
 
 
+@pytest.mark.slow
 def test_a_ray_session_leaves_the_signal_handlers_as_it_found_them():
     """ray.init installs a SIGTERM handler that calls sys.exit and ray.shutdown leaves it; inside
     the session the caller's handlers (compare's graceful stop) stay, and after it too."""

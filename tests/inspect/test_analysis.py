@@ -37,6 +37,7 @@ def test_every_run_writes_curves_png(trained_run):
     assert image.size[0] > 1000 and image.size[1] > 300
 
 
+@pytest.mark.slow
 def test_evaluate_matches_summary_and_confusion_matrix_sums_to_split(trained_run):
     cfg, run_dir, summary = trained_run
     result = evaluate_run(run_dir, "test")

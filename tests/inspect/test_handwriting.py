@@ -117,6 +117,7 @@ def test_evaluate_handwriting_refuses_a_fashion_run(tiny_config, tmp_path):
     assert result.exit_code == 2 and "error: " in result.output and "not mnist" in result.output
 
 
+@pytest.mark.slow
 def test_a_study_reports_real_handwriting_beside_test_accuracy(tiny_config, tmp_path):
     exp = load_study(write_study(tmp_path, tiny_config, overrides={"output.handwriting": True}, seeds=[0]))
     compare(exp, log=lambda _: None)

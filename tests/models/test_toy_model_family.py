@@ -66,6 +66,7 @@ def test_a_registered_family_validates_and_its_errors_name_the_key(toy_config):
     ]
 
 
+@pytest.mark.slow
 def test_a_toy_model_runs_through_summary_run_evaluate_predict_and_resume(toy, toy_config, tmp_path):
     geometry = toy.ToyConfig(width=6).geometry((1, 28, 28), 10)
     summary = json.loads(invoke("summary", str(toy_config), "--json").stdout)

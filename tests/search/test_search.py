@@ -162,6 +162,7 @@ def test_architectures_are_searched_as_depth_and_width_or_as_lists(tiny_config, 
     assert sampled == {(64, 32), (16,)}
 
 
+@pytest.mark.slow
 def test_four_trial_search_end_to_end_and_best_yaml_reproduces_the_best_trial(tiny_config, tmp_path):
     search = load_search(write_search(tmp_path, tiny_config))
     result = run_search(search, log=quiet)
@@ -355,6 +356,7 @@ def test_confirm_needs_a_finished_search(tiny_config, tmp_path):
         confirmation_study(load_search(write_search(tmp_path, tiny_config)))
 
 
+@pytest.mark.slow
 def test_confirm_retrains_best_and_base_over_seeds_through_the_ablation_report(tiny_config, tmp_path):
     from mlp_lab.search.confirm import confirm
 
@@ -408,6 +410,7 @@ def test_trial_directories_without_their_study_are_never_reused(tiny_config, tmp
         run_search(search, log=quiet)
 
 
+@pytest.mark.slow
 def test_set_reaches_every_trial_and_both_confirm_arms_and_cannot_change_between_calls(tiny_config, tmp_path):
     from mlp_lab.search.confirm import confirm
 

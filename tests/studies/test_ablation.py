@@ -58,6 +58,7 @@ def test_unknown_experiment_name_lists_known_ones(tmp_path, tiny_config):
         load_study("nope", studies_dir=tmp_path / "experiments")
 
 
+@pytest.mark.slow
 def test_second_compare_trains_nothing_and_changed_config_reruns(tiny_config, tmp_path):
     path = write_study(tmp_path, tiny_config)
     first = compare(load_study(path), log=lambda _: None)

@@ -104,6 +104,7 @@ def test_the_shipped_ladder_changes_one_factor_per_arm():
     assert linear.arm("logistic").config.model.hidden_sizes == [] and linear.arms[0].config.data.dataset == "mnist"
 
 
+@pytest.mark.slow
 def test_overview_has_every_study_the_summary_and_embedded_figures(tiny_config, tmp_path):
     folder = run_studies(tmp_path, tiny_config)
     overview = build_overview(load_studies(studies_dir=folder))
@@ -143,6 +144,7 @@ def test_overview_without_any_runs_is_a_one_line_error(tiny_config, tmp_path, mo
     assert both.exit_code == 2 and "give no EXPERIMENT" in both.stderr
 
 
+@pytest.mark.slow
 def test_cli_suite_runs_the_named_studies_then_report_all(tiny_config, tmp_path, monkeypatch):
     write_studies(tmp_path, tiny_config)
     monkeypatch.chdir(tmp_path)

@@ -4,10 +4,10 @@ import json
 import math
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
 from conftest import write_study  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
@@ -42,6 +42,7 @@ def test_verdicts():
     assert paired_difference({0: 0.9, 7: 0.1}, ref).n == 1
 
 
+@pytest.mark.slow
 def test_report_numbers_equal_the_run_directories(tiny_config, tmp_path):
     exp = load_study(write_study(tmp_path, tiny_config))
     compare(exp, log=lambda _: None)
@@ -84,6 +85,7 @@ def test_the_report_says_per_arm_which_engine_trained_when_arms_differ():
     assert f"Step engines differ by arm: `off`: {hand}; `on`: {autograd}." in facts.lines()
 
 
+@pytest.mark.slow
 def test_cli_compare_report_and_list(tiny_config, tmp_path, monkeypatch):
     write_study(tmp_path, tiny_config)
     monkeypatch.chdir(tmp_path)
@@ -105,6 +107,7 @@ def test_cli_compare_report_and_list(tiny_config, tmp_path, monkeypatch):
     assert bad_seeds.exit_code == 2 and "--seeds" in bad_seeds.stderr
 
 
+@pytest.mark.slow
 def test_a_report_says_when_runs_of_one_arm_ran_with_different_sets(tiny_config, tmp_path, monkeypatch):
     write_study(tmp_path, tiny_config)
     monkeypatch.chdir(tmp_path)

@@ -476,6 +476,7 @@ def test_compare_with_two_jobs_logs_every_run_once_to_a_fresh_store(tiny_config,
     assert len(mlp_runs(client, "study")) == 4
 
 
+@pytest.mark.slow
 def test_a_tracked_suite_logs_every_study_as_compare_does_and_attaches_each_report(
     tiny_config, tmp_path, store, monkeypatch
 ):

@@ -84,6 +84,7 @@ def test_a_checkpoint_cut_short_is_one_whole_sentence(tmp_path):
 OLD_RUNS = Path(__file__).parent / "old_checkpoint"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, model_class", [("mlp", "ParameterizedMLP"), ("cnn", "ParameterizedCNN")])
 def test_a_checkpoint_written_before_the_model_sections_still_loads_evaluates_and_predicts(
     kind, model_class, idx_dir, tmp_path, monkeypatch

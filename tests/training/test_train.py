@@ -115,6 +115,7 @@ def test_test_split_uses_the_best_weights(tiny_config, tmp_path, restore_best):
     [({}, None), ({"input_dropout": 0.2, "hidden_sizes": [16, 8]}, 4), ({"batch_norm": True}, None)],
     ids=["hand-step", "hand-step-mask-chunks-of-4", "autograd-batchnorm"],
 )
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_identical_result(tiny_config, tmp_path, model, chunk, monkeypatch):
     if chunk:  # the interrupt then falls inside a later chunk of dropout masks than the first
         monkeypatch.setattr("mlp_lab.training.engines.hand.CHUNK_STEPS", chunk)
