@@ -205,11 +205,14 @@ def test_the_version_has_one_source():
 def _build_wheel(tmp_path: Path) -> Path:
     """The wheel built from a copy of the source tree (the build writes egg-info beside its input)."""
     source = tmp_path / "source"
-    shutil.copytree(
-        REPO,
-        source,
-        ignore=shutil.ignore_patterns(".git", ".venv", "runs", "data", "build", "*.egg-info", "__pycache__", ".*cache"),
-    )
+    anywhere = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*cache")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # A checkout's own runs/ and data/ stay out; mlp_lab/runs and mlp_lab/data are packages.
+        top = {"runs", "data"} & set(names) if Path(folder) == REPO else set()
+        return set(anywhere(folder, names)) | top
+
+    shutil.copytree(REPO, source, ignore=ignore)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"), str(source)]
     # The build backend already here builds offline; an older one is swapped for pyproject's in isolation.
     if int(importlib.metadata.version("setuptools").split(".")[0]) >= 77:
