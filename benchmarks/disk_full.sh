@@ -29,7 +29,7 @@ while [ ! -f b/runs/full/metrics.csv ]; do sleep 0.05; done
 dd if=/dev/zero of=b/filler bs=1M 2>/dev/null; wait $pid; echo "exit $?"; cat b.err
 echo "temporaries left: $(find b -name '*.tmp-*' | wc -l)"
 rows=$(($(wc -l < b/runs/full/metrics.csv) - 1)); echo "metrics rows (complete epochs): $rows"
-$PY -c "from mlp_lab.checkpoint import load_checkpoint; c = load_checkpoint('b/runs/full/checkpoints/last.pt', 'last'); print('last.pt loads: epoch', c['epoch'])"
+$PY -c "from mlp_lab.training.checkpoint import load_checkpoint; c = load_checkpoint('b/runs/full/checkpoints/last.pt', 'last'); print('last.pt loads: epoch', c['epoch'])"
 rm b/filler
 $PY -m mlp_lab run --resume b/runs/full > b2.out 2>&1; echo "resume exit $?"; tail -1 b2.out
 echo "metrics rows: $(($(wc -l < b/runs/full/metrics.csv) - 1))"; umount b
