@@ -8,6 +8,7 @@ import pickle
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -220,6 +221,7 @@ _BASELINE: dict[str, object] = {}
 def pytest_sessionstart(session: pytest.Session) -> None:
     _BASELINE["signals"] = {sig: signal.getsignal(sig) for sig in GUARDED_SIGNALS}
     _BASELINE["cwd"] = os.getcwd()
+    _BASELINE["main"] = sys.modules.get("__main__")
 
 
 @pytest.fixture(autouse=True)
@@ -237,6 +239,11 @@ def _no_leaked_process_state(request: pytest.FixtureRequest):
     if os.getcwd() != _BASELINE["cwd"]:
         leaked.append(f"the working directory {os.getcwd()}")
         os.chdir(_BASELINE["cwd"])
+    # Streamlit's AppTest runs the app's script as __main__ and leaves it there by design; a
+    # process pool started later (spawn) re-imports __main__ in every worker, which then ran the
+    # app's page code and printed Streamlit's warnings into an API test that expects silence.
+    if sys.modules.get("__main__") is not _BASELINE["main"]:
+        sys.modules["__main__"] = _BASELINE["main"]
     if leaked:
         pytest.fail(f"{request.node.nodeid} left {', '.join(leaked)} behind; restore it where it is set")
 

@@ -466,13 +466,16 @@ def test_a_tracked_search_on_the_cluster_logs_each_trial_once_nested_under_the_s
 
     from mlp_lab.search.driver import run_search
     from mlp_lab.search.spec import load_search
+    from mlp_lab.service.context import run_context
     from mlp_lab.tracking.store import client_for, store_for
     from mlp_lab.tracking.workflows import track_search
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     path = write_search(tmp_path, tiny_config, epochs=2, trials=2)
     search = track_search(load_search(path))
-    result = run_search(search, executor=RayExecutor(threads=1), log=lambda _: None)
+    # The context the CLI and the API give their executors: its logger factories include MLflow's.
+    context = run_context(threads=1, log=lambda _: None)
+    result = run_search(search, executor=RayExecutor(threads=1, context=context), log=lambda _: None)
     assert result.finished == 2
     client = client_for(store_for(search.base_config.output.dir))
     exp = client.get_experiment_by_name("tiny_search")
