@@ -98,18 +98,12 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-# Config sections that apply to one model kind only: an MLP's HParams row has no conv keys.
-KIND_SECTIONS = {"model.conv.": "cnn"}
-
-
 def hparams_of(config: Config) -> dict[str, Any]:
-    """The config's keys as HParams: the ones that apply to the run's model kind, output settings
-    left out, lists as text."""
+    """The config's keys as HParams, output settings left out, lists as text. Each model kind's
+    section holds only its own keys, so an MLP's row has no conv keys."""
     flat = {}
     for key, value in flatten(config_to_dict(config)).items():
         if key.startswith("output."):
-            continue
-        if any(key.startswith(section) and config.model.kind != kind for section, kind in KIND_SECTIONS.items()):
             continue
         flat[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
     return flat
