@@ -222,7 +222,7 @@ CASES = [
         "config",
         "unknown model kind",
         ["validate", "c.yaml"],
-        ["c.yaml", "model.kind", "'mlp' or 'cnn'"],
+        ["c.yaml", "model.kind", "'mlp' or 'cnn' or 'user'"],
         {"c.yaml": "model:\n  kind: rnn\n"},
     ),
     Case(

@@ -24,6 +24,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from mlp_lab.core.errors import MLPLabError, clip, memory_fault, os_fault, printable
+from mlp_lab.core.usercode import UserCodeError, user_code_error
 
 if TYPE_CHECKING:
     from mlp_lab.execution.executors import Executor
@@ -303,19 +304,37 @@ def user_errors() -> Iterator[None]:
     (a full disk, a read-only or vanished directory, memory) as one line and exit 3."""
     try:
         yield
+    except UserCodeError as exc:
+        print_user_code_error(exc)
+        raise typer.Exit(exc.exit_code) from None
     except MLPLabError as exc:
         print_error(exc)
         raise typer.Exit(exc.exit_code) from None
-    except OSError as exc:
-        fault = os_fault(exc, "then run the command again")
-        print_error(fault)
-        raise typer.Exit(fault.exit_code) from None
-    except (MemoryError, RuntimeError) as exc:
-        fault = memory_fault(exc, "then run the command again")
+    except Exception as exc:
+        # An exception raised in the user's own code (a model's forward, a data callable): its
+        # frames are the one traceback we show. Anything else is ours, or the machine's.
+        user = user_code_error(exc)
+        if user is not None:
+            print_user_code_error(user)
+            raise typer.Exit(user.exit_code) from None
+        if isinstance(exc, OSError):
+            fault = os_fault(exc, "then run the command again")
+            print_error(fault)
+            raise typer.Exit(fault.exit_code) from None
+        fault = (
+            memory_fault(exc, "then run the command again") if isinstance(exc, (MemoryError, RuntimeError)) else None
+        )
         if fault is None:
             raise
         print_error(fault)
         raise typer.Exit(fault.exit_code) from None
+
+
+def print_user_code_error(exc: UserCodeError) -> None:
+    """The user's frames of the traceback, then the `error:` line naming their file and line."""
+    if exc.user_traceback:
+        err.print(exc.user_traceback.rstrip(), markup=False, highlight=False, soft_wrap=True)
+    print_error(exc)
 
 
 @contextmanager

@@ -12,7 +12,10 @@ datasets' facts are listed below because the config layer must know them without
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,18 @@ class DatasetFacts:
     # How `predict` prepares a user's picture by default: "digit" (MNIST's crop, scale and
     # centring), "fashion" (FashionMNIST's) or "plain" (resize the whole picture).
     picture_recipe: str = "plain"
+    # A table's feature names (a CSV's columns); empty for images. A table's rows are held as
+    # (features, 1, 1) "images", so per-channel normalisation is per-feature standardisation.
+    features: tuple[str, ...] = ()
+
+    @property
+    def table(self) -> bool:
+        return bool(self.features)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """What a user's model is told its input is: (C, H, W), or (features,) for a table."""
+        return (self.in_features,) if self.table else self.image_shape
 
     @property
     def channels(self) -> int:
@@ -99,3 +114,29 @@ def display_name(name: str) -> str:
     """How people write a dataset's name (fashion_mnist -> FashionMNIST); an unknown name as given."""
     facts = DATASETS.get(name)
     return facts.display_name if facts else name
+
+
+# How the facts of a user's source (`data.source`, config.sources) are found, per kind: reading
+# them needs the data (and for python and torchvision sources, torch and the user's code), so the
+# data layer registers these (`mlp_lab.data.user`); until it is imported they are unknown.
+_SOURCE_FACTS: dict[str, Callable[[Any], DatasetFacts]] = {}
+_FACTS_CACHE: dict[str, DatasetFacts] = {}
+
+
+def register_source_facts(kind: str, facts: Callable[[Any], DatasetFacts]) -> None:
+    """Say how the facts of a `data.source` of `kind` are found (the data layer does, on import)."""
+    _SOURCE_FACTS[kind] = facts
+
+
+def facts_for(data: Any) -> DatasetFacts | None:
+    """The facts of a config's `data` section: a registered dataset's, or its source's (found
+    once per source and fingerprint); None for a source whose reader is not imported."""
+    if data.source is None:
+        return DATASETS[data.dataset]
+    finder = _SOURCE_FACTS.get(data.source.kind)
+    if finder is None:
+        return None
+    key = json.dumps(data.source.model_dump(mode="json"), sort_keys=True)
+    if key not in _FACTS_CACHE:
+        _FACTS_CACHE[key] = finder(data.source)
+    return _FACTS_CACHE[key]

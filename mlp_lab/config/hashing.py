@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from mlp_lab.config.engines import NUMERICS_VERSIONS, auto_engine, resolve_engine
 from mlp_lab.config.schema import Config, config_to_dict
@@ -25,6 +26,19 @@ def config_hash(cfg: Config) -> str:
     if cfg.model.kind == "mlp":
         # (An MLP's section no longer holds the conv blocks a CNN's does: nothing else to leave out.)
         del payload["model"]["kind"]
+    if cfg.model.kind == "user":
+        # The code's content and its name decide what trains, not where the file lies: a moved
+        # project keeps its runs, an edited file does not (`config.targets`).
+        payload["model"]["target"] = cfg.model.parsed.label
+    source = payload["data"].pop("source")
+    if source is not None:
+        # A user's data: its fingerprint and how it is read, not its absolute path or its name
+        # in reports; data.dataset is not read at all then.
+        source.pop("name", None)
+        if "path" in source:
+            source["path"] = Path(source["path"]).name
+        payload["data"]["source"] = source
+        del payload["data"]["dataset"]
     if not cfg.data.permute_pixels:
         del payload["data"]["permute_pixels"], payload["data"]["permute_seed"]
     if not cfg.data.augment.active:

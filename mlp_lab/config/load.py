@@ -16,6 +16,7 @@ from mlp_lab.config.schema import Config
 from mlp_lab.config.schema_errors import schema_errors
 from mlp_lab.config.section import GeometryError
 from mlp_lab.config.sizes import _gib, dataset_geometry, physical_memory, training_bytes
+from mlp_lab.config.targets import anchor_paths
 from mlp_lab.core.errors import ConfigError
 from mlp_lab.core.shipped import resolve
 from mlp_lab.core.yamlfile import read_yaml_mapping
@@ -24,7 +25,7 @@ from mlp_lab.core.yamlfile import read_yaml_mapping
 def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, str]]:
     errors = []
     try:
-        geometry = dataset_geometry(cfg.model, cfg.data.dataset)
+        geometry = dataset_geometry(cfg.model, cfg.data)
     except GeometryError as exc:
         # Checked before the memory estimate, which needs the geometry.
         return [(f"model.{exc.key}", str(exc))]
@@ -40,7 +41,7 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
                 f"{_gib(memory)}",
             )
         )
-    errors += plugin_errors(cfg.data.dataset, cfg.output)
+    errors += plugin_errors(cfg.data.name, cfg.output)
     train = cfg.train
     unsupported = hand_unsupported(cfg) if train.engine == "hand" else None
     if unsupported:
@@ -97,6 +98,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     overrides, validate; report all errors at once."""
     path = resolve_config(path)
     data = read_yaml_mapping(path)
+    anchor_paths(data, path.parent)  # a target or data path is relative to the config that names it
     errors: list[str] = []
     sources = apply_set_options(data, overrides, errors)
     try:

@@ -10,14 +10,15 @@ these kinds validate without `mlp_lab.models`; their builders register through t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from mlp_lab.config.section import Geometry, GeometryError, ModelSection, Section, register_model_section
+from mlp_lab.config.targets import Target, code_sha256, parse_target
 
 # model.kind picks the section's class, and with it which keys the section has.
-KIND = "the model family, which decides the section's other keys: mlp (the default) | cnn | a registered one"
+KIND = "the model family, which decides the section's other keys: mlp (the default) | cnn | user (implied by target) | a registered one"
 Activation = Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"]
 
 
@@ -130,3 +131,61 @@ class CNNConfig(ModelSection):
 
 register_model_section(MLPConfig)
 register_model_section(CNNConfig)
+
+
+class UserModelConfig(ModelSection):
+    """A user's own model (model.target): any callable that returns an `nn.Module` mapping a
+    batch to its logits (N, classes), named by file or module, with its keyword arguments.
+
+    The tool passes `num_classes`, `in_features` (the flattened input size), `in_channels` and
+    `input_shape` ((C, H, W), or (features,) for a table) where the callable's signature names
+    them; `args` gives the rest. Naming a target runs its code (`mlp_lab.models.user`)."""
+
+    kind: Literal["user"] = Field("user", description=KIND)
+    target: str = Field(
+        description="FILE.py:NAME (relative to the config that names it) or package.module:NAME: a class or "
+        "function returning an nn.Module"
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the target (a study's factor may be model.args.X)"
+    )
+    input: Literal["auto", "images", "flat"] = Field(
+        "auto",
+        description="what forward() gets: images (N, C, H, W), flat rows (N, C*H*W), or auto: flat when the "
+        "target asks for in_features and not in_channels or input_shape, or the data is a table",
+    )
+    code_sha256: str | None = Field(
+        None,
+        description="the content hash of the target's file, recorded when the config is read; a run whose "
+        "file changed since will not load",
+    )
+
+    @field_validator("target")
+    @classmethod
+    def _target_found(cls, value: str) -> str:
+        # A target that does not parse, or whose file or module is missing, is one line naming
+        # model.target; relative files are anchored where the config was read (`targets`).
+        target = parse_target(value)
+        code_sha256(target)
+        return f"{target.file}:{target.name}" if target.file is not None else value
+
+    @model_validator(mode="after")
+    def _record_code(self) -> UserModelConfig:
+        # The content hash is recorded once, when the config is first read: it enters the config
+        # hash (editing the code retrains instead of pooling) and is checked when a run loads.
+        if self.code_sha256 is None:
+            self.code_sha256 = code_sha256(parse_target(self.target))
+        return self
+
+    @property
+    def parsed(self) -> Target:
+        return parse_target(self.target)
+
+    def geometry(self, image_shape: tuple[int, int, int], num_classes: int) -> Geometry:
+        # A user's module is only known by building it (`mlp_lab.models.user` counts its parameters
+        # and MACs with torch): torch-free validation knows its input width and nothing else.
+        c, h, w = image_shape
+        return Geometry(features=c * h * w, parameters=0, macs=0)
+
+
+register_model_section(UserModelConfig)

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from mlp_lab.config.section import DEFAULT_KIND, USER_KIND
+from mlp_lab.config.targets import anchor_paths
 from mlp_lab.core.errors import ConfigError, clip, clip_repr
 from mlp_lab.core.yamlfile import read_yaml_mapping, safe_load_strict
 
@@ -30,9 +32,11 @@ def read_base_config(path: Path, base: str, errors: list[str]) -> dict[str, Any]
     If it cannot be read, that is raised together with the file's `errors` found so far."""
     base_path = Path(base) if Path(base).is_absolute() else (path.parent / base).resolve()
     try:
-        return read_yaml_mapping(base_path)
+        raw = read_yaml_mapping(base_path)
     except ConfigError as exc:
         raise ConfigError([f"{path}: base: {e}" for e in exc.errors] + errors) from None
+    anchor_paths(raw, base_path.parent)
+    return raw
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -64,9 +68,35 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _model_kind(model: Any) -> Any:
+    if not isinstance(model, Mapping):
+        return None
+    return model.get("kind", USER_KIND if "target" in model else DEFAULT_KIND)
+
+
+def switch_model_section(raw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Drop the base's model section where `overrides` (dotted) turn a built-in model into a
+    user's one or back: a user's section and an MLP's share no keys, so an arm writing
+    ``model: {target: ...}`` or ``model: {kind: mlp, ...}`` means that section alone. Switching
+    between built-in kinds merges, as it always has (an MLP ignores a CNN's conv section)."""
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        return
+    changes = {k[len("model.") :]: v for k, v in overrides.items() if k.startswith("model.")}
+    if "kind" in changes:
+        new = changes["kind"]
+    elif "target" in changes:
+        new = model.get("kind", USER_KIND)
+    else:
+        return
+    if new != _model_kind(model) and USER_KIND in (new, _model_kind(model)):
+        raw["model"] = {}
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], where: str, errors: list[str]) -> None:
     """Set dotted `overrides` in a raw config; a key that cannot be set is an error named
     `where.key` (the one path for study and search files' overrides)."""
+    switch_model_section(raw, overrides)
     for key, value in overrides.items():
         try:
             set_dotted(raw, key, value)
@@ -91,7 +121,9 @@ def apply_set_options(raw: dict[str, Any], overrides: Iterable[str], errors: lis
     Returns which dotted key each applied --set wrote, described as the user wrote it, for
     `validate_config`'s `override_sources`."""
     sources: dict[str, str] = {}
-    for text, key, value in _parsed_set_options(overrides, errors):
+    parsed = list(_parsed_set_options(overrides, errors))
+    switch_model_section(raw, {key: value for _, key, value in parsed})
+    for text, key, value in parsed:
         try:
             set_dotted(raw, key, value)
         except ValueError as exc:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, PositiveInt
+from pydantic import BaseModel, BeforeValidator, Field, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from mlp_lab.config import datasets
@@ -16,6 +16,7 @@ from mlp_lab.config import datasets
 # Importing the built-in model sections registers them: a config naming mlp or cnn validates.
 from mlp_lab.config.model_sections import MLPConfig
 from mlp_lab.config.section import ModelSectionField, Section
+from mlp_lab.config.sources import SourceField
 
 
 class AugmentConfig(Section):
@@ -81,6 +82,22 @@ class DataConfig(Section):
     # does not care where a pixel is, a CNN does. Its own seed, apart from the run's and the split's.
     permute_pixels: bool = False
     permute_seed: int = 0
+    # A user's own data (`config.sources`): a folder of images, .npz arrays, a CSV table, a python
+    # callable or a torchvision class, instead of a registered dataset.
+    source: SourceField | None = Field(
+        None, description="your own data instead of data.dataset: {kind: folder|npz|csv|python|torchvision, ...}"
+    )
+
+    @model_validator(mode="after")
+    def _one_dataset(self) -> DataConfig:
+        if self.source is not None and "dataset" in self.model_fields_set:
+            raise ValueError("give data.dataset (a registered dataset) or data.source (your own data), not both")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The dataset's name: the registered one, or the source's (`data.source.name`)."""
+        return self.source.dataset_name if self.source is not None else self.dataset
 
 
 class OptimizerConfig(Section):

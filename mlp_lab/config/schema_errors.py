@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mlp_lab.config.schema import Config
-from mlp_lab.config.section import ModelSection, model_kinds, model_section
+from mlp_lab.config.section import USER_KIND, ModelSection, model_kinds, model_section
+from mlp_lab.config.sources import SOURCE_KINDS
 from mlp_lab.core.errors import clip_repr, printable
 
 
@@ -23,6 +24,23 @@ def _dotted(loc: Iterable[Any]) -> str:
         part = part if isinstance(part, int) else printable(str(part))  # a "\n" in a key must not split the line
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
+
+
+def _untagged(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`loc` without the tag pydantic inserts after a tagged union's key (data.source.csv.label
+    is written data.source.label)."""
+    for i in range(len(loc) - 1):
+        if loc[i] == "source" and loc[i + 1] in SOURCE_KINDS:
+            return loc[: i + 1] + loc[i + 2 :]
+    return loc
+
+
+def _source_section(kind: str) -> type[BaseModel]:
+    from mlp_lab.config import sources
+
+    return next(
+        c for c in typing.get_args(typing.get_args(sources.SourceField)[0]) if c.model_fields["kind"].default == kind
+    )
 
 
 def _model_in(annotation: Any) -> Any:
@@ -39,7 +57,9 @@ def _fields_of(section: type[BaseModel]) -> dict[str, Any]:
     if section is not ModelSection:
         return dict(section.model_fields)
     fields: dict[str, Any] = {}
-    for kind in model_kinds():
+    # A user's section (chosen by its target) shares no key with the others: listing its keys
+    # beside an MLP's would only confuse; `_kinds_with` still finds them.
+    for kind in (k for k in model_kinds() if k != USER_KIND):
         fields = {**model_section(kind).model_fields, **fields}
     return fields
 
@@ -62,6 +82,8 @@ def _section_at(loc: tuple[Any, ...], root: type[BaseModel] = Config) -> type[Ba
         if field is None:
             return None
         node = _model_in(field.annotation)
+        if parts and parts[0] in SOURCE_KINDS and part == "source":
+            node = _source_section(parts.pop(0))  # the tag of data.source's union
         if typing.get_origin(node) is dict and parts:
             parts.pop(0)  # the mapping's own key (a parameter's name)
             node = _model_in(typing.get_args(node)[1])
@@ -110,7 +132,7 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
         if section is not None:
             close = difflib.get_close_matches(str(loc[-1]), list(_fields_of(section)), n=1)
             if close:
-                msg += f", did you mean {_dotted(loc[:-1] + (close[0],))!r}?"
+                msg += f", did you mean {_dotted(_untagged(loc[:-1] + (close[0],)))!r}?"
             else:
                 msg += f" (known: {', '.join(_fields_of(section))})"
         return msg
@@ -118,6 +140,9 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
         section = _section_at(loc + ("",), root)
         if section is not None:
             return _scalar_for_section(loc, section, error["input"])
+    if error["type"] == "value_error":
+        # Our own validators' messages name the value and say what to type instead.
+        return str(error["ctx"]["error"])
     msg = error["msg"]
     if echo and error["type"] not in ("missing",):
         msg += f" (got {clip_repr(error['input'])})"
@@ -133,6 +158,6 @@ def schema_errors(
     source = where if callable(where) else lambda _dotted_key: str(where)
     lines = []
     for err in exc.errors():
-        dotted = _dotted(err["loc"]) or "(top level)"
+        dotted = _dotted(_untagged(tuple(err["loc"]))) or "(top level)"
         lines.append(f"{source(dotted)}: {dotted}: {describe_schema_error(err, root)}")
     return lines

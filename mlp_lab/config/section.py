@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 # The kind of a `model:` section that names none: every config written before model.kind existed
 # is an MLP's.
 DEFAULT_KIND = "mlp"
+USER_KIND = "user"
 
 
 class Section(BaseModel):
@@ -114,7 +115,8 @@ def _validate_model(value: Any) -> ModelSection:
         return value
     if not isinstance(value, Mapping):
         raise PydanticCustomError("model_attributes_type", "Input should be a valid dictionary or object")
-    kind = value.get("kind", DEFAULT_KIND)
+    # A section naming a target is a user's model (`config.model_sections.UserModelConfig`).
+    kind = value.get("kind", USER_KIND if "target" in value else DEFAULT_KIND)
     section = _SECTIONS.get(kind) if isinstance(kind, str) else None
     if section is None:
         expected = " or ".join(repr(k) for k in _SECTIONS)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from mlp_lab.config.overrides import apply_overrides, apply_set_options, flatten, read_named_base
 from mlp_lab.config.schema_errors import schema_errors
+from mlp_lab.config.targets import anchored
 from mlp_lab.core.errors import ConfigError
 from mlp_lab.core.shipped import resolve
 from mlp_lab.core.yamlfile import read_yaml_mapping
@@ -76,6 +77,6 @@ def read_spec_file(
     base = read_named_base(path, raw, errors)
     if spec is None or base is None:
         raise ConfigError(errors)
-    apply_overrides(base, flatten(spec.overrides), f"{path}: overrides", errors)
+    apply_overrides(base, anchored(flatten(spec.overrides), path.parent), f"{path}: overrides", errors)
     sources = apply_set_options(base, set_options, errors)
     return SpecFile(path, raw, spec, base, sources, errors)

@@ -29,7 +29,7 @@ def estimated_cost(config: Config) -> int:
     """Relative training cost of a run: multiply-accumulates per example x epochs."""
     from mlp_lab.config.sizes import dataset_geometry
 
-    return dataset_geometry(config.model, config.data.dataset).macs * config.train.epochs
+    return dataset_geometry(config.model, config.data).macs * config.train.epochs
 
 
 def longest_first(specs: Sequence[RunSpec]) -> list[int]:

@@ -195,7 +195,8 @@ class Search:
 
 def _known_keys() -> list[str]:
     # Every model kind's keys (model.conv.* is a CNN's): the base config decides which apply.
-    kinds = [flatten(config_to_dict(Config(model=model_section(kind)()))) for kind in model_kinds()]
+    # A user's model (kind user) has no defaults to list: its keys are model.args.* (`_is_known`).
+    kinds = [flatten(config_to_dict(Config(model=model_section(kind)()))) for kind in model_kinds() if kind != "user"]
     return [*dict.fromkeys(key for keys in kinds for key in keys), *VIRTUAL_KEYS]
 
 
@@ -214,7 +215,8 @@ def _param_errors(path: Path, key: str, spec: ParamSpec, sampler: str) -> list[s
         )
         return [f"{where}: cannot be searched: {why}"]
     known = _known_keys()
-    if key not in known:
+    # A user model's keyword arguments are its own: any model.args.NAME may be searched.
+    if key not in known and not (key.startswith("model.args.") and key.count(".") == 2):
         close = did_you_mean(key, known)
         return [f"{where}: not a config key" + (f", did you mean {close!r}?" if close else "")]
     if spec.type == "categorical":

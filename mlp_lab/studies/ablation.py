@@ -21,6 +21,7 @@ from mlp_lab.config.load import validate_config
 from mlp_lab.config.overrides import apply_overrides, flatten
 from mlp_lab.config.schema import Config, config_to_dict
 from mlp_lab.config.specfile import read_spec_file
+from mlp_lab.config.targets import anchored
 from mlp_lab.core.errors import ConfigError, clip
 from mlp_lab.core.yamlfile import read_yaml_mapping
 from mlp_lab.execution.executors import Executor, local_executor
@@ -135,7 +136,8 @@ def load_study(
             continue
         merged = copy.deepcopy(base)
         problems: list[str] = []
-        apply_overrides(merged, flat, f"{path}: arms.{arm_name}", problems)
+        # A target or data path in an arm is relative to the study file.
+        apply_overrides(merged, anchored(flat, path.parent), f"{path}: arms.{arm_name}", problems)
         if problems:
             errors += problems
             continue

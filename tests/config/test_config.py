@@ -213,4 +213,4 @@ def test_a_conv_section_is_ignored_by_an_mlp_and_a_wrong_key_in_it_is_still_name
     ]
     with pytest.raises(ConfigError) as exc:
         validate_config({"model": {"kind": "rnn"}}, "c.yaml")
-    assert exc.value.errors == ["c.yaml: model.kind: Input should be 'mlp' or 'cnn' (got 'rnn')"]
+    assert exc.value.errors == ["c.yaml: model.kind: Input should be 'mlp' or 'cnn' or 'user' (got 'rnn')"]
