@@ -160,6 +160,20 @@ class UserModelConfig(ModelSection):
         "file changed since will not load",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _own_keys(cls, value: Any) -> Any:
+        # The commonest slip is a model's own argument written beside target instead of under args.
+        if isinstance(value, dict):
+            stray = [k for k in value if k not in cls.model_fields]
+            if stray:
+                keys = ", ".join(k for k in cls.model_fields if k != "kind")
+                raise ValueError(
+                    f"unknown key {stray[0]!r}: a user's model takes {keys}; its own keyword arguments go "
+                    f"under args (model.args.{stray[0]})"
+                )
+        return value
+
     @field_validator("target")
     @classmethod
     def _target_found(cls, value: str) -> str:

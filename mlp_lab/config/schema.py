@@ -90,7 +90,8 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _one_dataset(self) -> DataConfig:
-        if self.source is not None and "dataset" in self.model_fields_set:
+        # A copied config lists the default dataset beside a source it adds: only another name clashes.
+        if self.source is not None and self.dataset != DataConfig.model_fields["dataset"].default:
             raise ValueError("give data.dataset (a registered dataset) or data.source (your own data), not both")
         return self
 

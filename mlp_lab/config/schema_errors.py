@@ -140,6 +140,9 @@ def describe_schema_error(error: Mapping[str, Any], root: type[BaseModel] = Conf
         section = _section_at(loc + ("",), root)
         if section is not None:
             return _scalar_for_section(loc, section, error["input"])
+    if error["type"] == "union_tag_invalid":
+        ctx = error["ctx"]
+        return f"kind {clip_repr(ctx['tag'])} is not one of {ctx['expected_tags']}"
     if error["type"] == "value_error":
         # Our own validators' messages name the value and say what to type instead.
         return str(error["ctx"]["error"])
