@@ -106,7 +106,7 @@ def config_markdown() -> str:
     comments = _baseline_comments()
     for section, model, kind in _sections(Config):
         title = f"`{section}`" if section else "top level"
-        title += f" (model.kind: {kind})" if kind else ""
+        title += f" ({'data.source' if section == 'data.source' else 'model'}.kind: {kind})" if kind else ""
         lines += [
             "",
             f"## {title}",
@@ -140,8 +140,20 @@ def _sections(model: type[BaseModel], prefix: str = "", kind: str = ""):
         if sub is ModelSection:
             for each in model_kinds():
                 yield from _sections(model_section(each), dotted, each)
+        elif dotted == "data.source":
+            # One table per kind of a user's data source (a tagged union on `kind`).
+            for source in _source_sections():
+                yield from _sections(source, dotted, source.model_fields["kind"].default)
         elif sub is not None:
             yield from _sections(sub, dotted, kind)
+
+
+def _source_sections() -> list[type[BaseModel]]:
+    import typing
+
+    from mlp_lab.config.sources import SourceField
+
+    return list(typing.get_args(typing.get_args(SourceField)[0]))
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
