@@ -293,6 +293,7 @@ def test_a_user_model_resumes_bit_exactly(user_config, tmp_path):
     assert "body.1.running_mean" in weights
 
 
+@pytest.mark.slow  # evaluate draws its plots
 def test_summary_run_evaluate_and_a_changed_file(user_config, models_file, tmp_path):
     path = write(user_config("SmallCNN"), tmp_path / "cnn.yaml")
     summary = runner.invoke(app, ["summary", str(path), "--json"])
