@@ -109,7 +109,7 @@ def test_a_cnn_too_deep_for_its_image_is_one_error_naming_the_key():
         "deep.yaml: model.conv: block 4 of 6 leaves no pixels (28x28 input): use fewer blocks, more padding or less pooling"
     ]
     raw["model"]["conv"] = {"channels": [4, 8], "padding": [1]}
-    with pytest.raises(ConfigError, match="model.conv: Value error, padding lists 1 values for 2 blocks"):
+    with pytest.raises(ConfigError, match="model.conv: padding lists 1 values for 2 blocks"):
         validate_config(raw, "pad.yaml")
 
 
