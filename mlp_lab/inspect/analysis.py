@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mlp_lab.config.datasets import DATASETS
+from mlp_lab.config.datasets import facts_for
 from mlp_lab.config.schema import AugmentConfig, Config, DataConfig
 from mlp_lab.data.augment import Augmenter
 from mlp_lab.data.load import Data, load_data
@@ -97,11 +97,11 @@ def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] 
     data = load_data(cfg, "cpu", data_dirs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{cfg.dataset}_samples.png"
+    path = out_dir / f"{cfg.name}_samples.png"
     sample_grid(data, path)
     description = describe_data(data)
     if cfg.augment.active:
-        augmented = out_dir / f"{cfg.dataset}_augmented.png"
+        augmented = out_dir / f"{cfg.name}_augmented.png"
         augmented_grid(data, cfg.augment, augmented)
         description["augmented_grid"] = str(augmented)
     return description, path
@@ -112,7 +112,7 @@ def model_summary(config: Config) -> dict[str, Any]:
 
     Needs only the dataset's shape, not its files. MACs as the model section's `geometry` counts them.
     """
-    facts = DATASETS[config.data.dataset]
+    facts = facts_for(config.data)
     model = build_model(config.model, facts.image_shape, facts.num_classes)
     return {
         "input_shape": ["batch", *facts.image_shape],
