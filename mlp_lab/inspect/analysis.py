@@ -40,7 +40,6 @@ def describe_data(data: Data) -> dict[str, Any]:
         counts[name] = torch.bincount(split.y.cpu(), minlength=info.num_classes).tolist()
     train_x = data.train.x
     pixels = info.scale == 255.0
-    raw = train_x.view(-1, c, h * w) * torch.tensor(info.std).view(1, -1, 1) + torch.tensor(info.mean).view(1, -1, 1)
     description = {
         "dataset": info.name,
         "source": info.source,
@@ -48,7 +47,7 @@ def describe_data(data: Data) -> dict[str, Any]:
         "channels": c,
         "colour": "table" if info.features else "grayscale" if c == 1 else "colour (RGB)",
         "raw_dtype": "uint8" if pixels else "float32",
-        "raw_range": [0, 255] if pixels else [float(raw.min()), float(raw.max())],
+        "raw_range": [0, 255] if pixels else _raw_range(data),
         "tensor_dtype": str(train_x.dtype).replace("torch.", ""),
         "tensor_shape": {name: list(getattr(data, name).x.shape) for name in ("train", "val", "test")},
         "normalized_range": [float(train_x.min()), float(train_x.max())],
@@ -60,6 +59,15 @@ def describe_data(data: Data) -> dict[str, Any]:
     if info.features:
         description["features"] = feature_summary(data)
     return description
+
+
+def _raw_range(data: Data) -> list[float]:
+    """The train split's least and greatest value on its own scale (float arrays and tables)."""
+    c = data.info.image_shape[0]
+    raw = data.train.x.view(len(data.train), c, -1).double() * torch.tensor(data.info.std, dtype=torch.float64).view(
+        1, -1, 1
+    ) + torch.tensor(data.info.mean, dtype=torch.float64).view(1, -1, 1)
+    return [float(raw.min()), float(raw.max())]
 
 
 def feature_summary(data: Data, first: int = FEATURES_SHOWN) -> list[dict[str, Any]]:

@@ -372,3 +372,12 @@ def test_sklearn_datasets_through_load_data_and_one_run(sklearn_dir, name):
     assert summary["dataset"] == reported
     # Far better than guessing the commonest class after two epochs: the data reached the model intact.
     assert summary["test/acc"] > 0.7
+
+
+def test_an_edited_python_source_for_a_recorded_run_is_refused(tmp_path):
+    (tmp_path / "make.py").write_text("def make():\n    return [[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1]\n")
+    fields = {"kind": "python", "target": f"{tmp_path}/make.py:make"}
+    recorded = validate_config({"data": {"source": fields}}, "test")
+    (tmp_path / "make.py").write_text("def make():\n    return [[0.0], [1.0], [2.0], [3.0]], [1, 1, 0, 0]\n")
+    message = error_of(validate_config(config_to_dict(recorded), "test").data)
+    assert message.startswith(f"data.source.target: {tmp_path}/make.py changed since the run recorded it")
