@@ -381,3 +381,12 @@ def test_an_edited_python_source_for_a_recorded_run_is_refused(tmp_path):
     (tmp_path / "make.py").write_text("def make():\n    return [[0.0], [1.0], [2.0], [3.0]], [1, 1, 0, 0]\n")
     message = error_of(validate_config(config_to_dict(recorded), "test").data)
     assert message.startswith(f"data.source.target: {tmp_path}/make.py changed since the run recorded it")
+
+
+def test_augmenting_a_table_is_refused(tmp_path):
+    cfg = DataConfig(
+        source={"kind": "csv", "path": str(tiny_table(tmp_path)), "label": "target"}, augment={"rotation": 10}
+    )
+    assert error_of(cfg) == (
+        "data.augment: rotates, shifts and blurs images; t is a table of 3 features: leave data.augment out for it"
+    )
