@@ -390,3 +390,18 @@ def test_augmenting_a_table_is_refused(tmp_path):
     assert error_of(cfg) == (
         "data.augment: rotates, shifts and blurs images; t is a table of 3 features: leave data.augment out for it"
     )
+
+
+def test_a_torchvision_class_without_splits_gets_a_held_out_test_split(tmp_path):
+    # FakeData: no files, no network, no train flag: read once, test_fraction held out.
+    cfg = DataConfig(
+        source={
+            "kind": "torchvision",
+            "name": "FakeData",
+            "args": {"size": 50, "image_size": [1, 6, 6], "num_classes": 3},
+        },
+        root=str(tmp_path),
+    )
+    data = load_data(cfg)
+    assert data.info.image_shape == (1, 6, 6) and data.info.classes == ("0", "1", "2")
+    assert (len(data.train) + len(data.val), len(data.test)) == (40, 10)
