@@ -405,3 +405,19 @@ def test_a_torchvision_class_without_splits_gets_a_held_out_test_split(tmp_path)
     data = load_data(cfg)
     assert data.info.image_shape == (1, 6, 6) and data.info.classes == ("0", "1", "2")
     assert (len(data.train) + len(data.val), len(data.test)) == (40, 10)
+
+
+def test_mlp_lab_data_config_summarises_a_tables_features(tmp_path):
+    tiny_table(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  source: {kind: csv, path: t.csv, label: target}\n")
+    result = runner.invoke(app, ["data", str(config), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "table: 3 numeric features, standardised by the train split's mean and std" in result.output
+    assert "first 3 of 3 features" in result.output and "const" in result.output
+    assert "sample grid" not in result.output and not (tmp_path / "out").exists()
+    folder = write_folder(tmp_path / "pics", {"a": 4, "b": 4})
+    config.write_text(f"data:\n  source: {{kind: folder, path: {folder}, image_size: 6}}\n")
+    result = runner.invoke(app, ["data", str(config), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "pics_samples.png").is_file()
