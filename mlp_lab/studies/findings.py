@@ -196,7 +196,7 @@ def study_table(study: StudyResult) -> tuple[list[str], list[list[str]]]:
 
 def study_meta(study: StudyResult) -> str:
     exp = study.study
-    datasets = study.ran.datasets or [exp.arms[0].config.data.dataset]
+    datasets = study.ran.datasets or [exp.arms[0].config.data.name]
     return (
         f"{', '.join(map(display_name, datasets))} · factor `{', '.join(exp.factor)}` · reference `{exp.reference}` · "
         f"seeds with runs: {', '.join(map(str, study.ran.seeds))}"

@@ -241,7 +241,7 @@ def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str], r
     lines += [
         f"Factor: `{', '.join(study.factor)}` · reference arm: `{study.reference}` · "
         f"seeds with runs: {', '.join(map(str, ran.seeds)) or 'none'} · "
-        f"dataset: {', '.join(ran.datasets) or study.arms[0].config.data.dataset}",
+        f"dataset: {', '.join(ran.datasets) or study.arms[0].config.data.name}",
         "",
         *(
             [f"No runs yet for seeds {', '.join(map(str, planned))}: `mlp-lab compare {study.name}` runs them.", ""]
