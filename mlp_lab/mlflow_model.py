@@ -10,16 +10,28 @@ grayscale, N x C x H x W for colour; what the input example shows) or already-no
 feature rows (floats, N x C*H*W), and returns the class probabilities (N x classes). The dtype
 tells the two apart, so the logged signature declares only the output (an input schema would
 make MLflow refuse one of the two forms before ``predict`` sees it).
+
+A run whose model (or python data source) is the user's own code was logged with that code
+(``code_paths``: ``code/mlp_lab_user_code/<sha256>/<file>``), which MLflow puts on ``sys.path``
+when it loads the model. ``load_context`` makes that folder one that ``core.usercode.load_target``
+searches, so the model loads in a fresh interpreter without the user's file, and only if the
+copy has the content hash the run recorded. A module target (package.module:NAME) is not logged
+with the model: it must be installed where the model loads.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+from mlp_lab.core.usercode import add_code_dir
 from mlp_lab.data.normalise import to_features
+from mlp_lab.tracking.logger import USER_CODE_DIR
 from mlp_lab.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -27,6 +39,11 @@ class MLPLabModel(PythonModel):
     """A trained mlp-lab model (MLP or CNN): raw images or normalised feature rows in, class probabilities out."""
 
     def load_context(self, context) -> None:
+        # MLflow prepends each logged model's code folder to sys.path (its documented contract
+        # for code_paths): the user's code this model was logged with is in one of them.
+        for entry in sys.path:
+            if entry and (Path(entry) / USER_CODE_DIR).is_dir():
+                add_code_dir(Path(entry) / USER_CODE_DIR)
         path = context.artifacts["checkpoint"]
         kind = context.model_config.get("checkpoint_kind", "best") if context.model_config else "best"
         checkpoint = load_checkpoint(path, kind)
