@@ -42,6 +42,7 @@ FACT_KEYS = (
     "test_acc",
     "wall_time_s",
     "augmented",
+    "model",
 )
 
 
@@ -84,7 +85,8 @@ def find_run_dirs(runs_dir: str | Path) -> list[Path]:
 
 def read_facts(run_dir: str | Path) -> dict[str, Any]:
     """What `run_dir`'s files say (FACT_KEYS): its status, dataset, hidden sizes, epochs planned
-    and run, parameters, test accuracy, wall time and whether it trained on augmented batches; a missing or unreadable file leaves its
+    and run, parameters, test accuracy, wall time, whether it trained on augmented batches and
+    its user model's target (None for a built-in); a missing or unreadable file leaves its
     facts at their defaults ('?', [], None, 0)."""
     run_dir = Path(run_dir)
     facts: dict[str, Any] = {
@@ -97,10 +99,12 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
         "test_acc": None,
         "wall_time_s": None,
         "augmented": False,
+        "model": None,
     }
     try:
         config = read_yaml_mapping(run_dir / rundir.CONFIG_FILE)
-        facts["dataset"] = config.get("data", {}).get("dataset", "?")
+        facts["dataset"] = _dataset_name(config.get("data", {}))
+        facts["model"] = _user_model(config.get("model", {}))
         facts["hidden_sizes"] = list(config.get("model", {}).get("hidden_sizes", []))
         facts["epochs_planned"] = config.get("train", {}).get("epochs")
         augment = config.get("data", {}).get("augment") or {}
@@ -120,6 +124,29 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     return facts
+
+
+def _dataset_name(data: Any) -> str:
+    """The dataset's name as reports give it: a registered dataset's, or a user source's own
+    (its `name`, else its file's stem, its target's name or its torchvision class)."""
+    source = data.get("source")
+    if not isinstance(source, dict):
+        return str(data.get("dataset", "?"))
+    if source.get("name"):
+        return str(source["name"])
+    if source.get("path"):
+        return Path(str(source["path"])).stem
+    target = str(source.get("target") or "")
+    return target.rpartition(":")[2] or "?"
+
+
+def _user_model(model: Any) -> str | None:
+    """A user model's ``file.py:Name`` (or ``package.module:Name``); None for a built-in family."""
+    target = model.get("target")
+    if not target:
+        return None
+    where, _, name = str(target).rpartition(":")
+    return f"{Path(where).name if where.endswith('.py') else where}:{name}"
 
 
 def file_stamp(run_dir: Path) -> list[list[int] | None]:
