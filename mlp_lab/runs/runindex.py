@@ -126,12 +126,12 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     return facts
 
 
-def _dataset_name(data: Any) -> str:
+def _dataset_name(data: Any) -> Any:
     """The dataset's name as reports give it: a registered dataset's, or a user source's own
     (its `name`, else its file's stem, its target's name or its torchvision class)."""
     source = data.get("source")
     if not isinstance(source, dict):
-        return str(data.get("dataset", "?"))
+        return data.get("dataset", "?")  # as the file has it (a YAML date stays one: not stored in the index)
     if source.get("name"):
         return str(source["name"])
     if source.get("path"):
