@@ -13,7 +13,7 @@ from mlp_lab.config.schema import AugmentConfig, Config, DataConfig
 from mlp_lab.data.augment import Augmenter
 from mlp_lab.data.load import Data, load_data
 from mlp_lab.inspect.plots import image_grid
-from mlp_lab.models.registry import build_model, layer_table
+from mlp_lab.models.registry import build_model, layer_table, macs_per_sample
 
 
 def unnormalize(
@@ -110,7 +110,8 @@ def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] 
 def model_summary(config: Config) -> dict[str, Any]:
     """Layer table (layer, output shape, parameters, MACs), totals and multiply-accumulates per sample.
 
-    Needs only the dataset's shape, not its files. MACs as the model section's `geometry` counts them.
+    Needs only the dataset's shape, not its files. MACs as the model section's `geometry` counts them
+    (a user's model: as torch's flop counter counts its forward pass).
     """
     facts = DATASETS[config.data.dataset]
     model = build_model(config.model, facts.image_shape, facts.num_classes)
@@ -119,5 +120,5 @@ def model_summary(config: Config) -> dict[str, Any]:
         "layers": layer_table(model, facts.image_shape),
         "total_parameters": model.num_parameters(),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "macs_per_sample": config.model.geometry(facts.image_shape, facts.num_classes).macs,
+        "macs_per_sample": macs_per_sample(model, config.model, facts.image_shape, facts.num_classes),
     }
