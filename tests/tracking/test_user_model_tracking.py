@@ -54,7 +54,8 @@ def test_a_registered_user_model_scores_its_test_accuracy_in_a_fresh_interpreter
 ):
     project = tmp_path / "project"
     write_user_net(project, str(tmp_path))
-    config = write_user_config(project, tiny_config(), epochs=2, hidden=16)
+    # A narrow net trained briefly: an accuracy short of 100 %, so that equal figures say something.
+    config = write_user_config(project, tiny_config(), epochs=1, hidden=6)
     monkeypatch.chdir(tmp_path)  # the default store: ./runs/mlflow.db
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
@@ -93,4 +94,4 @@ def test_a_registered_user_model_scores_its_test_accuracy_in_a_fresh_interpreter
     accuracy = float((probs.argmax(1) == labels).mean())
     print(f"fresh-interpreter MLflow accuracy {accuracy:.4f}, summary.json test/acc {summary['test/acc']:.4f}")
     assert accuracy == pytest.approx(summary["test/acc"], abs=1e-9)
-    assert summary["test/acc"] > 0.5  # it learned: a chance-level model would pass the equality above too
+    assert 0.3 < summary["test/acc"] < 1  # it learned something, and not everything
