@@ -20,6 +20,7 @@ from user_code_helpers import user_raw_config, write_user_config, write_user_net
 from mlp_lab.cli import app
 from mlp_lab.config.load import validate_config
 from mlp_lab.config.schema import config_to_dict
+from mlp_lab.core import usercode
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -95,3 +96,9 @@ def test_a_registered_user_model_scores_its_test_accuracy_in_a_fresh_interpreter
     print(f"fresh-interpreter MLflow accuracy {accuracy:.4f}, summary.json test/acc {summary['test/acc']:.4f}")
     assert accuracy == pytest.approx(summary["test/acc"], abs=1e-9)
     assert 0.3 < summary["test/acc"] < 1  # it learned something, and not everything
+
+    # mlp-lab's own loader of a registered model takes the code logged with it, in this process too.
+    monkeypatch.setattr(usercode, "CODE_DIRS", [])
+    evaluated = runner.invoke(app, ["evaluate", "models:/user-net@champion", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(summary["test/acc"], abs=1e-9)
