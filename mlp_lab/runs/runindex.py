@@ -104,11 +104,11 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     try:
         config = read_yaml_mapping(run_dir / rundir.CONFIG_FILE)
         facts["dataset"] = _dataset_name(config.get("data", {}))
-        facts["model"] = _user_model(config.get("model", {}))
         facts["hidden_sizes"] = list(config.get("model", {}).get("hidden_sizes", []))
         facts["epochs_planned"] = config.get("train", {}).get("epochs")
         augment = config.get("data", {}).get("augment") or {}
         facts["augmented"] = any(bool(augment.get(key)) for key in AUGMENT_RANGES)
+        facts["model"] = _user_model(config.get("model", {}))
     except (ConfigError, AttributeError):
         pass
     try:
@@ -126,27 +126,18 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     return facts
 
 
-def _dataset_name(data: Any) -> Any:
-    """The dataset's name as reports give it: a registered dataset's, or a user source's own
-    (its `name`, else its file's stem, its target's name or its torchvision class)."""
+def _dataset_name(data: dict[str, Any]) -> Any:
+    """The dataset's name as a run's saved config gives it: data.dataset (as written), or its
+    source's name (data.source.name, else its file's stem or its target's name, as
+    `config.sources` names it)."""
     source = data.get("source")
     if not isinstance(source, dict):
-        return data.get("dataset", "?")  # as the file has it (a YAML date stays one: not stored in the index)
+        return data.get("dataset", "?")
     if source.get("name"):
         return str(source["name"])
     if source.get("path"):
         return Path(str(source["path"])).stem
-    target = str(source.get("target") or "")
-    return target.rpartition(":")[2] or "?"
-
-
-def _user_model(model: Any) -> str | None:
-    """A user model's ``file.py:Name`` (or ``package.module:Name``); None for a built-in family."""
-    target = model.get("target")
-    if not target:
-        return None
-    where, _, name = str(target).rpartition(":")
-    return f"{Path(where).name if where.endswith('.py') else where}:{name}"
+    return str(source.get("target", "?")).rpartition(":")[2] or "?"
 
 
 def file_stamp(run_dir: Path) -> list[list[int] | None]:
@@ -218,3 +209,12 @@ def indexed_facts(runs_dir: str | Path) -> list[IndexedRun]:
         except OSError:
             pass  # a cache: a read-only or full runs directory lists all the same, reading every run
     return found
+
+
+def _user_model(model: Any) -> str | None:
+    """A user model's ``file.py:Name`` (or ``package.module:Name``); None for a built-in family."""
+    target = model.get("target")
+    if not target:
+        return None
+    where, _, name = str(target).rpartition(":")
+    return f"{Path(where).name if where.endswith('.py') else where}:{name}"
