@@ -293,6 +293,7 @@ def test_a_user_model_resumes_bit_exactly(user_config, tmp_path):
     assert "body.1.running_mean" in weights
 
 
+@pytest.mark.slow  # evaluate draws its plots
 def test_summary_run_evaluate_and_a_changed_file(user_config, models_file, tmp_path):
     path = write(user_config("SmallCNN"), tmp_path / "cnn.yaml")
     summary = runner.invoke(app, ["summary", str(path), "--json"])
@@ -342,3 +343,48 @@ def test_the_blank_batch_leaves_the_global_generator_alone(user_config):
     plain = type(net.module)(784, 10, hidden_sizes=[16])
     assert torch.equal(net.module.body[0].weight, plain.body[0].weight) and torch.equal(after_build, torch.rand(3))
     assert net.training
+
+
+def test_bench_times_a_user_model_against_the_builtin_one(user_config):
+    from mlp_lab.inspect.bench import run_user_benchmark
+
+    lines = []
+    results = run_user_benchmark(user_config(args={"hidden_sizes": [8]}), repeats=1, log=lines.append)
+    cpu = results["cpu"]
+    assert cpu["user"]["parameters"] == 784 * 8 + 8 + 8 * 10 + 10
+    assert cpu["builtin"]["parameters"] == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert cpu["ratio"] == cpu["user"]["seconds"] / cpu["builtin"]["seconds"]
+    assert lines[0].startswith("(cpu) user model my_models.py:ParameterizedMLP, train + val: ")
+    assert lines[2].startswith("(cpu) user/built-in = ")
+
+
+@pytest.mark.slow  # a whole study
+def test_a_study_over_the_models_arguments_and_against_the_builtin_mlp(user_config, tmp_path, monkeypatch):
+    write(user_config(args={"hidden_sizes": [8]}, epochs=1), tmp_path / "mine.yaml")
+    study = {
+        "description": "my MLP's width, and the built-in MLP",
+        "base": "../mine.yaml",
+        "factor": "model",
+        "reference": "narrow",
+        "seeds": [0],
+        "arms": {
+            "narrow": {},
+            "wide": {"model.args.hidden_sizes": [16]},
+            "builtin": {"model": {"kind": "mlp", "hidden_sizes": [8]}},
+        },
+    }
+    path = tmp_path / "experiments" / "widths.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["compare", str(path), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    runs = tmp_path / "runs" / "widths"
+    models = {
+        arm: yaml.safe_load((runs / arm / "seed-0" / "config.yaml").read_text())["model"] for arm in study["arms"]
+    }
+    assert models["wide"]["args"] == {"hidden_sizes": [16]} and models["builtin"]["kind"] == "mlp"
+    parameters = {
+        arm: json.loads((runs / arm / "seed-0" / "summary.json").read_text())["num_parameters"] for arm in models
+    }
+    assert parameters == {"narrow": 784 * 8 + 8 + 90, "wide": 784 * 16 + 16 + 170, "builtin": 784 * 8 + 8 + 90}
