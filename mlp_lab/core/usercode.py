@@ -35,6 +35,7 @@ CODE_DIRS: list[Path] = []
 # the user's (`user_code_error`).
 _USER_PLACES: set[str] = set()
 _MODULES: dict[tuple[str, str], ModuleType] = {}
+USER_PACKAGE = "mlp_lab_user"  # the package the modules of user files are imported under
 
 
 class UserCodeError(MLPLabError):
@@ -163,7 +164,14 @@ def _import_file(path: Path, sha256: str, key: str) -> ModuleType:
     # One module per file version, under a name no import statement uses, so two versions of a
     # file (a study's old and new code) never share a module; registered in sys.modules so that
     # pickle, dataclasses and typing find the module of the classes it defines.
-    name = f"mlp_lab_user.{path.stem}_{sha256[:12]}"
+    name = f"{USER_PACKAGE}.{path.stem}_{sha256[:12]}"
+    if USER_PACKAGE not in sys.modules:
+        # The parent of those names, as a package: pickle imports a class's module by its dotted
+        # name, which needs the parent, so objects of the user's classes pickle (a process that
+        # loaded the same target, such as a pool's or a Ray worker, unpickles them).
+        package = ModuleType(USER_PACKAGE, "the user's code that mlp-lab imported, one module per file version")
+        package.__path__ = []
+        sys.modules[USER_PACKAGE] = package
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise MLPLabError(f"{key}: {path} cannot be imported as Python")

@@ -94,3 +94,27 @@ def test_a_process_pool_runs_a_user_model_study_as_jobs_1_does(tiny_config, tmp_
         assert [o.status for o in outcomes] == ["done"] * 4, outcomes
         results[name] = {s.label: metrics_without_timing(s.run_dir) for s in plan(study)}
     assert results["pool"] == results["serial"]
+
+
+def _load_then_unpickle(net: str, sha256: str, data: bytes) -> str:
+    """In a spawned worker: load the user's target (as a pool worker does for its run), then unpickle."""
+    import pickle
+    from pathlib import Path
+
+    load_target("Net", file=Path(net), sha256=sha256, key="model.target")
+    return type(pickle.loads(data)).__name__
+
+
+def test_objects_of_a_users_classes_pickle_here_and_in_a_spawned_worker_that_loaded_them(tiny_config, tmp_path):
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    net = write_user_net(tmp_path / "project", str(tmp_path))
+    net.write_text(net.read_text() + "\n\nclass Scaler:\n    def __init__(self, k):\n        self.k = k\n")
+    sha = usercode.sha256_of(net)
+    scaler = load_target("Scaler", file=net, sha256=sha, key="model.target")(3)
+    data = pickle.dumps(scaler)
+    assert pickle.loads(data).k == 3
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_load_then_unpickle, str(net), sha, data).result(timeout=120) == "Scaler"
