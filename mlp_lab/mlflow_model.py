@@ -5,7 +5,8 @@ never imported by mlp-lab itself (``tracking/logger.py`` passes its path). Nothi
 unpickled: the weights come from the run's checkpoint through ``checkpoint.load_checkpoint``
 (weights_only).
 
-``predict`` takes a batch of raw images in the dataset's format (integers 0-255, N x H x W for
+``predict`` takes, for a table model (a CSV source), rows of raw feature values, standardised here
+as in training; for any other, a batch of raw images in the dataset's format (integers 0-255, N x H x W for
 grayscale, N x C x H x W for colour; what the input example shows) or already-normalised
 feature rows (floats, N x C*H*W), and returns the class probabilities (N x classes). The dtype
 tells the two apart, so the logged signature declares only the output (an input schema would
@@ -60,7 +61,9 @@ class MLPLabModel(PythonModel):
             raise ValueError(
                 f"expected images of {c}x{h}x{w} pixels or rows of {size} features, got shape {batch.shape}"
             )
-        if batch.dtype.kind in "ui":  # raw pixels; JSON from `mlflow models serve` arrives as int64
+        if self.meta.get("features"):
+            features = table_rows(batch, self.meta)
+        elif batch.dtype.kind in "ui":  # raw pixels; JSON from `mlflow models serve` arrives as int64
             if batch.size and (batch.min() < 0 or batch.max() > 255):
                 raise ValueError(
                     "integer input is read as raw pixels and must lie in 0-255; pass normalised rows as floats"
@@ -74,6 +77,17 @@ class MLPLabModel(PythonModel):
             raise ValueError(f"expected integer pixels or float feature rows, got dtype {batch.dtype}")
         with torch.inference_mode():
             return torch.softmax(self.model(features), 1).numpy()
+
+
+def table_rows(batch: np.ndarray, meta: dict) -> torch.Tensor:
+    """A table model's input: rows of the raw feature values (as the CSV holds them, in its
+    feature order), standardised by the training split's mean and std as training did."""
+    if batch.dtype.kind not in "uif":
+        raise ValueError(f"expected rows of {len(meta['features'])} numbers, got dtype {batch.dtype}")
+    rows = torch.from_numpy(np.asarray(batch, dtype=np.float64)).reshape(-1, len(meta["features"]))
+    mean = torch.tensor(meta["mean"], dtype=torch.float64)
+    std = torch.tensor(meta["std"], dtype=torch.float64)
+    return ((rows - mean) / std).to(torch.float32)
 
 
 mlflow.models.set_model(MLPLabModel())

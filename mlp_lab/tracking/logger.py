@@ -244,7 +244,10 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     # and a declared input schema would make MLflow reject one of the two before predict runs.
     # The input example shows the raw-image form.
     signature = ModelSignature(outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(meta["classes"])))]))
-    example = np.zeros((2, h, w) if c == 1 else (2, c, h, w), dtype=np.uint8)
+    if meta.get("features"):  # a table: rows of raw feature values
+        example = np.zeros((2, len(meta["features"])), dtype=np.float64)
+    else:
+        example = np.zeros((2, h, w) if c == 1 else (2, c, h, w), dtype=np.uint8)
     artifacts = {
         "checkpoint": str(checkpoint),
         "config": str(run_dir / rundir.CONFIG_FILE),

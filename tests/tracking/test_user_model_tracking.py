@@ -102,3 +102,20 @@ def test_a_registered_user_model_scores_its_test_accuracy_in_a_fresh_interpreter
     evaluated = runner.invoke(app, ["evaluate", "models:/user-net@champion", "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(summary["test/acc"], abs=1e-9)
+
+
+def test_a_table_models_pyfunc_standardises_raw_rows_as_training_did():
+    import torch
+
+    from mlp_lab.mlflow_model import MLPLabModel
+
+    pyfunc = MLPLabModel()
+    pyfunc.model = torch.nn.Linear(2, 3)
+    # A table's facts as its checkpoint records them: per-feature mean and std of the training split.
+    pyfunc.meta = {"features": ["radius", "texture"], "image_shape": [2, 1, 1], "mean": [1.0, 10.0], "std": [2.0, 5.0]}
+    raw = np.array([[3.0, 20.0], [1.0, 10.0]])
+    expected = torch.softmax(pyfunc.model(torch.tensor([[1.0, 2.0], [0.0, 0.0]])), 1).detach().numpy()
+    np.testing.assert_allclose(pyfunc.predict(None, raw), expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(pyfunc.predict(None, raw.astype(np.int64)), expected, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match=r"^expected rows of 2 numbers, got dtype <U1$"):
+        pyfunc.predict(None, np.array([["a", "b"]]))
