@@ -17,7 +17,7 @@ from mlp_lab.cli import app
 from mlp_lab.config.load import validate_config
 from mlp_lab.config.schema import config_to_dict
 from mlp_lab.core.errors import MLPLabError
-from mlp_lab.core.usercode import UserCodeError, call_user_code
+from mlp_lab.core.usercode import CodeChanged, UserCodeError, call_user_code, sha256_of
 from mlp_lab.inspect.analysis import model_summary
 from mlp_lab.models.registry import build_model, layer_table
 from mlp_lab.models.user import UserNetwork
@@ -388,3 +388,22 @@ def test_a_study_over_the_models_arguments_and_against_the_builtin_mlp(user_conf
         arm: json.loads((runs / arm / "seed-0" / "summary.json").read_text())["num_parameters"] for arm in models
     }
     assert parameters == {"narrow": 784 * 8 + 8 + 90, "wide": 784 * 16 + 16 + 170, "builtin": 784 * 8 + 8 + 90}
+
+
+def test_a_run_whose_file_changed_does_not_build(user_config, models_file, monkeypatch):
+    cfg = user_config()  # records the file's hash, as a run's config.yaml does
+    build(cfg)
+    models_file.write_text(MODELS.replace("hidden_sizes=(16,)", "hidden_sizes=(32,)"))
+    with pytest.raises(CodeChanged) as caught:
+        build(cfg)
+    recorded = cfg.model.code_sha256
+    assert str(caught.value) == (
+        f"model.target: {models_file} changed since the run recorded it (sha256 {recorded[:12]}..., now "
+        f"{sha256_of(models_file)[:12]}...): restore that version, or train again with this one"
+    )
+    # A copy with the recorded content where runs look for code (a registered model's, a worker's) is used.
+    copies = models_file.parent.parent / "copies"
+    copies.mkdir()
+    (copies / models_file.name).write_text(MODELS)
+    monkeypatch.setenv("MLP_LAB_CODE_DIRS", str(copies))
+    assert build(cfg).module.body[0].out_features == 16
