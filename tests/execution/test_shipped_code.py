@@ -118,3 +118,16 @@ def test_objects_of_a_users_classes_pickle_here_and_in_a_spawned_worker_that_loa
     assert pickle.loads(data).k == 3
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert pool.submit(_load_then_unpickle, str(net), sha, data).result(timeout=120) == "Scaler"
+
+
+def test_a_file_edited_after_planning_is_not_shipped_in_its_place(tiny_config, tmp_path, code_dirs):
+    net = write_user_net(tmp_path / "project", str(tmp_path))
+    config = validate_config(user_raw_config(tiny_config(), f"{net}:Net"), "user.yaml")
+    sha = config.model.code_sha256
+    net.write_text(net.read_text() + "# edited\n")
+    with pytest.raises(CodeChanged) as caught:
+        shipped_code([_spec(config, tmp_path)])
+    assert str(caught.value) == (
+        f"narrow seed 0: model.target: {net} changed since the run recorded it (sha256 {sha[:12]}..., now "
+        f"{usercode.sha256_of(net)[:12]}...): restore that version, or train again with this one"
+    )
