@@ -190,8 +190,9 @@ def draw_page_models(app: str) -> list[str]:
             page = browser.new_page()
             page.set_default_timeout(90_000)
             page.goto(f"{app}/?page=Draw")
-            # The title names what the picked model classifies (a FashionMNIST model: "Draw a piece of clothing").
-            page.get_by_role("heading", name=re.compile(r"^Draw an? ")).wait_for()
+            # The title names what the picked model classifies (a FashionMNIST model, which takes uploads
+            # and no canvas: "Classify a piece of clothing").
+            page.get_by_role("heading", name=re.compile(r"^(Draw|Classify) an? ")).wait_for()
             page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
             options = page.get_by_role("option")
             options.first.wait_for()

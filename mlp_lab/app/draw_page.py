@@ -1,6 +1,8 @@
 """The Draw page: draw or upload a picture, pick a model (a finished run or a registered alias;
-it opens on the robust digits model where one is trained, else the most accurate), see what it thinks. Thin Streamlit code over
-`drawing` and `models`."""
+it opens on the robust digits model where one is trained, else the most accurate), see what it
+thinks. The canvas is offered for digits models, uploads for every model of pictures (a user's
+image folder and model too), and a table model gets one line saying why it has no input. Thin
+Streamlit code over `drawing` and `models`."""
 
 from __future__ import annotations
 
@@ -117,6 +119,17 @@ PREPROCESSING = {
 SUBJECTS = {"mnist": "a digit", "fashion_mnist": "a piece of clothing", "cifar10": "an object"}
 
 
+UPLOAD_ONLY = "Drawing is for digit (MNIST-like) models; this model classifies pictures you upload."
+
+
+def table_note(run_dir: Path, features: int | None) -> str:
+    """The one line the page shows for a table model, which it offers no input for."""
+    return (
+        f"This model classifies rows of {features} features, not pictures, so this page has no input for it; "
+        f"score its test rows with: mlp-lab evaluate {run_dir}"
+    )
+
+
 def subject(dataset: str | None) -> str:
     """What to draw for a model of `dataset`: "a digit", "a piece of clothing", ..."""
     return SUBJECTS.get(dataset or "", "a picture")
@@ -166,19 +179,33 @@ def draw_page(runs: Path) -> None:
     default = choices.index(default_model) if default_model in choices else models.default_choice(choices)
     picked = labels.index(st.selectbox("Model", labels, index=default, key="model"))
     caption = st.empty()  # filled once the preprocessing is picked, below it
-    options = st.columns(3)
-    scheme = options[0].radio("Canvas", (WHITE_ON_BLACK, BLACK_ON_WHITE), key="scheme", horizontal=True)
-    brush = options[1].slider("Brush width", 4, 48, 20, key="brush")
-    normalise = options[2].radio(
+    run_dir = Path(_model_dir(choices[picked].target, str(runs)))
+    meta = _loaded(str(run_dir), models.checkpoint_stamp(run_dir)).data_meta
+    offered = models.picture_input(meta)
+    if offered == "none":
+        title.header("A model of a table")
+        caption.caption(f"Using {choices[picked].label}.")
+        st.info(table_note(run_dir, models.table_features(meta)))
+        return
+    drawing_too = offered == "draw"  # the canvas is for digits: a drawn shirt or car tells little
+    options = st.columns(3 if drawing_too else 1)
+    if drawing_too:
+        scheme = options[0].radio("Canvas", (WHITE_ON_BLACK, BLACK_ON_WHITE), key="scheme", horizontal=True)
+        brush = options[1].slider("Brush width", 4, 48, 20, key="brush")
+    normalise = options[-1].radio(
         "Preprocessing", tuple(NORMALISE_LABELS), format_func=NORMALISE_LABELS.get, key="normalise", horizontal=True
     )
-    predictor = predictor_for(Path(_model_dir(choices[picked].target, str(runs))), normalise)
+    predictor = predictor_for(run_dir, normalise)
     dataset = predictor.meta.get("dataset")
-    title.header(f"Draw {subject(dataset)}")
+    title.header(f"{'Draw' if drawing_too else 'Classify'} {subject(dataset)}")
     shown_classes = predictor.classes if dataset != models.DIGITS else None
     caption.caption(model_caption(choices[picked], picked == default, normalise, shown_classes))
-    canvas_panel(predictor, scheme, brush, normalise, subject(dataset))
-    st.subheader("Or upload pictures")
+    if drawing_too:
+        canvas_panel(predictor, scheme, brush, normalise, subject(dataset))
+        st.subheader("Or upload pictures")
+    else:
+        st.subheader("Upload pictures")
+        st.caption(UPLOAD_ONLY)
     files = st.file_uploader(
         "PNG or JPEG, any size up to the cap (dark-on-light pictures are inverted automatically)",
         type=["png", "jpg", "jpeg"],

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from mlp_lab.app.runs import RunInfo, list_runs
 from mlp_lab.core.errors import MLPLabError
@@ -16,6 +18,8 @@ from mlp_lab.runs import rundir
 from mlp_lab.runs.rundir import RunStatus
 
 DIGITS = "mnist"  # the dataset whose models a drawn digit is meant for
+# What the Draw page offers a model: the canvas and uploads, uploads only, or no picture input.
+PictureInput = Literal["draw", "upload", "none"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,29 @@ def model_dir(choice: str, runs_dir: str | Path) -> Path:
 
         return materialize(choice, runs_dir)
     return Path(choice)
+
+
+def table_features(meta: Mapping[str, Any]) -> int | None:
+    """The features per row of a table model (its rows are held as (features, 1, 1) "images"), or
+    None for a model of pictures."""
+    shape = list(meta.get("image_shape") or [])
+    if meta.get("features"):
+        return len(meta["features"])
+    if len(shape) == 1 or (len(shape) == 3 and shape[1:] == [1, 1]):
+        return int(shape[0])
+    return None
+
+
+def picture_input(meta: Mapping[str, Any]) -> PictureInput:
+    """What the Draw page offers a model, from its checkpoint's data facts: the canvas and uploads
+    for a digits model (its dataset's picture recipe is MNIST's, "digit"), uploads for any other
+    model of pictures (a user's image folder too: resized plainly), nothing for a table model."""
+    from mlp_lab.inspect.predict import dataset_recipe
+
+    if table_features(meta) is not None:
+        return "none"
+    recipe = meta.get("picture_recipe") or dataset_recipe(meta.get("dataset"))
+    return "draw" if recipe == "digit" else "upload"
 
 
 def checkpoint_stamp(run_dir: str | Path) -> float:

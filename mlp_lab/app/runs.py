@@ -35,6 +35,7 @@ class RunInfo:
     epochs_run: int = 0
     epochs_planned: int | None = None
     augmented: bool = False  # trained on augmented batches (data.augment): a robust model
+    model: str | None = None  # a user model's target (my_net.py:Net); None for a built-in family
     pid: int | None = None
 
     @property
@@ -44,7 +45,10 @@ class RunInfo:
 
     @property
     def architecture(self) -> str:
-        """e.g. 784-256-128-10 (a '?' for the ends of a run whose dataset is not known)."""
+        """e.g. 784-256-128-10 (a '?' for the ends of a run whose dataset is not known), or a
+        user model's target (my_net.py:Net): its layers are its own code's."""
+        if self.model:
+            return self.model
         facts = DATASETS.get(self.dataset)
         ends = (facts.in_features, facts.num_classes) if facts else ("?", "?")
         return "-".join(map(str, [ends[0], *self.hidden_sizes, ends[1]]))

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from mlp_lab.config.section import Geometry, GeometryError, ModelSection, Section, register_model_section
-from mlp_lab.config.targets import Target, code_sha256, parse_target
+from mlp_lab.config.targets import Target, check_recorded_copy, check_target, code_sha256, parse_target
 
 # model.kind picks the section's class, and with it which keys the section has.
 KIND = "the model family, which decides the section's other keys: mlp (the default) | cnn | user (implied by target) | a registered one"
@@ -180,14 +180,15 @@ class UserModelConfig(ModelSection):
     def _target_found(cls, value: str) -> str:
         # A target that does not parse, or whose file or module is missing, is one line naming
         # model.target; relative files are anchored where the config was read (`targets`).
-        target = parse_target(value)
-        code_sha256(target)
-        return f"{target.file}:{target.name}" if target.file is not None else value
+        return check_target(value)
 
     @model_validator(mode="after")
     def _record_code(self) -> UserModelConfig:
         # The content hash is recorded once, when the config is first read: it enters the config
         # hash (editing the code retrains instead of pooling) and is checked when a run loads.
+        # A run loaded where its file is not (a registered model, a Ray worker) needs a copy
+        # with that hash in the code directories.
+        check_recorded_copy(self.target, self.code_sha256, "model.target")
         if self.code_sha256 is None:
             self.code_sha256 = code_sha256(parse_target(self.target))
         return self

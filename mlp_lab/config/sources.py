@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from mlp_lab.config.section import Section
-from mlp_lab.config.targets import code_sha256, content_sha256, parse_target
+from mlp_lab.config.targets import check_recorded_copy, check_target, code_sha256, content_sha256, parse_target
 
 # The picture files a folder source reads (what PIL opens; anything else in the folder is ignored).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -129,9 +129,13 @@ class PythonSource(SourceSection):
     @field_validator("target")
     @classmethod
     def _target_found(cls, value: str) -> str:
-        target = parse_target(value)
-        code_sha256(target)
-        return f"{target.file}:{target.name}" if target.file is not None else value
+        return check_target(value)
+
+    @model_validator(mode="after")
+    def _recorded_copy(self) -> PythonSource:
+        # The fingerprint is the code's hash: a worker without the file runs its shipped copy.
+        check_recorded_copy(self.target, self.fingerprint, "data.source.target")
+        return self
 
     def _default_name(self) -> str:
         return parse_target(self.target).name

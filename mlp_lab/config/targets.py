@@ -159,3 +159,46 @@ def anchored(data: Mapping[str, Any], directory: Path) -> dict[str, Any]:
     copy = deepcopy(dict(data))
     anchor_paths(copy, directory)
     return copy
+
+
+def recorded_code(raw_config: Mapping[str, Any]) -> list[tuple[str, Target, str]]:
+    """The user code a resolved config (as a plain mapping: config.yaml, a checkpoint's "config")
+    runs, with the content hashes it recorded: ``(key, target, sha256)`` for a user model
+    (model.target) and a python data source (data.source.target). What travels with a run to a
+    Ray worker and with a logged MLflow model; a module target (package.module:NAME) is listed
+    too, but only a file can travel: a module must be installed where the run loads."""
+    found = []
+    model = raw_config.get("model") or {}
+    if isinstance(model, Mapping) and model.get("kind") == "user" and model.get("code_sha256"):
+        found.append(("model.target", parse_target(str(model["target"])), str(model["code_sha256"])))
+    source = (raw_config.get("data") or {}).get("source") or {}
+    if isinstance(source, Mapping) and source.get("kind") == "python" and source.get("fingerprint"):
+        found.append(("data.source.target", parse_target(str(source["target"])), str(source["fingerprint"])))
+    return found
+
+
+def check_target(value: str) -> str:
+    """A target's text with its file absolute, after checking that its file or module exists
+    (ValueError naming what is missing). Where code directories are set (a registered model
+    loading, a Ray worker: `core.usercode.code_dirs`), a missing file is left to
+    `check_recorded_copy`, which finds its copy by the hash the run recorded."""
+    from mlp_lab.core.usercode import code_dirs
+
+    target = parse_target(value)
+    if target.file is None or target.file.is_file() or not code_dirs():
+        code_sha256(target)
+    return f"{target.file}:{target.name}" if target.file is not None else value
+
+
+def check_recorded_copy(value: str, sha256: str | None, key: str) -> None:
+    """Where a target's file is missing but a hash was recorded, a copy with that hash must be in
+    the code directories (else CodeChanged, one line naming `key`); without a recorded hash the
+    file itself must exist (ValueError)."""
+    from mlp_lab.core.usercode import find_code
+
+    target = parse_target(value)
+    if target.file is None or target.file.is_file():
+        return
+    if sha256 is None:
+        code_sha256(target)  # raises: no such file
+    find_code(target.file, sha256, key)

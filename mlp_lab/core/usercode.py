@@ -19,7 +19,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +35,7 @@ CODE_DIRS: list[Path] = []
 # the user's (`user_code_error`).
 _USER_PLACES: set[str] = set()
 _MODULES: dict[tuple[str, str], ModuleType] = {}
+USER_PACKAGE = "mlp_lab_user"  # the package the modules of user files are imported under
 
 
 class UserCodeError(MLPLabError):
@@ -62,6 +63,39 @@ def code_dirs() -> list[Path]:
     """Where copies of user code are looked for, by name and hash, when the recorded file is gone."""
     extra = [Path(p) for p in os.environ.get("MLP_LAB_CODE_DIRS", "").split(os.pathsep) if p]
     return [*CODE_DIRS, *extra]
+
+
+def add_code_dir(folder: Path) -> None:
+    """Search `folder` (and its subfolders, one level down) for copies of user code from now on."""
+    folder = Path(folder)
+    if folder not in CODE_DIRS:
+        CODE_DIRS.append(folder)
+
+
+def code_bytes(file: Path, sha256: str, key: str) -> bytes:
+    """The content of a target's file as the run recorded it (the file, or a copy with its hash
+    in `code_dirs`): what travels with a run to a machine that does not have the file."""
+    return find_code(Path(file), sha256, key).read_bytes()
+
+
+def unpack_code(bundle: Mapping[str, tuple[str, bytes]], root: Path) -> Path:
+    """Write shipped code (`{sha256: (file name, bytes)}`) as `root/<sha256>/<name>` and search
+    `root` from now on, so `load_target` finds each file by its recorded name and hash where the
+    original is missing. One folder per hash: two versions of a file never overwrite each other,
+    and a file already there is not written again. Returns `root`."""
+    root = Path(root)
+    for sha256, (name, data) in bundle.items():
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise CodeChanged(f"the shipped copy of {name} does not have its recorded sha256 {sha256[:12]}...")
+        path = root / sha256 / Path(name).name
+        if path.is_file() and sha256_of(path) == sha256:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)  # atomic: two workers of one node may unpack the same file at once
+    add_code_dir(root)
+    return root
 
 
 def _is_user_frame(filename: str) -> bool:
@@ -130,7 +164,14 @@ def _import_file(path: Path, sha256: str, key: str) -> ModuleType:
     # One module per file version, under a name no import statement uses, so two versions of a
     # file (a study's old and new code) never share a module; registered in sys.modules so that
     # pickle, dataclasses and typing find the module of the classes it defines.
-    name = f"mlp_lab_user.{path.stem}_{sha256[:12]}"
+    name = f"{USER_PACKAGE}.{path.stem}_{sha256[:12]}"
+    if USER_PACKAGE not in sys.modules:
+        # The parent of those names, as a package: pickle imports a class's module by its dotted
+        # name, which needs the parent, so objects of the user's classes pickle (a process that
+        # loaded the same target, such as a pool's or a Ray worker, unpickles them).
+        package = ModuleType(USER_PACKAGE, "the user's code that mlp-lab imported, one module per file version")
+        package.__path__ = []
+        sys.modules[USER_PACKAGE] = package
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise MLPLabError(f"{key}: {path} cannot be imported as Python")

@@ -5,7 +5,10 @@ task that reserves `threads` CPUs (and a GPU when the run is on CUDA), calls the
 with the same torch thread count, and writes into the same run directory, so a study made
 through Ray has the numbers of ``--jobs 1`` with those threads. Ray does the scheduling, the
 retries on a lost node and the cluster; nothing here schedules by hand beyond keeping at most
-`jobs` tasks in flight (so a stop has nothing queued to undo).
+`jobs` tasks in flight (so a stop has nothing queued to undo). The user's own code (a user
+model's file, a python data source's) travels with the tasks, keyed by its content hash, and a
+worker unpacks it where `core.usercode.load_target` looks: a node needs the output directory
+shared, not the user's files.
 
 Faults:
 - a stop (Ctrl-C) writes a stop file into the output directory; the running tasks see it at a
@@ -253,12 +256,46 @@ def check_shared_storage(directory: str | Path, timeout: float = STORAGE_CHECK_T
             path.unlink(missing_ok=True)
 
 
+def shipped_code(specs: Sequence[RunSpec]) -> dict[str, tuple[str, bytes]]:
+    """The user code the runs of `specs` import (a user model's file, a python data source's),
+    as ``{sha256: (file name, bytes)}``: it travels with each task, so a node that does not have
+    the user's files runs them all the same. A module target (package.module:NAME) does not
+    travel: it must be installed on every node."""
+    from mlp_lab.config.schema import config_to_dict
+    from mlp_lab.config.targets import recorded_code
+    from mlp_lab.core.usercode import code_bytes
+
+    bundle: dict[str, tuple[str, bytes]] = {}
+    for spec in specs:
+        for key, target, sha256 in recorded_code(config_to_dict(spec.config)):
+            if target.file is not None and sha256 not in bundle:
+                bundle[sha256] = (target.file.name, code_bytes(target.file, sha256, f"{spec.label}: {key}"))
+    return bundle
+
+
+def code_cache() -> Path:
+    """Where a worker unpacks shipped code: one folder per content hash, under this node's temp."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "mlp-lab-code"
+
+
 def _ray_task(
-    spec: RunSpec, context: RunContext, force: bool, threads: int, stop_path: str, task_key: str
+    spec: RunSpec,
+    context: RunContext,
+    force: bool,
+    threads: int,
+    stop_path: str,
+    task_key: str,
+    code: dict[str, tuple[str, bytes]] | None = None,
 ) -> RunOutcome | None:
-    """One run inside a Ray worker: `run_one` with `threads` torch threads; None if stopped before it began."""
+    """One run inside a Ray worker: `run_one` with `threads` torch threads, the shipped user code
+    unpacked where `load_target` looks for it; None if stopped before it began."""
+    from mlp_lab.core.usercode import unpack_code
     from mlp_lab.training.runtime import torch_threads
 
+    if code:
+        unpack_code(code, code_cache())
     stop = Throttled(lambda: os.path.exists(stop_path))
     if stop():
         return None
@@ -375,6 +412,9 @@ class RayExecutor:
         # each task, so that every run is logged where the driver's are.
         task = ray.remote(runtime_env={"env_vars": dict(self.context.worker_env)})(_ray_task)
         context = self.context.for_workers().but(data_dirs=dirs)
+        # Stored once in the object store; each task gets it by reference, not a copy per task.
+        code = shipped_code(specs)
+        code_ref = ray.put(code) if code else None
         queue, pending, stopping = longest_first(specs), {}, False
         try:
             while queue or pending:
@@ -391,7 +431,7 @@ class RayExecutor:
                         max_retries=self.max_retries,
                         retry_exceptions=False,
                         name=f"mlp-lab {specs[index].label}",
-                    ).remote(specs[index], context, force, self.threads, str(stop_path), uuid.uuid4().hex)
+                    ).remote(specs[index], context, force, self.threads, str(stop_path), uuid.uuid4().hex, code_ref)
                     pending[ref] = index
                 if not pending:
                     break

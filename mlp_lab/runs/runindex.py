@@ -42,6 +42,7 @@ FACT_KEYS = (
     "test_acc",
     "wall_time_s",
     "augmented",
+    "model",
 )
 
 
@@ -84,7 +85,8 @@ def find_run_dirs(runs_dir: str | Path) -> list[Path]:
 
 def read_facts(run_dir: str | Path) -> dict[str, Any]:
     """What `run_dir`'s files say (FACT_KEYS): its status, dataset, hidden sizes, epochs planned
-    and run, parameters, test accuracy, wall time and whether it trained on augmented batches; a missing or unreadable file leaves its
+    and run, parameters, test accuracy, wall time, whether it trained on augmented batches and
+    its user model's target (None for a built-in); a missing or unreadable file leaves its
     facts at their defaults ('?', [], None, 0)."""
     run_dir = Path(run_dir)
     facts: dict[str, Any] = {
@@ -97,6 +99,7 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
         "test_acc": None,
         "wall_time_s": None,
         "augmented": False,
+        "model": None,
     }
     try:
         config = read_yaml_mapping(run_dir / rundir.CONFIG_FILE)
@@ -105,6 +108,7 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
         facts["epochs_planned"] = config.get("train", {}).get("epochs")
         augment = config.get("data", {}).get("augment") or {}
         facts["augmented"] = any(bool(augment.get(key)) for key in AUGMENT_RANGES)
+        facts["model"] = _user_model(config.get("model", {}))
     except (ConfigError, AttributeError):
         pass
     try:
@@ -205,3 +209,12 @@ def indexed_facts(runs_dir: str | Path) -> list[IndexedRun]:
         except OSError:
             pass  # a cache: a read-only or full runs directory lists all the same, reading every run
     return found
+
+
+def _user_model(model: Any) -> str | None:
+    """A user model's ``file.py:Name`` (or ``package.module:Name``); None for a built-in family."""
+    target = model.get("target")
+    if not target:
+        return None
+    where, _, name = str(target).rpartition(":")
+    return f"{Path(where).name if where.endswith('.py') else where}:{name}"

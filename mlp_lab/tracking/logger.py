@@ -32,6 +32,8 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run (a search
 RUN_FILE = "mlflow.json"  # in a run (or study) directory: its MLflow run per store
 # The pyfunc's code, logged with each model (models-from-code); it stays at mlp_lab/mlflow_model.py.
 MODEL_CODE = Path(__file__).resolve().parents[1] / "mlflow_model.py"
+# The folder of a logged model's code that holds the user's own code (`stage_user_code`).
+USER_CODE_DIR = "mlp_lab_user_code"
 # A live run must not wait minutes on a dead server: MLflow's defaults are 7 retries, 120 s each.
 LIVE_HTTP = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
@@ -235,13 +237,17 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
 
     kind = summary.get("test_weights", "best")
     checkpoint = run_dir / rundir.CHECKPOINT_DIR / f"{kind}.pt"
-    meta = load_checkpoint(checkpoint, kind)["data"]
+    saved = load_checkpoint(checkpoint, kind)
+    meta = saved["data"]
     c, h, w = meta["image_shape"]
     # Output only: the model takes raw uint8 images *or* float feature rows (told apart by dtype),
     # and a declared input schema would make MLflow reject one of the two before predict runs.
     # The input example shows the raw-image form.
     signature = ModelSignature(outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(meta["classes"])))]))
-    example = np.zeros((2, h, w) if c == 1 else (2, c, h, w), dtype=np.uint8)
+    if meta.get("features"):  # a table: rows of raw feature values
+        example = np.zeros((2, len(meta["features"])), dtype=np.float64)
+    else:
+        example = np.zeros((2, h, w) if c == 1 else (2, c, h, w), dtype=np.uint8)
     artifacts = {
         "checkpoint": str(checkpoint),
         "config": str(run_dir / rundir.CONFIG_FILE),
@@ -265,9 +271,12 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=int(summary.get("epochs_run") or 0))])
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model"
+        code = stage_user_code(saved["config"], Path(tmp) / "staged")
         mlflow.pyfunc.save_model(
             path=str(local),
             python_model=str(MODEL_CODE),
+            # The user's own code travels with the model (MLflow puts it on sys.path at load).
+            code_paths=[str(code)] if code is not None else None,
             artifacts=artifacts,
             model_config={"checkpoint_kind": kind},
             signature=signature,
@@ -286,6 +295,26 @@ def log_model(store: Store, run_id: str, run_dir: Path, summary: Mapping[str, An
         client.log_model_artifacts(model.model_id, str(local))
     client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     return model.model_id, f"models:/{model.model_id}"
+
+
+def stage_user_code(raw_config: Mapping[str, Any], folder: Path) -> Path | None:
+    """Copy the user code a run imports (its model's file, its python data source's) into
+    `folder`/USER_CODE_DIR/<sha256>/<name>, for `code_paths`; None when it has none. One folder
+    per content hash, as a Ray worker's cache: two files of one name never collide, and the
+    pyfunc's loader (`mlflow_model`) finds each by its recorded name and hash. A module target
+    (package.module:NAME) is not copied: it must be installed where the model loads."""
+    from mlp_lab.config.targets import recorded_code
+    from mlp_lab.core.usercode import code_bytes
+
+    staged = None
+    for key, target, sha256 in recorded_code(raw_config):
+        if target.file is None:
+            continue
+        staged = folder / USER_CODE_DIR
+        path = staged / sha256 / target.file.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(code_bytes(target.file, sha256, key))
+    return staged
 
 
 def mlflow_logger(config: Config, run_dir: Path, start_epoch: int, tags: Mapping[str, str]) -> MLflowLogger | None:

@@ -14,10 +14,11 @@ from typing import Any
 
 from mlp_lab.config.load import load_config
 from mlp_lab.core.errors import MLPLabError
+from mlp_lab.core.usercode import add_code_dir
 from mlp_lab.runs import rundir
 from mlp_lab.studies.ablation import Study, study_runs
 from mlp_lab.tracking.export import export_run
-from mlp_lab.tracking.logger import run_record
+from mlp_lab.tracking.logger import USER_CODE_DIR, run_record
 from mlp_lab.tracking.store import TrackingError, client_for, errors, require_mlflow, store_for
 
 REGISTRY_DIR = "registry"  # <output.dir>/registry/<name>/v<version>: registered models as run directories
@@ -123,7 +124,8 @@ def is_model_uri(target: str | Path) -> bool:
 
 def materialize(model_uri: str, output_dir: str | Path = "runs") -> Path:
     """A registered model as a run directory (``<output_dir>/registry/<name>/v<version>``:
-    config.yaml, summary.json, checkpoints/<kind>.pt) that `checkpoint.load_model` reads with
+    config.yaml, summary.json, checkpoints/<kind>.pt, and the user's code a user model was
+    logged with, which this process then searches) that `checkpoint.load_model` reads with
     mlp-lab's own weights_only loader. Downloaded afresh each time."""
     name, alias, version = parse_model_uri(model_uri)
     store = store_for(output_dir)
@@ -156,9 +158,16 @@ def materialize(model_uri: str, output_dir: str | Path = "runs") -> Path:
             shutil.copy(files[rundir.CONFIG_FILE], staged / rundir.CONFIG_FILE)
             shutil.copy(files[rundir.SUMMARY_FILE], staged / rundir.SUMMARY_FILE)
             shutil.copy(files[f"{kind}.pt"], staged / rundir.CHECKPOINT_DIR / f"{kind}.pt")
+            code = local / "code" / USER_CODE_DIR  # a user model's code, logged with it
+            if code.is_dir():
+                shutil.copytree(code, staged / USER_CODE_DIR)
             if target.exists():
                 shutil.rmtree(target)
             staged.rename(target)
+    if (target / USER_CODE_DIR).is_dir():
+        # Where the user's file is not (another machine, a deleted project), its logged copy is
+        # imported, after the same content-hash check.
+        add_code_dir(target / USER_CODE_DIR)
     return target
 
 

@@ -296,6 +296,36 @@ def test_a_cnn_study_on_the_cluster_equals_the_local_executor(cluster, tiny_conf
     assert {s.label: metrics_without_timing(s.run_dir) for s in specs} == reference
 
 
+@pytest.mark.slow
+def test_a_user_model_study_on_nodes_without_the_users_file_equals_jobs_1(cluster, tiny_config, tmp_path, monkeypatch):
+    """The user's code reaches the workers with the tasks: the file is moved out of its place
+    before the study runs, into a folder only this driver searches (its $MLP_LAB_CODE_DIRS,
+    set after the cluster started, so no worker has it)."""
+    from user_code_helpers import write_user_net, write_user_study
+
+    from mlp_lab.execution.ray_executor import code_cache
+
+    base = tiny_config()
+    studies = {}
+    for name in ("serial", "ray"):
+        folder = tmp_path / name
+        write_user_net(folder, str(tmp_path))
+        studies[name] = load_study(write_user_study(folder, base, folder / "runs", epochs=1))
+    compare(studies["serial"], executor=SerialExecutor(threads=1, context=RunContext(**quiet)), **quiet)
+    net = tmp_path / "ray" / "models" / "my_net.py"
+    moved = tmp_path / "driver-only" / net.name
+    moved.parent.mkdir()
+    net.rename(moved)
+    monkeypatch.setenv("MLP_LAB_CODE_DIRS", str(moved.parent))
+    outcomes = compare(studies["ray"], executor=RayExecutor(threads=1), **quiet).outcomes
+    assert [o.status for o in outcomes] == [RunStatus.DONE] * 4, outcomes
+    sha = studies["ray"].arms[0].config.model.code_sha256
+    assert (code_cache() / sha / net.name).read_bytes() == moved.read_bytes()
+    ran = {s.label: metrics_without_timing(s.run_dir) for s in plan(studies["ray"])}
+    reference = {s.label: metrics_without_timing(s.run_dir) for s in plan(studies["serial"])}
+    assert ran == reference and len(ran) == 4
+
+
 def _worker_children(raylet_pid: int) -> list[int]:
     """The processes the raylet started (its core workers), read from /proc."""
     children = []
