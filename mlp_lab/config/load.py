@@ -17,7 +17,7 @@ from mlp_lab.config.schema_errors import schema_errors
 from mlp_lab.config.section import GeometryError
 from mlp_lab.config.sizes import _gib, dataset_geometry, physical_memory, training_bytes
 from mlp_lab.config.targets import anchor_paths
-from mlp_lab.core.errors import ConfigError
+from mlp_lab.core.errors import ConfigError, MLPLabError
 from mlp_lab.core.shipped import resolve
 from mlp_lab.core.yamlfile import read_yaml_mapping
 
@@ -29,6 +29,12 @@ def _cross_field_errors(cfg: Config, machine: bool = True) -> list[tuple[str, st
     except GeometryError as exc:
         # Checked before the memory estimate, which needs the geometry.
         return [(f"model.{exc.key}", str(exc))]
+    except MLPLabError:
+        # A run's record read where its own data is not (a registered model loaded elsewhere):
+        # nothing to size it against; reading the data says what is missing, when it is needed.
+        if machine:
+            raise
+        return []
     memory = physical_memory() if machine else None
     if memory is not None and training_bytes(cfg) > memory:
         # The key a user shrinks: the hidden sizes where the section has them.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from mlp_lab.config.section import Section
 from mlp_lab.config.targets import check_recorded_copy, check_target, code_sha256, content_sha256, parse_target
@@ -57,9 +57,11 @@ class _FileSource(SourceSection):
 
     @field_validator("path")
     @classmethod
-    def _exists(cls, value: str) -> str:
+    def _exists(cls, value: str, info: ValidationInfo) -> str:
         path = Path(value).expanduser().absolute()
-        if not path.exists():
+        # A run's recorded config (fingerprint set) is read where its data may not be (a model
+        # loaded from the registry elsewhere): reading the data checks it, when it is needed.
+        if not path.exists() and info.data.get("fingerprint") is None:
             raise ValueError(f"{path}: no such file or folder (relative paths start at the config that names them)")
         return str(path)
 
@@ -79,8 +81,8 @@ class FolderSource(_FileSource):
 
     @field_validator("path")
     @classmethod
-    def _is_folder(cls, value: str) -> str:
-        if not Path(value).is_dir():
+    def _is_folder(cls, value: str, info: ValidationInfo) -> str:
+        if not Path(value).is_dir() and (Path(value).exists() or info.data.get("fingerprint") is None):
             raise ValueError(f"{value}: not a folder (a folder source holds one subfolder of images per class)")
         return value
 
