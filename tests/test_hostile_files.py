@@ -346,5 +346,10 @@ def test_no_reader_of_a_files_contents_bypasses_its_one_reader():
         for needle in ("yaml.safe_load(", "yaml.load(", "json.loads(", "json.load(", "csv.DictReader(", "csv.reader("):
             if needle in text and not any(n in needle for n in allowed.get(path.name, ())):
                 found.append(f"{path.relative_to(package)}: {needle}")
-    # runindex checks that facts survive a JSON round trip; search.study reads Optuna's journal lines.
-    assert sorted(found) == ["runs/runindex.py: json.loads(", "search/study.py: json.loads("], found
+    # runindex checks that facts survive a JSON round trip; search.study reads Optuna's journal lines;
+    # data.table reads the user's own CSV data (not a file of ours).
+    assert sorted(found) == [
+        "data/table.py: csv.reader(",
+        "runs/runindex.py: json.loads(",
+        "search/study.py: json.loads(",
+    ], found

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from mlp_lab.config.load import load_config
+from mlp_lab.config.hashing import config_hash
+from mlp_lab.config.load import load_config, validate_config
 from mlp_lab.config.schema import Config, config_to_dict
 from mlp_lab.config.section import ModelSectionField
-from mlp_lab.core.errors import MLPLabError, clip
+from mlp_lab.core.errors import ConfigError, MLPLabError, clip
 from mlp_lab.data.load import DatasetInfo
 from mlp_lab.models.registry import Network, build_model
 from mlp_lab.runs import rundir
@@ -193,4 +194,24 @@ def load_model(run_dir: str | Path, which: str | None = None) -> LoadedRun:
         raise CheckpointError(
             f"{path}: holds no data description (written by an older mlp-lab); use the other checkpoint or retrain"
         )
+    _check_config_matches(run_dir, config, ckpt)
     return LoadedRun(run_dir, config, model_from_checkpoint(ckpt, path), which, ckpt["data"])
+
+
+def _check_config_matches(run_dir: Path, config: Config, ckpt: dict[str, Any]) -> None:
+    """A run's config.yaml must still be the config its weights were trained with: one edited or
+    damaged since (cut short, it may still parse, its missing keys then taking their defaults)
+    would describe another model or data than the weights'. Both are hashed by today's code, so
+    a numerics version bumped since does not make an old run's config differ from itself."""
+    recorded = ckpt.get("config")
+    if not isinstance(recorded, dict):
+        return  # written before checkpoints held their config
+    try:
+        trained = validate_config(recorded, "checkpoint", machine=False)
+    except ConfigError:
+        return  # a config of an older schema: its model section is checked when it is built
+    if config_hash(trained) != config_hash(config):
+        raise MLPLabError(
+            f"{run_dir / rundir.CONFIG_FILE}: is not the config this run trained with (edited or damaged "
+            f"since); restore it, or train again"
+        )
