@@ -235,13 +235,14 @@ def unrun_seeds(arm_missing: list[int], ran: StudyFacts) -> list[int]:
 def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str], ran: StudyFacts) -> str:
     lines = [f"# Study: {study.name}", ""]
     lines += [f"- {line}" for line in ran.lines()] + [""]
+    lines += ran.code_lines()
     if study.description:
         lines += [study.description, ""]
     planned = [s for s in study.seeds if s not in ran.seeds]
     lines += [
         f"Factor: `{', '.join(study.factor)}` · reference arm: `{study.reference}` · "
         f"seeds with runs: {', '.join(map(str, ran.seeds)) or 'none'} · "
-        f"dataset: {', '.join(ran.datasets) or study.arms[0].config.data.dataset}",
+        f"dataset: {', '.join(ran.datasets) or study.arms[0].config.data.name}",
         "",
         *(
             [f"No runs yet for seeds {', '.join(map(str, planned))}: `mlp-lab compare {study.name}` runs them.", ""]
