@@ -457,7 +457,7 @@ class Model:
         return self._predictor.classes
 
     def __repr__(self) -> str:
-        return f"Model({str(self.run_dir)!r}, dataset={self.config.data.dataset!r}, checkpoint={self.checkpoint!r})"
+        return f"Model({str(self.run_dir)!r}, dataset={self.config.data.name!r}, checkpoint={self.checkpoint!r})"
 
     def view(self, image: Any) -> np.ndarray:
         """What the model sees for one picture: uint8 (C, H, W)."""

@@ -26,6 +26,7 @@ from mlp_lab.cli.common import (
 from mlp_lab.config.load import load_config, resolve_config
 from mlp_lab.config.schema import config_to_yaml
 from mlp_lab.core.errors import MLPLabError
+from mlp_lab.service.checks import check_model
 
 
 @app.command()
@@ -122,4 +123,5 @@ def validate(config: ConfigArg, overrides: SetOpt = None) -> None:
     """
     with user_errors():
         cfg = load_config(config, overrides or ())
+        check_model(cfg)
     sys.stdout.write(config_to_yaml(cfg))

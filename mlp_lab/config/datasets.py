@@ -124,7 +124,8 @@ _FACTS_CACHE: dict[str, DatasetFacts] = {}
 
 
 def register_source_facts(kind: str, facts: Callable[[Any], DatasetFacts]) -> None:
-    """Say how the facts of a `data.source` of `kind` are found (the data layer does, on import)."""
+    """Say how the facts of a `data.source` of `kind` are found (the data layer does, on import):
+    `facts(data)` is given the whole data section (a torchvision source reads from data.root)."""
     _SOURCE_FACTS[kind] = facts
 
 
@@ -136,7 +137,7 @@ def facts_for(data: Any) -> DatasetFacts | None:
     finder = _SOURCE_FACTS.get(data.source.kind)
     if finder is None:
         return None
-    key = json.dumps(data.source.model_dump(mode="json"), sort_keys=True)
+    key = json.dumps([data.source.model_dump(mode="json"), data.root], sort_keys=True)
     if key not in _FACTS_CACHE:
-        _FACTS_CACHE[key] = finder(data.source)
+        _FACTS_CACHE[key] = finder(data)
     return _FACTS_CACHE[key]

@@ -38,7 +38,7 @@ def config_hash(cfg: Config) -> str:
         if "path" in source:
             source["path"] = Path(source["path"]).name
         payload["data"]["source"] = source
-        del payload["data"]["dataset"]
+        payload["data"].pop("dataset", None)
     if not cfg.data.permute_pixels:
         del payload["data"]["permute_pixels"], payload["data"]["permute_seed"]
     if not cfg.data.augment.active:

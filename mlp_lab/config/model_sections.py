@@ -10,7 +10,7 @@ these kinds validate without `mlp_lab.models`; their builders register through t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
@@ -142,6 +142,7 @@ class UserModelConfig(ModelSection):
     them; `args` gives the rest. Naming a target runs its code (`mlp_lab.models.user`)."""
 
     kind: Literal["user"] = Field("user", description=KIND)
+    checked_by_building: ClassVar[bool] = True
     target: str = Field(
         description="FILE.py:NAME (relative to the config that names it) or package.module:NAME: a class or "
         "function returning an nn.Module"

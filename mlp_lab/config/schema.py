@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, PositiveInt, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, PositiveInt, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from mlp_lab.config import datasets
@@ -94,6 +94,15 @@ class DataConfig(Section):
         if self.source is not None and self.dataset != DataConfig.model_fields["dataset"].default:
             raise ValueError("give data.dataset (a registered dataset) or data.source (your own data), not both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_dataset(self, handler: Any) -> dict[str, Any]:
+        # With a source, data.dataset is not read: a saved config (a run's config.yaml, the data
+        # section a study's worker receives) leaves it out, so it validates again as it was given.
+        dumped = handler(self)
+        if self.source is not None:
+            dumped.pop("dataset", None)
+        return dumped
 
     @property
     def name(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, SerializeAsAny, ValidationError
 from pydantic_core import PydanticCustomError
@@ -56,6 +56,9 @@ class ModelSection(Section):
     `geometry`; it holds no torch, so validation stays fast."""
 
     kind: str
+    # A section whose network is known only by building it (a user's target): `mlp-lab validate`
+    # builds it once (imports torch and the user's code) to check its signature and output.
+    checked_by_building: ClassVar[bool] = False
 
     def geometry(self, image_shape: tuple[int, int, int], num_classes: int) -> Geometry:
         """The model's sizes for images of `image_shape` (C, H, W) and `num_classes` classes;

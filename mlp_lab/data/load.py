@@ -1,6 +1,7 @@
 """Datasets as tensors on the run's device.
 
-A registered source (`registry`) reads its files into uint8 images; after that each split is one
+A registered source (`registry`) reads its files into uint8 images, a user's source
+(`data.source`, `user`) into uint8 images or float values; after that each split is one
 flattened, normalized float tensor plus a label tensor, so training takes index slices instead of
 running a per-sample DataLoader. Finding the files is `locate`'s job, the split `split`'s, the
 normalisation `normalise`'s; this module puts them together and names no dataset.
@@ -17,9 +18,10 @@ import torch
 from mlp_lab.config.schema import DataConfig
 from mlp_lab.data import registry
 from mlp_lab.data.locate import describe_source, locate
-from mlp_lab.data.normalise import channel_stats, to_features
+from mlp_lab.data.normalise import channel_stats, standardise, to_features, value_stats
 from mlp_lab.data.source import DataError, DatasetSource
 from mlp_lab.data.split import pixel_permutation, split_indices
+from mlp_lab.data.user import read_source
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class DatasetInfo:
     std: tuple[float, ...]
     source: str  # the directory the files were read from, and where they were copied from
     pixel_permutation: tuple[int, ...] | None = None  # data.permute_pixels: features[..., i] = pixel perm[i]
+    # What a raw value is divided by before mean and std apply: 255 for uint8 pixels, 1 for a
+    # user's float arrays and tables (whose mean and std are on their own scale).
+    scale: float = 255.0
+    features: tuple[str, ...] = ()  # a table's feature names (its "channels"); empty for images
 
     @property
     def in_features(self) -> int:
@@ -80,6 +86,8 @@ def _read(source: DatasetSource, root: Path, train: bool) -> tuple[torch.Tensor,
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: Sequence[str | Path] = ()) -> Data:
     """Find the dataset, read it through its source, split, normalize, and put it on `device`."""
+    if cfg.source is not None:
+        return _load_user_data(cfg, device)
     source = registry.source_for(cfg.dataset)
     root = locate(cfg, extra_dirs)
     try:
@@ -107,5 +115,41 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", extra_dirs: S
         train=make(train_images[train_idx], train_labels[train_idx]),
         val=make(train_images[val_idx], train_labels[val_idx]),
         test=make(test_images, test_labels),
+        info=info,
+    )
+
+
+def _load_user_data(cfg: DataConfig, device: torch.device | str) -> Data:
+    """A user's source: the same seeded train/val split and per-split normalisation from the
+    training split as a built-in dataset (uint8 images exactly as theirs; float values and
+    tables standardised per channel or feature)."""
+    raw = read_source(cfg)
+    train_idx, val_idx = split_indices(raw.y.shape[0], cfg.val_fraction, cfg.split_seed)
+    images = raw.x.dtype == torch.uint8
+    mean, std = (channel_stats if images else value_stats)(raw.x[train_idx])
+    c, h, w = raw.x.shape[1:]
+    permutation = pixel_permutation(h * w, cfg.permute_seed) if cfg.permute_pixels else None
+    facts = raw.facts
+    info = DatasetInfo(
+        facts.name,
+        facts.classes,
+        (c, h, w),
+        mean,
+        std,
+        raw.where,
+        permutation,
+        scale=255.0 if images else 1.0,
+        features=facts.features,
+    )
+    features = to_features if images else standardise
+
+    def make(x: torch.Tensor, labels: torch.Tensor) -> Split:
+        return Split(features(x, mean, std, permutation).to(device), labels.to(device))
+
+    x_test, y_test = raw.test
+    return Data(
+        train=make(raw.x[train_idx], raw.y[train_idx]),
+        val=make(raw.x[val_idx], raw.y[val_idx]),
+        test=make(x_test, y_test),
         info=info,
     )

@@ -31,3 +31,29 @@ def to_features(
     if permutation is not None:
         x = x.flatten(2)[:, :, torch.as_tensor(permutation, dtype=torch.long)]
     return x.flatten(1)
+
+
+def value_stats(values: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of float inputs (N, C, H, W) on their own scale (a table's
+    channels are its features). A constant channel gets std 1, so it standardises to 0 rather
+    than dividing by zero."""
+    x = values.to(torch.float64)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)) if x.shape[0] * x.shape[2] * x.shape[3] > 1 else torch.zeros_like(mean)
+    std = torch.where(std > 1e-12 * mean.abs().clamp_min(1.0), std, torch.ones_like(std))
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def standardise(
+    values: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    permutation: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """float (N, C, H, W) -> standardised float32 (N, C*H*W), as `to_features` does for uint8."""
+    m = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+    x = ((values.to(torch.float64) - m) / s).to(torch.float32)
+    if permutation is not None:
+        x = x.flatten(2)[:, :, torch.as_tensor(permutation, dtype=torch.long)]
+    return x.flatten(1)

@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from mlp_lab.config.datasets import DATASETS
+from mlp_lab.config.datasets import facts_for
 from mlp_lab.config.schema import AugmentConfig, Config, DataConfig
 from mlp_lab.data.augment import Augmenter
 from mlp_lab.data.load import Data, load_data
 from mlp_lab.inspect.plots import image_grid
-from mlp_lab.models.registry import build_model, layer_table
+from mlp_lab.models.registry import build_model, layer_table, macs_per_sample
 
 
 def unnormalize(
@@ -97,11 +97,11 @@ def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] 
     data = load_data(cfg, "cpu", data_dirs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{cfg.dataset}_samples.png"
+    path = out_dir / f"{cfg.name}_samples.png"
     sample_grid(data, path)
     description = describe_data(data)
     if cfg.augment.active:
-        augmented = out_dir / f"{cfg.dataset}_augmented.png"
+        augmented = out_dir / f"{cfg.name}_augmented.png"
         augmented_grid(data, cfg.augment, augmented)
         description["augmented_grid"] = str(augmented)
     return description, path
@@ -110,14 +110,15 @@ def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] 
 def model_summary(config: Config) -> dict[str, Any]:
     """Layer table (layer, output shape, parameters, MACs), totals and multiply-accumulates per sample.
 
-    Needs only the dataset's shape, not its files. MACs as the model section's `geometry` counts them.
+    Needs only the dataset's shape, not its files. MACs as the model section's `geometry` counts them
+    (a user's model: as torch's flop counter counts its forward pass).
     """
-    facts = DATASETS[config.data.dataset]
+    facts = facts_for(config.data)
     model = build_model(config.model, facts.image_shape, facts.num_classes)
     return {
         "input_shape": ["batch", *facts.image_shape],
         "layers": layer_table(model, facts.image_shape),
         "total_parameters": model.num_parameters(),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "macs_per_sample": config.model.geometry(facts.image_shape, facts.num_classes).macs,
+        "macs_per_sample": macs_per_sample(model, config.model, facts.image_shape, facts.num_classes),
     }

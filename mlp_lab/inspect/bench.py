@@ -90,6 +90,11 @@ def time_tutorial(config: Config, repeats: int, data, data_dirs=()) -> dict[str,
     from torch.utils.data import DataLoader, Subset
     from torchvision import transforms
 
+    if config.data.source is not None:
+        raise MLPLabError(
+            f"data.source: the tutorial pipeline (b) reads a registered dataset's files one sample at a time; "
+            f"{config.data.name} ({config.data.source.kind}) has no such reader: bench it with data.dataset"
+        )
     source = registry.source_for(config.data.dataset)
     if source.tutorial_dataset is None:
         raise MLPLabError(f"{source.name}: has no per-sample dataset for the tutorial pipeline")

@@ -100,12 +100,15 @@ def evaluate_run(
     wrong = np.flatnonzero(y_true != y_pred)
     # The most confident mistakes are the most instructive ones.
     worst = wrong[np.argsort(-confidence.numpy()[wrong])][:grid_size].tolist()
-    if worst:
+    # A table's rows (data.source: csv, or (N, features) arrays) are no pictures: no grids.
+    pictures = not data.info.features
+    if worst and pictures:
         grid(
             worst, out / f"{tag}misclassified.png", f"most confident mistakes on {split} (true, predicted, confidence)"
         )
     sample = generator.choice(len(part), size=min(grid_size, len(part)), replace=False).tolist()
-    grid(sample, out / f"{tag}predictions.png", f"random {split} predictions (mistakes in red)")
+    if pictures:
+        grid(sample, out / f"{tag}predictions.png", f"random {split} predictions (mistakes in red)")
 
     result = {
         "run_dir": str(run.run_dir),

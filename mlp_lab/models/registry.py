@@ -120,7 +120,11 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 def layer_table(model: Network, image_shape: Sequence[int]) -> list[dict[str, Any]]:
     """Each layer of `model` with its output shape, parameters and MACs per example, measured by
-    passing one blank image through the layers in eval mode."""
+    passing one blank image through the layers in eval mode; a network with a table of its own
+    (a user's module tree, `models.user`) gives that."""
+    own = getattr(model, "layer_table", None)
+    if callable(own):
+        return own(tuple(image_shape))
     rows = []
     x = torch.zeros(1, *image_shape)
     with torch.no_grad():
@@ -136,7 +140,7 @@ def layer_table(model: Network, image_shape: Sequence[int]) -> list[dict[str, An
             rows.append(
                 {
                     "layer": f"{index}: {type(layer).__name__}",
-                    "detail": _detail(layer, before),
+                    "detail": layer_detail(layer, before),
                     "output_shape": ["batch", *x.shape[1:]],
                     "parameters": sum(p.numel() for p in layer.parameters()),
                     "macs": macs,
@@ -145,7 +149,18 @@ def layer_table(model: Network, image_shape: Sequence[int]) -> list[dict[str, An
     return rows
 
 
-def _detail(layer: nn.Module, before: torch.Tensor) -> str:
+def macs_per_sample(model: Network, section: ModelSection, image_shape: Sequence[int], num_classes: int) -> int:
+    """Multiply-accumulates of one example's forward pass: the network's own count where it has one
+    (a user's model, counted by torch), else its section's geometry."""
+    own = getattr(model, "macs_per_sample", None)
+    if callable(own):
+        return int(own(tuple(image_shape)))
+    shape = (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
+    return section.geometry(shape, num_classes).macs
+
+
+def layer_detail(layer: nn.Module, before: torch.Tensor) -> str:
+    """A layer's sizes as the layer table shows them (`before`: its input)."""
     if isinstance(layer, nn.Linear):
         return f"{layer.in_features} -> {layer.out_features}" + ("" if layer.bias is not None else ", no bias")
     if isinstance(layer, nn.Conv2d):

@@ -100,7 +100,7 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     }
     try:
         config = read_yaml_mapping(run_dir / rundir.CONFIG_FILE)
-        facts["dataset"] = config.get("data", {}).get("dataset", "?")
+        facts["dataset"] = _dataset_name(config.get("data", {}))
         facts["hidden_sizes"] = list(config.get("model", {}).get("hidden_sizes", []))
         facts["epochs_planned"] = config.get("train", {}).get("epochs")
         augment = config.get("data", {}).get("augment") or {}
@@ -120,6 +120,19 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     return facts
+
+
+def _dataset_name(data: dict[str, Any]) -> str:
+    """The dataset's name as a run's saved config gives it: data.dataset, or its source's name
+    (data.source.name, else its file's stem or its target's name, as `config.sources` names it)."""
+    source = data.get("source")
+    if not isinstance(source, dict):
+        return str(data.get("dataset", "?"))
+    if source.get("name"):
+        return str(source["name"])
+    if source.get("path"):
+        return Path(str(source["path"])).stem
+    return str(source.get("target", "?")).rpartition(":")[2] or "?"
 
 
 def file_stamp(run_dir: Path) -> list[list[int] | None]:

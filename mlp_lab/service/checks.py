@@ -73,6 +73,19 @@ def check_config(config: Config, source: str) -> None:
     check_runtime(config, source)
 
 
+def check_model(config: Config) -> None:
+    """A model known only by building it (a user's target): built once on the CPU, which checks
+    its signature and its output's shape. A built-in family's section is checked without torch."""
+    if not config.model.checked_by_building:
+        return
+    from mlp_lab.config.datasets import facts_for
+    from mlp_lab.models.registry import build_model  # imports torch and the user's code
+
+    facts = facts_for(config.data)
+    if facts is not None:  # a data source whose reader is not imported cannot say its shape here
+        build_model(config.model, facts.image_shape, facts.num_classes)
+
+
 def check_studies(studies: Sequence[Study], backend: str = "local") -> None:
     """`check_config` for every arm of every study, before any run; with ray, the GPUs that
     count are the cluster's, so nothing is checked here."""

@@ -43,7 +43,7 @@ def _describe_config(path: Path) -> tuple[RunStatus, str]:
     cfg = load_config(path)
     run_dir = Path(cfg.output.dir) / cfg.name
     state = rundir.run_status(run_dir, config_hash(cfg))
-    detail = f"{cfg.data.dataset}, {run_dir}"
+    detail = f"{cfg.data.name}, {run_dir}"
     if state == RunStatus.STALE:
         detail += " (made with another version of this config)"
     if state == RunStatus.DONE:
@@ -60,7 +60,7 @@ def _describe_study(path: Path) -> tuple[RunStatus, str]:
     state = RunStatus.DONE if finished == len(statuses) else RunStatus.PARTIAL if started else RunStatus.NEW
     detail = (
         f"{finished}/{len(statuses)} runs done, {len(study.arms)} arms x {len(study.seeds)} seeds, "
-        f"{study.arms[0].config.data.dataset}"
+        f"{study.arms[0].config.data.name}"
     )
     if RunStatus.FAILED in statuses:
         detail += f", {statuses.count(RunStatus.FAILED)} failed"

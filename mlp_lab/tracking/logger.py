@@ -82,7 +82,7 @@ def run_tags(config: Config, run_dir: Path, tags: Mapping[str, str]) -> dict[str
     out = {
         "config_hash": config_hash(config),
         "run_dir": str(run_dir.resolve()),
-        "dataset": config.data.dataset,
+        "dataset": config.data.name,
         "seed": str(config.seed),
         "mlp_lab.kind": "run",
     }

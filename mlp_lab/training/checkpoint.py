@@ -38,7 +38,7 @@ class CheckpointError(MLPLabError):
 
 def data_meta(info: DatasetInfo) -> dict[str, Any]:
     """What a checkpoint records about its data: enough to preprocess a new image the same way."""
-    return {
+    meta = {
         "dataset": info.name,
         "classes": list(info.classes),
         "image_shape": list(info.image_shape),
@@ -47,6 +47,10 @@ def data_meta(info: DatasetInfo) -> dict[str, Any]:
         # The pixel order the model was trained on (data.permute_pixels), applied to every input.
         "pixel_permutation": list(info.pixel_permutation) if info.pixel_permutation is not None else None,
     }
+    if info.scale != 255.0 or info.features:
+        # A user's float arrays or table (data.source): mean and std are on the values' own scale.
+        meta.update(scale=info.scale, features=list(info.features))
+    return meta
 
 
 def checkpoint_header(
