@@ -58,7 +58,11 @@ def list_(
 def data(
     ctx: typer.Context,
     dataset: Annotated[
-        str | None, typer.Argument(help="fashion_mnist, mnist, cifar10 or a registered dataset.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="fashion_mnist, mnist, cifar10, a registered dataset, or a config (.yaml) whose data section to read.",
+            show_default=False,
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Take the data section of this config instead.")
@@ -67,10 +71,11 @@ def data(
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Describe a dataset (shapes, value range, classes, counts per split) and save a sample grid;
-    with a config whose data.augment is on, an augmented sample grid too.
+    """Describe a dataset (shapes, value range, classes, counts per split) and save a sample grid
+    (a table, data.source kind csv: a feature summary instead); with a config whose data.augment
+    is on, an augmented sample grid too.
 
-    Example: mlp-lab data fashion_mnist; mlp-lab data --config configs/mnist_robust.yaml
+    Example: mlp-lab data fashion_mnist; mlp-lab data my_study.yaml; mlp-lab data --config configs/mnist_robust.yaml
     """
     from rich.table import Table
 
@@ -80,6 +85,8 @@ def data(
         from mlp_lab.config.datasets import names
         from mlp_lab.config.schema import DataConfig
 
+        if config is None and dataset is not None and dataset.endswith((".yaml", ".yml")):
+            config = Path(dataset)  # mlp-lab data CONFIG: a config's data section (a user's source)
         if config is not None:
             data_cfg = load_config(config).data
         elif dataset is not None:
@@ -97,6 +104,39 @@ def data(
         return
     out.print(f"[bold]{info['dataset']}[/bold] from {info['source']}")
     c, h, w = info["image_shape"]
+    if "features" in info:
+        _print_table_summary(info)
+    else:
+        _print_image_summary(info)
+    table = Table("class", "name", "train", "val", "test")
+    for k, name in enumerate(info["classes"]):
+        table.add_row(str(k), name, *(str(info["counts"][split][k]) for split in ("train", "val", "test")))
+    table.add_row("", "total", *(str(sum(info["counts"][split])) for split in ("train", "val", "test")), style="bold")
+    out.print(table)
+    if grid is not None:
+        out.print(f"sample grid: {grid}", highlight=False)
+    if "augmented_grid" in info:
+        out.print(f"augmented sample grid (data.augment): {info['augmented_grid']}", highlight=False)
+
+
+def _print_table_summary(info: dict) -> None:
+    from rich.table import Table
+
+    c = info["channels"]
+    out.print(
+        f"table: {c} numeric features, standardised by the train split's mean and std "
+        f"(as tensors: {info['tensor_dtype']} rows of {c} features)",
+        highlight=False,
+    )
+    shown = info["features"]
+    table = Table("feature", "mean", "std", "min", "max", title=f"train split, first {len(shown)} of {c} features")
+    for row in shown:
+        table.add_row(row["feature"], *(f"{row[k]:.4g}" for k in ("mean", "std", "min", "max")))
+    out.print(table)
+
+
+def _print_image_summary(info: dict) -> None:
+    c, h, w = info["image_shape"]
     out.print(
         f"images: {c}x{h}x{w} ({info['colour']}), raw {info['raw_dtype']} in {info['raw_range']}; "
         f"as tensors: {info['tensor_dtype']} rows of {c * h * w} features, normalized range "
@@ -104,14 +144,6 @@ def data(
         f"(mean {', '.join(f'{m:.4f}' for m in info['mean'])}, std {', '.join(f'{s:.4f}' for s in info['std'])})",
         highlight=False,
     )
-    table = Table("class", "name", "train", "val", "test")
-    for k, name in enumerate(info["classes"]):
-        table.add_row(str(k), name, *(str(info["counts"][split][k]) for split in ("train", "val", "test")))
-    table.add_row("", "total", *(str(sum(info["counts"][split])) for split in ("train", "val", "test")), style="bold")
-    out.print(table)
-    out.print(f"sample grid: {grid}", highlight=False)
-    if "augmented_grid" in info:
-        out.print(f"augmented sample grid (data.augment): {info['augmented_grid']}", highlight=False)
 
 
 @app.command()

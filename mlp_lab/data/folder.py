@@ -81,7 +81,8 @@ def _read_images(files: list[Path], source: FolderSource) -> torch.Tensor:
     for i, path in enumerate(files):
         try:
             with Image.open(path) as image:
-                image = image.convert(mode)
+                if image.mode != mode:
+                    image = image.convert(mode)
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
                 out[i] = np.asarray(image, dtype=np.uint8).reshape(height, width, source.channels)

@@ -15,16 +15,19 @@ from mlp_lab.data.load import Data, load_data
 from mlp_lab.inspect.plots import image_grid
 from mlp_lab.models.registry import build_model, layer_table, macs_per_sample
 
+FEATURES_SHOWN = 20  # a table's features `mlp-lab data` summarises (the first ones)
+
 
 def unnormalize(
-    x: torch.Tensor, image_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]
+    x: torch.Tensor, image_shape: Sequence[int], mean: Sequence[float], std: Sequence[float], clamp: bool = True
 ) -> torch.Tensor:
-    """Normalized feature rows (N, C*H*W) back to images (N, C, H, W) in [0, 1]."""
+    """Normalized feature rows (N, C*H*W) back to images (N, C, H, W) in [0, 1] (unclamped:
+    on the raw values' own scale, for float arrays)."""
     c, h, w = image_shape
     images = x.detach().cpu().float().view(-1, c, h, w)
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
-    return (images * s + m).clamp(0, 1)
+    return (images * s + m).clamp(0, 1) if clamp else images * s + m
 
 
 def describe_data(data: Data) -> dict[str, Any]:
@@ -36,14 +39,15 @@ def describe_data(data: Data) -> dict[str, Any]:
         split = getattr(data, name)
         counts[name] = torch.bincount(split.y.cpu(), minlength=info.num_classes).tolist()
     train_x = data.train.x
-    return {
+    pixels = info.scale == 255.0
+    description = {
         "dataset": info.name,
         "source": info.source,
         "image_shape": [c, h, w],
         "channels": c,
-        "colour": "grayscale" if c == 1 else "colour (RGB)",
-        "raw_dtype": "uint8",
-        "raw_range": [0, 255],
+        "colour": "table" if info.features else "grayscale" if c == 1 else "colour (RGB)",
+        "raw_dtype": "uint8" if pixels else "float32",
+        "raw_range": [0, 255] if pixels else _raw_range(data),
         "tensor_dtype": str(train_x.dtype).replace("torch.", ""),
         "tensor_shape": {name: list(getattr(data, name).x.shape) for name in ("train", "val", "test")},
         "normalized_range": [float(train_x.min()), float(train_x.max())],
@@ -52,6 +56,36 @@ def describe_data(data: Data) -> dict[str, Any]:
         "classes": list(info.classes),
         "counts": counts,
     }
+    if info.features:
+        description["features"] = feature_summary(data)
+    return description
+
+
+def _raw_range(data: Data) -> list[float]:
+    """The train split's least and greatest value on its own scale (float arrays and tables)."""
+    c = data.info.image_shape[0]
+    raw = data.train.x.view(len(data.train), c, -1).double() * torch.tensor(data.info.std, dtype=torch.float64).view(
+        1, -1, 1
+    ) + torch.tensor(data.info.mean, dtype=torch.float64).view(1, -1, 1)
+    return [float(raw.min()), float(raw.max())]
+
+
+def feature_summary(data: Data, first: int = FEATURES_SHOWN) -> list[dict[str, Any]]:
+    """Mean, std, min and max of a table's first features over the train split, on their own scale."""
+    info = data.info
+    rows = []
+    for j, name in enumerate(info.features[:first]):
+        values = data.train.x[:, j].double() * info.std[j] + info.mean[j]
+        rows.append(
+            {
+                "feature": name,
+                "mean": info.mean[j],
+                "std": info.std[j],
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+        )
+    return rows
 
 
 def sample_grid(data: Data, path: str | Path, per_class: int = 4, seed: int = 0) -> None:
@@ -62,7 +96,12 @@ def sample_grid(data: Data, path: str | Path, per_class: int = 4, seed: int = 0)
     for k in range(data.info.num_classes):
         idx = (labels == k).nonzero().flatten()
         chosen += idx[torch.randperm(len(idx), generator=generator)[:per_class]].tolist()
-    images = unnormalize(data.train.x[chosen], data.info.image_shape, data.info.mean, data.info.std).numpy()
+    info = data.info
+    if info.scale == 255.0:
+        images = unnormalize(data.train.x[chosen], info.image_shape, info.mean, info.std).numpy()
+    else:  # float arrays on their own scale: shown stretched to [0, 1]
+        shown = unnormalize(data.train.x[chosen], info.image_shape, info.mean, info.std, clamp=False)
+        images = ((shown - shown.min()) / (shown.max() - shown.min()).clamp_min(1e-12)).numpy()
     titles = [data.info.classes[labels[i]] for i in chosen]
     image_grid(images, titles, path, f"{data.info.name}: {per_class} training samples per class", cols=per_class * 2)
 
@@ -91,15 +130,20 @@ def augmented_grid(data: Data, cfg: AugmentConfig, path: str | Path, draws: int 
     )
 
 
-def inspect_data(cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] = ()) -> tuple[dict[str, Any], Path]:
-    """Describe a dataset and write its sample grid into `out_dir`; returns (description, PNG path).
-    With `cfg.augment` on, an augmented grid too (its path in the description's `augmented_grid`)."""
+def inspect_data(
+    cfg: DataConfig, out_dir: str | Path, data_dirs: Sequence[str] = ()
+) -> tuple[dict[str, Any], Path | None]:
+    """Describe a dataset and write its sample grid into `out_dir`; returns (description, PNG
+    path; None for a table, whose description has a feature summary instead). With `cfg.augment`
+    on, an augmented grid too (its path in the description's `augmented_grid`)."""
     data = load_data(cfg, "cpu", data_dirs)
+    description = describe_data(data)
+    if data.info.features:
+        return description, None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{cfg.name}_samples.png"
     sample_grid(data, path)
-    description = describe_data(data)
     if cfg.augment.active:
         augmented = out_dir / f"{cfg.name}_augmented.png"
         augmented_grid(data, cfg.augment, augmented)

@@ -27,7 +27,9 @@ import torch.nn.functional as F
 
 from mlp_lab.config.load import load_config
 from mlp_lab.config.schema import AugmentConfig, Config
+from mlp_lab.config.section import USER_KIND
 from mlp_lab.core.errors import MLPLabError
+from mlp_lab.core.shipped import shipped_dir
 from mlp_lab.data import registry
 from mlp_lab.data.locate import locate
 from mlp_lab.data.split import split_indices
@@ -247,6 +249,68 @@ def time_cli_startup(repeats: int = 5) -> dict[str, Any]:
     return {"seconds": statistics.median(times), "all": times, "torch_imported": torch_imported}
 
 
+def reference_mlp(config: Config, device: str) -> Config:
+    """The built-in model a user's is timed against: configs/baseline.yaml's MLP (256-128 ReLU,
+    dropout 0.2) on the user config's data and train sections, stepped by the autograd engine."""
+    train = config.train.model_copy(update={"engine": "autograd", "device": device})
+    # The shipped file, not a configs/baseline.yaml the user may have edited in the working directory.
+    baseline = load_config(shipped_dir("configs") / "baseline.yaml").model
+    return config.model_copy(update={"model": baseline, "train": train}, deep=True)
+
+
+def time_user_against_builtin(config: Config, repeats: int, data_dirs=(), device: str = "cpu") -> dict[str, Any]:
+    """A user model's trainer epoch (train + val) against the built-in MLP's on the autograd engine
+    (`reference_mlp`), on the same data tensors, timed interleaved round by round."""
+    config = config.model_copy(update={"train": config.train.model_copy(update={"device": device})}, deep=True)
+    user, user_epoch = _trainer_epoch(config, data_dirs)
+    builtin = Trainer(reference_mlp(config, device), "/nonexistent-bench-run", data=user.data)
+
+    def builtin_epoch() -> None:
+        builtin.train_epoch(None)
+        evaluate(builtin.model, builtin.data.val)
+
+    builtin_epoch()
+    sync = torch.cuda.synchronize if user.device.type == "cuda" else (lambda: None)
+
+    def synced(fn: Callable[[], None]) -> Callable[[], None]:
+        return lambda: (fn(), sync())
+
+    (u, u_times), (m, m_times) = _interleaved_medians([synced(user_epoch), synced(builtin_epoch)], repeats)
+    return {
+        "user": {"seconds": u, "all": u_times, "parameters": user.model.num_parameters()},
+        "builtin": {"seconds": m, "all": m_times, "parameters": builtin.model.num_parameters()},
+        "ratio": u / m,
+        "rounds": [a / b for a, b in zip(u_times, m_times)],
+    }
+
+
+def run_user_benchmark(
+    config: Config, repeats: int = 3, data_dirs=(), log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """`bench` on a user's model: its epoch against the built-in MLP's on the autograd engine, on
+    the CPU (and on the GPU when there is one). The ratio is the adapter's cost where the user's
+    model computes what the built-in one does (configs/baseline.yaml's MLP: target <= 1.2)."""
+    label = config.model.parsed.label
+    results: dict[str, Any] = {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats}
+    devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    for device in devices:
+        r = time_user_against_builtin(config, repeats, data_dirs, device)
+        results[device] = r
+        log(
+            f"({device}) user model {label}, train + val: {r['user']['seconds']:.3f} s/epoch "
+            f"({r['user']['parameters']:,} parameters)"
+        )
+        log(
+            f"({device}) built-in baseline MLP (256-128 relu, dropout 0.2), autograd engine: {r['builtin']['seconds']:.3f} s/epoch "
+            f"({r['builtin']['parameters']:,} parameters)"
+        )
+        log(
+            f"({device}) user/built-in = {r['ratio']:.2f}  (target <= 1.2 for a model computing the same; rounds "
+            f"{min(r['rounds']):.2f}-{max(r['rounds']):.2f})"
+        )
+    return results
+
+
 def run_benchmark(
     config: Config,
     repeats: int = 3,
@@ -255,7 +319,10 @@ def run_benchmark(
     source: str = "config",
 ) -> dict[str, Any]:
     """Measure (a), (b), (c), (r) on the CPU (and the CUDA variants when a GPU is present); print a
-    table. `source` names the config in errors (its file, for the CLI)."""
+    table. `source` names the config in errors (its file, for the CLI). A user's model is timed
+    against the built-in MLP instead (`run_user_benchmark`)."""
+    if config.model.kind == USER_KIND:
+        return run_user_benchmark(config, repeats, data_dirs, log)
     if config.model.kind != "mlp":
         # The roofline, the floor and the tutorial pipeline are the MLP's; timing an MLP in their
         # place for a CNN config would answer a question nobody asked.

@@ -122,12 +122,13 @@ def read_facts(run_dir: str | Path) -> dict[str, Any]:
     return facts
 
 
-def _dataset_name(data: dict[str, Any]) -> str:
-    """The dataset's name as a run's saved config gives it: data.dataset, or its source's name
-    (data.source.name, else its file's stem or its target's name, as `config.sources` names it)."""
+def _dataset_name(data: dict[str, Any]) -> Any:
+    """The dataset's name as a run's saved config gives it: data.dataset (as written), or its
+    source's name (data.source.name, else its file's stem or its target's name, as
+    `config.sources` names it)."""
     source = data.get("source")
     if not isinstance(source, dict):
-        return str(data.get("dataset", "?"))
+        return data.get("dataset", "?")
     if source.get("name"):
         return str(source["name"])
     if source.get("path"):
