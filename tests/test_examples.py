@@ -104,3 +104,17 @@ def test_the_image_folder_study_sets_a_user_cnn_against_the_built_in_mlp(example
         in md
     )
     assert f"| mlp | built-in mlp | – | – | folder `digits` (fingerprint {digits}) |" in md
+
+
+def test_list_names_a_user_model_by_label_and_code_hash(examples):
+    from mlp_lab.studies.catalog import list_configs, list_studies
+
+    code = content_sha256(examples / "student" / "my_mlp.py")[:12]
+    entries = {e["name"]: e for e in list_configs(examples / "student")}
+    assert entries["student"]["detail"] == (
+        f"fashion_mnist, my_mlp.py:ParameterizedMLP (sha256 {code}), runs/student/student"
+    )
+    entries = {e["name"]: e for e in list_studies(examples / "images")}
+    assert entries["mlp_vs_cnn"]["detail"].endswith(
+        f"digits, cnn.py:SmallCNN (sha256 {content_sha256(examples / 'images' / 'cnn.py')[:12]})"
+    )
