@@ -74,6 +74,19 @@ def test_the_student_ladder_report_names_the_class_its_args_and_the_file_hash(ex
     assert f"| dropout | `my_mlp.py:ParameterizedMLP` | {args.format('0.2', 'false')} | {code} | – |" in md
     assert f"| batch_norm | `my_mlp.py:ParameterizedMLP` | {args.format('0.0', 'true')} | {code} | – |" in md
     assert "`train.epochs=1`" in md  # the --set, said
+    # TensorBoard's HParams row of a run: the class by label, each argument a column, real metrics.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    events = EventAccumulator(str(tmp_path / "runs" / "student" / "ladder" / "dropout" / "seed-0"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["model.target"].string_value == "my_mlp.py:ParameterizedMLP"
+    assert hparams["model.args.dropout"].number_value == 0.2 and hparams["model.args.batch_norm"].bool_value is False
+    assert hparams["model.code_sha256"].string_value.startswith(code)
+    summary = json.loads((tmp_path / "runs" / "student" / "ladder" / "dropout" / "seed-0" / "summary.json").read_text())
+    assert events.Scalars("test/acc")[-1].value == pytest.approx(summary["test/acc"])
 
 
 @pytest.mark.slow
