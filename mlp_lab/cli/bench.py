@@ -21,6 +21,9 @@ def bench(
 ) -> None:
     """Epoch speed: mlp-lab's trainer vs the tutorial DataLoader pipeline vs the compute floor.
 
+    A config naming your own model (model.target) is timed against the built-in baseline MLP on
+    the autograd engine instead, on the same data.
+
     Example: mlp-lab bench --repeats 3
     """
     with user_errors():

@@ -35,6 +35,10 @@ class Network(Protocol):
     - `penalized_weights()`, the tensors train.l1 and train.l2 penalise (weight matrices and
       kernels, not biases or BatchNorm);
     - `num_parameters(trainable_only)`, for the summary and summary.json.
+
+    A network whose layers are not one `nn.Sequential` (a user's module tree, `models.user`) may
+    also give `layer_table(image_shape)` and `macs_per_sample(image_shape)`, which the summary uses
+    in place of walking `layers` and of its section's geometry.
     """
 
     layers: nn.Sequential

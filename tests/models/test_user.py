@@ -17,7 +17,7 @@ from mlp_lab.cli import app
 from mlp_lab.config.load import validate_config
 from mlp_lab.config.schema import config_to_dict
 from mlp_lab.core.errors import MLPLabError
-from mlp_lab.core.usercode import UserCodeError, call_user_code
+from mlp_lab.core.usercode import CodeChanged, UserCodeError, call_user_code, sha256_of
 from mlp_lab.inspect.analysis import model_summary
 from mlp_lab.models.registry import build_model, layer_table
 from mlp_lab.models.user import UserNetwork
@@ -293,6 +293,7 @@ def test_a_user_model_resumes_bit_exactly(user_config, tmp_path):
     assert "body.1.running_mean" in weights
 
 
+@pytest.mark.slow  # evaluate draws its plots
 def test_summary_run_evaluate_and_a_changed_file(user_config, models_file, tmp_path):
     path = write(user_config("SmallCNN"), tmp_path / "cnn.yaml")
     summary = runner.invoke(app, ["summary", str(path), "--json"])
@@ -342,3 +343,67 @@ def test_the_blank_batch_leaves_the_global_generator_alone(user_config):
     plain = type(net.module)(784, 10, hidden_sizes=[16])
     assert torch.equal(net.module.body[0].weight, plain.body[0].weight) and torch.equal(after_build, torch.rand(3))
     assert net.training
+
+
+def test_bench_times_a_user_model_against_the_builtin_one(user_config):
+    from mlp_lab.inspect.bench import run_user_benchmark
+
+    lines = []
+    results = run_user_benchmark(user_config(args={"hidden_sizes": [8]}), repeats=1, log=lines.append)
+    cpu = results["cpu"]
+    assert cpu["user"]["parameters"] == 784 * 8 + 8 + 8 * 10 + 10
+    assert cpu["builtin"]["parameters"] == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert cpu["ratio"] == cpu["user"]["seconds"] / cpu["builtin"]["seconds"]
+    assert lines[0].startswith("(cpu) user model my_models.py:ParameterizedMLP, train + val: ")
+    assert lines[2].startswith("(cpu) user/built-in = ")
+
+
+@pytest.mark.slow  # a whole study
+def test_a_study_over_the_models_arguments_and_against_the_builtin_mlp(user_config, tmp_path, monkeypatch):
+    write(user_config(args={"hidden_sizes": [8]}, epochs=1), tmp_path / "mine.yaml")
+    study = {
+        "description": "my MLP's width, and the built-in MLP",
+        "base": "../mine.yaml",
+        "factor": "model",
+        "reference": "narrow",
+        "seeds": [0],
+        "arms": {
+            "narrow": {},
+            "wide": {"model.args.hidden_sizes": [16]},
+            "builtin": {"model": {"kind": "mlp", "hidden_sizes": [8]}},
+        },
+    }
+    path = tmp_path / "experiments" / "widths.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["compare", str(path), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    runs = tmp_path / "runs" / "widths"
+    models = {
+        arm: yaml.safe_load((runs / arm / "seed-0" / "config.yaml").read_text())["model"] for arm in study["arms"]
+    }
+    assert models["wide"]["args"] == {"hidden_sizes": [16]} and models["builtin"]["kind"] == "mlp"
+    parameters = {
+        arm: json.loads((runs / arm / "seed-0" / "summary.json").read_text())["num_parameters"] for arm in models
+    }
+    assert parameters == {"narrow": 784 * 8 + 8 + 90, "wide": 784 * 16 + 16 + 170, "builtin": 784 * 8 + 8 + 90}
+
+
+def test_a_run_whose_file_changed_does_not_build(user_config, models_file, monkeypatch):
+    cfg = user_config()  # records the file's hash, as a run's config.yaml does
+    build(cfg)
+    models_file.write_text(MODELS.replace("hidden_sizes=(16,)", "hidden_sizes=(32,)"))
+    with pytest.raises(CodeChanged) as caught:
+        build(cfg)
+    recorded = cfg.model.code_sha256
+    assert str(caught.value) == (
+        f"model.target: {models_file} changed since the run recorded it (sha256 {recorded[:12]}..., now "
+        f"{sha256_of(models_file)[:12]}...): restore that version, or train again with this one"
+    )
+    # A copy with the recorded content where runs look for code (a registered model's, a worker's) is used.
+    copies = models_file.parent.parent / "copies"
+    copies.mkdir()
+    (copies / models_file.name).write_text(MODELS)
+    monkeypatch.setenv("MLP_LAB_CODE_DIRS", str(copies))
+    assert build(cfg).module.body[0].out_features == 16
