@@ -124,6 +124,11 @@ def _load_user_data(cfg: DataConfig, device: torch.device | str) -> Data:
     training split as a built-in dataset (uint8 images exactly as theirs; float values and
     tables standardised per channel or feature)."""
     raw = read_source(cfg)
+    if raw.facts.table and cfg.augment.active:
+        raise DataError(
+            f"data.augment: rotates, shifts and blurs images; {raw.facts.name} is a table of "
+            f"{len(raw.facts.features)} features: leave data.augment out for it"
+        )
     train_idx, val_idx = split_indices(raw.y.shape[0], cfg.val_fraction, cfg.split_seed)
     images = raw.x.dtype == torch.uint8
     mean, std = (channel_stats if images else value_stats)(raw.x[train_idx])

@@ -34,6 +34,13 @@ def dataset_class(name: str) -> type:
     )
 
 
+def has_splits(cls: type, source: TorchvisionSource) -> bool:
+    """Whether the class picks its test split itself (a ``train`` or ``split`` argument the
+    config leaves to us); else it is read once and data.source.test_fraction is held out."""
+    parameters = inspect.signature(cls).parameters
+    return any(flag in parameters and flag not in source.args for flag in ("train", "split"))
+
+
 def _split(cls: type, source: TorchvisionSource, data: DataConfig, train: bool) -> Any:
     parameters = inspect.signature(cls).parameters
     args = dict(source.args)
@@ -42,8 +49,13 @@ def _split(cls: type, source: TorchvisionSource, data: DataConfig, train: bool) 
     elif "split" in parameters:
         args.setdefault("split", "train" if train else "test")
     root = Path(data.root)
+    # Where the class stores files and whether it may fetch them (FakeData does neither).
+    if "root" in parameters:
+        args.setdefault("root", str(root))
+    if "download" in parameters:
+        args.setdefault("download", data.download)
     try:
-        return cls(str(root), download=data.download, **args)
+        return cls(**args)
     except RuntimeError as exc:
         if not data.download:
             raise DataError(
@@ -73,7 +85,9 @@ def _arrays(dataset: Any, what: str) -> tuple[torch.Tensor, Any]:
     data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", getattr(dataset, "labels", None))
     if isinstance(data, torch.Tensor | np.ndarray) and targets is not None and len(data) == len(targets):
         return as_inputs(data, what), targets
-    check_fits(what, len(dataset), 0)
+    if len(dataset) == 0:
+        raise DataError(f"{what}: no examples")
+    check_fits(what, len(dataset), np.asarray(dataset[0][0]).size, raw_bytes_per_value=1)
     images, labels = [], []
     for i in range(len(dataset)):
         image, label = dataset[i]
@@ -85,16 +99,20 @@ def _arrays(dataset: Any, what: str) -> tuple[torch.Tensor, Any]:
 def read_torchvision(source: TorchvisionSource, data: DataConfig) -> RawData:
     """Both splits of the class as tensors, with the class's own class names where it has them."""
     cls = dataset_class(source.name)
-    train, test = _split(cls, source, data, True), _split(cls, source, data, False)
     what = f"torchvision.datasets.{source.name}"
+    train = _split(cls, source, data, True)
     x, y = _arrays(train, what)
-    x_test, y_test = _arrays(test, what)
-    check_fits(what, x.shape[0] + x_test.shape[0], x[0].numel(), x.element_size())
-    named = getattr(train, "classes", None)
-    (y, y_test), classes = encode_labels([(y, f"{what} train labels"), (y_test, f"{what} test labels")])
-    if named and len(named) >= len(classes) and all(c.isdigit() for c in classes):
-        classes = tuple(str(c) for c in named)
-    return RawData(x, y, (x_test, y_test), make_facts(source, x.shape[1:], classes), f"{what} in {data.root}")
+    parts = [(y, f"{what} train labels")]
+    test = None
+    if has_splits(cls, source):
+        x_test, y_test = _arrays(_split(cls, source, data, False), what)
+        check_fits(what, x.shape[0] + x_test.shape[0], x[0].numel(), x.element_size())
+        parts.append((y_test, f"{what} test labels"))
+    named = getattr(train, "classes", None)  # the class's own names (KMNIST's, CIFAR's), by label
+    encoded, classes = encode_labels(parts, [str(c) for c in named] if named else None)
+    if len(encoded) == 2:
+        test = (x_test, encoded[1])
+    return RawData(x, encoded[0], test, make_facts(source, x.shape[1:], classes), f"{what} in {data.root}")
 
 
 def torchvision_facts(data: DataConfig) -> DatasetFacts:

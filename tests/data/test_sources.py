@@ -381,3 +381,43 @@ def test_an_edited_python_source_for_a_recorded_run_is_refused(tmp_path):
     (tmp_path / "make.py").write_text("def make():\n    return [[0.0], [1.0], [2.0], [3.0]], [1, 1, 0, 0]\n")
     message = error_of(validate_config(config_to_dict(recorded), "test").data)
     assert message.startswith(f"data.source.target: {tmp_path}/make.py changed since the run recorded it")
+
+
+def test_augmenting_a_table_is_refused(tmp_path):
+    cfg = DataConfig(
+        source={"kind": "csv", "path": str(tiny_table(tmp_path)), "label": "target"}, augment={"rotation": 10}
+    )
+    assert error_of(cfg) == (
+        "data.augment: rotates, shifts and blurs images; t is a table of 3 features: leave data.augment out for it"
+    )
+
+
+def test_a_torchvision_class_without_splits_gets_a_held_out_test_split(tmp_path):
+    # FakeData: no files, no network, no train flag: read once, test_fraction held out.
+    cfg = DataConfig(
+        source={
+            "kind": "torchvision",
+            "name": "FakeData",
+            "args": {"size": 50, "image_size": [1, 6, 6], "num_classes": 3},
+        },
+        root=str(tmp_path),
+    )
+    data = load_data(cfg)
+    assert data.info.image_shape == (1, 6, 6) and data.info.classes == ("0", "1", "2")
+    assert (len(data.train) + len(data.val), len(data.test)) == (40, 10)
+
+
+def test_mlp_lab_data_config_summarises_a_tables_features(tmp_path):
+    tiny_table(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  source: {kind: csv, path: t.csv, label: target}\n")
+    result = runner.invoke(app, ["data", str(config), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "table: 3 numeric features, standardised by the train split's mean and std" in result.output
+    assert "first 3 of 3 features" in result.output and "const" in result.output
+    assert "sample grid" not in result.output and not (tmp_path / "out").exists()
+    folder = write_folder(tmp_path / "pics", {"a": 4, "b": 4})
+    config.write_text(f"data:\n  source: {{kind: folder, path: {folder}, image_size: 6}}\n")
+    result = runner.invoke(app, ["data", str(config), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "pics_samples.png").is_file()
