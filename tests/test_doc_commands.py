@@ -4,7 +4,9 @@ Each ```bash block of README.md and docs/guide/*.md runs in a fresh folder holdi
 copy of the shipped files (`mlp-lab init .`), shortened there and not on the command line:
 every config trains 1 epoch, every study has seed 0 (and 1 epoch where its overrides set
 epochs), every search 2 trials; the datasets are small synthetic copies in the real formats
-(found through $MLP_LAB_DATA, as a user's own files are). The commands themselves run verbatim,
+(found through $MLP_LAB_DATA, as a user's own files are); a page that runs `examples/` gets a copy
+of the repository's examples folder, shortened alike, and its `python examples/...` scripts run
+with this interpreter. The commands themselves run verbatim,
 in order, through the CLI (a --trials N given there becomes 2); each must exit 0. A few are not run, each for a reason in SKIP (a
 server that runs until stopped, a cluster, minutes of benchmarking), and files a command needs
 that no earlier command of its block makes (`runs/mnist`, `seven.png`) are made first (PREPARE).
@@ -14,6 +16,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,6 +108,21 @@ def _shorten(project: Path) -> None:
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
+def _copy_examples(project: Path) -> None:
+    """The repository's examples/ (without data its scripts wrote), each config 1 epoch and each
+    study seed 0, as `_shorten` does for the shipped files."""
+    shutil.copytree(REPO / "examples", project / "examples", ignore=shutil.ignore_patterns("*.csv", "digits"))
+    for path in (project / "examples").glob("*/*.yaml"):
+        raw = yaml.safe_load(path.read_text())
+        if "arms" in raw:
+            raw["seeds"] = [0]
+            if "train.epochs" in (raw.get("overrides") or {}):
+                raw["overrides"]["train.epochs"] = 1
+        else:
+            raw.setdefault("train", {})["epochs"] = 1
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
 def _invoke(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, f"mlp-lab {shlex.join(args)} exited {result.exit_code}:\n{result.output[-3000:]}"
@@ -120,6 +140,8 @@ def test_a_documented_block_runs(page, index, lines, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _invoke(["init", "."])
     _shorten(tmp_path)
+    if any("examples/" in line for line in lines):
+        _copy_examples(tmp_path)
     for line in lines:
         if skip_reason(line):
             continue
@@ -128,6 +150,10 @@ def test_a_documented_block_runs(page, index, lines, tmp_path, monkeypatch):
         words = shlex.split(line)
         if words[0] == "cd":
             monkeypatch.chdir(words[1])
+            continue
+        if words[0] == "python" and words[1].startswith("examples/"):
+            # The examples' own scripts (writing real data as CSV or PNG files): run as typed.
+            subprocess.run([sys.executable, *words[1:]], check=True, capture_output=True)
             continue
         if words[0] == "cat":
             assert Path(words[1]).is_file(), f"{line}: no such file"

@@ -39,11 +39,19 @@ def _entries(
     return entries
 
 
+def _user_model(cfg: Any) -> str:
+    """A user model's label and code hash, as a listing names it (`my_mlp.py:ParameterizedMLP
+    (sha256 3e2a3d357451), `); empty for a built-in model."""
+    if cfg.model.kind != "user":
+        return ""
+    return f"{cfg.model.parsed.label} (sha256 {(cfg.model.code_sha256 or '')[:12]}), "
+
+
 def _describe_config(path: Path) -> tuple[RunStatus, str]:
     cfg = load_config(path)
     run_dir = Path(cfg.output.dir) / cfg.name
     state = rundir.run_status(run_dir, config_hash(cfg))
-    detail = f"{cfg.data.name}, {run_dir}"
+    detail = f"{cfg.data.name}, {_user_model(cfg)}{run_dir}"
     if state == RunStatus.STALE:
         detail += " (made with another version of this config)"
     if state == RunStatus.DONE:
@@ -62,6 +70,9 @@ def _describe_study(path: Path) -> tuple[RunStatus, str]:
         f"{finished}/{len(statuses)} runs done, {len(study.arms)} arms x {len(study.seeds)} seeds, "
         f"{study.arms[0].config.data.name}"
     )
+    models = list(dict.fromkeys(_user_model(arm.config) for arm in study.arms if arm.config.model.kind == "user"))
+    if models:
+        detail += ", " + ", ".join(m.rstrip(", ") for m in models)
     if RunStatus.FAILED in statuses:
         detail += f", {statuses.count(RunStatus.FAILED)} failed"
     other = sorted({d for run in runs for d in run.differs})

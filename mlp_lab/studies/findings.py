@@ -212,6 +212,14 @@ def what_ran(study: StudyResult) -> str:
         parts.append("study overrides " + ", ".join(f"`{k}={value_text(v)}`" for k, v in ran.file_overrides.items()))
     if ran.set_keys:
         parts.append("--set " + ", ".join(f"`{k}={' / '.join(map(value_text, v))}`" for k, v in ran.set_keys.items()))
+    # A user's code and data, by name and content hash: the page says which versions its numbers came from.
+    entries = [entry for entries in ran.code.values() for entry in entries]
+    models = sorted({f"{e['model']} sha256 {e['code_sha256']}" for e in entries if e.get("model")})
+    sources = sorted({e["data"] for e in entries if e.get("data")})
+    if models:
+        parts.append("code " + ", ".join(models))
+    if sources:
+        parts.append("data " + ", ".join(sources))
     if ran.conflicts:
         parts.append("**mixed configs** in " + ", ".join(f"`{arm}`" for arm in ran.conflicts))
     return f"{study.study.name}: " + " · ".join(parts)

@@ -5,7 +5,9 @@ whose recorded value differs from the study file (a `--set` given to `compare` o
 study file's own `overrides`, its base config and how that base differs from the course's plain
 one (`configs/plain.yaml`), the step engine each arm's runs trained with (arms of a `batch_norm`
 or `activation` study can differ in it), and the numerics version, torch, device, machine and
-threads the runs recorded. When runs of one arm disagree in a key (a rerun with another `--set`), that is a
+threads the runs recorded, and for a user's model or data the code and data each arm ran with
+(the target's label, its arguments and its file's recorded sha256; the source's kind, file and
+fingerprint), so a report says which code and data its numbers came from. When runs of one arm disagree in a key (a rerun with another `--set`), that is a
 conflict the report shows instead of pooling the runs silently. `config.yaml` and `summary.json`
 are the source of truth; the study file only says what was meant.
 """
@@ -20,6 +22,7 @@ from typing import Any
 from mlp_lab.config.load import load_config, validate_config
 from mlp_lab.config.overrides import flatten
 from mlp_lab.config.schema import config_to_dict
+from mlp_lab.config.targets import parse_target
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.core.shipped import shipped_dir
 from mlp_lab.core.yamlfile import read_yaml_mapping
@@ -28,6 +31,10 @@ from mlp_lab.runs import rundir
 PLAIN_CONFIG = "plain.yaml"
 # Keys that differ between the runs of one arm by design, or name the run rather than describe it.
 IGNORED_KEYS = ("seed", "name")
+# The recorded content hashes of a user's code and data: a run recorded with another version of
+# the file is no --set, and is said as such (`StudyFacts.code_lines`), by what it ran.
+CONTENT_KEYS = ("model.code_sha256", "data.source.fingerprint")
+HASH_SHOWN = 12  # hex digits of a content hash a report shows
 # Where the data and the outputs live, and the device: they do not change what is trained, so a
 # base's differences from plain leave them out.
 PLACE_KEYS = ("data.root", "data.download", "train.device")
@@ -55,6 +62,8 @@ class StudyFacts:
     datasets: list[str] = field(default_factory=list)  # the datasets the runs recorded
     unchecked_sets: list[str] = field(default_factory=list)  # --set texts no study file could be compared with
     engines: dict[str, list[str]] = field(default_factory=dict)  # arm -> the engines its runs recorded
+    # arm -> what its runs' user code and data were, one entry per distinct version (see `ran_with`)
+    code: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """The facts as short sentences, for the top of a report (markdown, backticks for code)."""
@@ -95,6 +104,28 @@ class StudyFacts:
             out.append("Computed with " + ", ".join(env) + ".")
         return out
 
+    def code_lines(self) -> list[str]:
+        """A markdown section naming each arm's user model (label, arguments, file hash) and user
+        data (kind, file, fingerprint); none when every arm ran built-in models on built-in data."""
+        if not any(entry.get("model") or entry.get("data") for entries in self.code.values() for entry in entries):
+            return []
+        lines = [
+            "## Code and data",
+            "",
+            "What each arm's runs recorded (sha256: the first 12 hex digits of the file's content; "
+            "an arm with two versions ran with both, and is pooled here).",
+            "",
+            "| arm | model | arguments | code sha256 | data |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for arm, entries in self.code.items():
+            for entry in entries:
+                lines.append(
+                    f"| {arm} | {entry.get('model') or 'built-in ' + entry.get('kind', '')} | "
+                    f"{entry.get('args') or '–'} | {entry.get('code_sha256') or '–'} | {entry.get('data') or '–'} |"
+                )
+        return [*lines, ""]
+
     def engine_lines(self) -> list[str]:
         """Which step engine trained the runs: one line when every arm's runs agree, else per arm."""
         recorded = {arm: engines for arm, engines in self.engines.items() if engines}
@@ -123,8 +154,53 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def args_text(args: Mapping[str, Any]) -> str:
+    """A user model's arguments as a report shows them: `dropout=0.2, hidden_sizes=[256, 128]`."""
+    return ", ".join(f"{key}={value_text(value)}" for key, value in args.items())
+
+
+def data_text(config: Any) -> str | None:
+    """A user data source as a report names it, e.g. `csv breast_cancer.csv (fingerprint ce2dbe548442)`;
+    None for a registered dataset."""
+    source = config.data.source
+    if source is None:
+        return None
+    if getattr(source, "path", None):
+        where = Path(source.path).name
+    elif source.kind == "python":
+        where = parse_target(source.target).label
+    else:
+        where = source.dataset_name
+    fingerprint = f" (fingerprint {source.fingerprint[:HASH_SHOWN]})" if source.fingerprint else ""
+    return f"{source.kind} `{where}`{fingerprint}"
+
+
+def ran_with(config: Any) -> dict[str, str]:
+    """The code and data a run's config names: for a user model its `model` label
+    (my_mlp.py:ParameterizedMLP), `args` and `code_sha256` (first 12 hex digits), for a built-in one
+    its `kind`; `data` for a user source (see `data_text`)."""
+    model = config.model
+    out: dict[str, str] = {}
+    if model.kind == "user":
+        out["model"] = f"`{model.parsed.label}`"
+        out["args"] = args_text(model.args)
+        out["code_sha256"] = (model.code_sha256 or "")[:HASH_SHOWN]
+    else:
+        out["kind"] = model.kind
+    data = data_text(config)
+    if data is not None:
+        out["data"] = data
+    return out
+
+
 def _flat_config(config: Any) -> dict[str, Any]:
-    return {k: v for k, v in flatten(config_to_dict(config)).items() if k not in IGNORED_KEYS}
+    flat = {k: v for k, v in flatten(config_to_dict(config)).items() if k not in IGNORED_KEYS}
+    # A user's file by its name, as the config hash holds it: where the project lies is no difference.
+    if getattr(config.model, "kind", None) == "user":
+        flat["model.target"] = config.model.parsed.label
+    if flat.get("data.source.path"):
+        flat["data.source.path"] = Path(flat["data.source.path"]).name
+    return flat
 
 
 def _hashable(value: Any) -> Any:
@@ -149,7 +225,7 @@ def base_and_plain(study_path: Path) -> tuple[str, dict[str, tuple[Any, Any]] | 
     differs = {
         k: (plain.get(k), v)
         for k, v in base.items()
-        if plain.get(k) != v and k not in PLACE_KEYS and not k.startswith("output.")
+        if plain.get(k) != v and k not in PLACE_KEYS + CONTENT_KEYS and not k.startswith("output.")
     }
     return base_name, differs, overrides
 
@@ -169,6 +245,7 @@ def study_facts(
     seeds: set[int] = set()
     datasets: list[str] = []
     engines: dict[str, list[str]] = {}
+    code: dict[str, list[dict[str, str]]] = {}
     for arm, by_seed in runs.items():
         meant = _flat_config(file_configs[arm])
         recorded: dict[int, dict[str, Any]] = {}
@@ -178,11 +255,15 @@ def study_facts(
                 # Through the schema, as `meant` was: a run made before the per-kind model
                 # sections recorded an MLP's unused conv blocks, which are no difference.
                 path = run_dir / rundir.CONFIG_FILE
-                flat = _flat_config(validate_config(read_yaml_mapping(path), str(path), machine=False))
+                config = validate_config(read_yaml_mapping(path), str(path), machine=False)
+                flat = _flat_config(config)
                 summary = rundir.read_summary(run_dir)
             except (MLPLabError, OSError, ValueError):
                 continue  # a run whose files cannot be read is the report's to flag, not ours
-            recorded[seed] = {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+            recorded[seed] = {k: v for k, v in flat.items() if k not in IGNORED_KEYS + CONTENT_KEYS}
+            used = ran_with(config)
+            if used not in code.setdefault(arm, []):
+                code[arm].append(used)
             engine = engine_text(summary)
             if engine is not None and engine not in engines.setdefault(arm, []):
                 engines[arm].append(engine)
@@ -212,4 +293,5 @@ def study_facts(
         datasets,
         list(unchecked_sets),
         engines,
+        code,
     )

@@ -235,6 +235,7 @@ def unrun_seeds(arm_missing: list[int], ran: StudyFacts) -> list[int]:
 def _markdown(study: Study, rows: list[dict[str, Any]], plots: dict[str, str], ran: StudyFacts) -> str:
     lines = [f"# Study: {study.name}", ""]
     lines += [f"- {line}" for line in ran.lines()] + [""]
+    lines += ran.code_lines()
     if study.description:
         lines += [study.description, ""]
     planned = [s for s in study.seeds if s not in ran.seeds]

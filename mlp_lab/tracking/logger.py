@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlp_lab.config.hashing import config_hash
 from mlp_lab.config.metrics import SUMMARY_METRICS, TIMED_EPOCH_METRICS
-from mlp_lab.config.overrides import flatten
-from mlp_lab.config.schema import Config, config_to_dict
+from mlp_lab.config.schema import Config
 from mlp_lab.core.environ import env_defaults
 from mlp_lab.core.errors import MLPLabError
 from mlp_lab.runs import rundir
@@ -94,8 +93,11 @@ def run_tags(config: Config, run_dir: Path, tags: Mapping[str, str]) -> dict[str
 
 
 def run_params(config: Config) -> dict[str, str]:
-    """The flattened resolved config, less `output.*` (where the run went, not what it trained)."""
-    return {k: str(v) for k, v in flatten(config_to_dict(config)).items() if not k.startswith("output.")}
+    """The flattened resolved config, less `output.*` (where the run went, not what it trained): the
+    TensorBoard HParams' keys, so a user model's params name its target by label with its args."""
+    from mlp_lab.training.loggers import hparams_of  # here: that module imports torch, `mlp-lab --help` need not
+
+    return {k: str(v) for k, v in hparams_of(config).items()}
 
 
 def _metrics(values: Mapping[str, Any], step: int) -> list[Metric]:

@@ -100,12 +100,19 @@ class TensorBoardLogger:
 
 def hparams_of(config: Config) -> dict[str, Any]:
     """The config's keys as HParams, output settings left out, lists as text. Each model kind's
-    section holds only its own keys, so an MLP's row has no conv keys."""
+    section holds only its own keys, so an MLP's row has no conv keys; a user model's row has
+    model.target as its label (my_mlp.py:ParameterizedMLP), each model.args.* as a column and the
+    code's content hash, and a user source's path is its file's name (where the project lies is
+    no hyperparameter)."""
     flat = {}
     for key, value in flatten(config_to_dict(config)).items():
         if key.startswith("output."):
             continue
         flat[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    if config.model.kind == "user":
+        flat["model.target"] = config.model.parsed.label
+    if flat.get("data.source.path"):
+        flat["data.source.path"] = Path(str(flat["data.source.path"])).name
     return flat
 
 

@@ -237,3 +237,13 @@ def test_show_completion_from_sh_says_how_to_get_a_script():
     assert result.returncode == 2 and result.stdout == "", result
     assert result.stderr.startswith("error: --show-completion: no completion script for sh"), result.stderr
     assert "mlp-lab --show-completion bash" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_users_names_print_as_written_not_as_emoji_codes():
+    """rich turns ':boom:' into an emoji; a class named Boom in an error line must stay `bad.py:Boom:`."""
+    from mlp_lab.cli.common import err, out
+
+    for console in (out, err):
+        with console.capture() as captured:
+            console.print("error: model.target: bad.py:Boom: width must be even", highlight=False)
+        assert captured.get().strip() == "error: model.target: bad.py:Boom: width must be even"

@@ -261,3 +261,19 @@ def test_report_all_in_a_folder_without_experiments_finds_the_shipped_studies(ti
     # The shipped study's base is the tuned baseline, not the plain model: the page says how they differ.
     assert "Base: `../configs/baseline.yaml`, which differs from `configs/plain.yaml` in model.dropout=0.2" in md
     assert "train.scheduler.name=cosine (plain: constant)" in md
+
+
+def test_the_overviews_what_ran_line_names_user_code_and_data_by_hash():
+    from types import SimpleNamespace
+
+    from mlp_lab.studies.findings import what_ran
+    from mlp_lab.studies.provenance import StudyFacts
+
+    user = {"model": "`my_mlp.py:ParameterizedMLP`", "args": "dropout=0.2", "code_sha256": "3e2a3d357451"}
+    data = {"kind": "mlp", "data": "csv `table.csv` (fingerprint ce2dbe548442)"}
+    ran = StudyFacts([0], {}, {}, {}, "student.yaml", None, code={"a": [user], "b": [user, data]})
+    line = what_ran(SimpleNamespace(ran=ran, study=SimpleNamespace(name="ladder")))
+    assert line == (
+        "ladder: seed 0 · base `student.yaml` · code `my_mlp.py:ParameterizedMLP` sha256 3e2a3d357451 · "
+        "data csv `table.csv` (fingerprint ce2dbe548442)"
+    )

@@ -133,3 +133,27 @@ def test_hparams_hold_the_model_kinds_keys_and_booleans_as_booleans(tiny_config,
     # A CNN's conv keys are its own: they stay.
     cnn = tiny_config(model={"kind": "cnn", "conv": {"channels": [4], "batch_norm": True}})
     assert hparams_of(cnn)["model.conv.batch_norm"] is True and hparams_of(cnn)["model.conv.channels"] == "[4]"
+
+
+def test_a_user_models_hparams_name_its_target_by_label_with_each_argument(tmp_path):
+    """TensorBoard's HParams and MLflow's params show which code ran and with what, not where the
+    project lay: the label, each model.args.* as its own column, the code's hash, the data's file."""
+    from pathlib import Path
+
+    from mlp_lab.config.load import load_config
+    from mlp_lab.tracking.logger import run_params
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    (tmp_path / "my_mlp.py").write_text((examples / "student" / "my_mlp.py").read_text())
+    (tmp_path / "table.csv").write_text("a,b,label\n1,2,x\n3,4,y\n")
+    (tmp_path / "c.yaml").write_text(
+        "data: {source: {kind: csv, path: table.csv, label: label}}\n"
+        "model: {target: my_mlp.py:ParameterizedMLP, args: {hidden_sizes: [8], dropout: 0.2, batch_norm: true}}\n"
+    )
+    flat = hparams_of(load_config(tmp_path / "c.yaml"))
+    assert flat["model.kind"] == "user" and flat["model.target"] == "my_mlp.py:ParameterizedMLP"
+    assert flat["model.args.dropout"] == 0.2 and flat["model.args.batch_norm"] is True
+    assert flat["model.args.hidden_sizes"] == "[8]" and len(flat["model.code_sha256"]) == 64
+    assert flat["data.source.path"] == "table.csv" and flat["data.source.kind"] == "csv"
+    assert not [v for v in flat.values() if str(tmp_path) in str(v)]
+    assert run_params(load_config(tmp_path / "c.yaml")) == {k: str(v) for k, v in flat.items()}
