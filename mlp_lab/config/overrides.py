@@ -86,7 +86,7 @@ def switch_model_section(raw: dict[str, Any], overrides: Mapping[str, Any]) -> N
     if "kind" in changes:
         new = changes["kind"]
     elif "target" in changes:
-        new = model.get("kind", USER_KIND)
+        new = USER_KIND  # a target is a user's model, whatever kind the base wrote
     else:
         return
     if new != _model_kind(model) and USER_KIND in (new, _model_kind(model)):

@@ -185,6 +185,14 @@ def test_study_arms_switch_between_a_user_model_and_a_built_in_one(tmp_path):
     # An arm's target is relative to the study file; the base's args are not merged into another model.
     assert arms["other"].target == f"{tmp_path}/models/net.py:Net" and arms["other"].args == {"width": 4}
     assert len({config_hash(arm.config) for arm in study.arms}) == 4
+    # A base that writes its kind (every shipped config does) switches to a target just the same.
+    (tmp_path / "mlp.yaml").write_text("model: {kind: mlp, hidden_sizes: [16]}\n")
+    (tmp_path / "studies" / "t.yaml").write_text(
+        "base: ../mlp.yaml\nfactor: model\nreference: mlp\nseeds: [0]\n"
+        "arms:\n  mlp: {}\n  mine: {model: {target: ../models/net.py:Net}}\n"
+    )
+    switched = {arm.name: arm.config.model for arm in load_study(tmp_path / "studies" / "t.yaml").arms}
+    assert switched["mlp"].hidden_sizes == [16] and switched["mine"].kind == "user" and switched["mine"].args == {}
     assert config_hash(study.arms[0].config) == config_hash(load_config(config))
 
 
