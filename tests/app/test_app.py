@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from app_helpers import (
     CANVAS,
@@ -398,6 +399,9 @@ def copied_run(runs: Path, source: Path, name: str, dataset: str, test_acc: floa
     if augment is not None:
         config["data"]["augment"] = {**config["data"].get("augment", {}), **augment}
     (run_dir / rundir.CONFIG_FILE).write_text(yaml.safe_dump(config))
+    for path in (run_dir / rundir.CHECKPOINT_DIR).glob("*.pt"):  # as if trained with that config
+        checkpoint = torch.load(path, weights_only=True)
+        torch.save({**checkpoint, "config": config}, path)
     summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE)
     rundir.write_json(run_dir / rundir.SUMMARY_FILE, {**summary, "test/acc": test_acc})
     return run_dir

@@ -61,6 +61,7 @@ def _with_data_facts(source: Path, run_dir: Path, data_source: dict, **facts) ->
     for path in (run_dir / rundir.CHECKPOINT_DIR).glob("*.pt"):
         checkpoint = torch.load(path, weights_only=True)
         checkpoint["data"] = {**checkpoint["data"], **facts}
+        checkpoint["config"] = config  # as if trained with that config
         torch.save(checkpoint, path)
     return run_dir
 
