@@ -431,3 +431,39 @@ def test_set_reaches_every_trial_and_both_confirm_arms_and_cannot_change_between
         config = yaml.safe_load((search.output_dir / "confirm" / arm / "seed-0" / "config.yaml").read_text())
         assert config["train"]["epochs"] == 1
     assert "Both arms with train.epochs=1 (--set)." in (search.output_dir / "confirm" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_search_over_a_user_models_arguments(tiny_config, tmp_path):
+    """model.args.NAME are searchable keys of a user's model; each trial is a run of that model
+    with the sampled arguments, and best.yaml names the target with the best trial's arguments."""
+    from user_code_helpers import user_raw_config, write_user_net
+
+    net = write_user_net(tmp_path, "search")
+    base = tmp_path / "configs" / "tiny.yaml"
+    base.parent.mkdir()
+    base.write_text(yaml.safe_dump(user_raw_config(tiny_config(), f"{net}:Net", epochs=1, hidden=8)))
+    spec = {
+        "base": "../configs/tiny.yaml",
+        "metric": "val/acc",
+        "trials": 2,
+        "sampler": "random",
+        "pruner": "none",
+        "params": {"model.args.hidden": {"type": "int", "low": 4, "high": 16}},
+    }
+    path = tmp_path / "searches" / "user.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(spec))
+    result = run_search(load_search(path), log=quiet)
+    assert result.finished == 2
+    out = tmp_path / "runs" / "user"
+    hidden = [rundir.read_json(out / f"trial-{n}" / "trial.json")["params"]["model.args.hidden"] for n in range(2)]
+    for n, width in enumerate(hidden):
+        trained = load_config(out / f"trial-{n}" / "config.yaml")
+        assert trained.model.kind == "user" and trained.model.args == {"hidden": width}
+    best = load_config(out / "best.yaml")
+    assert best.model.target == f"{net}:Net" and best.model.args["hidden"] in hidden
+
+    path.write_text(yaml.safe_dump({**spec, "params": {"model.args": {"type": "int", "low": 4, "high": 16}}}))
+    with pytest.raises(ConfigError, match="params.model.args: not a config key"):
+        load_search(path)
