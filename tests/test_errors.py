@@ -226,6 +226,95 @@ CASES = [
         {"c.yaml": "model:\n  kind: rnn\n"},
     ),
     Case(
+        "your model",
+        "target file missing",
+        ["validate", "c.yaml"],
+        ["c.yaml", "model.target", "nope.py: no such file (the target is relative to the config that names it)"],
+        {"c.yaml": "model: {target: nope.py:Net}\n"},
+    ),
+    Case(
+        "your model",
+        "name not in the file",
+        ["validate", "c.yaml"],
+        ["model.target", "net.py has no 'Nett'; it has: Net"],
+        {
+            "c.yaml": "model: {target: net.py:Nett}\n",
+            "net.py": "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self, in_features, num_classes, width=8):\n        super().__init__()\n        self.fc = torch.nn.Linear(in_features, 3)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n",
+        },
+    ),
+    Case(
+        "your model",
+        "an argument the signature does not take",
+        ["validate", "c.yaml"],
+        ["model.args.widht", "net.py:Net takes no argument 'widht'; did you mean 'width'?"],
+        {
+            "c.yaml": "model: {target: net.py:Net, args: {widht: 4}}\n",
+            "net.py": "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self, in_features, num_classes, width=8):\n        super().__init__()\n        self.fc = torch.nn.Linear(in_features, 3)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n",
+        },
+    ),
+    Case(
+        "your model",
+        "output not (batch, classes)",
+        ["validate", "c.yaml"],
+        ["model.target", "net.py:Net maps a batch of shape (2, 784) to (2, 3)", "(batch, num_classes) = (2, 10)"],
+        {
+            "c.yaml": "model: {target: net.py:Net}\n",
+            "net.py": "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self, in_features, num_classes, width=8):\n        super().__init__()\n        self.fc = torch.nn.Linear(in_features, 3)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n",
+        },
+    ),
+    Case(
+        "your model",
+        "a built-in key beside the target",
+        ["validate", "c.yaml"],
+        ["c.yaml", "model: unknown key 'hidden_sizes'", "go under args (model.args.hidden_sizes)"],
+        {
+            "c.yaml": "model: {target: net.py:Net, hidden_sizes: [8]}\n",
+            "net.py": "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self, in_features, num_classes, width=8):\n        super().__init__()\n        self.fc = torch.nn.Linear(in_features, 3)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n",
+        },
+    ),
+    Case(
+        "your data",
+        "data file missing",
+        ["validate", "c.yaml"],
+        ["c.yaml", "data.source.path", "t.csv: no such file or folder"],
+        {"c.yaml": "data: {source: {kind: csv, path: t.csv}}\n"},
+    ),
+    Case(
+        "your data",
+        "unknown source kind",
+        ["validate", "c.yaml"],
+        ["c.yaml", "data.source: kind 'parquet' is not one of 'folder', 'npz', 'csv', 'python', 'torchvision'"],
+        {"c.yaml": "data: {source: {kind: parquet, path: t.csv}}\n", "t.csv": "a,label\n1,0\n"},
+    ),
+    Case(
+        "your data",
+        "a dataset and a source",
+        ["validate", "c.yaml"],
+        ["c.yaml", "data: give data.dataset (a registered dataset) or data.source (your own data), not both"],
+        {"c.yaml": "data: {dataset: mnist, source: {kind: csv, path: t.csv}}\n", "t.csv": "a,label\n1,0\n"},
+    ),
+    Case(
+        "your data",
+        "CSV label column missing",
+        ["data", "c.yaml"],
+        ["t.csv", "no column 'diagnosis' (data.source.label)", "the columns: radius, target"],
+        {
+            "c.yaml": "data: {source: {kind: csv, path: t.csv, label: diagnosis}}\n",
+            "t.csv": "radius,target\n1.0,0\n2.0,1\n",
+        },
+    ),
+    Case(
+        "your data",
+        "a class folder with no pictures",
+        ["data", "c.yaml"],
+        ["imgs/cat", "a class folder with no images"],
+        {
+            "c.yaml": "data: {source: {kind: folder, path: imgs}}\n",
+            "imgs/cat/notes.txt": "no pictures here",
+            "imgs/dog/0.pgm": b"P5 1 1 255\n\x80",
+        },
+    ),
+    Case(
         "config",
         "wrong type",
         ["run", "c.yaml"],
@@ -1516,7 +1605,12 @@ def test_output_directory_vanishing_mid_run(tmp_path, runs):
     run_dir = tmp_path / "runs" / "full"
     process = _start(["run", str(config)], tmp_path, {"MLP_LAB_DATA": str(runs["idx"])})
     _wait_for_epoch(run_dir, process)
-    shutil.rmtree(tmp_path / "runs")
+    # The run keeps writing while the tree goes, so one rmtree can meet a file created after it
+    # listed a folder ("Directory not empty"), as `rm -rf` by a user can: delete until it is gone.
+    deadline = time.monotonic() + 60
+    while (tmp_path / "runs").exists() and time.monotonic() < deadline:
+        shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+    assert not (tmp_path / "runs").exists()
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 3, stderr
     line = _one_error_line(stderr)
