@@ -359,8 +359,11 @@ def test_bench_times_a_user_model_against_the_builtin_one(user_config):
 
 
 @pytest.mark.slow  # a whole study
-def test_a_study_over_the_models_arguments_and_against_the_builtin_mlp(user_config, tmp_path, monkeypatch):
-    write(user_config(args={"hidden_sizes": [8]}, epochs=1), tmp_path / "mine.yaml")
+def test_a_study_over_the_models_arguments_and_against_the_builtin_mlp(user_config, models_file, tmp_path, monkeypatch):
+    # As a user writes it: no recorded hash (a run's config.yaml pins the code it ran).
+    base = config_to_dict(user_config(args={"hidden_sizes": [8]}, epochs=1))
+    del base["model"]["code_sha256"]
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
     study = {
         "description": "my MLP's width, and the built-in MLP",
         "base": "../mine.yaml",
@@ -388,6 +391,19 @@ def test_a_study_over_the_models_arguments_and_against_the_builtin_mlp(user_conf
         arm: json.loads((runs / arm / "seed-0" / "summary.json").read_text())["num_parameters"] for arm in models
     }
     assert parameters == {"narrow": 784 * 8 + 8 + 90, "wide": 784 * 16 + 16 + 170, "builtin": 784 * 8 + 8 + 90}
+
+    # The file edited: its arms retrain (the old runs set aside), never pooled with the new ones;
+    # the built-in arm, which ran none of that code, is kept.
+    before = models["narrow"]["code_sha256"]
+    models_file.write_text(MODELS + "# edited\n")
+    again = runner.invoke(app, ["compare", str(path), "--threads", "1"])
+    assert again.exit_code == 0, again.output
+    for arm in ("narrow", "wide"):
+        assert f"{arm} seed 0: {runs / arm / 'seed-0'} was made with another config; moved to" in again.output
+        assert f"{arm} seed 0: done (trained" in again.output
+    assert "builtin seed 0: done (skipped" in again.output
+    after = yaml.safe_load((runs / "narrow" / "seed-0" / "config.yaml").read_text())["model"]["code_sha256"]
+    assert after == sha256_of(models_file) != before
 
 
 def test_a_run_whose_file_changed_does_not_build(user_config, models_file, monkeypatch):
