@@ -28,12 +28,21 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture
-def examples(tmp_path, monkeypatch) -> Path:
-    """A copy of examples/ with its data written, the working directory its parent."""
-    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("*.csv", "digits"))
+@pytest.fixture(scope="module")
+def written_examples(tmp_path_factory) -> Path:
+    """examples/ with its data written by its own scripts, once per test process (each script
+    imports scikit-learn: seconds a test)."""
+    copy = tmp_path_factory.mktemp("written") / "examples"
+    shutil.copytree(REPO / "examples", copy, ignore=shutil.ignore_patterns("*.csv", "digits"))
     for script in ("tabular/write_csv.py", "images/write_pngs.py"):
-        subprocess.run([sys.executable, str(tmp_path / "examples" / script)], check=True, capture_output=True)
+        subprocess.run([sys.executable, str(copy / script)], check=True, capture_output=True)
+    return copy
+
+
+@pytest.fixture
+def examples(written_examples, tmp_path, monkeypatch) -> Path:
+    """A fresh copy of the written examples/ for each test, the working directory its parent."""
+    shutil.copytree(written_examples, tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
     return tmp_path / "examples"
 

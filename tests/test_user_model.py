@@ -15,7 +15,9 @@ import pytest
 import torch
 from conftest import metrics_without_timing
 from PIL import Image
+from typer.testing import CliRunner
 
+from mlp_lab.cli import app
 from mlp_lab.config.load import load_config
 from mlp_lab.data.load import load_data
 from mlp_lab.data.source import DataError
@@ -24,6 +26,7 @@ from mlp_lab.training.context import RunContext
 from mlp_lab.training.trainer import TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
 pytestmark = pytest.mark.slow
 
 MY_MLP = """\
@@ -81,8 +84,20 @@ def cli(project: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess
     return result
 
 
+def here(project: Path, *args: str) -> str:
+    """A command in this process (what needs a fresh one, run, evaluate and resume, uses `cli`)."""
+    previous = Path.cwd()
+    os.chdir(project)
+    try:
+        result = runner.invoke(app, list(args))
+    finally:
+        os.chdir(previous)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def test_a_users_model_through_run_evaluate_predict_and_resume(project):
-    summary = json.loads(cli(project, "summary", "mine.yaml", "--json").stdout)
+    summary = json.loads(here(project, "summary", "mine.yaml", "--json"))
     assert summary["total_parameters"] == 784 * 32 + 32 + 32 * 10 + 10
     assert summary["macs_per_sample"] == 784 * 32 + 32 * 10
 
@@ -104,7 +119,7 @@ def test_a_users_model_through_run_evaluate_predict_and_resume(project):
     picture = np.zeros((28, 28), np.uint8)
     picture[4:24, 10:18] = 255  # a trouser-ish bar
     Image.fromarray(picture).save(project / "bar.png")
-    predicted = json.loads(cli(project, "predict", str(run_dir), "bar.png", "--json").stdout)
+    predicted = json.loads(here(project, "predict", str(run_dir), "bar.png", "--json"))
     assert len(predicted) == 1 and len(predicted[0]["top"]) == 3
 
     # Stopped in epoch 2, resumed by the CLI in a fresh process: the uninterrupted run's numbers.
@@ -129,7 +144,8 @@ def test_a_users_model_through_run_evaluate_predict_and_resume(project):
 
     # The file edited after the run: loading the run is refused in one line.
     (project / "models" / "my_mlp.py").write_text(MY_MLP + "# edited\n")
-    refused = cli(project, "evaluate", str(run_dir), code=2)
+    refused = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert refused.exit_code == 2, refused.output
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith(f"error: model.target: {project / 'models' / 'my_mlp.py'} changed since the run recorded it")
 
