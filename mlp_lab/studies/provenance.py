@@ -218,7 +218,8 @@ def base_and_plain(study_path: Path) -> tuple[str, dict[str, tuple[Any, Any]] | 
     if not plain_path.exists():
         plain_path = shipped_dir("configs") / PLAIN_CONFIG
     try:
-        base = _flat_config(load_config(base_path))
+        base_config = load_config(base_path)
+        base = _flat_config(base_config)
         plain = _flat_config(load_config(plain_path))
     except MLPLabError:
         return base_name, None, overrides
@@ -227,7 +228,41 @@ def base_and_plain(study_path: Path) -> tuple[str, dict[str, tuple[Any, Any]] | 
         for k, v in base.items()
         if plain.get(k) != v and k not in PLACE_KEYS + CONTENT_KEYS and not k.startswith("output.")
     }
-    return base_name, differs, overrides
+    return base_name, _whole_sections(differs, base, plain, base_config), overrides
+
+
+def _whole_sections(differs: dict[str, tuple[Any, Any]], base: dict[str, Any], plain: dict[str, Any], config: Any):
+    """A user's model or data where plain has a built-in one is one difference, not one per key
+    against nulls: `model=my_mlp.py:Net(width=8) (plain: built-in mlp)`, `data.source=csv t.csv
+    (label=diagnosis) (plain: fashion_mnist)`, the source's keys at their defaults left out."""
+    out = dict(differs)
+    if base.get("model.kind") == "user" and plain.get("model.kind") != "user":
+        out = {k: v for k, v in out.items() if not k.startswith("model.")}
+        args = args_text({k.removeprefix("model.args."): v for k, v in base.items() if k.startswith("model.args.")})
+        given = f" input={base['model.input']}" if base.get("model.input") not in (None, "auto") else ""
+        out = {"model": (f"built-in {plain.get('model.kind')}", f"{base['model.target']}({args}){given}"), **out}
+    if base.get("data.source.kind") and not plain.get("data.source.kind"):
+        source = {
+            k.removeprefix("data.source."): v
+            for k, v in base.items()
+            if k.startswith("data.source.") and k not in CONTENT_KEYS and v is not None
+        }
+        fields = type(config.data.source).model_fields
+        source = {
+            k: v
+            for k, v in source.items()
+            if k in ("kind", "path", "target", "name") or k not in fields or fields[k].default != v
+        }
+        kind, where = (
+            source.pop("kind"),
+            source.pop("path", None) or source.pop("target", None) or source.pop("name", ""),
+        )
+        extra = f" ({args_text(source)})" if source else ""
+        out = {
+            k: v for k, v in out.items() if not k.startswith("data.source.") and k not in ("data.dataset", "data.name")
+        }
+        out["data.source"] = (plain.get("data.dataset"), f"{kind} {where}{extra}")
+    return out
 
 
 def study_facts(

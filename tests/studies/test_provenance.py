@@ -110,8 +110,13 @@ def test_a_report_names_each_arms_user_code_args_and_hash_and_its_data(tmp_path)
     assert "dataset: table" in md
     # The base's differences from plain name the file, not where the project lies, and no hash.
     base_line = next(line for line in md.splitlines() if line.startswith("- Base:"))
-    assert "model.target=my_mlp.py:ParameterizedMLP (plain: null)" in base_line and str(tmp_path) not in base_line
-    assert "data.source.path=table.csv (plain: null)" in base_line and "sha256" not in base_line
+    # A user's model and data where plain has built-in ones: one difference each, not a key per null.
+    assert (
+        "model=my_mlp.py:ParameterizedMLP(hidden_sizes=[8], dropout=0.0) (plain: built-in mlp)" in base_line
+        and str(tmp_path) not in base_line
+    )
+    assert "data.source=csv table.csv (plain: fashion_mnist)" in base_line and "sha256" not in base_line
+    assert "(plain: null)" not in base_line and "model.args" not in base_line
     assert "Every run has the study file's config (no --set)." in md
     assert report["ran"]["code"]["dropout"] == [
         {
