@@ -219,6 +219,13 @@ _BASELINE: dict[str, object] = {}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # A suite started in the background (`nohup make test &`, a CI runner's job) inherits SIGINT
+    # ignored, and its test processes and the CLIs they start would not meet Ctrl-C as a user's
+    # do; and library code that puts Python's own handler back (a notebook kernel's client did,
+    # once in a full run) then reads as a leak of whichever test ran. Start where a foreground
+    # Python starts.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _BASELINE["signals"] = {sig: signal.getsignal(sig) for sig in GUARDED_SIGNALS}
     _BASELINE["cwd"] = os.getcwd()
     _BASELINE["main"] = sys.modules.get("__main__")
